@@ -1,0 +1,28 @@
+//! Pure protocol code for the GPS trackers fleetbus talks to.
+//!
+//! Nothing in this crate does I/O or needs an async runtime. Every protocol is
+//! split into three parts that different programs use:
+//!
+//! * a **framer** (a [`tokio_util::codec::Decoder`]) that cuts a TCP byte
+//!   stream into frames, enforcing a maximum frame size before buffering;
+//! * a **session** that knows how a device identifies itself and what the
+//!   server must answer to each frame — the gateway frames, publishes and acks;
+//! * a **parser** that turns one frame into typed [`Record`]s — the hamsters
+//!   parse what the gateways stored.
+//!
+//! Encoders for every protocol exist so the simulator can speak like a device.
+
+pub mod checksum;
+mod error;
+mod frame_decoder;
+pub mod gt06;
+mod protocol;
+mod record;
+mod session;
+pub mod teltonika;
+
+pub use error::{FrameError, ParseError, SessionError};
+pub use frame_decoder::FrameDecoder;
+pub use protocol::{AnyFramer, AnySession, Protocol, UnknownProtocol};
+pub use record::{DeviceMessage, ParseContext, Position, Record};
+pub use session::{FrameKind, Handled};

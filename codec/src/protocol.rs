@@ -1,0 +1,166 @@
+//! The registry of supported protocols and enum dispatch over them, so that
+//! the gateway, the parsers and the CLI handle every protocol the same way.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+use crate::{gt06, teltonika, FrameError, Handled, ParseContext, ParseError, Record, SessionError};
+
+/// A tracker protocol fleetbus speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Teltonika,
+    Gt06,
+}
+
+/// `"foo".parse::<Protocol>()` for a name that is not in [`Protocol::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown protocol {0:?} (supported: {list})", list = Protocol::names().join(", "))]
+pub struct UnknownProtocol(pub String);
+
+impl Protocol {
+    /// Every supported protocol, in `fleetbus decode --list` order.
+    pub const ALL: &'static [Protocol] = &[Protocol::Teltonika, Protocol::Gt06];
+
+    /// The protocol's name: used in subjects (`raw.<name>.<device>`), headers,
+    /// configuration keys and JSON. Traccar's names, so they are familiar.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Teltonika => teltonika::NAME,
+            Protocol::Gt06 => gt06::NAME,
+        }
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|p| p.name()).collect()
+    }
+
+    /// Traccar's default TCP port for the protocol, so devices configured
+    /// for Traccar work unchanged.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Teltonika => teltonika::DEFAULT_PORT,
+            Protocol::Gt06 => gt06::DEFAULT_PORT,
+        }
+    }
+
+    /// Default largest frame accepted, in bytes.
+    pub fn default_max_frame(self) -> usize {
+        match self {
+            Protocol::Teltonika => teltonika::MAX_FRAME,
+            Protocol::Gt06 => gt06::MAX_FRAME,
+        }
+    }
+
+    /// A framer for one connection, refusing frames above `max_frame` bytes.
+    pub fn framer(self, max_frame: usize) -> AnyFramer {
+        match self {
+            Protocol::Teltonika => AnyFramer::Teltonika(teltonika::Framer::new(max_frame)),
+            Protocol::Gt06 => AnyFramer::Gt06(gt06::Framer::new(max_frame)),
+        }
+    }
+
+    /// The server side of one device connection.
+    pub fn session(self) -> AnySession {
+        match self {
+            Protocol::Teltonika => AnySession::Teltonika(teltonika::Session::new()),
+            Protocol::Gt06 => AnySession::Gt06(gt06::Session::new()),
+        }
+    }
+
+    /// The device identity a frame announces, if it is a login/identity frame.
+    pub fn identify(self, frame: &[u8]) -> Option<String> {
+        match self {
+            Protocol::Teltonika => teltonika::identify(frame),
+            Protocol::Gt06 => gt06::identify(frame),
+        }
+    }
+
+    /// Turns one complete frame into records.
+    pub fn parse(self, frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
+        match self {
+            Protocol::Teltonika => teltonika::parse(frame, ctx),
+            Protocol::Gt06 => gt06::parse(frame, ctx),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = UnknownProtocol;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownProtocol(s.to_owned()))
+    }
+}
+
+/// The framer of any protocol.
+#[derive(Debug)]
+pub enum AnyFramer {
+    Teltonika(teltonika::Framer),
+    Gt06(gt06::Framer),
+}
+
+impl Decoder for AnyFramer {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self {
+            AnyFramer::Teltonika(f) => f.decode(src),
+            AnyFramer::Gt06(f) => f.decode(src),
+        }
+    }
+}
+
+/// The session of any protocol.
+#[derive(Debug)]
+pub enum AnySession {
+    Teltonika(teltonika::Session),
+    Gt06(gt06::Session),
+}
+
+impl AnySession {
+    /// Validates one frame in the context of the connection and says whether
+    /// to store it and what to answer.
+    pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
+        match self {
+            AnySession::Teltonika(s) => s.on_frame(frame),
+            AnySession::Gt06(s) => s.on_frame(frame),
+        }
+    }
+
+    /// The identity the device gave, once it gave one.
+    pub fn device_id(&self) -> Option<&str> {
+        match self {
+            AnySession::Teltonika(s) => s.device_id(),
+            AnySession::Gt06(s) => s.device_id(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in Protocol::ALL {
+            assert_eq!(p.name().parse::<Protocol>().unwrap(), *p);
+        }
+        let err = "nope".parse::<Protocol>().unwrap_err().to_string();
+        assert!(err.contains("teltonika"), "{err}");
+    }
+}

@@ -1,0 +1,154 @@
+//! nats-server configuration: the one template behind both the committed
+//! local cluster (`nats-conf/n1.conf` .. `n3.conf`) and the clusters the
+//! harness starts. A unit test checks that the committed files are exactly
+//! what [`render_node`] makes of [`local_node`], so the two cannot drift.
+
+use std::fmt::Write as _;
+
+/// `nats-conf/accounts.conf`: accounts, users and per-role permissions.
+/// Passwords come from the `FLEETBUS_*_PASSWORD` environment variables.
+pub const ACCOUNTS_TEMPLATE: &str = include_str!("../../nats-conf/accounts.conf");
+
+/// Name of the cluster (and of the JetStream meta group).
+pub const CLUSTER_NAME: &str = "fleetbus";
+
+/// How often JetStream fsyncs its files. See docs/cluster.md ("sync_interval").
+pub const SYNC_INTERVAL: &str = "1s";
+
+/// Everything that differs between two nodes, or between the local cluster
+/// and a test cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConf {
+    /// `server_name`, also the node's name in the JetStream meta group.
+    pub name: String,
+    pub client_port: u16,
+    pub cluster_port: u16,
+    pub http_port: u16,
+    /// Cluster ports of every node of the cluster (this one included).
+    pub route_ports: Vec<u16>,
+    /// JetStream `store_dir`, written as given (relative paths are relative
+    /// to nats-server's working directory).
+    pub store_dir: String,
+    pub lame_duck_grace_period: String,
+    pub lame_duck_duration: String,
+    /// Text placed in the header comment.
+    pub comment: String,
+}
+
+/// The three nodes of the local cluster started by `just up`.
+pub fn local_node(index: usize) -> NodeConf {
+    assert!(index < 3, "the local cluster has three nodes");
+    let i = index as u16;
+    NodeConf {
+        name: format!("n{}", index + 1),
+        client_port: 4222 + i,
+        cluster_port: 6222 + i,
+        http_port: 8222 + i,
+        route_ports: vec![6222, 6223, 6224],
+        store_dir: format!(".data/n{}", index + 1),
+        lame_duck_grace_period: "10s".into(),
+        lame_duck_duration: "30s".into(),
+        comment: "Node {name} of the local fleetbus cluster (`just up`). Paths are relative to\n\
+                  # the repository root, where `just up` starts nats-server. The passwords\n\
+                  # come from the environment, see accounts.conf and docs/cluster.md.\n\
+                  # Made by fleetbus_e2e::conf::render_node; a test keeps them identical."
+            .into(),
+    }
+}
+
+/// Renders one node's configuration. It includes `./accounts.conf`
+/// ([`ACCOUNTS_TEMPLATE`]), which must sit in the same directory.
+pub fn render_node(node: &NodeConf) -> String {
+    let mut out = String::new();
+    let comment = node.comment.replace("{name}", &node.name);
+    let _ = writeln!(out, "# {comment}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "server_name: {}", node.name);
+    let _ = writeln!(out, "listen: 127.0.0.1:{}", node.client_port);
+    let _ = writeln!(out, "http: 127.0.0.1:{}", node.http_port);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "jetstream {{");
+    let _ = writeln!(out, "  store_dir: \"{}\"", node.store_dir);
+    let _ = writeln!(out, "  max_memory_store: 256MB");
+    let _ = writeln!(out, "  max_file_store: 16GB");
+    let _ = writeln!(
+        out,
+        "  # fsync every {SYNC_INTERVAL}: a PubAck means \"in the page cache of a quorum\";\n  \
+         # at most {SYNC_INTERVAL} of acknowledged data is exposed to losing power on two\n  \
+         # or three machines at once. See docs/cluster.md."
+    );
+    let _ = writeln!(out, "  sync_interval: {SYNC_INTERVAL}");
+    let _ = writeln!(out, "}}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "cluster {{");
+    let _ = writeln!(out, "  name: {CLUSTER_NAME}");
+    let _ = writeln!(out, "  listen: 127.0.0.1:{}", node.cluster_port);
+    let _ = writeln!(out, "  routes: [");
+    for port in &node.route_ports {
+        let _ = writeln!(out, "    nats-route://127.0.0.1:{port}");
+    }
+    let _ = writeln!(out, "  ]");
+    let _ = writeln!(out, "}}");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "# Lame duck (SIGUSR2, `nats-server --signal ldm`): hand JetStream leadership\n\
+         # over at once, stop accepting clients, then close the existing ones over\n\
+         # the duration (30 s at least) so that they reconnect to the other nodes."
+    );
+    let _ = writeln!(
+        out,
+        "lame_duck_grace_period: {}",
+        node.lame_duck_grace_period
+    );
+    let _ = writeln!(out, "lame_duck_duration: {}", node.lame_duck_duration);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "include ./accounts.conf");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_local_configs_are_the_rendered_template() {
+        let committed = [
+            include_str!("../../nats-conf/n1.conf"),
+            include_str!("../../nats-conf/n2.conf"),
+            include_str!("../../nats-conf/n3.conf"),
+        ];
+        for (i, text) in committed.iter().enumerate() {
+            assert_eq!(
+                *text,
+                render_node(&local_node(i)),
+                "nats-conf/n{}.conf differs from fleetbus_e2e::conf::render_node(local_node({i})); \
+                 regenerate it with `cargo run -p fleetbus-e2e --example render-local-conf`",
+                i + 1
+            );
+        }
+    }
+
+    #[test]
+    fn accounts_template_names_every_role_password() {
+        for var in [
+            "$FLEETBUS_SYS_PASSWORD",
+            "$FLEETBUS_ADMIN_PASSWORD",
+            "$FLEETBUS_GATEWAY_PASSWORD",
+            "$FLEETBUS_HAMSTER_PASSWORD",
+            "$FLEETBUS_MONKEY_PASSWORD",
+        ] {
+            assert!(ACCOUNTS_TEMPLATE.contains(var), "{var} missing");
+        }
+    }
+
+    #[test]
+    fn routes_list_every_node() {
+        let text = render_node(&local_node(1));
+        assert!(text.contains("server_name: n2\n"));
+        assert!(text.contains("listen: 127.0.0.1:4223\n"));
+        for port in [6222, 6223, 6224] {
+            assert!(text.contains(&format!("nats-route://127.0.0.1:{port}\n")));
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The cluster against real nats-server processes: provisioning, the
+//! per-role permissions, and no acknowledged message lost when nodes die.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::PullConsumer, stream::RetentionPolicy};
+use bytes::Bytes;
+use fleetbus_e2e::{Cluster, Role};
+use fleetbus_services::nats::Role as ServiceRole;
+use fleetbus_services::topology::{self, Outcome, Scope, Settings};
+use futures::StreamExt;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn js(cluster: &Cluster, role: Role) -> jetstream::Context {
+    let mut js = jetstream::new(cluster.connect(role).await.unwrap());
+    js.set_timeout(Duration::from_secs(2));
+    js
+}
+
+async fn provision_all(cluster: &Cluster) -> topology::Report {
+    let js = js(cluster, Role::Admin).await;
+    topology::provision(&js, &Settings::default(), &Scope::all(), WAIT)
+        .await
+        .unwrap()
+}
+
+/// Publishes with a `Nats-Msg-Id` until JetStream acknowledges it,
+/// retrying the same id through elections ("no responders", timeouts).
+async fn publish_acked(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+) -> jetstream::publish::PublishAck {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(topology::headers::MSG_ID, id);
+        let payload = Bytes::from(format!("frame {id}"));
+        if let Ok(ack) = js
+            .publish_with_headers(subject.to_string(), headers, payload)
+            .await
+        {
+            if let Ok(ack) = ack.await {
+                return ack;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} not acknowledged within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Message ids stored in `stream`, each with how often it is there.
+async fn stored_ids(cluster: &Cluster, stream: &str) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for m in cluster.stream_messages(stream).await.unwrap() {
+        let id = m
+            .headers
+            .get(topology::headers::MSG_ID)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        *ids.entry(id).or_default() += 1;
+    }
+    ids
+}
+
+fn expect_ids(ids: &BTreeMap<String, usize>, n: usize) {
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("m{i}"))
+        .filter(|id| !ids.contains_key(id))
+        .collect();
+    let doubled: Vec<&String> = ids
+        .iter()
+        .filter(|(_, &c)| c > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    assert!(doubled.is_empty(), "stored twice: {doubled:?}");
+    assert_eq!(ids.len(), n);
+}
+
+#[tokio::test]
+async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing() {
+    let t0 = Instant::now();
+    let cluster = Cluster::start().await.unwrap();
+    let first = provision_all(&cluster).await;
+    assert!(
+        first.items.iter().all(|i| i.outcome == Outcome::Created),
+        "{first}"
+    );
+    assert_eq!(first.items.len(), 5);
+
+    for stream in [topology::RAW, topology::PARSED, topology::DEAD] {
+        let info = cluster.wait_stream_ready(stream).await.unwrap();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+        assert_eq!(info.cluster.as_ref().unwrap().replicas.len(), 2, "{stream}");
+        assert!(info.cluster.as_ref().unwrap().leader.is_some(), "{stream}");
+    }
+    let admin = js(&cluster, Role::Admin).await;
+    for (stream, name) in [
+        (topology::RAW, topology::HAMSTERS),
+        (topology::PARSED, topology::MONKEYS),
+    ] {
+        let info = admin
+            .get_stream(stream)
+            .await
+            .unwrap()
+            .consumer_info(name)
+            .await
+            .unwrap();
+        assert!(
+            info.cluster
+                .as_ref()
+                .and_then(|c| c.leader.clone())
+                .is_some(),
+            "{stream}/{name}"
+        );
+        assert_eq!(info.config.inactive_threshold, Duration::ZERO);
+    }
+
+    let second = provision_all(&cluster).await;
+    assert!(!second.changed(), "second run changed something:\n{second}");
+    assert!(
+        second.items.iter().all(|i| i.outcome == Outcome::Unchanged),
+        "{second}"
+    );
+
+    // Every service provisions its own part at start, with its own login.
+    for (role, service_role) in [
+        (Role::Gateway, ServiceRole::Gateway),
+        (Role::Hamster, ServiceRole::Hamster),
+        (Role::Monkey, ServiceRole::Monkey),
+    ] {
+        let js = js(&cluster, role).await;
+        let report = topology::ensure(&js, &Settings::default(), service_role)
+            .await
+            .unwrap();
+        assert!(!report.changed() && report.is_ok(), "{role}:\n{report}");
+        assert_eq!(
+            report.items.len(),
+            Scope::for_role(service_role).streams.len()
+                + Scope::for_role(service_role).consumers.len()
+        );
+    }
+    eprintln!("provisioning test: {:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
+    let cluster = Cluster::start().await.unwrap();
+    let admin = js(&cluster, Role::Admin).await;
+    // Someone made DEAD a work queue by hand: retention cannot change to or
+    // from work queue in place.
+    let mut wrong = Settings::default().streams()[2].clone();
+    wrong.retention = RetentionPolicy::WorkQueue;
+    admin.create_stream(wrong).await.unwrap();
+
+    let report = provision_all(&cluster).await;
+    let dead = report
+        .items
+        .iter()
+        .find(|i| i.name == topology::DEAD)
+        .unwrap();
+    match &dead.outcome {
+        Outcome::Rejected { changes, error } => {
+            assert_eq!(changes.len(), 1, "{report}");
+            assert_eq!(changes[0].to_string(), "retention workqueue -> limits");
+            assert!(!error.is_empty());
+        }
+        other => panic!("expected a rejection, got {other:?}\n{report}"),
+    }
+    assert!(!report.is_ok());
+    assert!(report.to_string().contains("NOT UPDATED"), "{report}");
+
+    // More workers and a bigger RAW: both change in place.
+    let mut settings = Settings::default();
+    settings.hamsters.workers = 4;
+    settings.raw.max_bytes *= 2;
+    let report = topology::provision(&admin, &settings, &Scope::all(), WAIT)
+        .await
+        .unwrap();
+    let changed: Vec<(String, Vec<String>)> = report
+        .items
+        .iter()
+        .filter_map(|i| match &i.outcome {
+            Outcome::Updated { changes } => Some((
+                i.name.clone(),
+                changes.iter().map(ToString::to_string).collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            (
+                "RAW".to_string(),
+                vec!["max_bytes 1073741824 -> 2147483648".to_string()]
+            ),
+            (
+                "RAW/hamsters".to_string(),
+                vec!["max_ack_pending 512 -> 1024".to_string()]
+            ),
+        ],
+        "{report}"
+    );
+    let info = admin
+        .get_stream("RAW")
+        .await
+        .unwrap()
+        .consumer_info("hamsters")
+        .await
+        .unwrap();
+    assert_eq!(info.config.max_ack_pending, 1024);
+}
+
+#[tokio::test]
+async fn every_role_can_do_its_job_and_nothing_else() {
+    let cluster = Cluster::start().await.unwrap();
+    provision_all(&cluster).await;
+    let gateway = js(&cluster, Role::Gateway).await;
+    let hamster = js(&cluster, Role::Hamster).await;
+    let monkey = js(&cluster, Role::Monkey).await;
+
+    // gateway: raw frames only.
+    publish_acked(&gateway, "raw.teltonika.356307042441013", "m0").await;
+    let refused = async |js: &jetstream::Context, subject: &str| match js
+        .publish(subject.to_string(), Bytes::from_static(b"x"))
+        .await
+    {
+        Ok(ack) => ack.await.is_err(),
+        Err(_) => true,
+    };
+    assert!(
+        refused(&gateway, "parsed.teltonika.1").await,
+        "gateway published into PARSED"
+    );
+    assert!(
+        refused(&gateway, "dead.raw.teltonika.1").await,
+        "gateway published into DEAD"
+    );
+
+    // hamster: takes the frame from the shared durable, publishes the
+    // parsed record, acknowledges.
+    let consumer: PullConsumer = hamster
+        .get_consumer_from_stream(topology::HAMSTERS, topology::RAW)
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let msg = batch.next().await.expect("a raw frame").unwrap();
+    assert_eq!(msg.subject.as_str(), "raw.teltonika.356307042441013");
+    publish_acked(&hamster, "parsed.teltonika.356307042441013", "p0").await;
+    msg.double_ack().await.unwrap();
+    assert!(
+        refused(&hamster, "raw.teltonika.1").await,
+        "hamster published into RAW"
+    );
+    assert!(
+        hamster
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                "other",
+                topology::RAW
+            )
+            .await
+            .is_err(),
+        "hamster looked at another consumer"
+    );
+    // RAW is an interest stream: acknowledged by its only consumer, gone.
+    let raw = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    assert_eq!(raw.state.messages, 0);
+
+    // monkey: processes PARSED, may dead-letter, nothing else.
+    let consumer: PullConsumer = monkey
+        .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let msg = batch.next().await.expect("a parsed record").unwrap();
+    msg.double_ack().await.unwrap();
+    publish_acked(&monkey, "dead.parsed.teltonika.356307042441013", "d0").await;
+    assert!(
+        refused(&monkey, "parsed.teltonika.1").await,
+        "monkey published into PARSED"
+    );
+    let monkeys_on_raw = monkey
+        .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+            topology::HAMSTERS,
+            topology::RAW,
+        )
+        .await;
+    assert!(
+        monkeys_on_raw.is_err(),
+        "monkey reached the hamsters' consumer"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_of_the_raw_leader_loses_no_acknowledged_message() {
+    let t0 = Instant::now();
+    let mut cluster = Cluster::start().await.unwrap();
+    provision_all(&cluster).await;
+    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let gateway = js(&cluster, Role::Gateway).await;
+
+    const N: usize = 300;
+    let publisher = tokio::spawn(async move {
+        let mut longest = Duration::ZERO;
+        let mut last = Instant::now();
+        for i in 0..N {
+            publish_acked(&gateway, "raw.teltonika.356307042441013", &format!("m{i}")).await;
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        longest
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let victim = cluster.node_index(&leader).unwrap();
+    cluster.kill(victim);
+    let killed_at = Instant::now();
+    let longest = publisher.await.unwrap();
+    eprintln!(
+        "kill -9 of {leader}: longest wait for a PubAck {longest:?} (total {:?})",
+        killed_at.elapsed()
+    );
+    assert!(
+        longest < Duration::from_secs(30),
+        "publishing stopped for {longest:?}"
+    );
+
+    let new_leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    assert_ne!(new_leader, leader);
+    expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
+
+    // The killed node comes back and catches up.
+    cluster.start_node(victim).unwrap();
+    cluster.wait_ready().await.unwrap();
+    let info = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    assert_eq!(info.state.messages, N as u64);
+
+    // A graceful stop of the leader hands leadership over at once.
+    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let gateway = js(&cluster, Role::Gateway).await;
+    let stopping = cluster.node_index(&leader).unwrap();
+    cluster.terminate(stopping).await;
+    let start = Instant::now();
+    publish_acked(&gateway, "raw.teltonika.356307042441013", &format!("m{N}")).await;
+    eprintln!(
+        "SIGTERM of {leader}: next PubAck after {:?}",
+        start.elapsed()
+    );
+    assert!(start.elapsed() < Duration::from_secs(15));
+    expect_ids(&stored_ids(&cluster, topology::RAW).await, N + 1);
+    eprintln!("kill test: {:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
+    let t0 = Instant::now();
+    let mut cluster = Cluster::start().await.unwrap();
+    provision_all(&cluster).await;
+    let gateway = js(&cluster, Role::Gateway).await;
+    const N: usize = 200;
+    for i in 0..N {
+        publish_acked(&gateway, &format!("raw.gt06.{}", i % 7), &format!("m{i}")).await;
+    }
+    drop(gateway);
+
+    // kill -9 of the whole cluster at once, then a fresh start.
+    cluster.kill_all();
+    cluster.start_all().unwrap();
+    cluster.wait_ready().await.unwrap();
+    let info = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    assert_eq!(info.state.messages, N as u64);
+    expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
+    let admin = js(&cluster, Role::Admin).await;
+    let hamsters = admin
+        .get_stream(topology::RAW)
+        .await
+        .unwrap()
+        .consumer_info(topology::HAMSTERS)
+        .await
+        .unwrap();
+    assert_eq!(
+        hamsters.num_pending, N as u64,
+        "the durable consumer kept its place"
+    );
+
+    // And a graceful restart of all three.
+    cluster.restart_all().await.unwrap();
+    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
+    eprintln!("full restart test: {:?}", t0.elapsed());
+}

@@ -1,0 +1,6 @@
+//! One module per `fleetbus` subcommand.
+
+pub mod decode;
+pub mod dev;
+pub mod provision;
+pub mod status;

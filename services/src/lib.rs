@@ -1,0 +1,6 @@
+//! Library half of the `fleetbus` binary: every subcommand lives in its own
+//! module so that tests can drive them without a child process.
+
+pub mod cli;
+pub mod nats;
+pub mod topology;

@@ -1,0 +1,46 @@
+//! `fleetbus`: every deployable program of fleetbus behind one binary.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fleetbus_services::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "fleetbus",
+    version,
+    about = "Vehicle tracker ingestion on NATS JetStream"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode hex frames from stdin (one per line) into JSON positions.
+    Decode(cli::decode::Args),
+    /// Create or update the streams and consumers (idempotent).
+    Provision(cli::provision::Args),
+    /// Cluster, streams, consumers and workers; exit 0 when healthy.
+    Status(cli::status::Args),
+    /// Local development: `fleetbus dev up` runs the whole system (`just up`).
+    Dev(cli::dev::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => cli::decode::run(args),
+        Command::Provision(args) => cli::provision::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Dev(args) => cli::dev::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("fleetbus: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

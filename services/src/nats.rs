@@ -1,0 +1,429 @@
+//! Connecting to the NATS cluster: URLs of every node, a login (user and
+//! password, or a `.creds` file), the role's inbox prefix, and retries while
+//! the cluster is not up yet.
+//!
+//! Every program takes the same options (`--nats-url`, `--nats-user`,
+//! `--nats-password`, `--nats-creds`, or `FLEETBUS_NATS_*` in the
+//! environment). A `user:password@` inside a URL is used as the login too,
+//! so `nats://admin:admin@127.0.0.1:4222` works as it does with the `nats` CLI.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use serde::{Deserialize, Serialize};
+
+/// Client URLs of the local cluster started by `just up`.
+pub const LOCAL_URLS: &str = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224";
+
+/// The login of the local cluster's admin (local cluster only).
+pub const LOCAL_ADMIN: (&str, &str) = ("admin", "admin");
+
+/// Who a connection acts as; each role has a user in `nats-conf/accounts.conf`
+/// whose permissions allow exactly what that role does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Provisioning, status, inspection: everything in the FLEETBUS account.
+    Admin,
+    /// Publishes raw frames into RAW.
+    Gateway,
+    /// Consumes RAW (durable `hamsters`), publishes into PARSED and DEAD.
+    Hamster,
+    /// Consumes PARSED (durable `monkeys`), publishes into DEAD.
+    Monkey,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Gateway, Role::Hamster, Role::Monkey];
+
+    /// The role's name, also its user name and its micro-service name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Gateway => "gateway",
+            Role::Hamster => "hamster",
+            Role::Monkey => "monkey",
+        }
+    }
+
+    /// `_INBOX.<role>`: the only inboxes the role may subscribe to (admin: any).
+    pub fn inbox_prefix(self) -> Option<String> {
+        match self {
+            Role::Admin => None,
+            other => Some(format!("_INBOX.{}", other.name())),
+        }
+    }
+
+    /// The environment variable nats-server reads this role's password from.
+    pub fn password_var(self) -> String {
+        format!("FLEETBUS_{}_PASSWORD", self.name().to_ascii_uppercase())
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Connection options shared by every `fleetbus` program.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct NatsArgs {
+    /// NATS URLs, comma separated: list every node of the cluster. A
+    /// `user:password@` in a URL is used as the login.
+    #[arg(long = "nats-url", env = "FLEETBUS_NATS_URL", value_delimiter = ',', default_value = LOCAL_URLS)]
+    pub urls: Vec<String>,
+    /// User name (with --nats-password).
+    #[arg(long = "nats-user", env = "FLEETBUS_NATS_USER")]
+    pub user: Option<String>,
+    /// Password of --nats-user.
+    #[arg(
+        long = "nats-password",
+        env = "FLEETBUS_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// A NATS credentials file (JWT + nkey seed), instead of user/password.
+    #[arg(long = "nats-creds", env = "FLEETBUS_NATS_CREDS", conflicts_with_all = ["user", "password"])]
+    pub creds: Option<PathBuf>,
+    /// How long to keep trying to connect at start, in seconds (0: one try).
+    #[arg(
+        long = "nats-connect-wait",
+        env = "FLEETBUS_NATS_CONNECT_WAIT",
+        default_value_t = 60
+    )]
+    pub connect_wait_secs: u64,
+}
+
+impl Default for NatsArgs {
+    fn default() -> Self {
+        NatsArgs {
+            urls: LOCAL_URLS.split(',').map(str::to_string).collect(),
+            user: None,
+            password: None,
+            creds: None,
+            connect_wait_secs: 60,
+        }
+    }
+}
+
+/// How a connection authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    UserPassword { user: String, password: String },
+    CredsFile(PathBuf),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::UserPassword { user, .. } => write!(f, "UserPassword({user}, ***)"),
+            Auth::CredsFile(p) => write!(f, "CredsFile({})", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("no NATS URL given")]
+    NoUrl,
+    #[error("bad NATS URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("--nats-password without --nats-user")]
+    PasswordWithoutUser,
+    #[error("cannot read credentials file {path}: {source}")]
+    Creds {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to NATS at {urls}: {source}")]
+    Connect {
+        urls: String,
+        source: async_nats::ConnectError,
+    },
+}
+
+/// Everything needed to connect, resolved from [`NatsArgs`].
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    pub servers: Vec<ServerAddr>,
+    pub auth: Auth,
+    pub role: Role,
+    /// Connection name shown by the server (`connz`).
+    pub name: String,
+    pub connect_wait: Duration,
+}
+
+impl NatsArgs {
+    /// Local default for the admin tools: the local cluster's admin login
+    /// when no login is given at all (not on the command line, not in the
+    /// environment, not in a URL).
+    pub fn or_local_admin(mut self) -> NatsArgs {
+        let url_has_login = self.urls.iter().any(|u| split_login(u).1.is_some());
+        if self.user.is_none() && self.creds.is_none() && !url_has_login {
+            self.user = Some(LOCAL_ADMIN.0.into());
+            self.password = Some(LOCAL_ADMIN.1.into());
+        }
+        self
+    }
+
+    /// Resolves URLs and login for a connection of `role` called `name`.
+    pub fn config(&self, role: Role, name: impl Into<String>) -> Result<NatsConfig, NatsError> {
+        let mut servers = Vec::new();
+        let mut url_login = None;
+        for raw in self.urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+            let (bare, login) = split_login(raw);
+            if url_login.is_none() {
+                url_login = login;
+            }
+            let addr = bare.parse::<ServerAddr>().map_err(|e| NatsError::BadUrl {
+                url: bare.clone(),
+                reason: e.to_string(),
+            })?;
+            servers.push(addr);
+        }
+        if servers.is_empty() {
+            return Err(NatsError::NoUrl);
+        }
+        let auth = match (&self.creds, &self.user, &self.password) {
+            (Some(path), _, _) => Auth::CredsFile(path.clone()),
+            (None, Some(user), password) => Auth::UserPassword {
+                user: user.clone(),
+                password: password.clone().unwrap_or_default(),
+            },
+            (None, None, Some(_)) => return Err(NatsError::PasswordWithoutUser),
+            (None, None, None) => match url_login {
+                Some((user, password)) => Auth::UserPassword { user, password },
+                None => Auth::None,
+            },
+        };
+        Ok(NatsConfig {
+            servers,
+            auth,
+            role,
+            name: name.into(),
+            connect_wait: Duration::from_secs(self.connect_wait_secs),
+        })
+    }
+}
+
+/// Splits `nats://user:pass@host:port` into `nats://host:port` and the login.
+pub fn split_login(url: &str) -> (String, Option<(String, String)>) {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u.to_string(), p.to_string()),
+        None => (userinfo.to_string(), String::new()),
+    };
+    let bare = match scheme {
+        Some(s) => format!("{s}://{host}{path}"),
+        None => format!("{host}{path}"),
+    };
+    (bare, Some((user, password)))
+}
+
+impl NatsConfig {
+    /// The async-nats options: login, inbox prefix, name, and logging of
+    /// connection events.
+    pub async fn options(&self) -> Result<ConnectOptions, NatsError> {
+        let mut opts = match &self.auth {
+            Auth::None => ConnectOptions::new(),
+            Auth::UserPassword { user, password } => {
+                ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            Auth::CredsFile(path) => ConnectOptions::with_credentials_file(path.clone())
+                .await
+                .map_err(|source| NatsError::Creds {
+                    path: path.clone(),
+                    source,
+                })?,
+        };
+        opts = opts
+            .name(&self.name)
+            .connection_timeout(Duration::from_secs(3))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("nats: connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("nats: disconnected"),
+                    async_nats::Event::LameDuckMode => {
+                        tracing::info!("nats: server entering lame-duck mode")
+                    }
+                    other => tracing::debug!("nats: {other}"),
+                }
+            });
+        if let Some(prefix) = self.role.inbox_prefix() {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
+        Ok(opts)
+    }
+
+    /// The URLs, for messages.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.as_url_str().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Connects to one of the servers (the client learns and fails over to
+    /// the others), trying again for up to `connect_wait` while none answers.
+    pub async fn connect(&self) -> Result<Client, NatsError> {
+        let deadline = Instant::now() + self.connect_wait;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.options().await?.connect(self.servers.clone()).await {
+                Ok(client) => return Ok(client),
+                Err(source) => {
+                    let auth_failed = matches!(
+                        source.kind(),
+                        async_nats::ConnectErrorKind::AuthorizationViolation
+                    );
+                    if auth_failed || Instant::now() + pause > deadline {
+                        return Err(NatsError::Connect {
+                            urls: self.urls(),
+                            source,
+                        });
+                    }
+                    tracing::info!(urls = %self.urls(), error = %source, "waiting for NATS");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        nats: NatsArgs,
+    }
+
+    fn parse(args: &[&str]) -> NatsArgs {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap()
+            .nats
+    }
+
+    #[test]
+    fn splits_a_login_out_of_a_url() {
+        assert_eq!(
+            split_login("nats://admin:admin@127.0.0.1:4222"),
+            (
+                "nats://127.0.0.1:4222".into(),
+                Some(("admin".into(), "admin".into()))
+            )
+        );
+        assert_eq!(
+            split_login("127.0.0.1:4222"),
+            ("127.0.0.1:4222".into(), None)
+        );
+        assert_eq!(
+            split_login("u@h:1"),
+            ("h:1".into(), Some(("u".into(), String::new())))
+        );
+    }
+
+    #[test]
+    fn url_list_and_embedded_login() {
+        let args = parse(&[
+            "--nats-url",
+            "nats://admin:admin@127.0.0.1:4222,nats://127.0.0.1:4223",
+        ]);
+        let cfg = args.config(Role::Admin, "t").unwrap();
+        assert_eq!(cfg.servers.len(), 2);
+        assert_eq!(
+            cfg.auth,
+            Auth::UserPassword {
+                user: "admin".into(),
+                password: "admin".into()
+            }
+        );
+        assert!(!cfg.urls().contains("admin"));
+    }
+
+    #[test]
+    fn explicit_login_wins_over_the_url() {
+        let args = parse(&[
+            "--nats-url",
+            "nats://a:b@h:1",
+            "--nats-user",
+            "gateway",
+            "--nats-password",
+            "pw",
+        ]);
+        let cfg = args.config(Role::Gateway, "t").unwrap();
+        assert_eq!(
+            cfg.auth,
+            Auth::UserPassword {
+                user: "gateway".into(),
+                password: "pw".into()
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_to_the_local_cluster_and_local_admin_only_when_asked() {
+        let args = parse(&[]);
+        let cfg = args.config(Role::Admin, "t").unwrap();
+        assert_eq!(cfg.servers.len(), 3);
+        assert_eq!(cfg.auth, Auth::None);
+        let admin = args
+            .clone()
+            .or_local_admin()
+            .config(Role::Admin, "t")
+            .unwrap();
+        assert_eq!(
+            admin.auth,
+            Auth::UserPassword {
+                user: "admin".into(),
+                password: "admin".into()
+            }
+        );
+        let given = parse(&["--nats-url", "nats://x:y@h:1"]).or_local_admin();
+        assert_eq!(given.user, None);
+    }
+
+    #[test]
+    fn creds_and_user_conflict() {
+        assert!(Cli::try_parse_from(["x", "--nats-creds", "a.creds", "--nats-user", "u"]).is_err());
+    }
+
+    #[test]
+    fn roles_have_inbox_prefixes_and_password_variables() {
+        assert_eq!(
+            Role::Hamster.inbox_prefix().as_deref(),
+            Some("_INBOX.hamster")
+        );
+        assert_eq!(Role::Admin.inbox_prefix(), None);
+        assert_eq!(Role::Monkey.password_var(), "FLEETBUS_MONKEY_PASSWORD");
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let auth = Auth::UserPassword {
+            user: "u".into(),
+            password: "secret".into(),
+        };
+        assert!(!format!("{auth:?}").contains("secret"));
+    }
+}

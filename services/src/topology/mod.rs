@@ -1,0 +1,519 @@
+//! Streams and consumers as code: the one description of RAW, PARSED and DEAD
+//! and of the shared durable consumers, used by every service (each ensures
+//! at start what it uses, see [`provision`]) and by `fleetbus provision`.
+//! Why each setting is what it is: docs/streams.md.
+
+pub mod provision;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy, ReplayPolicy};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::nats::Role;
+
+pub use provision::{ensure, provision, Change, Item, Outcome, ProvisionError, Report};
+
+/// Raw device frames, one message per frame: `raw.<protocol>.<device_id>`.
+pub const RAW: &str = "RAW";
+/// Normalized records: `parsed.<protocol>.<device_id>`.
+pub const PARSED: &str = "PARSED";
+/// Frames and messages that can never be processed, the reason in headers:
+/// `dead.raw.<protocol>.<device_id>` and `dead.parsed.<protocol>.<device_id>`.
+pub const DEAD: &str = "DEAD";
+
+/// The durable pull consumer on RAW shared by every hamster.
+pub const HAMSTERS: &str = "hamsters";
+/// The durable pull consumer on PARSED shared by every monkey.
+pub const MONKEYS: &str = "monkeys";
+
+/// Header names used on fleetbus messages.
+pub mod headers {
+    /// JetStream's deduplication id (within the stream's duplicate window).
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// Why a message was dead-lettered (free text, one line).
+    pub const DEAD_REASON: &str = "Fleetbus-Dead-Reason";
+    /// Which stage gave up on it: `hamster` or `monkey`.
+    pub const DEAD_STAGE: &str = "Fleetbus-Dead-Stage";
+    /// Stream, sequence and subject of the message that was given up on.
+    pub const DEAD_STREAM: &str = "Fleetbus-Dead-Stream";
+    pub const DEAD_SEQUENCE: &str = "Fleetbus-Dead-Sequence";
+    pub const DEAD_SUBJECT: &str = "Fleetbus-Dead-Subject";
+    /// How many times it had been delivered.
+    pub const DEAD_DELIVERIES: &str = "Fleetbus-Dead-Deliveries";
+}
+
+/// One subject token from free text: NATS subjects are split on `.`, and
+/// `*`, `>` and white space are not allowed in a token; each such character
+/// becomes `_`. An empty value becomes `_`.
+pub fn subject_token(value: &str) -> String {
+    if value.is_empty() {
+        return "_".into();
+    }
+    value
+        .chars()
+        .map(|c| {
+            if c == '.' || c == '*' || c == '>' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// `raw.<protocol>.<device_id>`.
+pub fn raw_subject(protocol: &str, device_id: &str) -> String {
+    format!(
+        "raw.{}.{}",
+        subject_token(protocol),
+        subject_token(device_id)
+    )
+}
+
+/// `parsed.<protocol>.<device_id>`.
+pub fn parsed_subject(protocol: &str, device_id: &str) -> String {
+    format!(
+        "parsed.{}.{}",
+        subject_token(protocol),
+        subject_token(device_id)
+    )
+}
+
+/// Where a message was given up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadStage {
+    /// A raw frame the hamsters could not parse: `dead.raw.…`.
+    Raw,
+    /// A parsed message the monkeys could not process: `dead.parsed.…`.
+    Parsed,
+}
+
+/// `dead.raw.<protocol>.<device_id>` or `dead.parsed.<protocol>.<device_id>`.
+pub fn dead_subject(stage: DeadStage, protocol: &str, device_id: &str) -> String {
+    let stage = match stage {
+        DeadStage::Raw => "raw",
+        DeadStage::Parsed => "parsed",
+    };
+    format!(
+        "dead.{stage}.{}.{}",
+        subject_token(protocol),
+        subject_token(device_id)
+    )
+}
+
+/// Size and age limits of one stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamLimits {
+    /// Bytes the stream may hold (per replica); at the limit new messages
+    /// are refused (`discard: new`), nothing stored is dropped.
+    pub max_bytes: i64,
+    /// Age after which a message is removed whatever its state: the horizon
+    /// within which a stuck stage must be repaired.
+    pub max_age_secs: u64,
+}
+
+/// A group of workers sharing one durable pull consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Workers expected in the whole fleet (not per host).
+    pub workers: u32,
+    /// Unacknowledged messages one worker may hold at once.
+    pub in_flight_per_worker: u32,
+    /// Wait before each redelivery of an unacknowledged message, seconds;
+    /// the first is also the ack wait. The last one repeats.
+    pub backoff_secs: Vec<u64>,
+    /// Deliveries before the server gives up (then the message stays in the
+    /// stream until max age; workers dead-letter before that).
+    pub max_deliver: i64,
+}
+
+impl GroupSettings {
+    /// `max_ack_pending`: workers × in flight per worker.
+    pub fn max_ack_pending(&self) -> i64 {
+        i64::from(self.workers.max(1)) * i64::from(self.in_flight_per_worker.max(1))
+    }
+
+    /// The ack wait (first backoff step).
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.backoff_secs.first().copied().unwrap_or(30))
+    }
+
+    /// Time from the first delivery until the server stops redelivering: the
+    /// sum of the waits after each of the `max_deliver` deliveries.
+    pub fn redelivery_horizon(&self) -> Duration {
+        let last = self.backoff_secs.last().copied().unwrap_or(30);
+        let secs: u64 = (0..self.max_deliver.max(1) as usize)
+            .map(|i| self.backoff_secs.get(i).copied().unwrap_or(last))
+            .sum();
+        Duration::from_secs(secs)
+    }
+}
+
+/// Every tunable of the topology. Defaults suit the local cluster; override
+/// in the `[topology]` table of a config file or with
+/// `FLEETBUS_TOPOLOGY__<FIELD>[__<FIELD>]` variables, e.g.
+/// `FLEETBUS_TOPOLOGY__HAMSTERS__WORKERS=8`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Replicas of every stream and consumer.
+    pub replicas: usize,
+    /// Deduplication window of every stream (`Nats-Msg-Id`), seconds. Must
+    /// be longer than every consumer's redelivery horizon.
+    pub duplicate_window_secs: u64,
+    pub raw: StreamLimits,
+    pub parsed: StreamLimits,
+    pub dead: StreamLimits,
+    pub hamsters: GroupSettings,
+    pub monkeys: GroupSettings,
+}
+
+const GIB: i64 = 1 << 30;
+const DAY: u64 = 24 * 3600;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            replicas: 3,
+            duplicate_window_secs: 15 * 60,
+            raw: StreamLimits {
+                max_bytes: GIB,
+                max_age_secs: 7 * DAY,
+            },
+            parsed: StreamLimits {
+                max_bytes: 2 * GIB,
+                max_age_secs: 7 * DAY,
+            },
+            dead: StreamLimits {
+                max_bytes: GIB,
+                max_age_secs: 30 * DAY,
+            },
+            hamsters: GroupSettings {
+                workers: 2,
+                in_flight_per_worker: 256,
+                backoff_secs: vec![10, 30, 60, 120],
+                max_deliver: 5,
+            },
+            monkeys: GroupSettings {
+                workers: 2,
+                in_flight_per_worker: 256,
+                backoff_secs: vec![30, 60, 120, 240],
+                max_deliver: 5,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read topology settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid topology settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then the `[topology]` table of `config` (if given), then
+    /// `FLEETBUS_TOPOLOGY__…` variables; validated.
+    pub fn load(config: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config {
+            fig = fig.merge(Figment::from(Toml::file_exact(path)).focus("topology"));
+        }
+        fig = fig.merge(Env::prefixed("FLEETBUS_TOPOLOGY__").split("__"));
+        let settings: Settings = fig.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules docs/streams.md gives.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: String| Err(SettingsError::Invalid(m));
+        if !(1..=5).contains(&self.replicas) {
+            return bad(format!("replicas must be 1..=5, not {}", self.replicas));
+        }
+        for (name, limits) in [(RAW, &self.raw), (PARSED, &self.parsed), (DEAD, &self.dead)] {
+            if limits.max_bytes <= 0 || limits.max_age_secs == 0 {
+                return bad(format!(
+                    "{name}: max_bytes and max_age_secs must be set (> 0)"
+                ));
+            }
+        }
+        let window = Duration::from_secs(self.duplicate_window_secs);
+        for (name, group) in [(HAMSTERS, &self.hamsters), (MONKEYS, &self.monkeys)] {
+            if group.backoff_secs.is_empty() || group.backoff_secs.contains(&0) {
+                return bad(format!(
+                    "{name}: backoff_secs needs at least one step, none zero"
+                ));
+            }
+            if group.max_deliver <= group.backoff_secs.len() as i64 {
+                return bad(format!(
+                    "{name}: max_deliver must exceed the number of backoff steps"
+                ));
+            }
+            if group.workers == 0 || group.in_flight_per_worker == 0 {
+                return bad(format!(
+                    "{name}: workers and in_flight_per_worker must be > 0"
+                ));
+            }
+            if window <= group.redelivery_horizon() {
+                return bad(format!(
+                    "duplicate_window_secs ({}) must exceed the {name} redelivery horizon ({} s)",
+                    self.duplicate_window_secs,
+                    group.redelivery_horizon().as_secs()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn stream(
+        &self,
+        name: &str,
+        subjects: &str,
+        retention: RetentionPolicy,
+        limits: &StreamLimits,
+        about: &str,
+    ) -> stream::Config {
+        stream::Config {
+            name: name.into(),
+            description: Some(about.into()),
+            subjects: vec![subjects.into()],
+            retention,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            discard: DiscardPolicy::New,
+            max_bytes: limits.max_bytes,
+            max_age: Duration::from_secs(limits.max_age_secs),
+            max_messages: -1,
+            max_messages_per_subject: -1,
+            max_consumers: -1,
+            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+            ..Default::default()
+        }
+    }
+
+    /// The desired configuration of every stream, RAW first.
+    pub fn streams(&self) -> Vec<stream::Config> {
+        vec![
+            self.stream(
+                RAW,
+                "raw.>",
+                RetentionPolicy::Interest,
+                &self.raw,
+                "Raw tracker frames: raw.<protocol>.<device_id>",
+            ),
+            self.stream(
+                PARSED,
+                "parsed.>",
+                RetentionPolicy::Interest,
+                &self.parsed,
+                "Normalized records: parsed.<protocol>.<device_id>",
+            ),
+            self.stream(
+                DEAD,
+                "dead.>",
+                RetentionPolicy::Limits,
+                &self.dead,
+                "Given up on: dead.<raw|parsed>.<protocol>.<device_id>, reason in headers",
+            ),
+        ]
+    }
+
+    fn consumer(&self, name: &str, group: &GroupSettings, about: &str) -> consumer::Config {
+        consumer::Config {
+            durable_name: Some(name.into()),
+            name: Some(name.into()),
+            description: Some(about.into()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: group.ack_wait(),
+            backoff: group
+                .backoff_secs
+                .iter()
+                .map(|&s| Duration::from_secs(s))
+                .collect(),
+            max_deliver: group.max_deliver,
+            max_ack_pending: group.max_ack_pending(),
+            replay_policy: ReplayPolicy::Instant,
+            num_replicas: self.replicas,
+            // Shared durables live forever: an inactive threshold would let
+            // the server delete them (and, on an interest stream, its data).
+            inactive_threshold: Duration::ZERO,
+            ..Default::default()
+        }
+    }
+
+    /// The desired durable consumers, as (stream, configuration).
+    pub fn consumers(&self) -> Vec<(&'static str, consumer::Config)> {
+        vec![
+            (
+                RAW,
+                self.consumer(
+                    HAMSTERS,
+                    &self.hamsters,
+                    "All hamsters: parse RAW into PARSED",
+                ),
+            ),
+            (
+                PARSED,
+                self.consumer(MONKEYS, &self.monkeys, "All monkeys: process PARSED"),
+            ),
+        ]
+    }
+}
+
+/// Which resources a provisioning run ensures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub streams: Vec<&'static str>,
+    /// (stream, durable)
+    pub consumers: Vec<(&'static str, &'static str)>,
+}
+
+impl Scope {
+    /// Everything (`fleetbus provision`, `just up`).
+    pub fn all() -> Scope {
+        Scope {
+            streams: vec![RAW, PARSED, DEAD],
+            consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
+        }
+    }
+
+    /// What a service of `role` ensures at start: the streams it reads and
+    /// writes, and the durable consumers of the streams it publishes into -
+    /// on an interest stream a message nobody is interested in yet is
+    /// dropped, so the consumer must exist before the first publish.
+    pub fn for_role(role: Role) -> Scope {
+        match role {
+            Role::Admin => Scope::all(),
+            Role::Gateway => Scope {
+                streams: vec![RAW],
+                consumers: vec![(RAW, HAMSTERS)],
+            },
+            Role::Hamster => Scope {
+                streams: vec![RAW, PARSED, DEAD],
+                consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
+            },
+            Role::Monkey => Scope {
+                streams: vec![PARSED, DEAD],
+                consumers: vec![(PARSED, MONKEYS)],
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_sanitized_tokens() {
+        assert_eq!(
+            raw_subject("teltonika", "356307042441013"),
+            "raw.teltonika.356307042441013"
+        );
+        assert_eq!(parsed_subject("gt06", "a.b*c>d e"), "parsed.gt06.a_b_c_d_e");
+        assert_eq!(dead_subject(DeadStage::Raw, "gt06", ""), "dead.raw.gt06._");
+        assert_eq!(dead_subject(DeadStage::Parsed, "x", "1"), "dead.parsed.x.1");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_follow_the_rules() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        for stream in s.streams() {
+            assert_eq!(stream.num_replicas, 3);
+            assert_eq!(stream.storage, StorageType::File);
+            assert_eq!(stream.discard, DiscardPolicy::New);
+            assert!(stream.max_bytes > 0 && stream.max_age > Duration::ZERO);
+            assert!(stream.duplicate_window > s.hamsters.redelivery_horizon());
+            assert!(stream.duplicate_window > s.monkeys.redelivery_horizon());
+        }
+        let parsed = &s.streams()[1];
+        assert_ne!(
+            parsed.retention,
+            RetentionPolicy::WorkQueue,
+            "PARSED must allow several groups"
+        );
+        for (_, c) in s.consumers() {
+            assert_eq!(c.inactive_threshold, Duration::ZERO);
+            assert_eq!(c.ack_policy, AckPolicy::Explicit);
+            assert_eq!(c.ack_wait, c.backoff[0]);
+            assert!(c.max_deliver > c.backoff.len() as i64);
+            assert_eq!(c.max_ack_pending, 512);
+        }
+    }
+
+    #[test]
+    fn horizon_and_ack_pending_arithmetic() {
+        let g = GroupSettings {
+            workers: 3,
+            in_flight_per_worker: 100,
+            backoff_secs: vec![10, 30],
+            max_deliver: 4,
+        };
+        assert_eq!(g.max_ack_pending(), 300);
+        assert_eq!(
+            g.redelivery_horizon(),
+            Duration::from_secs(10 + 30 + 30 + 30)
+        );
+        assert_eq!(g.ack_wait(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_short_duplicate_window_is_refused() {
+        let s = Settings {
+            duplicate_window_secs: 60,
+            ..Settings::default()
+        };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("redelivery horizon"), "{err}");
+        let s = Settings {
+            hamsters: GroupSettings {
+                max_deliver: 2,
+                ..Settings::default().hamsters
+            },
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn loads_the_topology_table_of_a_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleetbus.toml");
+        std::fs::write(
+            &path,
+            "[gateway]\nport = 1\n[topology]\nreplicas = 1\n[topology.hamsters]\nworkers = 4\n\
+             in_flight_per_worker = 10\nbackoff_secs = [5]\nmax_deliver = 3\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.replicas, 1);
+        assert_eq!(s.hamsters.max_ack_pending(), 40);
+        assert_eq!(s.monkeys, Settings::default().monkeys);
+        assert_eq!(s.raw, Settings::default().raw);
+        std::fs::write(&path, "[topology]\nreplica = 1\n").unwrap();
+        assert!(
+            Settings::load(Some(&path)).is_err(),
+            "unknown fields are refused"
+        );
+    }
+
+    #[test]
+    fn scopes_cover_the_consumers_of_the_streams_a_role_publishes_into() {
+        let hamster = Scope::for_role(Role::Hamster);
+        assert!(hamster.consumers.contains(&(PARSED, MONKEYS)));
+        let gateway = Scope::for_role(Role::Gateway);
+        assert_eq!(gateway.consumers, vec![(RAW, HAMSTERS)]);
+        assert_eq!(Scope::for_role(Role::Admin), Scope::all());
+    }
+}
