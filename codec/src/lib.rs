@@ -20,6 +20,7 @@ mod protocol;
 mod record;
 mod session;
 pub mod teltonika;
+pub mod wire;
 
 pub use error::{FrameError, ParseError, SessionError};
 pub use frame_decoder::FrameDecoder;

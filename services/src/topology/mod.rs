@@ -31,80 +31,13 @@ pub const HAMSTERS: &str = "hamsters";
 /// The durable pull consumer on PARSED shared by every monkey.
 pub const MONKEYS: &str = "monkeys";
 
-/// Header names used on fleetbus messages.
-pub mod headers {
-    /// JetStream's deduplication id (within the stream's duplicate window).
-    pub const MSG_ID: &str = "Nats-Msg-Id";
-    /// Why a message was dead-lettered (free text, one line).
-    pub const DEAD_REASON: &str = "Fleetbus-Dead-Reason";
-    /// Which stage gave up on it: `hamster` or `monkey`.
-    pub const DEAD_STAGE: &str = "Fleetbus-Dead-Stage";
-    /// Stream, sequence and subject of the message that was given up on.
-    pub const DEAD_STREAM: &str = "Fleetbus-Dead-Stream";
-    pub const DEAD_SEQUENCE: &str = "Fleetbus-Dead-Sequence";
-    pub const DEAD_SUBJECT: &str = "Fleetbus-Dead-Subject";
-    /// How many times it had been delivered.
-    pub const DEAD_DELIVERIES: &str = "Fleetbus-Dead-Deliveries";
-}
-
-/// One subject token from free text: NATS subjects are split on `.`, and
-/// `*`, `>` and white space are not allowed in a token; each such character
-/// becomes `_`. An empty value becomes `_`.
-pub fn subject_token(value: &str) -> String {
-    if value.is_empty() {
-        return "_".into();
-    }
-    value
-        .chars()
-        .map(|c| {
-            if c == '.' || c == '*' || c == '>' || c.is_whitespace() || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
-/// `raw.<protocol>.<device_id>`.
-pub fn raw_subject(protocol: &str, device_id: &str) -> String {
-    format!(
-        "raw.{}.{}",
-        subject_token(protocol),
-        subject_token(device_id)
-    )
-}
-
-/// `parsed.<protocol>.<device_id>`.
-pub fn parsed_subject(protocol: &str, device_id: &str) -> String {
-    format!(
-        "parsed.{}.{}",
-        subject_token(protocol),
-        subject_token(device_id)
-    )
-}
-
-/// Where a message was given up on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeadStage {
-    /// A raw frame the hamsters could not parse: `dead.raw.…`.
-    Raw,
-    /// A parsed message the monkeys could not process: `dead.parsed.…`.
-    Parsed,
-}
-
-/// `dead.raw.<protocol>.<device_id>` or `dead.parsed.<protocol>.<device_id>`.
-pub fn dead_subject(stage: DeadStage, protocol: &str, device_id: &str) -> String {
-    let stage = match stage {
-        DeadStage::Raw => "raw",
-        DeadStage::Parsed => "parsed",
-    };
-    format!(
-        "dead.{stage}.{}.{}",
-        subject_token(protocol),
-        subject_token(device_id)
-    )
-}
+// Subjects, headers and message ids are the wire contract every program
+// shares; they live in the codec crate (pure, no I/O) so that the workers in
+// fleetbus-actors use the very same definitions.
+pub use fleetbus_codec::wire::{
+    dead_subject, headers, parsed_msg_id, parsed_subject, raw_msg_id, raw_subject, subject_token,
+    DeadStage,
+};
 
 /// Size and age limits of one stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,160 @@
+//! The contract between the programs that pass frames and records along:
+//! subject names, header names and message ids. Pure functions, shared by
+//! the gateway (writes RAW), the hamsters (read RAW, write PARSED and DEAD)
+//! and the monkeys (read PARSED), so that each side agrees by construction.
+//!
+//! Message ids are what makes retries safe. JetStream drops a message whose
+//! `Nats-Msg-Id` it saw within the stream's duplicate window, so:
+//! * a RAW id is derived from the protocol, the device and the frame's bytes
+//!   ([`raw_msg_id`]): a device that resends a frame whose ack it never got,
+//!   to any gateway, or a gateway retrying a publish, stores it once;
+//! * a PARSED id is the RAW id plus the record's index ([`parsed_msg_id`]):
+//!   a redelivered frame, parsed again by any hamster, stores nothing new.
+//!
+//! Identical bytes from one device within the window are one message. For
+//! frames that carry a fix time that is exactly right; a frame without one
+//! (a heartbeat) repeated byte for byte says nothing new either.
+
+use xxhash_rust::xxh3::xxh3_128;
+
+/// Header names used on fleetbus messages.
+pub mod headers {
+    /// JetStream's deduplication id (within the stream's duplicate window).
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// Protocol name of the frame (`teltonika`, `gt06`, …), on RAW.
+    pub const PROTOCOL: &str = "Fleetbus-Protocol";
+    /// Device identity as the session established it, on RAW.
+    pub const DEVICE: &str = "Fleetbus-Device";
+    /// Device model when configured (selects model-specific layouts), on RAW.
+    pub const MODEL: &str = "Fleetbus-Model";
+    /// When the gateway received the frame, RFC 3339 UTC with milliseconds.
+    pub const RECEIVED_AT: &str = "Fleetbus-Received-At";
+    /// Which gateway stored it (its configured id).
+    pub const GATEWAY: &str = "Fleetbus-Gateway";
+    /// The device's address as the gateway saw it (`ip:port`).
+    pub const PEER: &str = "Fleetbus-Peer";
+    /// On PARSED: the record's type (`position`, `login`, …).
+    pub const RECORD_TYPE: &str = "Fleetbus-Record-Type";
+    /// On PARSED: the `Nats-Msg-Id` of the RAW frame it came from.
+    pub const RAW_ID: &str = "Fleetbus-Raw-Id";
+    /// Why a message was dead-lettered (free text, one line).
+    pub const DEAD_REASON: &str = "Fleetbus-Dead-Reason";
+    /// Which stage gave up on it: `hamster` or `monkey`.
+    pub const DEAD_STAGE: &str = "Fleetbus-Dead-Stage";
+    /// Stream, sequence and subject of the message that was given up on.
+    pub const DEAD_STREAM: &str = "Fleetbus-Dead-Stream";
+    pub const DEAD_SEQUENCE: &str = "Fleetbus-Dead-Sequence";
+    pub const DEAD_SUBJECT: &str = "Fleetbus-Dead-Subject";
+    /// How many times it had been delivered.
+    pub const DEAD_DELIVERIES: &str = "Fleetbus-Dead-Deliveries";
+}
+
+/// One subject token from free text: NATS subjects are split on `.`, and
+/// `*`, `>` and white space are not allowed in a token; each such character
+/// becomes `_`. An empty value becomes `_`.
+pub fn subject_token(value: &str) -> String {
+    if value.is_empty() {
+        return "_".into();
+    }
+    value
+        .chars()
+        .map(|c| {
+            if c == '.' || c == '*' || c == '>' || c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// `raw.<protocol>.<device_id>`.
+pub fn raw_subject(protocol: &str, device_id: &str) -> String {
+    format!(
+        "raw.{}.{}",
+        subject_token(protocol),
+        subject_token(device_id)
+    )
+}
+
+/// `parsed.<protocol>.<device_id>`.
+pub fn parsed_subject(protocol: &str, device_id: &str) -> String {
+    format!(
+        "parsed.{}.{}",
+        subject_token(protocol),
+        subject_token(device_id)
+    )
+}
+
+/// Where a message was given up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadStage {
+    /// A raw frame the hamsters could not parse: `dead.raw.…`.
+    Raw,
+    /// A parsed message the monkeys could not process: `dead.parsed.…`.
+    Parsed,
+}
+
+/// `dead.raw.<protocol>.<device_id>` or `dead.parsed.<protocol>.<device_id>`.
+pub fn dead_subject(stage: DeadStage, protocol: &str, device_id: &str) -> String {
+    let stage = match stage {
+        DeadStage::Raw => "raw",
+        DeadStage::Parsed => "parsed",
+    };
+    format!(
+        "dead.{stage}.{}.{}",
+        subject_token(protocol),
+        subject_token(device_id)
+    )
+}
+
+/// The RAW `Nats-Msg-Id` of one frame: `<protocol>:<device>:<xxh3-128 of the
+/// frame bytes, hex>`. Stable across processes, hosts and versions (XXH3 is
+/// a fixed specification; std's hasher is not), and unique per device and
+/// content, so a resend to any gateway deduplicates.
+pub fn raw_msg_id(protocol: &str, device_id: &str, frame: &[u8]) -> String {
+    format!(
+        "{}:{}:{:032x}",
+        subject_token(protocol),
+        subject_token(device_id),
+        xxh3_128(frame)
+    )
+}
+
+/// The PARSED `Nats-Msg-Id` of the `index`-th record parsed from the RAW
+/// message `raw_id`.
+pub fn parsed_msg_id(raw_id: &str, index: usize) -> String {
+    format!("{raw_id}#{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_single_tokens() {
+        assert_eq!(raw_subject("gt06", "3528870"), "raw.gt06.3528870");
+        assert_eq!(
+            parsed_subject("teltonika", "a.b c>*"),
+            "parsed.teltonika.a_b_c__"
+        );
+        assert_eq!(dead_subject(DeadStage::Raw, "gt06", ""), "dead.raw.gt06._");
+        assert_eq!(
+            dead_subject(DeadStage::Parsed, "gt06", "1"),
+            "dead.parsed.gt06.1"
+        );
+    }
+
+    #[test]
+    fn raw_ids_depend_on_device_and_every_byte() {
+        let a = raw_msg_id("gt06", "1", b"frame");
+        assert_eq!(a, raw_msg_id("gt06", "1", b"frame"), "same frame, same id");
+        assert_ne!(a, raw_msg_id("gt06", "2", b"frame"), "other device");
+        assert_ne!(a, raw_msg_id("gt06", "1", b"framf"), "one byte differs");
+        assert_ne!(a, raw_msg_id("teltonika", "1", b"frame"), "other protocol");
+        // Pinned: ids must not change between versions, or a resend across
+        // an upgrade would be stored twice.
+        assert_eq!(a.len(), "gt06:1:".len() + 32);
+        assert_eq!(parsed_msg_id(&a, 3), format!("{a}#3"));
+    }
+}
