@@ -104,6 +104,17 @@ fn check_frame(protocol: Protocol, c: &Capture) -> Result<(), String> {
     }
 }
 
+/// What the gateway does with these bytes — frame them, hand them to a
+/// fresh session — must never panic, whatever the outcome.
+fn through_gateway_path(protocol: Protocol, bytes: &[u8]) {
+    let mut buf = BytesMut::from(bytes);
+    let mut framer = protocol.framer(protocol.default_max_frame());
+    while let Ok(Some(frame)) = framer.decode(&mut buf) {
+        let _ = protocol.session().on_frame(&frame);
+    }
+    let _ = protocol.session().on_frame(bytes);
+}
+
 fn numbers_agree(got: &Value, expected: &Value) -> bool {
     match (got.as_f64(), expected.as_f64()) {
         (Some(a), Some(b)) => (a - b).abs() <= 1e-5_f64.max(b.abs() * 1e-9),
@@ -229,6 +240,7 @@ fn run(protocol: Protocol) {
                 .entry((c.test.clone(), c.method.clone(), c.model.clone()))
                 .or_insert_with(|| FrameDecoder::new(protocol).with_model(c.model.clone()));
             let bytes = payload_bytes(c, &c.payload);
+            through_gateway_path(protocol, &bytes);
             check_decoded(c, decoder.decode(&bytes, received_at))
         };
         match (outcome, known.get(&c.line)) {
