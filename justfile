@@ -17,8 +17,9 @@ lint:
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Benchmarks (figures go to docs/performance.md).
-bench:
+bench: deps
     cargo bench -p fleetbus-codec --bench decode --locked
+    cargo bench -p fleetbus-e2e --bench system --locked
 
 # Fuzz one protocol's framer, session and parser (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP).
 fuzz protocol="teltonika" seconds="60":

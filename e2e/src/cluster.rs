@@ -28,6 +28,9 @@ pub struct ClusterOptions {
     pub slot_timeout: Duration,
     /// `lame_duck_duration` of the nodes (nats-server's minimum is 30 s).
     pub lame_duck_duration: Duration,
+    /// JetStream `sync_interval` of the nodes (`conf::SYNC_INTERVAL`, or
+    /// `always` to fsync before every PubAck).
+    pub sync_interval: String,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +40,7 @@ impl Default for ClusterOptions {
             ready_timeout: Duration::from_secs(90),
             slot_timeout: Duration::from_secs(600),
             lame_duck_duration: Duration::from_secs(30),
+            sync_interval: conf::SYNC_INTERVAL.into(),
         }
     }
 }
@@ -88,6 +92,7 @@ impl Cluster {
                 store_dir: dir.path().join(&name).display().to_string(),
                 lame_duck_grace_period: "1s".into(),
                 lame_duck_duration: format!("{}s", opts.lame_duck_duration.as_secs().max(30)),
+                sync_interval: opts.sync_interval.clone(),
                 comment: "Node {name} of a fleetbus test cluster (fleetbus_e2e).".into(),
             };
             let conf_path = dir.path().join(format!("{name}.conf"));

@@ -31,6 +31,9 @@ pub struct NodeConf {
     pub store_dir: String,
     pub lame_duck_grace_period: String,
     pub lame_duck_duration: String,
+    /// JetStream `sync_interval` ([`SYNC_INTERVAL`] unless a benchmark
+    /// compares another, e.g. `always`).
+    pub sync_interval: String,
     /// Text placed in the header comment.
     pub comment: String,
 }
@@ -48,6 +51,7 @@ pub fn local_node(index: usize) -> NodeConf {
         store_dir: format!(".data/n{}", index + 1),
         lame_duck_grace_period: "10s".into(),
         lame_duck_duration: "30s".into(),
+        sync_interval: SYNC_INTERVAL.into(),
         comment: "Node {name} of the local fleetbus cluster (`just up`). Paths are relative to\n\
                   # the repository root, where `just up` starts nats-server. The passwords\n\
                   # come from the environment, see accounts.conf and docs/cluster.md.\n\
@@ -71,13 +75,22 @@ pub fn render_node(node: &NodeConf) -> String {
     let _ = writeln!(out, "  store_dir: \"{}\"", node.store_dir);
     let _ = writeln!(out, "  max_memory_store: 256MB");
     let _ = writeln!(out, "  max_file_store: 16GB");
-    let _ = writeln!(
-        out,
-        "  # fsync every {SYNC_INTERVAL}: a PubAck means \"in the page cache of a quorum\";\n  \
-         # at most {SYNC_INTERVAL} of acknowledged data is exposed to losing power on two\n  \
-         # or three machines at once. See docs/cluster.md."
-    );
-    let _ = writeln!(out, "  sync_interval: {SYNC_INTERVAL}");
+    let sync = &node.sync_interval;
+    if sync == "always" {
+        let _ = writeln!(
+            out,
+            "  # fsync every write before the PubAck: nothing acknowledged is in a page\n  \
+             # cache only. See docs/cluster.md."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  # fsync every {sync}: a PubAck means \"in the page cache of a quorum\";\n  \
+             # at most {sync} of acknowledged data is exposed to losing power on two\n  \
+             # or three machines at once. See docs/cluster.md."
+        );
+    }
+    let _ = writeln!(out, "  sync_interval: {sync}");
     let _ = writeln!(out, "}}");
     let _ = writeln!(out);
     let _ = writeln!(out, "cluster {{");

@@ -1,0 +1,281 @@
+//! `just bench`, system part: what the three-node cluster itself can do, on
+//! this machine, measured on real nats-server processes started by the e2e
+//! harness. Prints one table; see docs/performance.md for the figures and
+//! how each is computed.
+//!
+//! * ceiling: pipelined R3 publishes with a `Nats-Msg-Id` (as the gateway and
+//!   the hamsters publish) and consume + ack through a durable pull consumer
+//!   (as the workers consume), with messages the size of real frames;
+//! * failover: the longest gap between two acknowledged publishes while the
+//!   stream's leader node is killed with -9, and while it is put in lame-duck
+//!   mode (a graceful stop);
+//! * the cost of `sync_interval: always` against the chosen setting.
+//!
+//! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
+//! a small smoke run of the ceiling only, so the benchmark cannot rot.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::HeaderMap;
+use fleetbus_e2e::{Cluster, ClusterOptions, Role};
+use futures::StreamExt;
+
+const STREAM: &str = "BENCH";
+/// In-flight publishes per publisher (the gateway pipelines per connection
+/// and has many connections, so the cluster sees a deep pipeline).
+const WINDOW: usize = 512;
+
+struct Args {
+    full: bool,
+    messages: usize,
+    frame_bytes: usize,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let full = argv.iter().any(|a| a == "--bench");
+    let value = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+            .and_then(|v| v.parse().ok())
+    };
+    Args {
+        full,
+        messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
+        // A Teltonika Codec 8E frame with one FMB record is ~100 bytes, a GT06
+        // location 39; 10-record frames ~930. 128 is a typical frame.
+        frame_bytes: value("--frame-bytes").unwrap_or(128),
+    }
+}
+
+async fn bench_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
+    let _ = js.delete_stream(STREAM).await;
+    js.create_stream(stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["bench.>".into()],
+        num_replicas: 3,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .context("cannot create the bench stream")
+}
+
+/// Publishes `n` messages with at most [`WINDOW`] in flight; returns msgs/s.
+async fn publish_rate(
+    js: &jetstream::Context,
+    n: usize,
+    size: usize,
+    run: &str,
+) -> anyhow::Result<f64> {
+    let payload = bytes::Bytes::from(vec![0x5a; size]);
+    let mut in_flight = VecDeque::with_capacity(WINDOW);
+    let start = Instant::now();
+    for i in 0..n {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{run}-{i}").as_str());
+        let ack = js
+            .publish_with_headers(format!("bench.d{}", i % 1000), headers, payload.clone())
+            .await?;
+        in_flight.push_back(ack);
+        if in_flight.len() >= WINDOW {
+            in_flight.pop_front().expect("non-empty").await?;
+        }
+    }
+    for ack in in_flight {
+        ack.await?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Consumes and acks `n` messages through a new durable pull consumer;
+/// returns msgs/s.
+async fn consume_rate(s: &stream::Stream, n: usize, name: &str) -> anyhow::Result<f64> {
+    let c = s
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: 10_000,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = c.stream().max_messages_per_batch(500).messages().await?;
+    let start = Instant::now();
+    let mut got = 0;
+    while got < n {
+        let m = messages
+            .next()
+            .await
+            .context("consumer stream ended")?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        got += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Publishes one message every `every` for `total`, retrying each with the
+/// same id until stored, and applies `fault` after `fault_at`. Returns the
+/// longest time between two consecutive successful PubAcks.
+async fn failover_gap(
+    cluster: &mut Cluster,
+    fault_at: Duration,
+    total: Duration,
+    graceful: bool,
+) -> anyhow::Result<Duration> {
+    let mut js = jetstream::new(cluster.connect(Role::Admin).await?);
+    js.set_timeout(Duration::from_millis(500));
+    bench_stream(&js).await?;
+    cluster.wait_stream_ready(STREAM).await?;
+    let leader = cluster.stream_leader(STREAM).await?;
+    let victim = cluster
+        .node_index(&leader)
+        .context("leader is not a node")?;
+    let publisher = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut last_ok = Instant::now();
+        let mut worst = Duration::ZERO;
+        let mut i = 0u64;
+        while start.elapsed() < total {
+            let id = format!("gap-{i}");
+            loop {
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id.as_str());
+                let stored = match js
+                    .publish_with_headers("bench.gap", headers, "x".into())
+                    .await
+                {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if stored {
+                    worst = worst.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worst
+    });
+    tokio::time::sleep(fault_at).await;
+    if graceful {
+        cluster.lame_duck(victim).await;
+    } else {
+        cluster.kill(victim);
+    }
+    let worst = publisher.await?;
+    cluster.start_node(victim)?;
+    cluster.wait_ready().await?;
+    Ok(worst)
+}
+
+struct Ceiling {
+    publish: f64,
+    consume: f64,
+}
+
+impl Ceiling {
+    /// Positions per second the cluster can carry: each costs two replicated
+    /// publishes (RAW, PARSED) and two consume+acks (hamster, monkey), all
+    /// on the same three nodes, so the per-position time is the sum.
+    fn positions_per_second(&self) -> f64 {
+        1.0 / (2.0 / self.publish + 2.0 / self.consume)
+    }
+}
+
+async fn ceiling(cluster: &Cluster, a: &Args, run: &str) -> anyhow::Result<Ceiling> {
+    let js = jetstream::new(cluster.connect(Role::Admin).await?);
+    let s = bench_stream(&js).await?;
+    cluster.wait_stream_ready(STREAM).await?;
+    let publish = publish_rate(&js, a.messages, a.frame_bytes, run).await?;
+    let consume = consume_rate(&s, a.messages, &format!("c-{run}")).await?;
+    Ok(Ceiling { publish, consume })
+}
+
+fn row(what: &str, value: String, note: &str) {
+    println!("| {what:<44} | {value:>16} | {note}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args();
+    let cluster = Cluster::start().await?;
+    let base = ceiling(&cluster, &a, "base").await?;
+    if !a.full {
+        assert!(base.publish > 0.0 && base.consume > 0.0);
+        println!("system bench smoke run ok (run `just bench` for figures)");
+        return Ok(());
+    }
+    println!();
+    println!(
+        "system benchmark: 3-node R3 cluster, {} messages of {} bytes",
+        a.messages, a.frame_bytes
+    );
+    println!("| {:<44} | {:>16} | note", "measure", "value");
+    row(
+        "R3 publish, pipelined (msgs/s)",
+        format!("{:.0}", base.publish),
+        "sync_interval 1s",
+    );
+    row(
+        "consume + ack, durable pull (msgs/s)",
+        format!("{:.0}", base.consume),
+        "",
+    );
+    row(
+        "ceiling (positions/s)",
+        format!("{:.0}", base.positions_per_second()),
+        "1 / (2/publish + 2/consume)",
+    );
+    drop(cluster);
+
+    let always = Cluster::start_with(ClusterOptions {
+        sync_interval: "always".into(),
+        ..Default::default()
+    })
+    .await?;
+    let fsync = ceiling(&always, &a, "always").await?;
+    row(
+        "R3 publish, sync_interval always (msgs/s)",
+        format!("{:.0}", fsync.publish),
+        "",
+    );
+    row(
+        "publish always / 1s",
+        format!("{:.2}", fsync.publish / base.publish),
+        "the cost of fsync before every PubAck",
+    );
+    drop(always);
+
+    let mut cluster = Cluster::start().await?;
+    let total = Duration::from_secs(20);
+    let hard = failover_gap(&mut cluster, Duration::from_secs(3), total, false).await?;
+    row(
+        "failover gap, leader kill -9 (s)",
+        format!("{:.2}", hard.as_secs_f64()),
+        "longest time without a PubAck",
+    );
+    let soft = failover_gap(
+        &mut cluster,
+        Duration::from_secs(3),
+        Duration::from_secs(10),
+        true,
+    )
+    .await?;
+    row(
+        "failover gap, leader lame duck (s)",
+        format!("{:.2}", soft.as_secs_f64()),
+        "graceful stop",
+    );
+    println!("ceiling = {:.0} positions/s", base.positions_per_second());
+    Ok(())
+}
