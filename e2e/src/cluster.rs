@@ -31,6 +31,9 @@ pub struct ClusterOptions {
     /// JetStream `sync_interval` of the nodes (`conf::SYNC_INTERVAL`, or
     /// `always` to fsync before every PubAck).
     pub sync_interval: String,
+    /// Run node `i` inside host `i` of this network lab (bound to its
+    /// cluster address) instead of on loopback: for partitions.
+    pub lab: Option<std::sync::Arc<crate::Lab>>,
 }
 
 impl Default for ClusterOptions {
@@ -41,6 +44,7 @@ impl Default for ClusterOptions {
             slot_timeout: Duration::from_secs(600),
             lame_duck_duration: Duration::from_secs(30),
             sync_interval: conf::SYNC_INTERVAL.into(),
+            lab: None,
         }
     }
 }
@@ -80,15 +84,22 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("fleetbus-e2e-").tempdir()?;
         std::fs::write(dir.path().join("accounts.conf"), conf::ACCOUNTS_TEMPLATE)?;
         let route_ports: Vec<u16> = (0..opts.nodes).map(|i| ports[i * 3 + 1]).collect();
+        let host = |i: usize| match &opts.lab {
+            Some(lab) => lab.cluster_ip(i),
+            None => "127.0.0.1".to_string(),
+        };
+        let route_hosts: Vec<String> = (0..opts.nodes).map(host).collect();
         let mut nodes = Vec::new();
         for i in 0..opts.nodes {
             let name = format!("n{}", i + 1);
             let node = NodeConf {
                 name: name.clone(),
+                host: host(i),
                 client_port: ports[i * 3],
                 cluster_port: ports[i * 3 + 1],
                 http_port: ports[i * 3 + 2],
                 route_ports: route_ports.clone(),
+                route_hosts: route_hosts.clone(),
                 store_dir: dir.path().join(&name).display().to_string(),
                 lame_duck_grace_period: "1s".into(),
                 lame_duck_duration: format!("{}s", opts.lame_duck_duration.as_secs().max(30)),
@@ -156,12 +167,14 @@ impl Cluster {
     }
 
     pub fn client_url(&self, i: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.nodes[i].conf.client_port)
+        let conf = &self.nodes[i].conf;
+        format!("nats://{}:{}", conf.host, conf.client_port)
     }
 
     /// `http://127.0.0.1:<port>` of node `i`'s monitoring endpoint.
     pub fn monitor_url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.nodes[i].conf.http_port)
+        let conf = &self.nodes[i].conf;
+        format!("http://{}:{}", conf.host, conf.http_port)
     }
 
     pub fn monitor_port(&self, i: usize) -> u16 {
@@ -257,7 +270,10 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&node.log_path)?;
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.opts.lab {
+            Some(lab) => lab.command(i, &self.bin),
+            None => Command::new(&self.bin),
+        };
         cmd.arg("-c")
             .arg(&node.conf_path)
             .current_dir(self.dir.path())
@@ -379,7 +395,12 @@ impl Cluster {
 
     /// The meta leader as node `i` sees it (`None` while there is none).
     pub async fn meta_leader_seen_by(&self, i: usize) -> anyhow::Result<Option<String>> {
-        let (status, body) = http::get(self.nodes[i].conf.http_port, "/jsz").await?;
+        let (status, body) = http::get_at(
+            &self.nodes[i].conf.host,
+            self.nodes[i].conf.http_port,
+            "/jsz",
+        )
+        .await?;
         if status != 200 {
             bail!("/jsz answered {status}");
         }
@@ -424,9 +445,13 @@ impl Cluster {
         let mut leaders = Vec::new();
         for &i in &running {
             let name = self.node_name(i).to_string();
-            let (status, body) = http::get(self.nodes[i].conf.http_port, "/healthz")
-                .await
-                .with_context(|| name.clone())?;
+            let (status, body) = http::get_at(
+                &self.nodes[i].conf.host,
+                self.nodes[i].conf.http_port,
+                "/healthz",
+            )
+            .await
+            .with_context(|| name.clone())?;
             if status != 200 {
                 bail!("{name} /healthz {status}: {}", body.trim());
             }

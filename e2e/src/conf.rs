@@ -21,11 +21,16 @@ pub const SYNC_INTERVAL: &str = "1s";
 pub struct NodeConf {
     /// `server_name`, also the node's name in the JetStream meta group.
     pub name: String,
+    /// The address every listener binds to (`127.0.0.1`, or the node's
+    /// address in a network lab).
+    pub host: String,
     pub client_port: u16,
     pub cluster_port: u16,
     pub http_port: u16,
     /// Cluster ports of every node of the cluster (this one included).
     pub route_ports: Vec<u16>,
+    /// Their addresses, in the same order (`127.0.0.1` each locally).
+    pub route_hosts: Vec<String>,
     /// JetStream `store_dir`, written as given (relative paths are relative
     /// to nats-server's working directory).
     pub store_dir: String,
@@ -44,10 +49,12 @@ pub fn local_node(index: usize) -> NodeConf {
     let i = index as u16;
     NodeConf {
         name: format!("n{}", index + 1),
+        host: "127.0.0.1".into(),
         client_port: 4222 + i,
         cluster_port: 6222 + i,
         http_port: 8222 + i,
         route_ports: vec![6222, 6223, 6224],
+        route_hosts: vec!["127.0.0.1".into(); 3],
         store_dir: format!(".data/n{}", index + 1),
         lame_duck_grace_period: "10s".into(),
         lame_duck_duration: "30s".into(),
@@ -68,8 +75,8 @@ pub fn render_node(node: &NodeConf) -> String {
     let _ = writeln!(out, "# {comment}");
     let _ = writeln!(out);
     let _ = writeln!(out, "server_name: {}", node.name);
-    let _ = writeln!(out, "listen: 127.0.0.1:{}", node.client_port);
-    let _ = writeln!(out, "http: 127.0.0.1:{}", node.http_port);
+    let _ = writeln!(out, "listen: {}:{}", node.host, node.client_port);
+    let _ = writeln!(out, "http: {}:{}", node.host, node.http_port);
     let _ = writeln!(out);
     let _ = writeln!(out, "jetstream {{");
     let _ = writeln!(out, "  store_dir: \"{}\"", node.store_dir);
@@ -95,10 +102,10 @@ pub fn render_node(node: &NodeConf) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "cluster {{");
     let _ = writeln!(out, "  name: {CLUSTER_NAME}");
-    let _ = writeln!(out, "  listen: 127.0.0.1:{}", node.cluster_port);
+    let _ = writeln!(out, "  listen: {}:{}", node.host, node.cluster_port);
     let _ = writeln!(out, "  routes: [");
-    for port in &node.route_ports {
-        let _ = writeln!(out, "    nats-route://127.0.0.1:{port}");
+    for (host, port) in node.route_hosts.iter().zip(&node.route_ports) {
+        let _ = writeln!(out, "    nats-route://{host}:{port}");
     }
     let _ = writeln!(out, "  ]");
     let _ = writeln!(out, "}}");

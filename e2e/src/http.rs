@@ -9,10 +9,14 @@ use tokio::net::TcpStream;
 
 /// GETs `path` from 127.0.0.1:`port`; returns the status code and the body.
 pub async fn get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    get_at("127.0.0.1", port, path).await
+}
+
+/// GETs `path` from `host`:`port`; returns the status code and the body.
+pub async fn get_at(host: &str, port: u16, path: &str) -> anyhow::Result<(u16, String)> {
     let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let request =
-            format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut stream = TcpStream::connect((host, port)).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;

@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod conf;
 pub mod creds;
 pub mod http;
+pub mod netns;
 pub mod process;
 pub mod server;
 mod slots;
@@ -33,6 +34,7 @@ use anyhow::bail;
 
 pub use cluster::{Cluster, ClusterOptions};
 pub use creds::{Credentials, Login, Role};
+pub use netns::Lab;
 pub use process::{wait_for, Proc, Spec};
 
 /// The `fleetbus` binary for process-level tests.

@@ -408,3 +408,74 @@ async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
     expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
     eprintln!("full restart test: {:?}", t0.elapsed());
 }
+
+/// A network partition, not a crash: the RAW leader's host is cut off the
+/// cluster network (packets dropped) while both sides keep running. The
+/// majority elects a new leader and keeps acknowledging; the cut-off node
+/// acknowledges nothing; after the heal it catches up and nothing acked is
+/// lost or doubled.
+#[tokio::test]
+async fn partitioned_leader_acks_nothing_and_the_majority_goes_on() {
+    use std::sync::Arc;
+
+    use fleetbus_e2e::{ClusterOptions, Lab};
+    if let Err(why) = Lab::available() {
+        // CI runs as root; a developer machine without root skips this one.
+        eprintln!("SKIPPED partitioned_leader_acks_nothing_and_the_majority_goes_on: {why}");
+        return;
+    }
+    let t0 = Instant::now();
+    let lab = Arc::new(Lab::new(3).unwrap());
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        lab: Some(lab.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    provision_all(&cluster).await;
+    const SUBJECT: &str = "raw.gt06.868120145233604";
+    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let cut = cluster.node_index(&leader).unwrap();
+    let other = (cut + 1) % 3;
+    let majority = {
+        let mut js = jetstream::new(cluster.connect_to(other, Role::Gateway).await.unwrap());
+        js.set_timeout(Duration::from_secs(2));
+        js
+    };
+    let minority = {
+        let mut js = jetstream::new(cluster.connect_to(cut, Role::Gateway).await.unwrap());
+        js.set_timeout(Duration::from_secs(2));
+        js
+    };
+    for i in 0..20 {
+        publish_acked(&majority, SUBJECT, &format!("m{i}")).await;
+    }
+
+    lab.partition(cut).unwrap();
+    let start = Instant::now();
+    for i in 20..40 {
+        publish_acked(&majority, SUBJECT, &format!("m{i}")).await;
+    }
+    eprintln!(
+        "partition of {leader}: majority acked again after {:?}",
+        start.elapsed()
+    );
+    // The cut-off node cannot reach a quorum: a publish there gets no PubAck.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(topology::headers::MSG_ID, "minority-0");
+    let acked = match minority
+        .publish_with_headers(SUBJECT, headers, Bytes::from_static(b"lost?"))
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!acked, "the partitioned node acknowledged a publish");
+
+    lab.heal(cut).unwrap();
+    cluster.wait_ready().await.unwrap();
+    let info = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    assert_eq!(info.state.messages, 40, "after the heal");
+    expect_ids(&stored_ids(&cluster, topology::RAW).await, 40);
+    eprintln!("partition test: {:?}", t0.elapsed());
+}
