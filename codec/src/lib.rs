@@ -15,11 +15,16 @@
 pub mod checksum;
 mod error;
 mod frame_decoder;
+pub mod gps103;
 pub mod gt06;
+pub mod h02;
+pub mod jt808;
 mod protocol;
 mod record;
 mod session;
 pub mod teltonika;
+pub(crate) mod text;
+pub mod tk103;
 pub mod wire;
 
 pub use error::{FrameError, ParseError, SessionError};

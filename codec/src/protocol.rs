@@ -7,6 +7,10 @@ use std::str::FromStr;
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::gps103;
+use crate::h02;
+use crate::jt808;
+use crate::tk103;
 use crate::{gt06, teltonika, FrameError, Handled, ParseContext, ParseError, Record, SessionError};
 
 /// A tracker protocol fleetbus speaks.
@@ -14,6 +18,10 @@ use crate::{gt06, teltonika, FrameError, Handled, ParseContext, ParseError, Reco
 pub enum Protocol {
     Teltonika,
     Gt06,
+    H02,
+    Gps103,
+    Tk103,
+    Jt808,
 }
 
 /// `"foo".parse::<Protocol>()` for a name that is not in [`Protocol::ALL`].
@@ -23,7 +31,14 @@ pub struct UnknownProtocol(pub String);
 
 impl Protocol {
     /// Every supported protocol, in `fleetbus decode --list` order.
-    pub const ALL: &'static [Protocol] = &[Protocol::Teltonika, Protocol::Gt06];
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::Teltonika,
+        Protocol::Gt06,
+        Protocol::H02,
+        Protocol::Gps103,
+        Protocol::Tk103,
+        Protocol::Jt808,
+    ];
 
     /// The protocol's name: used in subjects (`raw.<name>.<device>`), headers,
     /// configuration keys and JSON. Traccar's names, so they are familiar.
@@ -31,6 +46,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => teltonika::NAME,
             Protocol::Gt06 => gt06::NAME,
+            Protocol::H02 => h02::NAME,
+            Protocol::Gps103 => gps103::NAME,
+            Protocol::Tk103 => tk103::NAME,
+            Protocol::Jt808 => jt808::NAME,
         }
     }
 
@@ -44,6 +63,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => teltonika::DEFAULT_PORT,
             Protocol::Gt06 => gt06::DEFAULT_PORT,
+            Protocol::H02 => h02::DEFAULT_PORT,
+            Protocol::Gps103 => gps103::DEFAULT_PORT,
+            Protocol::Tk103 => tk103::DEFAULT_PORT,
+            Protocol::Jt808 => jt808::DEFAULT_PORT,
         }
     }
 
@@ -52,6 +75,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => teltonika::MAX_FRAME,
             Protocol::Gt06 => gt06::MAX_FRAME,
+            Protocol::H02 => h02::MAX_FRAME,
+            Protocol::Gps103 => gps103::MAX_FRAME,
+            Protocol::Tk103 => tk103::MAX_FRAME,
+            Protocol::Jt808 => jt808::MAX_FRAME,
         }
     }
 
@@ -60,6 +87,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => AnyFramer::Teltonika(teltonika::Framer::new(max_frame)),
             Protocol::Gt06 => AnyFramer::Gt06(gt06::Framer::new(max_frame)),
+            Protocol::H02 => AnyFramer::H02(h02::Framer::new(max_frame)),
+            Protocol::Gps103 => AnyFramer::Gps103(gps103::Framer::new(max_frame)),
+            Protocol::Tk103 => AnyFramer::Tk103(tk103::Framer::new(max_frame)),
+            Protocol::Jt808 => AnyFramer::Jt808(jt808::Framer::new(max_frame)),
         }
     }
 
@@ -68,6 +99,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => AnySession::Teltonika(teltonika::Session::new()),
             Protocol::Gt06 => AnySession::Gt06(gt06::Session::new()),
+            Protocol::H02 => AnySession::H02(h02::Session::new()),
+            Protocol::Gps103 => AnySession::Gps103(gps103::Session::new()),
+            Protocol::Tk103 => AnySession::Tk103(tk103::Session::new()),
+            Protocol::Jt808 => AnySession::Jt808(jt808::Session::new()),
         }
     }
 
@@ -76,6 +111,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => teltonika::identify(frame),
             Protocol::Gt06 => gt06::identify(frame),
+            Protocol::H02 => h02::identify(frame),
+            Protocol::Gps103 => gps103::identify(frame),
+            Protocol::Tk103 => tk103::identify(frame),
+            Protocol::Jt808 => jt808::identify(frame),
         }
     }
 
@@ -84,6 +123,10 @@ impl Protocol {
         match self {
             Protocol::Teltonika => teltonika::parse(frame, ctx),
             Protocol::Gt06 => gt06::parse(frame, ctx),
+            Protocol::H02 => h02::parse(frame, ctx),
+            Protocol::Gps103 => gps103::parse(frame, ctx),
+            Protocol::Tk103 => tk103::parse(frame, ctx),
+            Protocol::Jt808 => jt808::parse(frame, ctx),
         }
     }
 }
@@ -111,6 +154,10 @@ impl FromStr for Protocol {
 pub enum AnyFramer {
     Teltonika(teltonika::Framer),
     Gt06(gt06::Framer),
+    H02(h02::Framer),
+    Gps103(gps103::Framer),
+    Tk103(tk103::Framer),
+    Jt808(jt808::Framer),
 }
 
 impl Decoder for AnyFramer {
@@ -121,6 +168,25 @@ impl Decoder for AnyFramer {
         match self {
             AnyFramer::Teltonika(f) => f.decode(src),
             AnyFramer::Gt06(f) => f.decode(src),
+            AnyFramer::H02(f) => f.decode(src),
+            AnyFramer::Gps103(f) => f.decode(src),
+            AnyFramer::Tk103(f) => f.decode(src),
+            AnyFramer::Jt808(f) => f.decode(src),
+        }
+    }
+
+    /// At the end of a UDP datagram or of a stream. Text protocols whose last
+    /// message may come without its delimiter (GPS103, TK103) take it whole;
+    /// the others report leftover bytes, as tokio's default does.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self {
+            AnyFramer::Gps103(f) => f.decode_eof(src),
+            AnyFramer::Tk103(f) => f.decode_eof(src),
+            _ => match self.decode(src)? {
+                Some(frame) => Ok(Some(frame)),
+                None if src.is_empty() => Ok(None),
+                None => Err(std::io::Error::other("bytes remaining on stream").into()),
+            },
         }
     }
 }
@@ -130,6 +196,10 @@ impl Decoder for AnyFramer {
 pub enum AnySession {
     Teltonika(teltonika::Session),
     Gt06(gt06::Session),
+    H02(h02::Session),
+    Gps103(gps103::Session),
+    Tk103(tk103::Session),
+    Jt808(jt808::Session),
 }
 
 impl AnySession {
@@ -139,6 +209,10 @@ impl AnySession {
         match self {
             AnySession::Teltonika(s) => s.on_frame(frame),
             AnySession::Gt06(s) => s.on_frame(frame),
+            AnySession::H02(s) => s.on_frame(frame),
+            AnySession::Gps103(s) => s.on_frame(frame),
+            AnySession::Tk103(s) => s.on_frame(frame),
+            AnySession::Jt808(s) => s.on_frame(frame),
         }
     }
 
@@ -147,6 +221,10 @@ impl AnySession {
         match self {
             AnySession::Teltonika(s) => s.device_id(),
             AnySession::Gt06(s) => s.device_id(),
+            AnySession::H02(s) => s.device_id(),
+            AnySession::Gps103(s) => s.device_id(),
+            AnySession::Tk103(s) => s.device_id(),
+            AnySession::Jt808(s) => s.device_id(),
         }
     }
 }

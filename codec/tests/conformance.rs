@@ -90,6 +90,14 @@ fn payload_bytes(c: &Capture, text: &str) -> Vec<u8> {
 /// Checks one `frame` capture: the framer must cut exactly `frame_expected`.
 fn check_frame(protocol: Protocol, c: &Capture) -> Result<(), String> {
     let mut buf = BytesMut::from(&payload_bytes(c, &c.payload)[..]);
+    // A chunk that must give no frame (Traccar's `verifyNull` on a frame decoder).
+    if c.expect == "null" && c.frame_expected.is_none() {
+        let mut framer = protocol.framer(protocol.default_max_frame());
+        return match framer.decode(&mut buf) {
+            Ok(Some(frame)) => Err(format!("framer cut {}, expected none", hex::encode(&frame))),
+            Ok(None) | Err(_) => Ok(()),
+        };
+    }
     let expected = payload_bytes(c, c.frame_expected.as_deref().ok_or("no frame_expected")?);
     let mut framer = protocol.framer(protocol.default_max_frame());
     match framer.decode(&mut buf) {
@@ -189,12 +197,13 @@ fn check_decoded(
                 }
             }
             Check::Attribute { key, expected } => {
-                // Traccar asserts on the last decoded record.
-                let last = records.last().ok_or("attribute check without a record")?;
+                // Traccar asserts on the decoded record, the first of a list
+                // (`verifyAttribute` takes `iterator().next()`).
+                let first = records.first().ok_or("attribute check without a record")?;
                 // Traccar's helper reads these keys from the position's own
                 // fields; so do we (its speed is in knots, ours in km/h).
                 if let (Some(p), "altitude" | "speed" | "course") =
-                    (last.as_position(), key.as_str())
+                    (first.as_position(), key.as_str())
                 {
                     let got = match key.as_str() {
                         "altitude" => p.altitude,
@@ -207,7 +216,7 @@ fn check_decoded(
                     }
                     continue;
                 }
-                match last.attributes().get(key) {
+                match first.attributes().get(key) {
                     // Traccar asserts `null` for an attribute that must be absent.
                     None if expected.is_null() => {}
                     Some(got) if value_agrees(got, expected) => {}
@@ -280,4 +289,24 @@ fn teltonika_captures() {
 #[test]
 fn gt06_captures() {
     run(Protocol::Gt06);
+}
+
+#[test]
+fn h02_captures() {
+    run(Protocol::H02);
+}
+
+#[test]
+fn gps103_captures() {
+    run(Protocol::Gps103);
+}
+
+#[test]
+fn tk103_captures() {
+    run(Protocol::Tk103);
+}
+
+#[test]
+fn jt808_captures() {
+    run(Protocol::Jt808);
 }

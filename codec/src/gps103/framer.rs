@@ -1,0 +1,160 @@
+//! Cuts a GPS103 byte stream (or one UDP datagram) into messages.
+//!
+//! A message ends with the first `;`, `*` (the alternative layout) or line
+//! end, which is kept with it, as with Traccar's delimiters. Line ends and
+//! spaces between messages are dropped. A message must start with `#`
+//! (login), `i` (`imei:`) or a digit (heartbeat), and hold printable ASCII
+//! only; anything else is `Malformed` (the gateway closes the connection).
+//! A message whose end has not come within `max_frame` bytes is `TooLarge`.
+//!
+//! Over UDP a datagram holds one or more messages; a last message without a
+//! delimiter is taken whole by [`Decoder::decode_eof`] at the end of the
+//! datagram (or of the stream).
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+use crate::FrameError;
+
+#[derive(Debug)]
+pub struct Framer {
+    max_frame: usize,
+}
+
+impl Framer {
+    /// A framer refusing messages above `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        Framer { max_frame }
+    }
+
+    /// Drops filler, checks the start; `Ok(false)` when the buffer is empty.
+    fn start(&self, src: &mut BytesMut) -> Result<bool, FrameError> {
+        let filler = src
+            .iter()
+            .take_while(|&&b| matches!(b, b'\r' | b'\n' | b' ' | b'\0'))
+            .count();
+        src.advance(filler);
+        match src.first() {
+            None => Ok(false),
+            Some(b'#' | b'i') => Ok(true),
+            Some(b) if b.is_ascii_digit() => Ok(true),
+            Some(_) => Err(malformed(src)),
+        }
+    }
+
+    fn take(&self, src: &mut BytesMut, len: usize) -> Result<Bytes, FrameError> {
+        let printable = src[..len]
+            .iter()
+            .all(|&b| (0x20..0x7f).contains(&b) || matches!(b, b'\r' | b'\n' | b'\t'));
+        if !printable {
+            return Err(malformed(src));
+        }
+        Ok(src.split_to(len).freeze())
+    }
+}
+
+fn malformed(src: &[u8]) -> FrameError {
+    FrameError::Malformed(format!(
+        "expected a GPS103 message ('##,imei:', 'imei:' or an IMEI), got {}",
+        hex::encode(&src[..src.len().min(8)])
+    ))
+}
+
+impl Decoder for Framer {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if !self.start(src)? {
+            return Ok(None);
+        }
+        let limit = src.len().min(self.max_frame);
+        match src[..limit]
+            .iter()
+            .position(|&b| matches!(b, b';' | b'*' | b'\n'))
+        {
+            Some(at) => self.take(src, at + 1).map(Some),
+            None if src.len() >= self.max_frame => Err(FrameError::TooLarge {
+                size: src.len(),
+                max: self.max_frame,
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// At the end of a datagram or stream, what is left is the last message.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => {
+                let len = src.len();
+                self.take(src, len).map(Some)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gps103::MAX_FRAME;
+
+    fn cut_all(input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut f = Framer::new(MAX_FRAME);
+        let mut b = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(frame) = f.decode(&mut b)? {
+            out.push(frame.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn delimiters() {
+        let input = b"##,imei:359586015829802,A;359586015829802;\r\nimei:359586015829802,tracker,0809231929,,F,062947.294,A,2234.4026,N,11354.3277,E,0.00,;imei:1,a,b,*imei:2,x\r\n";
+        let frames = cut_all(input).unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                b"##,imei:359586015829802,A;".to_vec(),
+                b"359586015829802;".to_vec(),
+                b"imei:359586015829802,tracker,0809231929,,F,062947.294,A,2234.4026,N,11354.3277,E,0.00,;".to_vec(),
+                b"imei:1,a,b,*".to_vec(),
+                b"imei:2,x\r\n".to_vec(),
+            ]
+        );
+    }
+
+    #[test]
+    fn partial_waits_and_eof_takes_the_rest() {
+        let mut f = Framer::new(MAX_FRAME);
+        let mut b = BytesMut::from(&b"imei:1,tracker"[..]);
+        assert_eq!(f.decode(&mut b).unwrap(), None);
+        assert_eq!(b.len(), 14);
+        assert_eq!(
+            &f.decode_eof(&mut b).unwrap().unwrap()[..],
+            b"imei:1,tracker"
+        );
+        assert!(b.is_empty());
+        assert_eq!(f.decode_eof(&mut b).unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_and_size() {
+        assert!(matches!(
+            cut_all(b"GET / HTTP/1.1\r\n"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            cut_all(b"imei:1,\xff;"),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut long = b"imei:1,".to_vec();
+        long.resize(100, b'1');
+        assert!(matches!(
+            Framer::new(64).decode(&mut BytesMut::from(&long[..])),
+            Err(FrameError::TooLarge { max: 64, .. })
+        ));
+    }
+}
