@@ -2,5 +2,7 @@
 //! module so that tests can drive them without a child process.
 
 pub mod cli;
+pub mod gateway;
 pub mod nats;
+pub mod ops;
 pub mod topology;

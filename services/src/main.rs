@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Decode hex frames from stdin (one per line) into JSON positions.
     Decode(cli::decode::Args),
+    /// The TCP gateway: devices in, RAW out (ack after a quorum stored it).
+    Gateway(cli::gateway::Args),
     /// Create or update the streams and consumers (idempotent).
     Provision(cli::provision::Args),
     /// Cluster, streams, consumers and workers; exit 0 when healthy.
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => cli::decode::run(args),
+        Command::Gateway(args) => cli::gateway::run(args),
         Command::Provision(args) => cli::provision::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Dev(args) => cli::dev::run(args),

@@ -94,8 +94,29 @@ pub struct WorkerSpec {
 /// theirs here: one gateway per node, two hamsters, two monkeys and a
 /// simulated fleet.
 pub fn workers() -> Vec<WorkerSpec> {
-    Vec::new()
+    let mut w = Vec::new();
+    // One gateway per node: node 1's on Traccar's ports, node 2's +100,
+    // node 3's +200; /metrics on 9101..9103.
+    for (i, node) in NODES.iter().enumerate() {
+        w.push(WorkerSpec {
+            name: format!("gateway-{node}"),
+            role: Role::Gateway,
+            args: vec![
+                "gateway".into(),
+                "--id".into(),
+                format!("gw-{node}"),
+                "--port-offset".into(),
+                (100 * i).to_string(),
+                "--http".into(),
+                format!("127.0.0.1:{}", GATEWAY_HTTP_BASE + i as u16),
+            ],
+        });
+    }
+    w
 }
+
+/// `/metrics` of node 1's gateway; nodes 2 and 3 follow.
+const GATEWAY_HTTP_BASE: u16 = 9101;
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // If `just` (our parent) dies, stop as if Ctrl-C had been pressed.
@@ -479,6 +500,8 @@ fn print_endpoints(data: &Path) {
         crate::nats::LOCAL_URLS.replace(',', "  ")
     ));
     out("  monitoring     http://127.0.0.1:8222  http://127.0.0.1:8223  http://127.0.0.1:8224");
+    out("  gateways       teltonika 5027/5127/5227, gt06 5023/5123/5223, … (Traccar's ports, +100 per node; see docs/gateway.md)");
+    out("  gateway ops    http://127.0.0.1:9101/metrics  :9102  :9103   (/healthz, /readyz)");
     out("  admin          nats://admin:admin@127.0.0.1:4222   (nats CLI: nats -s nats://admin:admin@127.0.0.1:4222 stream ls)");
     out("  status         cargo run -q --bin fleetbus -- status");
     out(&format!(

@@ -2,5 +2,6 @@
 
 pub mod decode;
 pub mod dev;
+pub mod gateway;
 pub mod provision;
 pub mod status;

@@ -1,0 +1,180 @@
+//! `fleetbus gateway`: the TCP gateway as a program. Connects to the
+//! cluster, ensures RAW exists, listens for devices, serves /metrics,
+//! /healthz and /readyz, registers as the NATS service `gateway`, and
+//! drains on SIGTERM.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::service::ServiceExt;
+use figment::providers::Serialized;
+use figment::Figment;
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::{Gateway, GatewayConfig};
+use crate::nats::{NatsArgs, Role};
+use crate::ops::{self, health::Health};
+use crate::topology::{self, Settings};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// A TOML config file: its `[gateway]` table overrides the defaults
+    /// (`FLEETBUS_GATEWAY__…` variables override the file, flags override
+    /// both), its `[topology]` table the stream settings.
+    #[arg(long, env = "FLEETBUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Gateway id (default: the host name).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Address the device listeners bind.
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    /// Added to every protocol's port (several gateways on one host).
+    #[arg(long)]
+    pub port_offset: Option<u16>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+impl Args {
+    /// The flags that were given, as the last configuration layer.
+    fn flags(&self) -> Figment {
+        let mut f = Figment::new();
+        if let Some(id) = &self.id {
+            f = f.merge(Serialized::default("id", id));
+        }
+        if let Some(bind) = &self.bind {
+            f = f.merge(Serialized::default("bind", bind));
+        }
+        if let Some(offset) = self.port_offset {
+            f = f.merge(Serialized::default("port_offset", offset));
+        }
+        if let Some(http) = &self.http {
+            f = f.merge(Serialized::default("http", http));
+        }
+        if self.log_json {
+            f = f.merge(Serialized::default("log_json", true));
+        }
+        f
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = match GatewayConfig::load(args.config.as_deref(), args.flags()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fleetbus gateway: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let settings = Settings::load(args.config.as_deref())?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        let nats = args.nats.config(Role::Gateway, "gateway")?;
+        println!(
+            "\n# NATS (flags / FLEETBUS_NATS_* variables)\n# urls = {:?}\n# auth = {:?}",
+            nats.urls(),
+            nats.auth
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    ops::logging::init(config.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args.nats, config, settings))
+}
+
+async fn serve(
+    nats: NatsArgs,
+    config: GatewayConfig,
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
+    let health = Health::new();
+    let stop_http = CancellationToken::new();
+    let id = config.id.clone();
+    let drain_delay = Duration::from_secs(config.drain_delay_secs);
+
+    let nats = nats.config(Role::Gateway, format!("gateway-{id}"))?;
+    let client = nats.connect().await?;
+    let js = async_nats::jetstream::new(client.clone());
+    topology::provision::ensure(&js, &settings, Role::Gateway)
+        .await
+        .context("cannot ensure the RAW stream")?;
+
+    let gateway = Gateway::start(config.clone(), client.clone()).await?;
+    let metrics = gateway.metrics.clone();
+    let http = ops::http::serve(
+        config.http,
+        health.clone(),
+        std::sync::Arc::new(move || metrics.render()),
+        stop_http.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot serve /metrics on {}", config.http))?;
+    tracing::info!(addr = %http, "Serving /metrics, /healthz and /readyz.");
+
+    let listeners: Vec<String> = gateway
+        .addrs
+        .iter()
+        .map(|(p, a)| format!("{p}={a}"))
+        .collect();
+    let service = client
+        .service_builder()
+        .description("fleetbus TCP gateway: devices in, RAW out")
+        .metadata(HashMap::from([
+            ("host".to_string(), ops::hostname()),
+            ("pid".to_string(), std::process::id().to_string()),
+            ("gateway_id".to_string(), id.clone()),
+            ("listeners".to_string(), listeners.join(",")),
+        ]))
+        .start("gateway", env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register the gateway service: {e}"))?;
+
+    // Ready while connected to NATS; a gateway that cannot store anything
+    // should not get new devices from a load balancer.
+    let watch = {
+        let (health, client) = (health.clone(), client.clone());
+        tokio::spawn(async move {
+            loop {
+                let connected =
+                    client.connection_state() == async_nats::connection::State::Connected;
+                health.set_ready(connected);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    tracing::info!(gateway = %id, "The gateway is up.");
+
+    let signal = ops::signals::terminated().await?;
+    tracing::info!(signal, "Stopping: readiness is now 503; draining.");
+    health.start_draining();
+    watch.abort();
+    tokio::time::sleep(drain_delay).await;
+    let left = gateway.shutdown().await;
+    if let Err(e) = service.stop().await {
+        tracing::warn!(error = %e, "Could not deregister the gateway service.");
+    }
+    client.flush().await.ok();
+    stop_http.cancel();
+    tracing::info!(connections_cut = left, "The gateway stopped.");
+    Ok(if left == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

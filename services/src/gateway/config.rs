@@ -1,0 +1,379 @@
+//! The gateway's settings: defaults, then the `[gateway]` table of the
+//! config file, then `FLEETBUS_GATEWAY__…` variables, then command-line
+//! flags. Validation reports every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use fleetbus_codec::Protocol;
+use serde::{Deserialize, Serialize};
+
+/// One protocol's TCP listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listener {
+    /// Serve this protocol at all.
+    pub enabled: bool,
+    /// TCP port (the gateway's `port_offset` is added). 0 picks a free port.
+    pub port: u16,
+    /// Largest frame accepted, in bytes; checked before a body is buffered.
+    /// 0 means the protocol's own default.
+    pub max_frame: usize,
+    /// Device model for protocols whose frames do not say it (GT06 variants);
+    /// passed to the parsers in the `Fleetbus-Model` header.
+    pub model: Option<String>,
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Listener {
+            enabled: true,
+            port: 0,
+            max_frame: 0,
+            model: None,
+        }
+    }
+}
+
+/// Every tunable of the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// This gateway's id, in the `Fleetbus-Gateway` header, in logs and in
+    /// its service registration. Defaults to the host name.
+    pub id: String,
+    /// Address the device listeners bind.
+    pub bind: IpAddr,
+    /// Added to every listener's port: lets several gateways share a host
+    /// (`just up` runs node 2's with 100, node 3's with 200).
+    pub port_offset: u16,
+    /// `/metrics`, `/healthz` and `/readyz`.
+    pub http: SocketAddr,
+    /// Open device connections, all protocols together. Above it new
+    /// connections are closed at once and accepting backs off.
+    pub max_connections: usize,
+    /// Frames of one connection waiting for their PubAck at once. The
+    /// gateway stops reading that socket while the pipeline is full.
+    pub pipeline: usize,
+    /// A connection that sends no complete frame for this long (and has
+    /// nothing in flight) is closed: half-open and idle sockets.
+    pub idle_timeout_secs: u64,
+    /// Bound on writing an acknowledgement to a device.
+    pub write_timeout_secs: u64,
+    /// Wait for one PubAck before trying again, milliseconds.
+    pub publish_timeout_ms: u64,
+    /// Keep retrying a publish (same `Nats-Msg-Id`) this long before giving
+    /// up and closing the connection without an ack. Longer than a leader
+    /// election (measured 4–7 s).
+    pub retry_for_secs: u64,
+    /// First pause between publish retries, milliseconds; doubles up to
+    /// `retry_max_backoff_ms`.
+    pub retry_backoff_ms: u64,
+    pub retry_max_backoff_ms: u64,
+    /// On SIGTERM: readiness turns 503 and the gateway keeps serving this
+    /// long, so load balancers stop sending new devices, before it stops
+    /// accepting.
+    pub drain_delay_secs: u64,
+    /// Then in-flight publishes and acks get this long to finish.
+    pub drain_timeout_secs: u64,
+    /// Log JSON lines instead of text.
+    pub log_json: bool,
+    /// One listener per protocol, by protocol name.
+    pub protocols: BTreeMap<String, Listener>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            id: crate::ops::hostname(),
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_offset: 0,
+            http: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            max_connections: 10_000,
+            pipeline: 16,
+            idle_timeout_secs: 600,
+            write_timeout_secs: 10,
+            publish_timeout_ms: 2_000,
+            retry_for_secs: 30,
+            retry_backoff_ms: 100,
+            retry_max_backoff_ms: 2_000,
+            drain_delay_secs: 2,
+            drain_timeout_secs: 15,
+            log_json: false,
+            protocols: Protocol::ALL
+                .iter()
+                .map(|p| {
+                    (
+                        p.name().to_string(),
+                        Listener {
+                            port: p.default_port(),
+                            ..Listener::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Everything wrong with a configuration, one problem per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid gateway configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl GatewayConfig {
+    /// Defaults → `[gateway]` of `file` → `FLEETBUS_GATEWAY__…` → `flags`
+    /// (only the keys set), validated.
+    pub fn load(file: Option<&Path>, flags: Figment) -> Result<GatewayConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(GatewayConfig::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]));
+            }
+            fig = fig.merge(Figment::from(Toml::file_exact(path)).focus("gateway"));
+        }
+        fig = fig
+            .merge(Env::prefixed("FLEETBUS_GATEWAY__").split("__"))
+            .merge(flags);
+        let config: GatewayConfig = fig
+            .extract()
+            .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every rule, every violation.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.id.trim().is_empty() || self.id.contains(char::is_whitespace) {
+            problems.push(format!(
+                "id must be non-empty without spaces, not {:?}",
+                self.id
+            ));
+        }
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("pipeline", self.pipeline as u64),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("write_timeout_secs", self.write_timeout_secs),
+            ("publish_timeout_ms", self.publish_timeout_ms),
+            ("retry_backoff_ms", self.retry_backoff_ms),
+            ("drain_timeout_secs", self.drain_timeout_secs),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                problems.push(format!("{name} must be > 0"));
+            }
+        }
+        if self.retry_max_backoff_ms < self.retry_backoff_ms {
+            problems.push(format!(
+                "retry_max_backoff_ms ({}) must be >= retry_backoff_ms ({})",
+                self.retry_max_backoff_ms, self.retry_backoff_ms
+            ));
+        }
+        if self.retry_for_secs * 1000 < self.publish_timeout_ms {
+            problems.push(format!(
+                "retry_for_secs ({} s) must allow at least one publish_timeout_ms ({} ms)",
+                self.retry_for_secs, self.publish_timeout_ms
+            ));
+        }
+        let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
+        let mut enabled = 0;
+        for (name, listener) in &self.protocols {
+            let Ok(protocol) = name.parse::<Protocol>() else {
+                problems.push(format!(
+                    "protocols.{name}: unknown protocol (supported: {})",
+                    Protocol::names().join(", ")
+                ));
+                continue;
+            };
+            if !listener.enabled {
+                continue;
+            }
+            enabled += 1;
+            if listener.port != 0 {
+                match listener.port.checked_add(self.port_offset) {
+                    None => problems.push(format!(
+                        "protocols.{name}: port {} + port_offset {} exceeds 65535",
+                        listener.port, self.port_offset
+                    )),
+                    Some(port) => {
+                        if let Some(other) = ports.insert(port, protocol.name()) {
+                            problems.push(format!(
+                                "protocols.{name}: port {port} is also used by {other}"
+                            ));
+                        }
+                    }
+                }
+            }
+            if listener.max_frame > MAX_FRAME_CEILING {
+                problems.push(format!(
+                    "protocols.{name}: max_frame {} exceeds {MAX_FRAME_CEILING} bytes (NATS max_payload)",
+                    listener.max_frame
+                ));
+            }
+        }
+        if enabled == 0 {
+            problems.push("no protocol is enabled".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// The enabled listeners with their effective port and frame limit.
+    pub fn listeners(&self) -> Vec<(Protocol, u16, usize, Option<String>)> {
+        self.protocols
+            .iter()
+            .filter(|(_, l)| l.enabled)
+            .filter_map(|(name, l)| {
+                let p = name.parse::<Protocol>().ok()?;
+                let port = if l.port == 0 {
+                    0
+                } else {
+                    l.port + self.port_offset
+                };
+                let max = if l.max_frame == 0 {
+                    p.default_max_frame()
+                } else {
+                    l.max_frame
+                };
+                Some((p, port, max, l.model.clone()))
+            })
+            .collect()
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The effective configuration as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> String {
+        #[derive(Serialize)]
+        struct File<'a> {
+            gateway: &'a GatewayConfig,
+        }
+        toml_string(&File { gateway: self })
+    }
+}
+
+/// A frame is one NATS message; the server's default max_payload is 1 MiB.
+pub const MAX_FRAME_CEILING: usize = 1 << 20;
+
+fn toml_string<T: Serialize>(value: &T) -> String {
+    // figment reads TOML but does not write it; the `toml` crate does.
+    toml::to_string_pretty(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(pairs: &[(&str, &str)]) -> Figment {
+        let mut f = Figment::new();
+        for (k, v) in pairs {
+            f = f.merge((*k, *v));
+        }
+        f
+    }
+
+    #[test]
+    fn defaults_follow_traccar_ports_and_validate() {
+        let c = GatewayConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.protocols["teltonika"].port, 5027);
+        assert_eq!(c.protocols["gt06"].port, 5023);
+        assert_eq!(c.protocols.len(), Protocol::ALL.len());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut c = GatewayConfig {
+            pipeline: 0,
+            max_connections: 0,
+            retry_max_backoff_ms: 1,
+            ..GatewayConfig::default()
+        };
+        c.protocols.get_mut("gt06").unwrap().port = 5027;
+        c.protocols.insert("nope".into(), Listener::default());
+        let err = c.validate().unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.0.len(), 5, "{text}");
+        for needle in [
+            "pipeline",
+            "max_connections",
+            "retry_max_backoff_ms",
+            "port 5027",
+            "nope",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in {text}");
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleetbus.toml");
+        std::fs::write(
+            &path,
+            "[gateway]\nid = \"from-file\"\npipeline = 4\n[gateway.protocols.gt06]\nport = 6023\nmodel = \"TR02\"\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLEETBUS_GATEWAY__PIPELINE", "8");
+            jail.set_env("FLEETBUS_GATEWAY__PROTOCOLS__TELTONIKA__ENABLED", "false");
+            let offset = Figment::from(Serialized::default("port_offset", 100));
+            let c = GatewayConfig::load(Some(&path), offset).unwrap();
+            assert_eq!(c.id, "from-file");
+            assert_eq!(c.pipeline, 8, "environment beats the file");
+            assert_eq!(c.port_offset, 100);
+            let listeners = c.listeners();
+            assert!(!listeners.iter().any(|l| l.0 == Protocol::Teltonika));
+            let gt06 = listeners.iter().find(|l| l.0 == Protocol::Gt06).unwrap();
+            assert_eq!(gt06.1, 6123);
+            assert_eq!(gt06.3.as_deref(), Some("TR02"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn unknown_keys_and_bad_types_are_errors() {
+        // In a jail: the environment is process-wide, and another test sets it.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[gateway]\npipelin = 4\n")?;
+            let err =
+                GatewayConfig::load(Some(Path::new("typo.toml")), Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("pipelin"), "{err}");
+            let err = GatewayConfig::load(None, flags(&[("pipeline", "many")])).unwrap_err();
+            assert!(err.to_string().contains("pipeline"), "{err}");
+            let err =
+                GatewayConfig::load(Some(Path::new("missing.toml")), Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("does not exist"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn printed_config_loads_back_unchanged() {
+        figment::Jail::expect_with(|jail| {
+            let c = GatewayConfig::default();
+            jail.create_file("printed.toml", &c.to_toml())?;
+            let back =
+                GatewayConfig::load(Some(Path::new("printed.toml")), Figment::new()).unwrap();
+            assert_eq!(back, c);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,209 @@
+//! One device connection: frame, let the protocol session judge each frame,
+//! store data frames in RAW, and answer the device in frame order — a stored
+//! frame's answer only after its PubAck.
+//!
+//! Backpressure: at most `pipeline` frames wait for their PubAck; while the
+//! pipeline is full the socket is not read, so a fast device is slowed by
+//! TCP itself instead of by gateway memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use fleetbus_codec::wire::{headers, raw_msg_id, raw_subject};
+use fleetbus_codec::{Handled, Protocol};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{ProtocolLabel, Stage};
+use super::publish::{store, StoreError};
+use super::Shared;
+
+/// One listener's settings, shared by its connections.
+#[derive(Debug)]
+pub struct ListenerSpec {
+    pub protocol: Protocol,
+    pub max_frame: usize,
+    pub model: Option<String>,
+}
+
+/// The answer owed to the device for one frame, once it is due.
+type Pending = BoxFuture<'static, Result<Option<Bytes>, StoreError>>;
+
+/// Why a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The device closed it.
+    Eof,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// Refused input or a failure; already counted and logged.
+    Refused,
+}
+
+/// Serves one device until it disconnects, misbehaves, or the gateway stops.
+/// `stop` asks it to read no more frames, finish what is in flight, and close.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    spec: Arc<ListenerSpec>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let protocol = spec.protocol;
+    let name = protocol.name();
+    let label = ProtocolLabel { protocol: name };
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut frames = FramedRead::new(reader, protocol.framer(spec.max_frame));
+    let mut session = protocol.session();
+    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let idle = shared.config.idle_timeout();
+    let write_timeout = Duration::from_secs(shared.config.write_timeout_secs);
+    let pipeline = shared.config.pipeline;
+    let mut idle_deadline = Instant::now() + idle;
+    // Once set, no more frames are read; what is in flight still completes.
+    let mut closing: Option<End> = None;
+
+    loop {
+        if closing.is_some() && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            // Answers first: they free pipeline slots.
+            Some(answer) = pending.next(), if !pending.is_empty() => match answer {
+                Ok(None) => {}
+                Ok(Some(reply)) => {
+                    match timeout(write_timeout, writer.write_all(&reply)).await {
+                        Ok(Ok(())) => {
+                            shared.metrics.acks_sent.get_or_create(&label).inc();
+                        }
+                        Ok(Err(_)) | Err(_) => {
+                            shared.refuse(name, Stage::connection, "write_failed", &peer,
+                                "could not write an acknowledgement to the device");
+                            break;
+                        }
+                    }
+                }
+                Err(err) => {
+                    // Not stored: no ack for this frame or any later one.
+                    // The device still has the data and sends it again.
+                    shared.refuse(name, Stage::publish, err.error_type(), &peer, &err.to_string());
+                    break;
+                }
+            },
+            _ = stop.cancelled(), if closing.is_none() => {
+                closing = Some(End::Shutdown);
+            }
+            _ = sleep_until(idle_deadline), if closing.is_none() && pending.is_empty() => {
+                shared.refuse(name, Stage::connection, "idle_timeout", &peer,
+                    &format!("no complete frame for {} s", idle.as_secs()));
+                closing = Some(End::Refused);
+            }
+            next = frames.next(), if closing.is_none() && pending.len() < pipeline => {
+                match next {
+                    None => closing = Some(End::Eof),
+                    Some(Err(err)) => {
+                        let kind = err.reason();
+                        if kind == "io" {
+                            // Reset by peer and the like: the device left.
+                            closing = Some(End::Eof);
+                        } else {
+                            shared.refuse(name, Stage::frame, kind, &peer, &err.to_string());
+                            closing = Some(End::Refused);
+                        }
+                    }
+                    Some(Ok(frame)) => {
+                        idle_deadline = Instant::now() + idle;
+                        shared.metrics.frames_received.get_or_create(&label).inc();
+                        shared.metrics.bytes_received.get_or_create(&label).inc_by(frame.len() as u64);
+                        match session.on_frame(&frame) {
+                            Err(err) => {
+                                shared.refuse(name, Stage::session, err.reason(), &peer, &err.to_string());
+                                closing = Some(End::Refused);
+                            }
+                            Ok(handled) => match answer_for(handled, frame, &session, &spec, &shared, peer) {
+                                Ok(answer) => pending.push_back(answer),
+                                Err(reason) => {
+                                    shared.refuse(name, Stage::session, reason, &peer,
+                                        "a data frame came before the device identified itself");
+                                    closing = Some(End::Refused);
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+    tracing::debug!(protocol = name, %peer, device = session.device_id().unwrap_or("-"),
+        reason = ?closing, "Device connection closed.");
+}
+
+/// The future that yields the device's answer to one frame: at once for
+/// frames that are not stored, after the PubAck for those that are.
+fn answer_for(
+    handled: Handled,
+    frame: Bytes,
+    session: &fleetbus_codec::AnySession,
+    spec: &ListenerSpec,
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+) -> Result<Pending, &'static str> {
+    if !handled.store {
+        return Ok(futures::future::ready(Ok(handled.reply)).boxed());
+    }
+    let device = session.device_id().ok_or("not_identified")?.to_string();
+    let protocol = spec.protocol.name();
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(
+        headers::MSG_ID,
+        raw_msg_id(protocol, &device, &frame).as_str(),
+    );
+    hdrs.insert(headers::PROTOCOL, protocol);
+    hdrs.insert(headers::DEVICE, device.as_str());
+    if let Some(model) = &spec.model {
+        hdrs.insert(headers::MODEL, model.as_str());
+    }
+    hdrs.insert(
+        headers::RECEIVED_AT,
+        Utc::now()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+            .as_str(),
+    );
+    hdrs.insert(headers::GATEWAY, shared.config.id.as_str());
+    hdrs.insert(headers::PEER, peer.to_string().as_str());
+    let subject = raw_subject(protocol, &device);
+    let shared = shared.clone();
+    let reply = handled.reply;
+    Ok(async move {
+        let stored = store(
+            &shared.js,
+            subject,
+            hdrs,
+            frame,
+            shared.retry,
+            &shared.metrics,
+            protocol,
+        )
+        .await?;
+        let label = ProtocolLabel { protocol };
+        shared.metrics.frames_stored.get_or_create(&label).inc();
+        if stored.duplicate {
+            shared.metrics.frames_duplicate.get_or_create(&label).inc();
+        }
+        Ok(reply)
+    }
+    .boxed())
+}

@@ -1,0 +1,184 @@
+//! The gateway's Prometheus metrics. Names are stable (dashboards and alerts
+//! depend on them) and labels are bounded: protocol, reason, stage, outcome
+//! — never a device id.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: &'static str,
+}
+
+/// Where in a connection's life input was refused.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Stage {
+    /// Accepting the connection (limit reached, accept failed).
+    accept,
+    /// Cutting bytes into frames (oversize, checksum, garbage).
+    frame,
+    /// The protocol session (data before login, bad identity).
+    session,
+    /// Storing in RAW (gave up after retries).
+    publish,
+    /// Talking to the device (idle, write failed).
+    connection,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub protocol: &'static str,
+    pub stage: Stage,
+    pub error_type: &'static str,
+}
+
+/// Every gateway metric; cheap to clone (all handles are `Arc`s inside).
+#[derive(Clone)]
+pub struct Metrics {
+    pub connections_accepted: Family<ProtocolLabel, Counter>,
+    pub connections_open: Family<ProtocolLabel, Gauge>,
+    pub frames_received: Family<ProtocolLabel, Counter>,
+    pub bytes_received: Family<ProtocolLabel, Counter>,
+    pub frames_stored: Family<ProtocolLabel, Counter>,
+    pub frames_duplicate: Family<ProtocolLabel, Counter>,
+    pub acks_sent: Family<ProtocolLabel, Counter>,
+    pub publish_retries: Family<ProtocolLabel, Counter>,
+    pub publish_duration: Family<ProtocolLabel, Histogram>,
+    pub errors: Family<ErrorLabels, Counter>,
+    registry: Arc<Registry>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("fleetbus_gateway");
+        let connections_accepted = Family::default();
+        registry.register(
+            "connections_accepted",
+            "Device connections accepted",
+            connections_accepted.clone(),
+        );
+        let connections_open = Family::default();
+        registry.register(
+            "connections_open",
+            "Device connections open now",
+            connections_open.clone(),
+        );
+        let frames_received = Family::default();
+        registry.register(
+            "frames_received",
+            "Complete frames read from devices",
+            frames_received.clone(),
+        );
+        let bytes_received = Family::default();
+        registry.register(
+            "bytes_received",
+            "Bytes of complete frames read from devices",
+            bytes_received.clone(),
+        );
+        let frames_stored = Family::default();
+        registry.register(
+            "frames_stored",
+            "Frames stored in RAW (PubAck received), duplicates included",
+            frames_stored.clone(),
+        );
+        let frames_duplicate = Family::default();
+        registry.register(
+            "frames_duplicate",
+            "Stored frames JetStream recognised as resends (same Nats-Msg-Id)",
+            frames_duplicate.clone(),
+        );
+        let acks_sent = Family::default();
+        registry.register("acks_sent", "Replies written to devices", acks_sent.clone());
+        let publish_retries = Family::default();
+        registry.register(
+            "publish_retries",
+            "Publishes tried again after an error or a missing PubAck",
+            publish_retries.clone(),
+        );
+        let publish_duration = Family::<ProtocolLabel, Histogram>::new_with_constructor(|| {
+            // 0.5 ms .. ~33 s: a healthy quorum write takes a few ms, a
+            // leader election several seconds.
+            Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+        });
+        registry.register(
+            "publish_duration_seconds",
+            "From a frame's first publish attempt to its PubAck",
+            publish_duration.clone(),
+        );
+        let errors = Family::default();
+        registry.register(
+            "errors",
+            "Refused input and failures, by stage and error type",
+            errors.clone(),
+        );
+        Metrics {
+            connections_accepted,
+            connections_open,
+            frames_received,
+            bytes_received,
+            frames_stored,
+            frames_duplicate,
+            acks_sent,
+            publish_retries,
+            publish_duration,
+            errors,
+            registry: Arc::new(registry),
+        }
+    }
+
+    /// Counts one refusal or failure.
+    pub fn error(&self, protocol: &'static str, stage: Stage, error_type: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                protocol,
+                stage,
+                error_type,
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable() {
+        let m = Metrics::new();
+        let p = ProtocolLabel {
+            protocol: "teltonika",
+        };
+        m.frames_received.get_or_create(&p).inc();
+        m.error("gt06", Stage::frame, "bad_checksum");
+        m.publish_duration.get_or_create(&p).observe(0.003);
+        let text = m.render();
+        for needle in [
+            "fleetbus_gateway_frames_received_total{protocol=\"teltonika\"} 1",
+            "fleetbus_gateway_errors_total{protocol=\"gt06\",stage=\"frame\",error_type=\"bad_checksum\"} 1",
+            "fleetbus_gateway_publish_duration_seconds_count{protocol=\"teltonika\"} 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
+    }
+}

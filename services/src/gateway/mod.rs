@@ -1,0 +1,249 @@
+//! The TCP gateway: devices in, RAW out. One listener per protocol; every
+//! data frame is stored in RAW (a quorum of the replicated stream) before
+//! the device gets its acknowledgement. See docs/gateway.md.
+
+pub mod config;
+mod conn;
+pub mod metrics;
+mod publish;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use fleetbus_codec::Protocol;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{ConfigError, GatewayConfig, Listener};
+pub use metrics::Metrics;
+pub use publish::RetryPolicy;
+
+use crate::ops::ratelog::RateLimited;
+use conn::ListenerSpec;
+use metrics::{ProtocolLabel, Stage};
+
+/// What every connection of a gateway shares.
+pub struct Shared {
+    pub config: GatewayConfig,
+    pub js: jetstream::Context,
+    pub metrics: Metrics,
+    pub retry: RetryPolicy,
+    log: RateLimited,
+}
+
+impl Shared {
+    /// Counts a refusal or failure and logs it, at most once a second per
+    /// reason (a flood of garbage must not flood the logs).
+    fn refuse(
+        &self,
+        protocol: &'static str,
+        stage: Stage,
+        error_type: &'static str,
+        peer: &SocketAddr,
+        detail: &str,
+    ) {
+        self.metrics.error(protocol, stage, error_type);
+        if let Some(suppressed) = self.log.allow(error_type) {
+            tracing::warn!(protocol, %peer, ?stage, error_type, suppressed,
+                "Closing a device connection without acknowledgement: {detail}.");
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The bound address of each protocol's listener.
+    pub addrs: BTreeMap<Protocol, SocketAddr>,
+    pub metrics: Metrics,
+    stop_accepting: CancellationToken,
+    stop_connections: CancellationToken,
+    tracker: TaskTracker,
+    drain_timeout: Duration,
+}
+
+impl Gateway {
+    /// Binds every enabled listener and starts accepting. `client` should
+    /// know every node of the cluster so that it survives any one dying.
+    pub async fn start(
+        config: GatewayConfig,
+        client: async_nats::Client,
+    ) -> anyhow::Result<Gateway> {
+        config.validate()?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(config.publish_timeout_ms))
+            // One slot per frame that may wait at once: the pipelines bound it.
+            .max_ack_inflight(
+                config
+                    .max_connections
+                    .saturating_mul(config.pipeline)
+                    .max(1),
+            )
+            .backpressure_on_inflight(true)
+            .build(client);
+        let retry = RetryPolicy {
+            retry_for: Duration::from_secs(config.retry_for_secs),
+            first_backoff: Duration::from_millis(config.retry_backoff_ms),
+            max_backoff: Duration::from_millis(config.retry_max_backoff_ms),
+        };
+        let metrics = Metrics::new();
+        let drain_timeout = Duration::from_secs(config.drain_timeout_secs);
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let mut bound = Vec::new();
+        for (protocol, port, max_frame, model) in config.listeners() {
+            let addr = SocketAddr::new(config.bind, port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for {protocol} on {addr}: {e}"))?;
+            bound.push((
+                listener,
+                ListenerSpec {
+                    protocol,
+                    max_frame,
+                    model,
+                },
+            ));
+        }
+        let shared = Arc::new(Shared {
+            config,
+            js,
+            metrics: metrics.clone(),
+            retry,
+            log: RateLimited::new(Duration::from_secs(1)),
+        });
+        let stop_accepting = CancellationToken::new();
+        let stop_connections = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut addrs = BTreeMap::new();
+        for (listener, spec) in bound {
+            let local = listener.local_addr()?;
+            tracing::info!(protocol = spec.protocol.name(), addr = %local, "Listening for devices.");
+            addrs.insert(spec.protocol, local);
+            tokio::spawn(accept_loop(
+                listener,
+                Arc::new(spec),
+                shared.clone(),
+                limit.clone(),
+                stop_accepting.clone(),
+                stop_connections.clone(),
+                tracker.clone(),
+            ));
+        }
+        Ok(Gateway {
+            addrs,
+            metrics,
+            stop_accepting,
+            stop_connections,
+            tracker,
+            drain_timeout,
+        })
+    }
+
+    /// The listener of `protocol`.
+    pub fn addr(&self, protocol: Protocol) -> Option<SocketAddr> {
+        self.addrs.get(&protocol).copied()
+    }
+
+    /// Connections currently open.
+    pub fn open_connections(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Stops accepting, lets every connection finish what it has in flight
+    /// (publishes and their acks), then closes them. Gives up after the
+    /// drain timeout; returns how many connections were still open then.
+    pub async fn shutdown(self) -> usize {
+        self.stop_accepting.cancel();
+        self.stop_connections.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.drain_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            let left = self.tracker.len();
+            tracing::warn!(connections = left,
+                "The drain timeout passed with connections still open; closing them without their acks.");
+            return left;
+        }
+        0
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    spec: Arc<ListenerSpec>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    stop_accepting: CancellationToken,
+    stop_connections: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let name = spec.protocol.name();
+    let label = ProtocolLabel { protocol: name };
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop_accepting.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    shared
+                        .metrics
+                        .connections_accepted
+                        .get_or_create(&label)
+                        .inc();
+                    let open = shared
+                        .metrics
+                        .connections_open
+                        .get_or_create(&label)
+                        .clone();
+                    open.inc();
+                    let (spec, shared, stop) =
+                        (spec.clone(), shared.clone(), stop_connections.child_token());
+                    tracker.spawn(async move {
+                        conn::serve(stream, peer, spec, shared, stop).await;
+                        open.dec();
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    // Full: close at once, and accept more slowly for a
+                    // while so a connection storm costs little.
+                    drop(stream);
+                    shared.refuse(
+                        name,
+                        Stage::accept,
+                        "connection_limit",
+                        &peer,
+                        &format!(
+                            "{} connections are open, the limit",
+                            shared.config.max_connections
+                        ),
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+            },
+            Err(err) => {
+                // Typically out of file descriptors: wait for some to close.
+                shared.metrics.error(name, Stage::accept, "accept_failed");
+                if let Some(suppressed) = shared.log.allow("accept_failed") {
+                    tracing::warn!(protocol = name, error = %err, suppressed,
+                        "Accepting a device connection failed; backing off.");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);

@@ -1,0 +1,590 @@
+//! The gateway against a real three-node cluster over real TCP: devices get
+//! their acknowledgement only once RAW stored the frame; bad input is
+//! refused, counted, and harms nobody else.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use fleetbus_codec::wire::headers;
+use fleetbus_codec::{gt06, teltonika, Position, Protocol};
+use fleetbus_e2e::{wait_for, Cluster, Role};
+use fleetbus_services::gateway::{Gateway, GatewayConfig};
+use fleetbus_services::topology::{self, Scope, Settings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ACK_WAIT: Duration = Duration::from_secs(20);
+
+// ---- harness ------------------------------------------------------------------
+
+async fn provisioned_cluster() -> Cluster {
+    let cluster = Cluster::start().await.unwrap();
+    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    topology::provision(
+        &js,
+        &Settings::default(),
+        &Scope::all(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster
+}
+
+/// Teltonika and GT06 on free ports, everything else off.
+fn config() -> GatewayConfig {
+    let mut c = GatewayConfig {
+        id: "gw-test".into(),
+        bind: [127, 0, 0, 1].into(),
+        ..GatewayConfig::default()
+    };
+    for (name, l) in c.protocols.iter_mut() {
+        l.port = 0;
+        l.enabled = name == "teltonika" || name == "gt06";
+    }
+    c
+}
+
+async fn gateway(cluster: &Cluster, config: GatewayConfig) -> Gateway {
+    let client = cluster
+        .connect_options(Role::Gateway)
+        .connect(cluster.client_urls())
+        .await
+        .unwrap();
+    Gateway::start(config, client).await.unwrap()
+}
+
+/// A device: one TCP connection.
+struct Device {
+    stream: TcpStream,
+}
+
+impl Device {
+    async fn connect(addr: SocketAddr) -> Device {
+        Device {
+            stream: TcpStream::connect(addr).await.unwrap(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Exactly `n` bytes, or `None` if the connection closed or nothing
+    /// came within `wait`.
+    async fn read(&mut self, n: usize, wait: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0; n];
+        match tokio::time::timeout(wait, self.stream.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => Some(buf),
+            _ => None,
+        }
+    }
+
+    /// Sends `frame` and expects exactly `reply` back.
+    async fn exchange(&mut self, frame: &[u8], reply: &[u8]) {
+        self.send(frame).await;
+        let got = self.read(reply.len(), ACK_WAIT).await;
+        assert_eq!(
+            got.as_deref(),
+            Some(reply),
+            "reply to {}",
+            hex::encode(frame)
+        );
+    }
+
+    /// Whether the gateway closed the connection (without sending anything)
+    /// within `wait`.
+    async fn closed_silently(&mut self, wait: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(wait, self.stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(n)) => panic!("expected no reply, got {}", hex::encode(&buf[..n])),
+            Err(_) => false,
+        }
+    }
+}
+
+fn position(device: &str, protocol: &str, minute: u32) -> Position {
+    let mut p = Position::new(
+        device,
+        protocol,
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
+    );
+    p.valid = true;
+    p.latitude = 54.6872;
+    p.longitude = 25.2797;
+    p.speed = 42.0;
+    p.satellites = Some(9);
+    p
+}
+
+fn teltonika_frame(imei: &str, minute: u32) -> Bytes {
+    teltonika::encode::codec8(&[position(imei, "teltonika", minute)]).unwrap()
+}
+
+/// A Teltonika device that logged in.
+async fn teltonika_device(addr: SocketAddr, imei: &str) -> Device {
+    let mut d = Device::connect(addr).await;
+    d.exchange(&teltonika::encode::login(imei), &[0x01]).await;
+    d
+}
+
+/// The reply the protocol's own session gives to `frames`, in order.
+fn replies(protocol: Protocol, frames: &[&[u8]]) -> Vec<Vec<u8>> {
+    let mut s = protocol.session();
+    frames
+        .iter()
+        .map(|f| {
+            s.on_frame(f)
+                .unwrap()
+                .reply
+                .map(|b| b.to_vec())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Subjects of everything in RAW, with the `Nats-Msg-Id` of each.
+async fn raw(cluster: &Cluster) -> Vec<(String, String)> {
+    cluster
+        .stream_messages(topology::RAW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let id = m
+                .headers
+                .get(headers::MSG_ID)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            (m.subject.to_string(), id)
+        })
+        .collect()
+}
+
+fn metric(gw: &Gateway, line_start: &str) -> u64 {
+    let text = gw.metrics.render();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
+
+fn error_metric(gw: &Gateway, protocol: &str, stage: &str, error_type: &str) -> u64 {
+    metric(
+        gw,
+        &format!(
+            "fleetbus_gateway_errors_total{{protocol=\"{protocol}\",stage=\"{stage}\",error_type=\"{error_type}\"}}"
+        ),
+    )
+}
+
+// ---- sessions ------------------------------------------------------------------
+
+#[tokio::test]
+async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+
+    // Teltonika: login answered 0x01, each AVL packet with its record count.
+    let imei = "356307042441013";
+    let mut t = teltonika_device(gw.addr(Protocol::Teltonika).unwrap(), imei).await;
+    for minute in 0..3 {
+        t.exchange(&teltonika_frame(imei, minute), &teltonika::encode::ack(1))
+            .await;
+    }
+    // A resend of a frame the device already got an ack for is acked again
+    // and stored once.
+    t.exchange(&teltonika_frame(imei, 0), &teltonika::encode::ack(1))
+        .await;
+
+    // GT06: login and location, each answered as the protocol says.
+    let gimei = "0358510051567789";
+    let login = gt06::encode::login(gimei, 1);
+    let location = gt06::encode::location(&position("358510051567789", "gt06", 5), 2);
+    let expected = replies(Protocol::Gt06, &[&login, &location]);
+    let mut g = Device::connect(gw.addr(Protocol::Gt06).unwrap()).await;
+    g.exchange(&login, &expected[0]).await;
+    g.exchange(&location, &expected[1]).await;
+
+    let stored = raw(&cluster).await;
+    let subjects: Vec<&str> = stored.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("raw.teltonika.{imei}"),
+            format!("raw.teltonika.{imei}"),
+            format!("raw.teltonika.{imei}"),
+            "raw.gt06.358510051567789".to_string(),
+        ],
+        "three Teltonika packets (the resend deduplicated) and one GT06 location; logins are not stored"
+    );
+    let first = &cluster.stream_messages(topology::RAW).await.unwrap()[0];
+    assert_eq!(
+        &first.payload[..],
+        &teltonika_frame(imei, 0)[..],
+        "the frame's bytes, unchanged"
+    );
+    let h = &first.headers;
+    assert_eq!(h.get(headers::PROTOCOL).unwrap().as_str(), "teltonika");
+    assert_eq!(h.get(headers::DEVICE).unwrap().as_str(), imei);
+    assert_eq!(h.get(headers::GATEWAY).unwrap().as_str(), "gw-test");
+    assert!(h
+        .get(headers::PEER)
+        .unwrap()
+        .as_str()
+        .starts_with("127.0.0.1:"));
+    assert!(h.get(headers::RECEIVED_AT).unwrap().as_str().ends_with('Z'));
+    assert_eq!(
+        metric(
+            &gw,
+            "fleetbus_gateway_frames_duplicate_total{protocol=\"teltonika\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "fleetbus_gateway_acks_sent_total{protocol=\"teltonika\"}"
+        ),
+        5
+    );
+}
+
+#[tokio::test]
+async fn pipelined_frames_are_acked_in_order_after_their_puback() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    let imei = "356307042441014";
+    let mut d = teltonika_device(gw.addr(Protocol::Teltonika).unwrap(), imei).await;
+    // 40 packets in one write: more than the pipeline (16) holds.
+    let mut burst = Vec::new();
+    for minute in 0..40 {
+        burst.extend_from_slice(&teltonika_frame(imei, minute));
+    }
+    d.send(&burst).await;
+    let acks = d.read(4 * 40, ACK_WAIT).await.expect("40 acks");
+    assert!(acks.chunks(4).all(|a| a == teltonika::encode::ack(1)));
+    let stored = raw(&cluster).await;
+    assert_eq!(stored.len(), 40);
+    // Stored in the order sent: the message ids follow the frames.
+    let expected: Vec<String> = (0..40)
+        .map(|m| fleetbus_codec::wire::raw_msg_id("teltonika", imei, &teltonika_frame(imei, m)))
+        .collect();
+    let got: Vec<String> = stored.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(got, expected);
+}
+
+// ---- storage unavailable ---------------------------------------------------------
+
+#[tokio::test]
+async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
+    let mut cluster = provisioned_cluster().await;
+    let mut cfg = config();
+    cfg.retry_for_secs = 3;
+    cfg.publish_timeout_ms = 500;
+    let gw = gateway(&cluster, cfg).await;
+    let addr = gw.addr(Protocol::Teltonika).unwrap();
+    let imei = "356307042441015";
+    let frame = teltonika_frame(imei, 7);
+
+    let mut d = teltonika_device(addr, imei).await;
+    cluster.kill_all();
+    d.send(&frame).await;
+    assert!(
+        d.closed_silently(Duration::from_secs(15)).await,
+        "with the cluster down the gateway gives up and closes without an ack"
+    );
+    assert_eq!(error_metric(&gw, "teltonika", "publish", "gave_up"), 1);
+
+    // The device still has its data: once the cluster is back it resends.
+    cluster.start_all().unwrap();
+    cluster.wait_ready().await.unwrap();
+    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    let acked = wait_for(
+        "the resent frame is acked",
+        Duration::from_secs(60),
+        || async {
+            let mut d = teltonika_device(addr, imei).await;
+            d.send(&frame).await;
+            Ok(d.read(4, Duration::from_secs(10)).await)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(acked, teltonika::encode::ack(1));
+    let stored = raw(&cluster).await;
+    assert_eq!(stored.len(), 1, "stored exactly once: {stored:?}");
+}
+
+#[tokio::test]
+async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
+    let mut cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    let addr = gw.addr(Protocol::Teltonika).unwrap();
+    let imei = "356307042441016";
+    let mut d = teltonika_device(addr, imei).await;
+    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let victim = cluster.node_index(&leader).unwrap();
+    let started = Instant::now();
+    let mut longest = Duration::ZERO;
+    for minute in 0..30 {
+        if minute == 10 {
+            cluster.kill(victim);
+        }
+        let t = Instant::now();
+        // The same connection throughout: the device notices nothing but a
+        // slower ack while a new leader is elected.
+        d.exchange(&teltonika_frame(imei, minute), &teltonika::encode::ack(1))
+            .await;
+        longest = longest.max(t.elapsed());
+    }
+    eprintln!(
+        "kill -9 of {leader} mid-session: longest ack {longest:?}, 30 frames in {:?}",
+        started.elapsed()
+    );
+    let stored = raw(&cluster).await;
+    let mut ids: Vec<String> = stored.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ids.len(), 30, "every acked frame is stored, once");
+    ids.dedup();
+    assert_eq!(ids.len(), 30);
+    assert_ne!(cluster.stream_leader(topology::RAW).await.unwrap(), leader);
+}
+
+// ---- bad input ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_input_is_refused_counted_and_harms_no_other_device() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    let gt = gw.addr(Protocol::Gt06).unwrap();
+
+    // An honest device keeps working between every bad case.
+    let honest = "356307042441017";
+    let mut good = teltonika_device(tel, honest).await;
+    let mut minute = 0;
+    let mut honest_frame = async |good: &mut Device| {
+        good.exchange(&teltonika_frame(honest, minute), &teltonika::encode::ack(1))
+            .await;
+        minute += 1;
+    };
+
+    // Oversize: a Teltonika packet announcing 1 MiB is refused from its header.
+    let mut d = teltonika_device(tel, "356307042441018").await;
+    d.send(&[0, 0, 0, 0, 0, 0x10, 0, 0, 0x08]).await;
+    assert!(d.closed_silently(Duration::from_secs(5)).await, "oversize");
+    assert_eq!(error_metric(&gw, "teltonika", "frame", "too_large"), 1);
+    honest_frame(&mut good).await;
+
+    // Bad CRC: no ack, the device will resend.
+    let mut d = teltonika_device(tel, "356307042441019").await;
+    let mut bad = teltonika_frame("356307042441019", 1).to_vec();
+    *bad.last_mut().unwrap() ^= 0xff;
+    d.send(&bad).await;
+    assert!(d.closed_silently(Duration::from_secs(5)).await, "bad crc");
+    assert_eq!(error_metric(&gw, "teltonika", "frame", "bad_checksum"), 1);
+    honest_frame(&mut good).await;
+
+    // Garbage instead of a login.
+    let mut d = Device::connect(tel).await;
+    d.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(d.closed_silently(Duration::from_secs(5)).await, "garbage");
+    let garbage: u64 = ["too_large", "malformed", "bad_identity"]
+        .iter()
+        .map(|t| {
+            error_metric(&gw, "teltonika", "frame", t)
+                + error_metric(&gw, "teltonika", "session", t)
+        })
+        .sum();
+    assert_eq!(
+        garbage,
+        2,
+        "the oversize case and the garbage:\n{}",
+        gw.metrics.render()
+    );
+    honest_frame(&mut good).await;
+
+    // Data before login (GT06 location first).
+    let mut d = Device::connect(gt).await;
+    d.send(&gt06::encode::location(
+        &position("358510051567790", "gt06", 1),
+        1,
+    ))
+    .await;
+    assert!(
+        d.closed_silently(Duration::from_secs(5)).await,
+        "data before login"
+    );
+    assert_eq!(error_metric(&gw, "gt06", "session", "not_identified"), 1);
+
+    // An unknown but well-framed message type does not end the session:
+    // it is stored (the parsers dead-letter it with its reason), and the
+    // next location is acked as usual.
+    let login = gt06::encode::login("358510051567791", 1);
+    let unknown = gt06::encode::frame(0x77, &[1, 2, 3], 2);
+    let location = gt06::encode::location(&position("358510051567791", "gt06", 2), 3);
+    let expected = replies(Protocol::Gt06, &[&login, &unknown, &location]);
+    let mut d = Device::connect(gt).await;
+    d.exchange(&login, &expected[0]).await;
+    d.exchange(&unknown, &expected[1]).await;
+    d.exchange(&location, &expected[2]).await;
+    honest_frame(&mut good).await;
+
+    // Nothing was published for refused input: the honest device's four
+    // packets and the well-framed GT06 pair only.
+    let stored = raw(&cluster).await;
+    let subjects: Vec<&str> = stored.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("raw.teltonika.{honest}").as_str(),
+            &format!("raw.teltonika.{honest}"),
+            &format!("raw.teltonika.{honest}"),
+            "raw.gt06.358510051567791",
+            "raw.gt06.358510051567791",
+            &format!("raw.teltonika.{honest}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn idle_and_half_open_connections_are_closed() {
+    let cluster = provisioned_cluster().await;
+    let mut cfg = config();
+    cfg.idle_timeout_secs = 1;
+    let gw = gateway(&cluster, cfg).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+
+    let mut silent = Device::connect(tel).await;
+    // Half a frame and then nothing: a stalled or half-open device.
+    let mut half = teltonika_device(tel, "356307042441020").await;
+    half.send(&teltonika_frame("356307042441020", 0)[..10])
+        .await;
+    assert!(silent.closed_silently(Duration::from_secs(5)).await);
+    assert!(half.closed_silently(Duration::from_secs(5)).await);
+    assert_eq!(
+        error_metric(&gw, "teltonika", "connection", "idle_timeout"),
+        2
+    );
+    assert!(raw(&cluster).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_connection_limit_refuses_the_excess_and_recovers() {
+    let cluster = provisioned_cluster().await;
+    let mut cfg = config();
+    cfg.max_connections = 2;
+    let gw = gateway(&cluster, cfg).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+
+    let a = teltonika_device(tel, "356307042441021").await;
+    let mut b = teltonika_device(tel, "356307042441022").await;
+    let mut c = Device::connect(tel).await;
+    c.send(&teltonika::encode::login("356307042441023")).await;
+    assert!(
+        c.closed_silently(Duration::from_secs(5)).await,
+        "third connection refused"
+    );
+    assert_eq!(
+        error_metric(&gw, "teltonika", "accept", "connection_limit"),
+        1
+    );
+    // The admitted devices are unaffected.
+    b.exchange(
+        &teltonika_frame("356307042441022", 0),
+        &teltonika::encode::ack(1),
+    )
+    .await;
+
+    drop(a);
+    // Once a slot is free (and the accept backoff passed) devices get in again.
+    wait_for(
+        "a new device is admitted",
+        Duration::from_secs(10),
+        || async {
+            let mut d = Device::connect(tel).await;
+            d.send(&teltonika::encode::login("356307042441024")).await;
+            Ok(d.read(1, Duration::from_secs(2))
+                .await
+                .filter(|r| r == &[1]))
+        },
+    )
+    .await
+    .unwrap();
+}
+
+// ---- scale ---------------------------------------------------------------------------
+
+/// Raises the soft open-files limit to the hard limit: 2,000 devices are
+/// 4,000 sockets in this one process.
+fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
+    const DEVICES: usize = 2_000;
+    let limit = raise_fd_limit();
+    assert!(
+        limit >= 5_000,
+        "open files limit {limit} is too low for this test"
+    );
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+
+    // Every device connects and logs in first, then all send at once.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(DEVICES + 1));
+    let mut tasks = Vec::new();
+    for i in 0..DEVICES {
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            let imei = format!("35000000{i:07}");
+            let mut d = teltonika_device(tel, &imei).await;
+            start.wait().await;
+            d.send(&teltonika_frame(&imei, 1)).await;
+            d.read(4, Duration::from_secs(60)).await
+        }));
+    }
+    start.wait().await;
+    let t = Instant::now();
+    let mut acked = 0;
+    for task in tasks {
+        if task.await.unwrap() == Some(teltonika::encode::ack(1).to_vec()) {
+            acked += 1;
+        }
+    }
+    eprintln!("{DEVICES} devices at once: all acked in {:?}", t.elapsed());
+    assert_eq!(acked, DEVICES);
+    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let info = js
+        .get_stream(topology::RAW)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, DEVICES as u64);
+    assert_eq!(
+        info.state.subjects_count, DEVICES as u64,
+        "one message per device"
+    );
+}
