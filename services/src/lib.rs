@@ -5,4 +5,5 @@ pub mod cli;
 pub mod gateway;
 pub mod nats;
 pub mod ops;
+pub mod simulate;
 pub mod topology;

@@ -22,6 +22,10 @@ enum Command {
     Decode(cli::decode::Args),
     /// The TCP gateway: devices in, RAW out (ack after a quorum stored it).
     Gateway(cli::gateway::Args),
+    /// A simulated fleet with a persistent outbound queue (see docs/simulator.md).
+    Simulate(cli::simulate::Args),
+    /// Check a simulator report against PARSED: missing, duplicated, altered.
+    Verify(cli::verify::Args),
     /// Create or update the streams and consumers (idempotent).
     Provision(cli::provision::Args),
     /// Cluster, streams, consumers and workers; exit 0 when healthy.
@@ -35,6 +39,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => cli::decode::run(args),
         Command::Gateway(args) => cli::gateway::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
+        Command::Verify(args) => cli::verify::run(args),
         Command::Provision(args) => cli::provision::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Dev(args) => cli::dev::run(args),

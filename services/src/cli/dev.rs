@@ -112,6 +112,27 @@ pub fn workers() -> Vec<WorkerSpec> {
             ],
         });
     }
+    // A small simulated fleet on all three gateways, so data flows at once.
+    // Its queue lives with the cluster's state: stopped and started again,
+    // it resumes with what was not acknowledged. (It needs no NATS login;
+    // the role only decides the environment it is given.)
+    w.push(WorkerSpec {
+        name: "simulator".into(),
+        role: Role::Gateway,
+        args: [
+            "simulate",
+            "--devices",
+            "20",
+            "--interval-ms",
+            "5000",
+            "--queue",
+            ".data/simulator.db",
+            "--progress-secs",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec(),
+    });
     w
 }
 

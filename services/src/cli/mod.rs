@@ -4,4 +4,6 @@ pub mod decode;
 pub mod dev;
 pub mod gateway;
 pub mod provision;
+pub mod simulate;
 pub mod status;
+pub mod verify;

@@ -1,0 +1,260 @@
+//! `fleetbus simulate`: a fleet of virtual trackers that behave like real
+//! ones where it matters for reliability — records wait in a persistent
+//! queue until the gateway acknowledged them, frames are resent byte for
+//! byte after a lost ack, and a device moves to its next server when a
+//! connection fails. See docs/simulator.md.
+
+mod device;
+pub mod queue;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use fleetbus_codec::{Position, Protocol};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use queue::Queue;
+
+/// Protocols the simulator can speak.
+pub const SUPPORTED: [Protocol; 2] = [Protocol::Teltonika, Protocol::Gt06];
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub devices: usize,
+    /// Protocols, assigned to devices in turn.
+    pub protocols: Vec<Protocol>,
+    /// Distinguishes fleets: part of every IMEI.
+    pub fleet: u32,
+    /// A new record per device every `interval`.
+    pub interval: Duration,
+    /// Records per device; 0 = until stopped.
+    pub records: u64,
+    /// Stop generating after this long (records already generated are
+    /// still delivered); `None` = no limit.
+    pub duration: Option<Duration>,
+    /// Records per frame, where the protocol allows several (Teltonika).
+    pub per_frame: usize,
+    /// Gateway addresses per protocol, in the order a device tries them.
+    pub gateways: Vec<(Protocol, Vec<SocketAddr>)>,
+    pub queue: PathBuf,
+    pub report: Option<PathBuf>,
+    /// Wait for an acknowledgement this long before reconnecting.
+    pub ack_timeout: Duration,
+    /// Print a progress line this often (`None`: quiet).
+    pub progress: Option<Duration>,
+}
+
+/// One acknowledged record, as `--report` writes it (one JSON line each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reported {
+    pub device_id: String,
+    pub protocol: String,
+    pub fix_time: DateTime<Utc>,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub speed: f64,
+    pub course: f64,
+    /// When the gateway acknowledged it.
+    pub acked_at: DateTime<Utc>,
+}
+
+impl Reported {
+    fn new(p: &Position) -> Reported {
+        Reported {
+            device_id: p.device_id.clone(),
+            protocol: p.protocol.clone(),
+            fix_time: p.fix_time,
+            latitude: p.latitude,
+            longitude: p.longitude,
+            speed: p.speed,
+            course: p.course,
+            acked_at: Utc::now(),
+        }
+    }
+}
+
+/// Fleet-wide counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub generated: AtomicU64,
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub frames_sent: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub connected: AtomicU64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub generated: u64,
+    pub acked: u64,
+    pub sent: u64,
+    pub reconnects: u64,
+    pub pending: u64,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = self.acked as f64 / self.elapsed.as_secs_f64().max(0.001);
+        write!(
+            f,
+            "simulated fleet: {} records generated, {} acknowledged ({rate:.0}/s), {} sent (resends included), {} reconnects, {} still pending, in {:.1} s",
+            self.generated,
+            self.acked,
+            self.sent,
+            self.reconnects,
+            self.pending,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Shared by every device of the fleet.
+pub(crate) struct Fleet {
+    pub config: Config,
+    pub queue: Queue,
+    pub stats: Stats,
+    report: Option<Mutex<std::fs::File>>,
+    /// Stop generating (duration over, or asked to stop).
+    pub stop_generating: CancellationToken,
+    /// Stop everything now (second signal).
+    pub stop_all: CancellationToken,
+}
+
+impl Fleet {
+    /// Appends `records` to the report, one line each, written before the
+    /// queue forgets them: a crash in between reports a record twice
+    /// (`fleetbus verify` counts each record once), never not at all.
+    fn report(&self, records: &[Position]) -> std::io::Result<()> {
+        use std::io::Write;
+        let Some(file) = &self.report else {
+            return Ok(());
+        };
+        let mut buf = Vec::new();
+        for p in records {
+            serde_json::to_writer(&mut buf, &Reported::new(p))?;
+            buf.push(b'\n');
+        }
+        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_all(&buf)
+    }
+}
+
+/// The IMEI of device `index` of fleet `fleet`: 15 digits.
+pub fn imei(fleet: u32, index: usize) -> String {
+    format!("35{:03}{:010}", fleet % 1000, index)
+}
+
+/// Runs the fleet until every device delivered its records (or, without a
+/// record limit, until `stop` is cancelled and what was generated is
+/// delivered; a second cancel of `stop_now` ends at once).
+pub async fn run(
+    config: Config,
+    stop: CancellationToken,
+    stop_now: CancellationToken,
+) -> anyhow::Result<Summary> {
+    anyhow::ensure!(config.devices > 0, "--devices must be > 0");
+    anyhow::ensure!(!config.protocols.is_empty(), "no protocol to simulate");
+    for p in &config.protocols {
+        anyhow::ensure!(
+            SUPPORTED.contains(p),
+            "the simulator speaks {}, not {p}",
+            SUPPORTED.map(|p| p.name()).join(", ")
+        );
+        anyhow::ensure!(
+            config
+                .gateways
+                .iter()
+                .any(|(q, addrs)| q == p && !addrs.is_empty()),
+            "no gateway address for {p}"
+        );
+    }
+    let queue = Queue::open(&config.queue)?;
+    let report = match &config.report {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )),
+        None => None,
+    };
+    let started = Instant::now();
+    let fleet = Arc::new(Fleet {
+        config: config.clone(),
+        queue,
+        stats: Stats::default(),
+        report,
+        stop_generating: stop.clone(),
+        stop_all: stop_now.clone(),
+    });
+    if let Some(d) = config.duration {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            stop.cancel();
+        });
+    }
+    let progress = config.progress.map(|every| {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let acked = fleet.stats.acked.load(Ordering::Relaxed);
+                let rate = (acked - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                last = (Instant::now(), acked);
+                eprintln!(
+                    "sent {} acked {} pending {} connected {} reconnects {} rate {rate:.0}/s",
+                    fleet.stats.sent.load(Ordering::Relaxed),
+                    acked,
+                    fleet.queue.pending().unwrap_or(0),
+                    fleet.stats.connected.load(Ordering::Relaxed),
+                    fleet.stats.reconnects.load(Ordering::Relaxed),
+                );
+            }
+        })
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..config.devices {
+        let protocol = config.protocols[i % config.protocols.len()];
+        let fleet = fleet.clone();
+        tasks.spawn(device::run(fleet, i, protocol));
+    }
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "A simulated device failed.");
+                first_error.get_or_insert(e);
+                fleet.stop_all.cancel();
+            }
+            Err(e) => {
+                first_error.get_or_insert(anyhow::anyhow!("device task: {e}"));
+            }
+        }
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(Summary {
+        generated: fleet.stats.generated.load(Ordering::Relaxed),
+        acked: fleet.stats.acked.load(Ordering::Relaxed),
+        sent: fleet.stats.sent.load(Ordering::Relaxed),
+        reconnects: fleet.stats.reconnects.load(Ordering::Relaxed),
+        pending: fleet.queue.pending()?,
+        elapsed: started.elapsed(),
+    })
+}
