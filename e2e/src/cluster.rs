@@ -132,6 +132,14 @@ impl Cluster {
 
     // ---- addresses and logins -------------------------------------------------
 
+    /// `count` consecutive free ports from this cluster's own port range, for
+    /// the processes a test runs beside it (gateways): no other harness
+    /// cluster uses them. Ask while every node runs, so that no node's port
+    /// looks free.
+    pub fn spare_ports(&self, count: usize) -> anyhow::Result<Vec<u16>> {
+        self._slot.ports(count)
+    }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()

@@ -27,6 +27,7 @@ pub mod netns;
 pub mod process;
 pub mod server;
 mod slots;
+pub mod system;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ pub use cluster::{Cluster, ClusterOptions};
 pub use creds::{Credentials, Login, Role};
 pub use netns::Lab;
 pub use process::{wait_for, Proc, Spec};
+pub use system::{System, SystemOptions};
 
 /// The `fleetbus` binary for process-level tests.
 ///
