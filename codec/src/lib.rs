@@ -15,13 +15,17 @@
 pub mod checksum;
 mod error;
 mod frame_decoder;
+pub mod gl200;
 pub mod gps103;
 pub mod gt06;
 pub mod h02;
 pub mod jt808;
+pub mod meitrack;
 mod protocol;
 mod record;
+pub mod ruptela;
 mod session;
+pub mod suntech;
 pub mod teltonika;
 pub(crate) mod text;
 pub mod tk103;

@@ -7,9 +7,13 @@ use std::str::FromStr;
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::gl200;
 use crate::gps103;
 use crate::h02;
 use crate::jt808;
+use crate::meitrack;
+use crate::ruptela;
+use crate::suntech;
 use crate::tk103;
 use crate::{gt06, teltonika, FrameError, Handled, ParseContext, ParseError, Record, SessionError};
 
@@ -22,6 +26,10 @@ pub enum Protocol {
     Gps103,
     Tk103,
     Jt808,
+    Ruptela,
+    Meitrack,
+    Suntech,
+    Gl200,
 }
 
 /// `"foo".parse::<Protocol>()` for a name that is not in [`Protocol::ALL`].
@@ -38,6 +46,10 @@ impl Protocol {
         Protocol::Gps103,
         Protocol::Tk103,
         Protocol::Jt808,
+        Protocol::Ruptela,
+        Protocol::Meitrack,
+        Protocol::Suntech,
+        Protocol::Gl200,
     ];
 
     /// The protocol's name: used in subjects (`raw.<name>.<device>`), headers,
@@ -50,6 +62,10 @@ impl Protocol {
             Protocol::Gps103 => gps103::NAME,
             Protocol::Tk103 => tk103::NAME,
             Protocol::Jt808 => jt808::NAME,
+            Protocol::Ruptela => ruptela::NAME,
+            Protocol::Meitrack => meitrack::NAME,
+            Protocol::Suntech => suntech::NAME,
+            Protocol::Gl200 => gl200::NAME,
         }
     }
 
@@ -67,6 +83,10 @@ impl Protocol {
             Protocol::Gps103 => gps103::DEFAULT_PORT,
             Protocol::Tk103 => tk103::DEFAULT_PORT,
             Protocol::Jt808 => jt808::DEFAULT_PORT,
+            Protocol::Ruptela => ruptela::DEFAULT_PORT,
+            Protocol::Meitrack => meitrack::DEFAULT_PORT,
+            Protocol::Suntech => suntech::DEFAULT_PORT,
+            Protocol::Gl200 => gl200::DEFAULT_PORT,
         }
     }
 
@@ -79,6 +99,10 @@ impl Protocol {
             Protocol::Gps103 => gps103::MAX_FRAME,
             Protocol::Tk103 => tk103::MAX_FRAME,
             Protocol::Jt808 => jt808::MAX_FRAME,
+            Protocol::Ruptela => ruptela::MAX_FRAME,
+            Protocol::Meitrack => meitrack::MAX_FRAME,
+            Protocol::Suntech => suntech::MAX_FRAME,
+            Protocol::Gl200 => gl200::MAX_FRAME,
         }
     }
 
@@ -91,6 +115,10 @@ impl Protocol {
             Protocol::Gps103 => AnyFramer::Gps103(gps103::Framer::new(max_frame)),
             Protocol::Tk103 => AnyFramer::Tk103(tk103::Framer::new(max_frame)),
             Protocol::Jt808 => AnyFramer::Jt808(jt808::Framer::new(max_frame)),
+            Protocol::Ruptela => AnyFramer::Ruptela(ruptela::Framer::new(max_frame)),
+            Protocol::Meitrack => AnyFramer::Meitrack(meitrack::Framer::new(max_frame)),
+            Protocol::Suntech => AnyFramer::Suntech(suntech::Framer::new(max_frame)),
+            Protocol::Gl200 => AnyFramer::Gl200(gl200::Framer::new(max_frame)),
         }
     }
 
@@ -103,6 +131,10 @@ impl Protocol {
             Protocol::Gps103 => AnySession::Gps103(gps103::Session::new()),
             Protocol::Tk103 => AnySession::Tk103(tk103::Session::new()),
             Protocol::Jt808 => AnySession::Jt808(jt808::Session::new()),
+            Protocol::Ruptela => AnySession::Ruptela(ruptela::Session::new()),
+            Protocol::Meitrack => AnySession::Meitrack(meitrack::Session::new()),
+            Protocol::Suntech => AnySession::Suntech(suntech::Session::new()),
+            Protocol::Gl200 => AnySession::Gl200(gl200::Session::new()),
         }
     }
 
@@ -115,6 +147,10 @@ impl Protocol {
             Protocol::Gps103 => gps103::identify(frame),
             Protocol::Tk103 => tk103::identify(frame),
             Protocol::Jt808 => jt808::identify(frame),
+            Protocol::Ruptela => ruptela::identify(frame),
+            Protocol::Meitrack => meitrack::identify(frame),
+            Protocol::Suntech => suntech::identify(frame),
+            Protocol::Gl200 => gl200::identify(frame),
         }
     }
 
@@ -127,6 +163,10 @@ impl Protocol {
             Protocol::Gps103 => gps103::parse(frame, ctx),
             Protocol::Tk103 => tk103::parse(frame, ctx),
             Protocol::Jt808 => jt808::parse(frame, ctx),
+            Protocol::Ruptela => ruptela::parse(frame, ctx),
+            Protocol::Meitrack => meitrack::parse(frame, ctx),
+            Protocol::Suntech => suntech::parse(frame, ctx),
+            Protocol::Gl200 => gl200::parse(frame, ctx),
         }
     }
 }
@@ -158,6 +198,10 @@ pub enum AnyFramer {
     Gps103(gps103::Framer),
     Tk103(tk103::Framer),
     Jt808(jt808::Framer),
+    Ruptela(ruptela::Framer),
+    Meitrack(meitrack::Framer),
+    Suntech(suntech::Framer),
+    Gl200(gl200::Framer),
 }
 
 impl Decoder for AnyFramer {
@@ -172,16 +216,21 @@ impl Decoder for AnyFramer {
             AnyFramer::Gps103(f) => f.decode(src),
             AnyFramer::Tk103(f) => f.decode(src),
             AnyFramer::Jt808(f) => f.decode(src),
+            AnyFramer::Ruptela(f) => f.decode(src),
+            AnyFramer::Meitrack(f) => f.decode(src),
+            AnyFramer::Suntech(f) => f.decode(src),
+            AnyFramer::Gl200(f) => f.decode(src),
         }
     }
 
     /// At the end of a UDP datagram or of a stream. Text protocols whose last
-    /// message may come without its delimiter (GPS103, TK103) take it whole;
+    /// message may come without its delimiter (GPS103, TK103, Suntech) take it whole;
     /// the others report leftover bytes, as tokio's default does.
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self {
             AnyFramer::Gps103(f) => f.decode_eof(src),
             AnyFramer::Tk103(f) => f.decode_eof(src),
+            AnyFramer::Suntech(f) => f.decode_eof(src),
             _ => match self.decode(src)? {
                 Some(frame) => Ok(Some(frame)),
                 None if src.is_empty() => Ok(None),
@@ -200,6 +249,10 @@ pub enum AnySession {
     Gps103(gps103::Session),
     Tk103(tk103::Session),
     Jt808(jt808::Session),
+    Ruptela(ruptela::Session),
+    Meitrack(meitrack::Session),
+    Suntech(suntech::Session),
+    Gl200(gl200::Session),
 }
 
 impl AnySession {
@@ -213,6 +266,10 @@ impl AnySession {
             AnySession::Gps103(s) => s.on_frame(frame),
             AnySession::Tk103(s) => s.on_frame(frame),
             AnySession::Jt808(s) => s.on_frame(frame),
+            AnySession::Ruptela(s) => s.on_frame(frame),
+            AnySession::Meitrack(s) => s.on_frame(frame),
+            AnySession::Suntech(s) => s.on_frame(frame),
+            AnySession::Gl200(s) => s.on_frame(frame),
         }
     }
 
@@ -225,6 +282,10 @@ impl AnySession {
             AnySession::Gps103(s) => s.device_id(),
             AnySession::Tk103(s) => s.device_id(),
             AnySession::Jt808(s) => s.device_id(),
+            AnySession::Ruptela(s) => s.device_id(),
+            AnySession::Meitrack(s) => s.device_id(),
+            AnySession::Suntech(s) => s.device_id(),
+            AnySession::Gl200(s) => s.device_id(),
         }
     }
 }

@@ -310,3 +310,23 @@ fn tk103_captures() {
 fn jt808_captures() {
     run(Protocol::Jt808);
 }
+
+#[test]
+fn ruptela_captures() {
+    run(Protocol::Ruptela);
+}
+
+#[test]
+fn meitrack_captures() {
+    run(Protocol::Meitrack);
+}
+
+#[test]
+fn suntech_captures() {
+    run(Protocol::Suntech);
+}
+
+#[test]
+fn gl200_captures() {
+    run(Protocol::Gl200);
+}

@@ -1,0 +1,151 @@
+//! Cuts a Queclink byte stream into messages.
+//!
+//! Text messages (`+RESP:`, `+BUFF:`, `+ACK:`, …) end with `$` (dropped; a
+//! NUL ends one too, as in Traccar). Binary messages (`+RSP`, `+BSP`,
+//! `+EVT`, `+BVT`, `+INF`, `+BNF`, `+HBD`, `+CRD`, `+BRD`, `+LGN`, `+ACK`
+//! without `:`, and the newer `+` 00 form) carry their total length at a fixed place
+//! in the header and are cut by it. Bytes before a `+` are dropped and never
+//! buffered (line ends between messages). A `+` followed by anything else is
+//! `malformed`; a message without its end within `max_frame` bytes, or
+//! announcing more, is `too large` (before the body is buffered).
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+use crate::FrameError;
+
+use super::message::{kind, Kind};
+
+/// The shortest binary message (header, length, a few bytes of body).
+const MIN_BINARY: usize = 11;
+
+#[derive(Debug)]
+pub struct Framer {
+    max_frame: usize,
+}
+
+impl Framer {
+    /// A framer refusing messages above `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        Framer { max_frame }
+    }
+
+    fn too_large(&self, size: usize) -> FrameError {
+        FrameError::TooLarge {
+            size,
+            max: self.max_frame,
+        }
+    }
+}
+
+impl Decoder for Framer {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let skip = src.iter().position(|&b| b == b'+').unwrap_or(src.len());
+        src.advance(skip);
+        match kind(src) {
+            Kind::Unknown => Ok(None),
+            Kind::Invalid => Err(FrameError::Malformed(format!(
+                "unknown @Track message header {:?}",
+                String::from_utf8_lossy(&src[..src.len().min(6)])
+            ))),
+            Kind::Binary { offset, width } => {
+                if src.len() < offset + width {
+                    return Ok(None);
+                }
+                let total = src[offset..offset + width]
+                    .iter()
+                    .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+                if total < MIN_BINARY.max(offset + width) {
+                    return Err(FrameError::Malformed(format!(
+                        "binary message announces {total} bytes"
+                    )));
+                }
+                if total > self.max_frame {
+                    return Err(self.too_large(total));
+                }
+                if src.len() < total {
+                    src.reserve(total - src.len());
+                    return Ok(None);
+                }
+                Ok(Some(src.split_to(total).freeze()))
+            }
+            Kind::Text => {
+                let limit = src.len().min(self.max_frame + 1);
+                let end = src[..limit]
+                    .iter()
+                    .position(|&b| b == b'$')
+                    .or_else(|| src[..limit].iter().position(|&b| b == 0));
+                match end {
+                    Some(at) => {
+                        let frame = src.split_to(at).freeze();
+                        src.advance(1);
+                        Ok(Some(frame))
+                    }
+                    None if src.len() >= self.max_frame => Err(self.too_large(src.len())),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gl200::MAX_FRAME;
+
+    fn cut_all(input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut f = Framer::new(MAX_FRAME);
+        let mut b = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(frame) = f.decode(&mut b)? {
+            out.push(frame.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn text_and_binary() {
+        let evt =
+            hex::decode("2b4556540c00fc1fbf005c4501010108676231303000000000ffff07e1070b03112d")
+                .unwrap();
+        let mut evt_full = evt.clone();
+        evt_full.resize(0x5c, 0);
+        let mut input = b"\r\n+ACK:GTHBD,0F0106,862193020451183,,20160727001255,3B7D$".to_vec();
+        input.extend_from_slice(&evt_full);
+        input.extend_from_slice(b"+RESP:GTPFA,F50201,866425030235982,GL300M,20190208124849,0BD4$");
+        let frames = cut_all(&input).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(
+            frames[0],
+            b"+ACK:GTHBD,0F0106,862193020451183,,20160727001255,3B7D"
+        );
+        assert_eq!(frames[1], evt_full);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            cut_all(b"+XYZ\x00\xff\x00&"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            Framer::new(64).decode(&mut BytesMut::from(
+                &b"+RSP\x03\x00\xfc\x1f\xff\xff\xff"[..]
+            )),
+            Err(FrameError::TooLarge { size: 65535, .. })
+        ));
+        let mut long = b"+RESP:GTFRI,".to_vec();
+        long.resize(100, b'1');
+        assert!(matches!(
+            Framer::new(64).decode(&mut BytesMut::from(&long[..])),
+            Err(FrameError::TooLarge { .. })
+        ));
+        let mut b = BytesMut::from(&b"noise"[..]);
+        assert_eq!(Framer::new(MAX_FRAME).decode(&mut b).unwrap(), None);
+        assert!(b.is_empty());
+    }
+}
