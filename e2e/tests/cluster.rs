@@ -92,7 +92,8 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
         first.items.iter().all(|i| i.outcome == Outcome::Created),
         "{first}"
     );
-    assert_eq!(first.items.len(), 5);
+    // RAW, PARSED, DEAD, EVENTS, KV_devices and the two durables.
+    assert_eq!(first.items.len(), 7);
 
     for stream in [topology::RAW, topology::PARSED, topology::DEAD] {
         let info = cluster.wait_stream_ready(stream).await.unwrap();

@@ -5,5 +5,7 @@ pub mod cli;
 pub mod gateway;
 pub mod nats;
 pub mod ops;
+pub mod registry;
 pub mod simulate;
 pub mod topology;
+pub mod worker;

@@ -22,6 +22,10 @@ enum Command {
     Decode(cli::decode::Args),
     /// The TCP gateway: devices in, RAW out (ack after a quorum stored it).
     Gateway(cli::gateway::Args),
+    /// Parser workers: RAW -> PARSED, supervised, on the shared durable `hamsters`.
+    Hamster(cli::hamster::Args),
+    /// Processing workers on PARSED: latest position, events, archive.
+    Monkey(cli::monkey::Args),
     /// A simulated fleet with a persistent outbound queue (see docs/simulator.md).
     Simulate(cli::simulate::Args),
     /// Check a simulator report against PARSED: missing, duplicated, altered.
@@ -39,6 +43,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decode(args) => cli::decode::run(args),
         Command::Gateway(args) => cli::gateway::run(args),
+        Command::Hamster(args) => cli::hamster::run(args),
+        Command::Monkey(args) => cli::monkey::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Verify(args) => cli::verify::run(args),
         Command::Provision(args) => cli::provision::run(args),

@@ -86,7 +86,10 @@ async fn provision_and_status_against_a_real_cluster() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(streams, vec!["RAW", "PARSED", "DEAD"]);
+    assert_eq!(
+        streams,
+        vec!["RAW", "PARSED", "DEAD", "EVENTS", "KV_devices"]
+    );
     assert!(status["streams"]
         .as_array()
         .unwrap()

@@ -112,6 +112,19 @@ pub fn workers() -> Vec<WorkerSpec> {
             ],
         });
     }
+    // Two hamsters and two monkeys, two workers each (docs/workers.md).
+    for (role, n) in [
+        (Role::Hamster, 1),
+        (Role::Hamster, 2),
+        (Role::Monkey, 1),
+        (Role::Monkey, 2),
+    ] {
+        w.push(WorkerSpec {
+            name: format!("{}-{n}", role.name()),
+            role,
+            args: vec![role.name().into(), "--concurrency".into(), "2".into()],
+        });
+    }
     // A small simulated fleet on all three gateways, so data flows at once.
     // Its queue lives with the cluster's state: stopped and started again,
     // it resumes with what was not acknowledged. (It needs no NATS login;

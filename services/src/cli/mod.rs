@@ -3,6 +3,8 @@
 pub mod decode;
 pub mod dev;
 pub mod gateway;
+pub mod hamster;
+pub mod monkey;
 pub mod provision;
 pub mod simulate;
 pub mod status;

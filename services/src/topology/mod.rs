@@ -26,6 +26,13 @@ pub const PARSED: &str = "PARSED";
 /// `dead.raw.<protocol>.<device_id>` and `dead.parsed.<protocol>.<device_id>`.
 pub const DEAD: &str = "DEAD";
 
+/// Device events derived by the monkeys: `events.<protocol>.<device_id>.<type>`.
+pub const EVENTS: &str = "EVENTS";
+/// The key-value bucket of the latest position per device (monkeys).
+pub const DEVICES_BUCKET: &str = "devices";
+/// The stream behind [`DEVICES_BUCKET`].
+pub const DEVICES: &str = "KV_devices";
+
 /// The durable pull consumer on RAW shared by every hamster.
 pub const HAMSTERS: &str = "hamsters";
 /// The durable pull consumer on PARSED shared by every monkey.
@@ -104,6 +111,12 @@ pub struct Settings {
     pub raw: StreamLimits,
     pub parsed: StreamLimits,
     pub dead: StreamLimits,
+    /// The EVENTS stream (limits retention: kept for people and
+    /// downstream consumers until `max_age`).
+    pub events: StreamLimits,
+    /// The `devices` key-value bucket; `max_age_secs` 0 keeps an entry
+    /// until the device reports again (forever).
+    pub devices: StreamLimits,
     pub hamsters: GroupSettings,
     pub monkeys: GroupSettings,
 }
@@ -127,6 +140,14 @@ impl Default for Settings {
             dead: StreamLimits {
                 max_bytes: GIB,
                 max_age_secs: 30 * DAY,
+            },
+            events: StreamLimits {
+                max_bytes: GIB,
+                max_age_secs: 30 * DAY,
+            },
+            devices: StreamLimits {
+                max_bytes: GIB / 4,
+                max_age_secs: 0,
             },
             hamsters: GroupSettings {
                 workers: 2,
@@ -172,12 +193,20 @@ impl Settings {
         if !(1..=5).contains(&self.replicas) {
             return bad(format!("replicas must be 1..=5, not {}", self.replicas));
         }
-        for (name, limits) in [(RAW, &self.raw), (PARSED, &self.parsed), (DEAD, &self.dead)] {
+        for (name, limits) in [
+            (RAW, &self.raw),
+            (PARSED, &self.parsed),
+            (DEAD, &self.dead),
+            (EVENTS, &self.events),
+        ] {
             if limits.max_bytes <= 0 || limits.max_age_secs == 0 {
                 return bad(format!(
                     "{name}: max_bytes and max_age_secs must be set (> 0)"
                 ));
             }
+        }
+        if self.devices.max_bytes <= 0 {
+            return bad(format!("{DEVICES}: max_bytes must be set (> 0)"));
         }
         let window = Duration::from_secs(self.duplicate_window_secs);
         for (name, group) in [(HAMSTERS, &self.hamsters), (MONKEYS, &self.monkeys)] {
@@ -257,7 +286,36 @@ impl Settings {
                 &self.dead,
                 "Given up on: dead.<raw|parsed>.<protocol>.<device_id>, reason in headers",
             ),
+            self.stream(
+                EVENTS,
+                "events.>",
+                RetentionPolicy::Limits,
+                &self.events,
+                "Device events: events.<protocol>.<device_id>.<type>",
+            ),
+            self.devices_bucket(),
         ]
+    }
+
+    /// The `devices` key-value bucket as its stream: what async-nats'
+    /// `create_key_value` makes (history 1, rollups, no deletes, direct
+    /// gets), so any NATS client opens it as a bucket, with fleetbus'
+    /// replicas and limits.
+    pub fn devices_bucket(&self) -> stream::Config {
+        stream::Config {
+            subjects: vec![format!("$KV.{DEVICES_BUCKET}.>")],
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..self.stream(
+                DEVICES,
+                "unused",
+                RetentionPolicy::Limits,
+                &self.devices,
+                "Latest position per device (key-value bucket devices)",
+            )
+        }
     }
 
     fn consumer(&self, name: &str, group: &GroupSettings, about: &str) -> consumer::Config {
@@ -315,7 +373,7 @@ impl Scope {
     /// Everything (`fleetbus provision`, `just up`).
     pub fn all() -> Scope {
         Scope {
-            streams: vec![RAW, PARSED, DEAD],
+            streams: vec![RAW, PARSED, DEAD, EVENTS, DEVICES],
             consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
         }
     }
@@ -336,7 +394,7 @@ impl Scope {
                 consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
             },
             Role::Monkey => Scope {
-                streams: vec![PARSED, DEAD],
+                streams: vec![PARSED, DEAD, EVENTS, DEVICES],
                 consumers: vec![(PARSED, MONKEYS)],
             },
         }
@@ -366,7 +424,9 @@ mod tests {
             assert_eq!(stream.num_replicas, 3);
             assert_eq!(stream.storage, StorageType::File);
             assert_eq!(stream.discard, DiscardPolicy::New);
-            assert!(stream.max_bytes > 0 && stream.max_age > Duration::ZERO);
+            assert!(stream.max_bytes > 0);
+            // Only the latest-position bucket keeps entries forever.
+            assert!(stream.max_age > Duration::ZERO || stream.name == DEVICES);
             assert!(stream.duplicate_window > s.hamsters.redelivery_horizon());
             assert!(stream.duplicate_window > s.monkeys.redelivery_horizon());
         }
@@ -439,6 +499,33 @@ mod tests {
             Settings::load(Some(&path)).is_err(),
             "unknown fields are refused"
         );
+    }
+
+    #[test]
+    fn events_and_the_devices_bucket_are_provisioned_for_the_monkeys() {
+        let s = Settings::default();
+        let streams = s.streams();
+        let events = streams.iter().find(|c| c.name == EVENTS).unwrap();
+        assert_eq!(events.subjects, vec!["events.>".to_string()]);
+        assert_eq!(events.retention, RetentionPolicy::Limits);
+        let kv = streams.iter().find(|c| c.name == DEVICES).unwrap();
+        assert_eq!(kv.subjects, vec!["$KV.devices.>".to_string()]);
+        assert_eq!(kv.max_messages_per_subject, 1);
+        assert!(kv.allow_direct && kv.allow_rollup && kv.deny_delete);
+        assert_eq!(kv.num_replicas, s.replicas);
+        assert_eq!(kv.max_age, Duration::ZERO, "latest positions are kept");
+        let monkey = Scope::for_role(Role::Monkey);
+        assert!(monkey.streams.contains(&EVENTS) && monkey.streams.contains(&DEVICES));
+        assert!(!Scope::for_role(Role::Hamster).streams.contains(&DEVICES));
+        assert!(Scope::all().streams.contains(&DEVICES));
+        let bad = Settings {
+            devices: StreamLimits {
+                max_bytes: 0,
+                max_age_secs: 0,
+            },
+            ..Settings::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

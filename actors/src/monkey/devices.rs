@@ -1,0 +1,489 @@
+//! The `devices` built-in: the latest position of every device in a
+//! replicated JetStream key-value bucket, and device events in the `EVENTS`
+//! stream.
+//!
+//! **Latest position.** Key: the device id (characters a key may not hold
+//! become `_`). Value: a JSON [`DeviceEntry`] whose `position` is the fix
+//! with the newest `fix_time` seen. A fix replaces it only if it is newer;
+//! the write is a compare-and-set on the entry's revision (`update` with the
+//! revision read, or `create`), retried on conflict, so concurrent monkeys
+//! never lose a newer fix to an older one. Any NATS client can read it:
+//! `nats kv get devices 356307042441013`.
+//!
+//! **Events** (`events.<protocol>.<device>.<type>`, JSON [`Event`]):
+//! `ignitionOn`/`ignitionOff` when the `ignition` attribute changes,
+//! `overspeed` when the speed goes above the threshold, `alarm` for each
+//! alarm the device reports (`attributes.alarm`: `sos`, `powerCut`, …).
+//! Transitions are derived per device in fix-time order: against the
+//! state kept in the device's entry, and only by a fix newer than the
+//! latest one. A late fix (older than the latest) changes nothing and
+//! raises no transition, which keeps the events consistent whatever order
+//! fixes arrive in; alarms of a late fix are still reported.
+//!
+//! **Idempotence.** Each event's `Nats-Msg-Id` is derived from the PARSED
+//! message's id (`<msg id>:<type>`), and the entry remembers the events of
+//! the last few applied messages that raised any. The entry is written
+//! first, then the events are published; a redelivered message whose fix is
+//! already applied publishes the remembered events again (the stream drops
+//! the duplicates) and changes nothing.
+
+use async_nats::jetstream::{self, kv};
+use async_nats::HeaderMap;
+use chrono::SecondsFormat;
+use fleetbus_codec::wire::{headers, subject_token};
+use fleetbus_codec::{Position, Record};
+use serde::{Deserialize, Serialize};
+
+use super::{Meta, ProcessError, Processor};
+
+/// Settings of the `devices` processor (`[monkey.devices]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Key-value bucket of the latest positions.
+    pub bucket: String,
+    /// Derive events and publish them to `<events_prefix>.…`.
+    pub events: bool,
+    /// First subject token of events (the EVENTS stream holds `events.>`).
+    pub events_prefix: String,
+    /// Speed above which `overspeed` is raised, km/h (0: never).
+    pub overspeed_kmh: f64,
+    /// How many applied messages that raised events an entry remembers,
+    /// to publish their events again when they are redelivered.
+    pub remember: usize,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            bucket: "devices".into(),
+            events: true,
+            events_prefix: "events".into(),
+            overspeed_kmh: 120.0,
+            remember: 16,
+        }
+    }
+}
+
+/// One device event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `ignitionOn`, `ignitionOff`, `overspeed` or `alarm`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub device_id: String,
+    pub protocol: String,
+    /// The fix the event belongs to, RFC 3339 UTC with milliseconds.
+    pub fix_time: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    /// km/h.
+    pub speed: f64,
+    /// For `alarm`: the alarm (`sos`, `powerCut`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<String>,
+    /// For `overspeed`: the threshold, km/h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The `Nats-Msg-Id` of the PARSED message it was derived from.
+    pub source: String,
+}
+
+impl Event {
+    /// `<source>:<type>` (`<source>:alarm:<alarm>` for alarms).
+    pub fn msg_id(&self) -> String {
+        match &self.alarm {
+            Some(a) => format!("{}:{}:{a}", self.source, self.kind),
+            None => format!("{}:{}", self.source, self.kind),
+        }
+    }
+
+    pub fn subject(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}.{}.{}.{}",
+            subject_token(&self.protocol),
+            subject_token(&self.device_id),
+            subject_token(&self.kind)
+        )
+    }
+}
+
+/// Events derived from one applied message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub source: String,
+    pub events: Vec<Event>,
+}
+
+/// The value of a device's key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    /// The newest fix.
+    pub position: Position,
+    /// The `Nats-Msg-Id` of the PARSED message it came from.
+    pub source: String,
+    /// Last known ignition state (the last fix that reported one).
+    #[serde(default)]
+    pub ignition: Option<bool>,
+    /// Whether the newest fix was above the overspeed threshold.
+    #[serde(default)]
+    pub overspeed: bool,
+    /// The last applied messages and their events (newest last).
+    #[serde(default)]
+    pub recent: Vec<Applied>,
+}
+
+/// What one fix does to a device's entry.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Already applied (a redelivery): publish these again, change nothing.
+    Replay(Vec<Event>),
+    /// Not newer than the latest fix: change nothing, publish these (alarms).
+    Late(Vec<Event>),
+    /// Newer: write this entry, then publish these.
+    Newer(Box<DeviceEntry>, Vec<Event>),
+}
+
+fn event(kind: &str, p: &Position, source: &str) -> Event {
+    Event {
+        kind: kind.into(),
+        device_id: p.device_id.clone(),
+        protocol: p.protocol.clone(),
+        fix_time: p.fix_time.to_rfc3339_opts(SecondsFormat::Millis, true),
+        latitude: p.latitude,
+        longitude: p.longitude,
+        speed: p.speed,
+        alarm: None,
+        threshold: None,
+        source: source.into(),
+    }
+}
+
+fn alarms(p: &Position, source: &str) -> Vec<Event> {
+    let Some(text) = p.attributes.get("alarm").and_then(|v| v.as_str()) else {
+        return Vec::new();
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| Event {
+            alarm: Some(a.to_string()),
+            ..event("alarm", p, source)
+        })
+        .collect()
+}
+
+/// The pure core: how fix `p` (from message `source`) changes `prev`.
+pub fn step(
+    prev: Option<&DeviceEntry>,
+    p: &Position,
+    source: &str,
+    config: &DevicesConfig,
+) -> Step {
+    let with_events = |events: Vec<Event>| if config.events { events } else { Vec::new() };
+    if let Some(prev) = prev {
+        if let Some(applied) = prev.recent.iter().find(|a| a.source == source) {
+            return Step::Replay(with_events(applied.events.clone()));
+        }
+        if p.fix_time <= prev.position.fix_time {
+            return Step::Late(with_events(alarms(p, source)));
+        }
+    }
+    let ignition = p.attributes.get("ignition").and_then(|v| v.as_bool());
+    let over = config.overspeed_kmh > 0.0 && p.speed > config.overspeed_kmh;
+    let mut events = Vec::new();
+    if let (Some(before), Some(now)) = (prev.and_then(|e| e.ignition), ignition) {
+        if before != now {
+            events.push(event(
+                if now { "ignitionOn" } else { "ignitionOff" },
+                p,
+                source,
+            ));
+        }
+    }
+    if over && !prev.is_some_and(|e| e.overspeed) {
+        events.push(Event {
+            threshold: Some(config.overspeed_kmh),
+            ..event("overspeed", p, source)
+        });
+    }
+    events.extend(alarms(p, source));
+    let events = with_events(events);
+    let mut recent = prev.map(|e| e.recent.clone()).unwrap_or_default();
+    // Only messages that raised events need replaying: a redelivered one
+    // without events is older than (or as old as) the latest fix and is
+    // found late, which publishes nothing.
+    if !events.is_empty() {
+        recent.push(Applied {
+            source: source.into(),
+            events: events.clone(),
+        });
+    }
+    let excess = recent.len().saturating_sub(config.remember.max(1));
+    recent.drain(..excess);
+    let entry = DeviceEntry {
+        position: p.clone(),
+        source: source.into(),
+        ignition: ignition.or(prev.and_then(|e| e.ignition)),
+        overspeed: over,
+        recent,
+    };
+    Step::Newer(Box::new(entry), events)
+}
+
+/// A device id as a key: characters a key may not hold become `_`.
+pub fn device_key(device_id: &str) -> String {
+    let key: String = device_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if key.is_empty() {
+        "_".into()
+    } else {
+        key
+    }
+}
+
+/// The built-in processor; see the module documentation.
+pub struct Devices {
+    js: jetstream::Context,
+    kv: kv::Store,
+    config: DevicesConfig,
+}
+
+impl Devices {
+    /// Opens the bucket (it must exist: the monkey provisions it at start).
+    pub async fn open(js: jetstream::Context, config: DevicesConfig) -> Result<Devices, String> {
+        let kv = js
+            .get_key_value(&config.bucket)
+            .await
+            .map_err(|e| format!("key-value bucket {}: {e}", config.bucket))?;
+        Ok(Devices { js, kv, config })
+    }
+
+    async fn publish(&self, events: &[Event]) -> Result<(), ProcessError> {
+        let mut acks = Vec::with_capacity(events.len());
+        for e in events {
+            let mut h = HeaderMap::new();
+            h.insert(headers::MSG_ID, e.msg_id().as_str());
+            let payload =
+                serde_json::to_vec(e).map_err(|e| ProcessError::Invalid(e.to_string()))?;
+            let ack = self
+                .js
+                .publish_with_headers(e.subject(&self.config.events_prefix), h, payload.into())
+                .await
+                .map_err(|e| ProcessError::Retry(format!("publish event: {e}")))?;
+            acks.push(ack.into_future());
+        }
+        for r in futures::future::join_all(acks).await {
+            r.map_err(|e| ProcessError::Retry(format!("event PubAck: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+use std::future::IntoFuture;
+
+impl Processor for Devices {
+    fn name(&self) -> &str {
+        "devices"
+    }
+
+    async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
+        let Some(p) = record.as_position() else {
+            return Ok(());
+        };
+        let key = device_key(&p.device_id);
+        let retry =
+            |what: &str, e: &dyn std::fmt::Display| ProcessError::Retry(format!("{what}: {e}"));
+        for _ in 0..32 {
+            let entry = self
+                .kv
+                .entry(&key)
+                .await
+                .map_err(|e| retry("read entry", &e))?;
+            let (prev, revision) = match &entry {
+                Some(e) if e.operation == kv::Operation::Put => (
+                    serde_json::from_slice::<DeviceEntry>(&e.value).ok(),
+                    Some(e.revision),
+                ),
+                Some(e) => (None, Some(e.revision)),
+                None => (None, None),
+            };
+            match step(prev.as_ref(), p, &meta.msg_id, &self.config) {
+                Step::Replay(events) | Step::Late(events) => return self.publish(&events).await,
+                Step::Newer(entry, events) => {
+                    let value = serde_json::to_vec(&entry)
+                        .map_err(|e| ProcessError::Invalid(e.to_string()))?;
+                    let written = match revision {
+                        Some(rev) => match self.kv.update(&key, value.into(), rev).await {
+                            Ok(_) => true,
+                            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                            Err(e) => return Err(retry("update entry", &e)),
+                        },
+                        None => match self.kv.create(&key, value.into()).await {
+                            Ok(_) => true,
+                            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                            Err(e) => return Err(retry("create entry", &e)),
+                        },
+                    };
+                    if written {
+                        return self.publish(&events).await;
+                    }
+                    // Another monkey wrote first: read again and redo.
+                }
+            }
+        }
+        Err(ProcessError::Retry(format!(
+            "entry {key}: too many conflicting writers"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn fix(sec: u32, ignition: Option<bool>, speed: f64) -> Position {
+        let mut p = Position::new(
+            "356307042441013",
+            "teltonika",
+            Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, sec).unwrap(),
+        );
+        p.speed = speed;
+        if let Some(i) = ignition {
+            p.set("ignition", i);
+        }
+        p
+    }
+
+    /// Applies fixes in arrival order; returns the final entry and all events.
+    fn run(fixes: &[(&str, Position)]) -> (Option<DeviceEntry>, Vec<Event>) {
+        let cfg = DevicesConfig::default();
+        let mut entry: Option<DeviceEntry> = None;
+        let mut all = Vec::new();
+        for (id, p) in fixes {
+            match step(entry.as_ref(), p, id, &cfg) {
+                Step::Replay(_) => {}
+                Step::Late(ev) => all.extend(ev),
+                Step::Newer(e, ev) => {
+                    entry = Some(*e);
+                    all.extend(ev);
+                }
+            }
+        }
+        (entry, all)
+    }
+
+    fn kinds(events: &[Event]) -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|e| (e.kind.clone(), e.fix_time[17..19].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn transitions_in_order() {
+        let (entry, events) = run(&[
+            ("a", fix(1, Some(false), 0.0)),
+            ("b", fix(2, Some(true), 50.0)),
+            ("c", fix(3, None, 130.0)),
+            ("d", fix(4, Some(true), 140.0)),
+            ("e", fix(5, Some(false), 0.0)),
+        ]);
+        assert_eq!(
+            kinds(&events),
+            vec![
+                ("ignitionOn".into(), "02".into()),
+                ("overspeed".into(), "03".into()),
+                ("ignitionOff".into(), "05".into())
+            ]
+        );
+        let entry = entry.unwrap();
+        assert_eq!(entry.position.fix_time.format("%S").to_string(), "05");
+        assert_eq!(entry.ignition, Some(false));
+        assert!(!entry.overspeed);
+    }
+
+    #[test]
+    fn a_late_fix_changes_nothing_but_reports_its_alarm() {
+        let mut late = fix(2, Some(true), 200.0);
+        late.set("alarm", "sos");
+        let (entry, events) = run(&[
+            ("a", fix(1, Some(false), 0.0)),
+            ("c", fix(3, Some(false), 0.0)),
+            ("b", late),
+        ]);
+        assert_eq!(kinds(&events), vec![("alarm".into(), "02".into())]);
+        assert_eq!(events[0].alarm.as_deref(), Some("sos"));
+        assert_eq!(entry.unwrap().source, "c");
+    }
+
+    #[test]
+    fn a_redelivery_replays_the_same_events() {
+        let cfg = DevicesConfig::default();
+        let Step::Newer(first, _) = step(None, &fix(1, Some(false), 0.0), "a", &cfg) else {
+            panic!()
+        };
+        let Step::Newer(second, events) = step(Some(&first), &fix(2, Some(true), 0.0), "b", &cfg)
+        else {
+            panic!()
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].msg_id(), "b:ignitionOn");
+        assert_eq!(
+            step(Some(&second), &fix(2, Some(true), 0.0), "b", &cfg),
+            Step::Replay(events)
+        );
+    }
+
+    #[test]
+    fn only_eventful_messages_are_remembered_and_quiet_ones_replay_nothing() {
+        let cfg = DevicesConfig {
+            remember: 2,
+            ..DevicesConfig::default()
+        };
+        let mut entry: Option<DeviceEntry> = None;
+        for (i, ignition) in [false, false, true, true, false, true]
+            .into_iter()
+            .enumerate()
+        {
+            let id = format!("m{i}");
+            match step(
+                entry.as_ref(),
+                &fix(i as u32, Some(ignition), 0.0),
+                &id,
+                &cfg,
+            ) {
+                Step::Newer(e, _) => entry = Some(*e),
+                other => panic!("{other:?}"),
+            }
+        }
+        let entry = entry.unwrap();
+        let remembered: Vec<&str> = entry.recent.iter().map(|a| a.source.as_str()).collect();
+        assert_eq!(remembered, vec!["m4", "m5"], "the last two with events");
+        // A quiet message comes again: late, nothing to publish.
+        assert_eq!(
+            step(Some(&entry), &fix(3, Some(true), 0.0), "m3", &cfg),
+            Step::Late(vec![])
+        );
+        match step(Some(&entry), &fix(5, Some(true), 0.0), "m5", &cfg) {
+            Step::Replay(events) => assert_eq!(events[0].kind, "ignitionOn"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_are_valid() {
+        assert_eq!(device_key("356307042441013"), "356307042441013");
+        assert_eq!(device_key("a.b c*"), "a_b_c_");
+        assert_eq!(device_key(""), "_");
+    }
+}

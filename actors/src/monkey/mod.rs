@@ -1,0 +1,192 @@
+//! Monkey: processes one PARSED record with a list of [`Processor`]s.
+//!
+//! Each message of PARSED is one [`Record`] (JSON, docs/position.md). A
+//! monkey hands it to every processor in order; when all succeeded it
+//! acknowledges the message (double ack). A processor that asks for a
+//! retry gets the message again (retried in place for a while, then handed
+//! back with the consumer's backoff); one that says the record is invalid,
+//! or still fails at the last delivery, sends it to DEAD (`dead.parsed.…`).
+//! Every processor runs again on a redelivery, so each must be idempotent.
+//!
+//! Built-ins: [`devices::Devices`] (latest position per device in the
+//! `devices` key-value bucket, and device events to the `EVENTS` stream)
+//! and [`file::FileSink`] (rotating JSON-lines files).
+//!
+//! Your own processor is a few lines:
+//!
+//! ```
+//! use fleetbus_actors::monkey::{Meta, ProcessError, Processor};
+//! use fleetbus_codec::Record;
+//!
+//! struct PrintSpeeding;
+//!
+//! impl Processor for PrintSpeeding {
+//!     fn name(&self) -> &str {
+//!         "print-speeding"
+//!     }
+//!     async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
+//!         if let Some(p) = record.as_position().filter(|p| p.speed > 130.0) {
+//!             println!("{} at {} km/h ({})", p.device_id, p.speed, meta.msg_id);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//! ```
+
+pub mod devices;
+pub mod file;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use fleetbus_codec::wire::{headers, DeadStage};
+use fleetbus_codec::Record;
+
+use crate::dead::dead_letter;
+use crate::worker::{HandleError, Handler};
+
+/// What a processor knows about the message besides the record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Meta {
+    /// `parsed.<protocol>.<device>`.
+    pub subject: String,
+    /// The message's `Nats-Msg-Id` (`<raw id>#<index>`), or `PARSED:<sequence>`
+    /// when it has none: stable across redeliveries, so use it to make
+    /// side effects idempotent.
+    pub msg_id: String,
+    /// The RAW frame's id (`Fleetbus-Raw-Id`), when given.
+    pub raw_id: Option<String>,
+    pub protocol: String,
+    pub device_id: String,
+    /// When the gateway received the frame, when given.
+    pub received_at: Option<DateTime<Utc>>,
+    /// Where the message is in its stream.
+    pub stream: String,
+    pub stream_sequence: u64,
+    /// 1 on the first delivery.
+    pub delivered: i64,
+}
+
+/// Why a processor did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// Try again later (a database or a publish failed).
+    #[error("{0}")]
+    Retry(String),
+    /// This record can never be processed: to DEAD.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// User logic run on every record of PARSED. Must be idempotent: after a
+/// crash the same record (same [`Meta::msg_id`]) comes again.
+pub trait Processor: Send + Sync + 'static {
+    /// A short name for logs.
+    fn name(&self) -> &str;
+    fn process(
+        &self,
+        record: &Record,
+        meta: &Meta,
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Object-safe form of [`Processor`], so a monkey can run a list of them.
+pub trait DynProcessor: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn process_boxed<'a>(
+        &'a self,
+        record: &'a Record,
+        meta: &'a Meta,
+    ) -> BoxFuture<'a, Result<(), ProcessError>>;
+}
+
+impl<P: Processor> DynProcessor for P {
+    fn name(&self) -> &str {
+        Processor::name(self)
+    }
+    fn process_boxed<'a>(
+        &'a self,
+        record: &'a Record,
+        meta: &'a Meta,
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(self.process(record, meta))
+    }
+}
+
+/// The monkey handler: decodes the record and runs the processors.
+pub struct Monkey {
+    js: jetstream::Context,
+    processors: Vec<Arc<dyn DynProcessor>>,
+}
+
+impl Monkey {
+    pub fn new(js: jetstream::Context, processors: Vec<Arc<dyn DynProcessor>>) -> Monkey {
+        Monkey { js, processors }
+    }
+
+    pub fn processor_names(&self) -> Vec<String> {
+        self.processors
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+}
+
+fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    h.and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// The metadata of a PARSED message.
+pub fn meta_of(msg: &jetstream::Message) -> Meta {
+    let (stream, sequence, delivered) = msg
+        .info()
+        .map(|i| (i.stream.to_string(), i.stream_sequence, i.delivered))
+        .unwrap_or_default();
+    let h = msg.headers.as_ref();
+    let mut tokens = msg.subject.as_str().splitn(3, '.').skip(1);
+    let (sp, sd) = (tokens.next().unwrap_or("_"), tokens.next().unwrap_or("_"));
+    Meta {
+        subject: msg.subject.to_string(),
+        msg_id: header(h, headers::MSG_ID)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{stream}:{sequence}")),
+        raw_id: header(h, headers::RAW_ID).map(str::to_string),
+        protocol: header(h, headers::PROTOCOL).unwrap_or(sp).to_string(),
+        device_id: header(h, headers::DEVICE).unwrap_or(sd).to_string(),
+        received_at: header(h, headers::RECEIVED_AT)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+        stream,
+        stream_sequence: sequence,
+        delivered,
+    }
+}
+
+impl Handler for Monkey {
+    async fn handle(&self, msg: &jetstream::Message) -> Result<(), HandleError> {
+        let record: Record = serde_json::from_slice(&msg.payload)
+            .map_err(|e| HandleError::Dead(format!("not a fleetbus record: {e}")))?;
+        let meta = meta_of(msg);
+        for p in &self.processors {
+            p.process_boxed(&record, &meta).await.map_err(|e| match e {
+                ProcessError::Retry(why) => HandleError::Retry(format!("{}: {why}", p.name())),
+                ProcessError::Invalid(why) => HandleError::Dead(format!("{}: {why}", p.name())),
+            })?;
+        }
+        msg.double_ack()
+            .await
+            .map_err(|e| HandleError::Retry(format!("ack: {e}")))
+    }
+
+    async fn dead_letter(&self, msg: &jetstream::Message, reason: &str) -> Result<(), String> {
+        dead_letter(&self.js, DeadStage::Parsed, msg, reason).await
+    }
+}

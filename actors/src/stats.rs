@@ -1,0 +1,66 @@
+//! Live counters of one worker process, shared by its workers, its
+//! supervisor and its micro-service registration (`$SRV.STATS`).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+
+/// Counters since the process started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    processed: AtomicU64,
+    errors: AtomicU64,
+    restarts: AtomicU64,
+    dead: AtomicU64,
+    published: AtomicU64,
+    redelivered: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Messages handled to the end and acknowledged (including dead-lettered ones).
+    pub processed: u64,
+    /// Failed attempts: publishes, acks, processors that asked for a retry.
+    pub errors: u64,
+    /// Workers restarted by the supervisor.
+    pub restarts: u64,
+    /// Messages moved to DEAD.
+    pub dead: u64,
+    /// Messages published downstream (records to PARSED, events, …).
+    pub published: u64,
+    /// Messages received that had been delivered before.
+    pub redelivered: u64,
+}
+
+impl Stats {
+    pub fn processed(&self) {
+        self.processed.fetch_add(1, Relaxed);
+    }
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Relaxed);
+    }
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Relaxed);
+    }
+    pub fn dead(&self) {
+        self.dead.fetch_add(1, Relaxed);
+    }
+    pub fn published(&self, n: u64) {
+        self.published.fetch_add(n, Relaxed);
+    }
+    pub fn redelivered(&self) {
+        self.redelivered.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            processed: self.processed.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            restarts: self.restarts.load(Relaxed),
+            dead: self.dead.load(Relaxed),
+            published: self.published.load(Relaxed),
+            redelivered: self.redelivered.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The worker programs, `fleetbus hamster` and `fleetbus monkey`: connect,
+//! provision what is missing for the role, start a supervisor of N pull
+//! workers on the role's shared durable consumer, listen for
+//! max-deliveries advisories, register as a NATS micro service, and on
+//! SIGTERM/SIGINT stop pulling, finish and acknowledge what is in flight,
+//! deregister and exit 0. How it works: docs/workers.md.
+//!
+//! Exit status: 0 after a graceful stop; 1 when the supervisor gave up
+//! (workers kept dying: restart intensity exceeded) or the graceful stop
+//! did not finish in time; 2 when the cluster could not be reached or
+//! provisioning failed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use fleetbus_actors::hamster::Hamster;
+use fleetbus_actors::monkey::devices::{Devices, DevicesConfig};
+use fleetbus_actors::monkey::file::{FileSink, FileSinkConfig};
+use fleetbus_actors::monkey::{DynProcessor, Monkey};
+use fleetbus_actors::{
+    advisory::MaxDeliveries, Exit, Handler, Policy, PullConfig, PullWorkers, Stats, Supervisor,
+    SupervisorConfig,
+};
+use fleetbus_codec::wire::DeadStage;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::nats::{NatsArgs, Role};
+use crate::registry;
+use crate::topology::{self, Settings};
+
+/// Options shared by `fleetbus hamster` and `fleetbus monkey`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// A TOML config file: `[topology]` and the role's table (`[hamster]`
+    /// or `[monkey]`) override the defaults; `FLEETBUS_TOPOLOGY__…` and
+    /// `FLEETBUS_<ROLE>__…` variables override both.
+    #[arg(long, env = "FLEETBUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Workers in this process (default: the config's `concurrency`).
+    #[arg(long, short = 'c', alias = "workers")]
+    pub concurrency: Option<usize>,
+    /// Print the effective configuration (TOML, loadable with --config) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Longest graceful stop on SIGTERM, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "FLEETBUS_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// `[hamster]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HamsterSettings {
+    /// Workers in one process.
+    pub concurrency: usize,
+    /// A frame delivered more often than this goes to DEAD unparsed (keep
+    /// it below the consumer's `max_deliver`).
+    pub poison_after: i64,
+    pub pull: PullConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+impl Default for HamsterSettings {
+    fn default() -> Self {
+        HamsterSettings {
+            concurrency: 2,
+            poison_after: 3,
+            pull: PullConfig::default(),
+            supervisor: SupervisorConfig::default(),
+        }
+    }
+}
+
+/// `[monkey]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonkeySettings {
+    /// Workers in one process.
+    pub concurrency: usize,
+    /// A message delivered more often than this goes to DEAD unprocessed.
+    pub poison_after: i64,
+    /// Built-in processors, run in this order: `devices` (latest position
+    /// and events), `file` (JSON-lines archive, needs `file.dir`).
+    pub processors: Vec<String>,
+    pub devices: DevicesConfig,
+    pub file: FileSinkConfig,
+    pub pull: PullConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+impl Default for MonkeySettings {
+    fn default() -> Self {
+        MonkeySettings {
+            concurrency: 2,
+            poison_after: 3,
+            processors: vec!["devices".into()],
+            devices: DevicesConfig::default(),
+            file: FileSinkConfig::default(),
+            pull: PullConfig::default(),
+            supervisor: SupervisorConfig::default(),
+        }
+    }
+}
+
+/// Defaults, then table `table` of `config`, then `FLEETBUS_<TABLE>__…`.
+pub fn load<T: Serialize + DeserializeOwned + Default>(
+    config: Option<&Path>,
+    table: &str,
+) -> anyhow::Result<T> {
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = config {
+        fig = fig.merge(Figment::from(Toml::file_exact(path)).focus(table));
+    }
+    fig =
+        fig.merge(Env::prefixed(&format!("FLEETBUS_{}__", table.to_ascii_uppercase())).split("__"));
+    fig.extract()
+        .with_context(|| format!("cannot read the [{table}] settings"))
+}
+
+/// Everything one worker process runs with.
+#[derive(Serialize)]
+struct Effective<'a, T: Serialize> {
+    topology: &'a Settings,
+    #[serde(flatten)]
+    role: BTreeMap<&'static str, &'a T>,
+}
+
+/// The effective settings as a config file (`--print-config`).
+pub fn render_config<T: Serialize>(
+    topology: &Settings,
+    name: &'static str,
+    role: &T,
+) -> anyhow::Result<String> {
+    let effective = Effective {
+        topology,
+        role: BTreeMap::from([(name, role)]),
+    };
+    Ok(toml::to_string_pretty(&effective)?)
+}
+
+fn print_config<T: Serialize>(
+    topology: &Settings,
+    name: &'static str,
+    role: &T,
+) -> anyhow::Result<()> {
+    print!("{}", render_config(topology, name, role)?);
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// What differs between the two roles once connected.
+struct Plan<H> {
+    role: Role,
+    stream: &'static str,
+    durable: &'static str,
+    stage: DeadStage,
+    handler: H,
+    concurrency: usize,
+    pull: PullConfig,
+    policy: Policy,
+    supervisor: SupervisorConfig,
+    description: String,
+    metadata: BTreeMap<String, String>,
+}
+
+/// Connects as `role` and provisions the role's scope. `None`: already
+/// reported, exit 2.
+async fn connect(
+    common: &CommonArgs,
+    role: Role,
+    topology_settings: &Settings,
+) -> Option<(async_nats::Client, jetstream::Context)> {
+    let name = format!(
+        "fleetbus-{}-{}-{}",
+        role.name(),
+        crate::ops::hostname(),
+        std::process::id()
+    );
+    let client = match common.nats.config(role, name) {
+        Ok(config) => match config.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("{e}");
+                return None;
+            }
+        },
+        Err(e) => {
+            tracing::error!("{e}");
+            return None;
+        }
+    };
+    let js = jetstream::new(client.clone());
+    if let Err(e) = topology::ensure(&js, topology_settings, role).await {
+        tracing::error!("provisioning failed: {e}");
+        return None;
+    }
+    Some((client, js))
+}
+
+async fn serve<H: Handler>(
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stats: Arc<Stats>,
+    plan: Plan<H>,
+    grace: Duration,
+) -> anyhow::Result<ExitCode> {
+    let consumer: PullConsumer = js
+        .get_consumer_from_stream(plan.durable, plan.stream)
+        .await
+        .with_context(|| format!("consumer {}/{}", plan.stream, plan.durable))?;
+    let mut supervisor = Supervisor::start(
+        PullWorkers {
+            consumer,
+            handler: Arc::new(plan.handler),
+            stats: stats.clone(),
+            config: plan.pull.clone(),
+            policy: plan.policy.clone(),
+        },
+        plan.concurrency,
+        plan.supervisor.clone(),
+        stats.clone(),
+    )
+    .await
+    .context("cannot start the supervisor")?;
+    let advisories = MaxDeliveries {
+        js: js.clone(),
+        stream: plan.stream.into(),
+        consumer: plan.durable.into(),
+        stage: plan.stage,
+        stats: stats.clone(),
+    }
+    .spawn(&client)
+    .await
+    .context("cannot subscribe to max-deliveries advisories")?;
+    let snapshot_stats = stats.clone();
+    let registration = registry::register(
+        &client,
+        registry::Spec {
+            role: plan.role,
+            description: plan.description,
+            concurrency: plan.concurrency,
+            metadata: plan.metadata,
+            stats: Arc::new(move || {
+                serde_json::to_value(snapshot_stats.snapshot()).unwrap_or_default()
+            }),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot register as a micro service: {e}"))?;
+    tracing::info!(
+        role = plan.role.name(),
+        workers = plan.concurrency,
+        consumer = format!("{}/{}", plan.stream, plan.durable),
+        "started"
+    );
+
+    let signal = tokio::select! {
+        s = crate::ops::signals::terminated() => Some(s?),
+        _ = supervisor.wait() => None,
+    };
+    let code = match signal {
+        Some(name) => {
+            tracing::info!("{name}: stopping pulls, finishing in-flight messages");
+            supervisor.shutdown();
+            match tokio::time::timeout(grace, supervisor.wait()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(_) => {
+                    tracing::error!(
+                        "workers did not finish within {grace:?}; their messages will be redelivered"
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
+        None => match supervisor.exit() {
+            Some(Exit::GaveUp(why)) => {
+                tracing::error!("giving up: {why}");
+                ExitCode::from(1)
+            }
+            _ => ExitCode::from(1),
+        },
+    };
+    advisories.abort();
+    registration.stop().await;
+    let _ = client.flush().await;
+    tracing::info!(stats = ?stats.snapshot(), "stopped");
+    Ok(code)
+}
+
+/// `fleetbus hamster`.
+pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
+    let topo = Settings::load(common.config.as_deref())?;
+    let mut settings: HamsterSettings = load(common.config.as_deref(), "hamster")?;
+    if let Some(n) = common.concurrency {
+        settings.concurrency = n;
+    }
+    if common.print_config {
+        print_config(&topo, "hamster", &settings)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::ops::logging::init(common.log_json);
+    check(
+        settings.concurrency,
+        settings.poison_after,
+        topo.hamsters.max_deliver,
+    )?;
+    runtime()?.block_on(async {
+        let Some((client, js)) = connect(&common, Role::Hamster, &topo).await else {
+            return Ok(ExitCode::from(2));
+        };
+        let stats = Arc::new(Stats::default());
+        let handler = Hamster::new(js.clone(), stats.clone());
+        let plan = Plan {
+            role: Role::Hamster,
+            stream: topology::RAW,
+            durable: topology::HAMSTERS,
+            stage: DeadStage::Raw,
+            handler,
+            concurrency: settings.concurrency,
+            pull: settings.pull.clone(),
+            policy: policy(settings.poison_after, &topo.hamsters),
+            supervisor: settings.supervisor.clone(),
+            description: "fleetbus hamster: parses RAW into PARSED".into(),
+            metadata: BTreeMap::new(),
+        };
+        serve(
+            client,
+            js,
+            stats,
+            plan,
+            Duration::from_secs(common.shutdown_grace),
+        )
+        .await
+    })
+}
+
+/// `fleetbus monkey`.
+pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let topo = Settings::load(common.config.as_deref())?;
+    let mut settings: MonkeySettings = load(common.config.as_deref(), "monkey")?;
+    if let Some(n) = common.concurrency {
+        settings.concurrency = n;
+    }
+    if let Some(dir) = archive {
+        settings.file.dir = Some(dir);
+        if !settings.processors.iter().any(|p| p == "file") {
+            settings.processors.push("file".into());
+        }
+    }
+    if common.print_config {
+        print_config(&topo, "monkey", &settings)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::ops::logging::init(common.log_json);
+    check(
+        settings.concurrency,
+        settings.poison_after,
+        topo.monkeys.max_deliver,
+    )?;
+    runtime()?.block_on(async {
+        let Some((client, js)) = connect(&common, Role::Monkey, &topo).await else {
+            return Ok(ExitCode::from(2));
+        };
+        let mut processors: Vec<Arc<dyn DynProcessor>> = Vec::new();
+        for name in &settings.processors {
+            match name.as_str() {
+                "devices" => processors.push(Arc::new(
+                    Devices::open(js.clone(), settings.devices.clone())
+                        .await
+                        .map_err(anyhow::Error::msg)?,
+                )),
+                "file" => {
+                    let dir = settings
+                        .file
+                        .dir
+                        .clone()
+                        .context("processor `file` needs [monkey.file] dir (or --archive)")?;
+                    processors.push(Arc::new(
+                        FileSink::open(dir.clone(), settings.file.clone())
+                            .with_context(|| format!("cannot write to {}", dir.display()))?,
+                    ));
+                }
+                other => anyhow::bail!("unknown processor {other:?} (known: devices, file)"),
+            }
+        }
+        let stats = Arc::new(Stats::default());
+        let handler = Monkey::new(js.clone(), processors);
+        let plan = Plan {
+            role: Role::Monkey,
+            stream: topology::PARSED,
+            durable: topology::MONKEYS,
+            stage: DeadStage::Parsed,
+            concurrency: settings.concurrency,
+            pull: settings.pull.clone(),
+            policy: policy(settings.poison_after, &topo.monkeys),
+            supervisor: settings.supervisor.clone(),
+            description: "fleetbus monkey: processes PARSED".into(),
+            metadata: BTreeMap::from([(
+                "processors".to_string(),
+                handler.processor_names().join(","),
+            )]),
+            handler,
+        };
+        serve(
+            client,
+            js,
+            stats,
+            plan,
+            Duration::from_secs(common.shutdown_grace),
+        )
+        .await
+    })
+}
+
+/// The delivery policy of a group: the role's `poison_after` and the
+/// consumer's own `max_deliver` and backoff.
+pub fn policy(poison_after: i64, group: &topology::GroupSettings) -> Policy {
+    Policy {
+        poison_after,
+        max_deliver: group.max_deliver,
+        backoff: group
+            .backoff_secs
+            .iter()
+            .map(|&s| Duration::from_secs(s))
+            .collect(),
+    }
+}
+
+fn check(concurrency: usize, poison_after: i64, max_deliver: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(concurrency > 0, "concurrency must be at least 1");
+    if poison_after >= max_deliver {
+        tracing::warn!(
+            poison_after,
+            max_deliver,
+            "poison_after is not below max_deliver: a message that crashes workers reaches DEAD \
+             only through the max-deliveries advisory"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_load_from_the_role_table() {
+        let dir = std::env::temp_dir().join(format!("fleetbus-worker-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fleetbus.toml");
+        std::fs::write(
+            &path,
+            "[hamster]\nconcurrency = 7\n[hamster.pull]\nbatch = 10\n\
+             [monkey]\nprocessors = [\"devices\", \"file\"]\n[monkey.devices]\noverspeed_kmh = 90.0\n",
+        )
+        .unwrap();
+        let h: HamsterSettings = load(Some(&path), "hamster").unwrap();
+        assert_eq!(h.concurrency, 7);
+        assert_eq!(h.pull.batch, 10);
+        assert_eq!(h.supervisor, SupervisorConfig::default());
+        let m: MonkeySettings = load(Some(&path), "monkey").unwrap();
+        assert_eq!(m.devices.overspeed_kmh, 90.0);
+        assert_eq!(m.processors, vec!["devices", "file"]);
+        std::fs::write(&path, "[hamster]\nconcurency = 7\n").unwrap();
+        assert!(
+            load::<HamsterSettings>(Some(&path), "hamster").is_err(),
+            "typos are refused"
+        );
+        // --print-config gives a file that loads back to the same settings.
+        let mut m = MonkeySettings::default();
+        m.file.dir = Some("/var/lib/fleetbus".into());
+        m.devices.overspeed_kmh = 95.5;
+        let text = render_config(&Settings::default(), "monkey", &m).unwrap();
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(load::<MonkeySettings>(Some(&path), "monkey").unwrap(), m);
+        assert_eq!(Settings::load(Some(&path)).unwrap(), Settings::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

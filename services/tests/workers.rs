@@ -1,0 +1,905 @@
+//! Hamsters and monkeys against a real three-node cluster: supervised
+//! restarts, exactly-once output under crashes and kill -9, dead letters,
+//! scaling by starting another process, registration, and the monkeys'
+//! latest position and events for out-of-order input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use fleetbus_actors::advisory::MaxDeliveries;
+use fleetbus_actors::hamster::Hamster;
+use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
+use fleetbus_actors::{Exit, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig};
+use fleetbus_codec::teltonika::encode::codec8;
+use fleetbus_codec::wire::{headers, parsed_msg_id, raw_msg_id, raw_subject, DeadStage};
+use fleetbus_codec::{Position, Record};
+use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
+use fleetbus_services::topology::{self, Scope, Settings};
+use futures::StreamExt;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Short ack waits so that redeliveries happen within a test.
+const CONFIG: &str = r#"
+[topology]
+duplicate_window_secs = 120
+
+[topology.hamsters]
+workers = 4
+in_flight_per_worker = 256
+backoff_secs = [1]
+max_deliver = 3
+
+[topology.monkeys]
+workers = 2
+in_flight_per_worker = 256
+backoff_secs = [1]
+max_deliver = 3
+
+[hamster]
+poison_after = 2
+
+[hamster.supervisor]
+backoff_min_ms = 20
+
+[monkey]
+poison_after = 2
+"#;
+
+fn write_config(dir: &Path) -> PathBuf {
+    let path = dir.join("fleetbus.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    path
+}
+
+async fn provision(cluster: &Cluster, settings: &Settings) {
+    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let report = topology::provision(&js, settings, &Scope::all(), WAIT)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+fn t(sec: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, sec).unwrap()
+}
+
+fn position(device: &str, sec: u32) -> Position {
+    let mut p = Position::new(device, "teltonika", t(sec));
+    p.valid = true;
+    p.latitude = 54.6872;
+    p.longitude = 25.2797;
+    p.satellites = Some(9);
+    p
+}
+
+/// A Codec 8 frame with two fixes, as a device sends it (`n` makes it unique).
+fn frame(device: &str, n: u32) -> Bytes {
+    let at = |k: u32| {
+        let mut p = position(device, 0);
+        p.fix_time += chrono::Duration::seconds(i64::from(2 * n + k));
+        p
+    };
+    codec8(&[at(0), at(1)]).unwrap()
+}
+
+/// Publishes frames as the gateway does (subject, headers, message id),
+/// waiting for every PubAck. Returns the RAW ids.
+async fn publish_raw(js: &jetstream::Context, frames: &[(String, String, Bytes)]) -> Vec<String> {
+    let mut acks = Vec::new();
+    let mut ids = Vec::new();
+    for (protocol, device, frame) in frames {
+        let id = raw_msg_id(protocol, device, frame);
+        let mut h = HeaderMap::new();
+        h.insert(headers::MSG_ID, id.as_str());
+        h.insert(headers::PROTOCOL, protocol.as_str());
+        h.insert(headers::DEVICE, device.as_str());
+        h.insert(headers::RECEIVED_AT, "2024-05-01T12:00:00.000Z");
+        acks.push(
+            js.publish_with_headers(raw_subject(protocol, device), h, frame.clone())
+                .await
+                .unwrap(),
+        );
+        ids.push(id);
+        // At most 256 unacknowledged publishes at a time.
+        if acks.len() == 256 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    ids
+}
+
+async fn stream_count(js: &jetstream::Context, stream: &str) -> anyhow::Result<u64> {
+    Ok(js.get_stream(stream).await?.info().await?.state.messages)
+}
+
+/// `Nats-Msg-Id` → how often it is stored in `stream`.
+async fn ids_in(cluster: &Cluster, stream: &str) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for m in cluster.stream_messages(stream).await.unwrap() {
+        let id = m
+            .headers
+            .get(headers::MSG_ID)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        *ids.entry(id).or_default() += 1;
+    }
+    ids
+}
+
+fn header(m: &jetstream::message::StreamMessage, name: &str) -> String {
+    m.headers
+        .get(name)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_doubled() {
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::load(Some(&write_config(dir.path()))).unwrap();
+    let cluster = Cluster::start().await.unwrap();
+    provision(&cluster, &settings).await;
+    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+
+    // 20 good frames (two records each) and one that crashes every worker.
+    let mut frames: Vec<(String, String, Bytes)> = (0..20)
+        .map(|i| {
+            let device = format!("3563070424{i:05}");
+            let f = frame(&device, i);
+            ("teltonika".to_string(), device, f)
+        })
+        .collect();
+    frames.push(("teltonika".into(), "poison".into(), frame("poison", 7)));
+    let gateway = jetstream::new(cluster.connect(Role::Gateway).await.unwrap());
+    let raw_ids = publish_raw(&gateway, &frames).await;
+
+    // A hamster process's insides, in-process, with a fault injected after
+    // the records are stored and before the frame is acknowledged.
+    let client = cluster.connect(Role::Hamster).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let consumer: PullConsumer = js
+        .get_consumer_from_stream(topology::HAMSTERS, topology::RAW)
+        .await
+        .unwrap();
+    let stats = Arc::new(Stats::default());
+    let crashed = Arc::new(AtomicBool::new(false));
+    let victim = frames[5].1.clone();
+    let hook = {
+        let crashed = crashed.clone();
+        Arc::new(move |msg: &jetstream::Message| {
+            let device = msg.headers.as_ref().unwrap().get(headers::DEVICE).unwrap();
+            if device.as_str() == victim && !crashed.swap(true, Ordering::SeqCst) {
+                panic!("injected: crash after publishing, before the ack");
+            }
+            if device.as_str() == "poison" {
+                panic!("injected: this frame crashes every hamster");
+            }
+        })
+    };
+    let handler = Hamster::new(js.clone(), stats.clone()).with_after_publish(hook);
+    let mut supervisor = Supervisor::start(
+        PullWorkers {
+            consumer: consumer.clone(),
+            handler: Arc::new(handler),
+            stats: stats.clone(),
+            config: PullConfig {
+                batch: 8,
+                expires_ms: 500,
+                ..PullConfig::default()
+            },
+            policy: fleetbus_services::worker::policy(2, &settings.hamsters),
+        },
+        2,
+        SupervisorConfig {
+            backoff_min_ms: 20,
+            ..SupervisorConfig::default()
+        },
+        stats.clone(),
+    )
+    .await
+    .unwrap();
+    let advisories = MaxDeliveries {
+        js: js.clone(),
+        stream: topology::RAW.into(),
+        consumer: topology::HAMSTERS.into(),
+        stage: DeadStage::Raw,
+        stats: stats.clone(),
+    }
+    .spawn(&client)
+    .await
+    .unwrap();
+
+    // Every frame ends up parsed (or dead), RAW is empty.
+    wait_for("RAW drained", WAIT, || async {
+        let raw = stream_count(&admin, topology::RAW).await?;
+        let dead = stream_count(&admin, topology::DEAD).await?;
+        Ok((raw == 0 && dead == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
+    let parsed = ids_in(&cluster, topology::PARSED).await;
+    let expected: BTreeSet<String> = raw_ids
+        .iter()
+        .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
+        .collect();
+    assert_eq!(
+        parsed.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "every record of every frame"
+    );
+    assert!(
+        parsed.values().all(|&n| n == 1),
+        "a record stored twice: {parsed:?}"
+    );
+    // The poison frame: twice a crash, then DEAD without a third parse.
+    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].subject.as_str(), "dead.raw.teltonika.poison");
+    assert_eq!(header(&dead[0], headers::DEAD_STAGE), "hamster");
+    assert_eq!(header(&dead[0], headers::DEAD_DELIVERIES), "3");
+    assert!(
+        header(&dead[0], headers::DEAD_REASON).contains("delivered 3 times"),
+        "{}",
+        header(&dead[0], headers::DEAD_REASON)
+    );
+    assert_eq!(dead[0].payload, frames[20].2, "the original frame");
+    let s = stats.snapshot();
+    assert!(s.restarts >= 3, "{s:?}");
+    assert_eq!(s.dead, 1, "{s:?}");
+    assert!(supervisor.exit().is_none(), "the supervisor kept going");
+
+    // Graceful stop, then a frame that runs out of deliveries while no
+    // worker handles it: the advisory moves it to DEAD.
+    supervisor.shutdown();
+    assert_eq!(supervisor.wait().await, Exit::Shutdown);
+    publish_raw(
+        &gateway,
+        &[(
+            "teltonika".into(),
+            "exhausted".into(),
+            frame("exhausted", 1),
+        )],
+    )
+    .await;
+    for _ in 0..settings.hamsters.max_deliver {
+        let mut batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
+        let msg = batch.next().await.expect("a delivery").unwrap();
+        msg.ack_with(AckKind::Nak(None)).await.unwrap();
+    }
+    wait_for("exhausted frame in DEAD", WAIT, || async {
+        // A pull makes the server notice the exhausted message.
+        let _ = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await?
+            .next()
+            .await;
+        let dead = cluster.stream_messages(topology::DEAD).await?;
+        Ok(dead
+            .into_iter()
+            .find(|m| m.subject.as_str() == "dead.raw.teltonika.exhausted"))
+    })
+    .await
+    .map(|m| {
+        assert!(
+            header(&m, headers::DEAD_REASON).contains("exhausted max deliveries"),
+            "{}",
+            header(&m, headers::DEAD_REASON)
+        )
+    })
+    .unwrap();
+    wait_for("RAW empty again", WAIT, || async {
+        Ok((stream_count(&admin, topology::RAW).await? == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    advisories.abort();
+    eprintln!("in-process hamster test: {:?}", t0.elapsed());
+}
+
+/// `$SRV.STATS.<name>` replies: instance id → its live stats.
+/// Stops at `expect` replies, or after 500 ms of silence.
+async fn live_stats(
+    client: &async_nats::Client,
+    name: &str,
+    expect: usize,
+) -> BTreeMap<String, Value> {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(format!("$SRV.STATS.{name}"), inbox, "".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let mut out = BTreeMap::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        let v: Value = serde_json::from_slice(&msg.payload).unwrap_or_default();
+        let data = v["endpoints"][0]["data"].clone();
+        out.insert(v["id"].as_str().unwrap_or_default().to_string(), data);
+        if out.len() >= expect {
+            break;
+        }
+    }
+    out
+}
+
+async fn status_workers(cluster: &Cluster, name: &str) -> Vec<Value> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(["status", "--json"])
+        .envs(cluster.service_env(Role::Admin))
+        .output()
+        .await
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| w["name"] == name)
+        .collect()
+}
+
+fn worker(cluster: &Cluster, role: Role, name: &str, config: &Path, extra: &[&str]) -> Spec {
+    Spec::new(name, env!("CARGO_BIN_EXE_fleetbus"))
+        .arg(role.user())
+        .args(["--config", config.to_str().unwrap()])
+        .args(extra.iter().copied())
+        .envs(cluster.service_env(role))
+        .env("RUST_LOG", "info")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage() {
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let cluster = Cluster::start().await.unwrap();
+    let admin_client = cluster.connect(Role::Admin).await.unwrap();
+    let admin = jetstream::new(admin_client.clone());
+
+    // The first hamster provisions what it needs by itself.
+    let mut a = Proc::start(
+        worker(&cluster, Role::Hamster, "hamster-a", &config, &["-c", "2"])
+            // Small batches: the backlog lasts long enough to kill one mid-way.
+            .env("FLEETBUS_HAMSTER__PULL__BATCH", "16"),
+        dir.path(),
+    )
+    .unwrap();
+    wait_for("hamster-a registered", WAIT, || async {
+        Ok((status_workers(&cluster, "hamster").await.len() == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // Garbage and an unknown protocol go to DEAD, with their reasons, and
+    // do not hold up the frames behind them.
+    let gateway = jetstream::new(cluster.connect(Role::Gateway).await.unwrap());
+    let mut frames = vec![
+        (
+            "teltonika".to_string(),
+            "garbage".to_string(),
+            Bytes::from_static(b"\x00\x00\x00\x00\x00\x00\x00\x10not a frame"),
+        ),
+        ("nosuch".into(), "dev1".into(), Bytes::from_static(b"hello")),
+    ];
+    frames.push((
+        "teltonika".into(),
+        "after-garbage".into(),
+        frame("after-garbage", 1),
+    ));
+    let first = publish_raw(&gateway, &frames).await;
+    wait_for("garbage dead, good frame parsed", WAIT, || async {
+        let dead = stream_count(&admin, topology::DEAD).await?;
+        let parsed = stream_count(&admin, topology::PARSED).await?;
+        Ok((dead == 2 && parsed == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    let reasons: BTreeMap<String, String> = dead
+        .iter()
+        .map(|m| (m.subject.to_string(), header(m, headers::DEAD_REASON)))
+        .collect();
+    assert!(
+        reasons["dead.raw.teltonika.garbage"].contains("teltonika parse error"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons["dead.raw.nosuch.dev1"].contains("unknown protocol"),
+        "{reasons:?}"
+    );
+
+    // SIGTERM: it finishes, deregisters and exits 0.
+    let status = a.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", a.log_tail(20));
+    assert!(a.log().contains("stopped"), "{}", a.log_tail(20));
+    wait_for("no hamster registered", WAIT, || async {
+        Ok(status_workers(&cluster, "hamster")
+            .await
+            .is_empty()
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // A backlog while no hamster runs.
+    let frames: Vec<(String, String, Bytes)> = (0..4000)
+        .map(|i| {
+            let device = format!("86{:013}", i % 300);
+            let f = frame(&device, i);
+            ("teltonika".to_string(), device, f)
+        })
+        .collect();
+    let load_ids = publish_raw(&gateway, &frames).await;
+
+    // Two processes, each joining with nothing but the cluster and its
+    // login; both take a share of the work.
+    a.restart().unwrap();
+    let mut b = Proc::start(
+        worker(&cluster, Role::Hamster, "hamster-b", &config, &["-c", "2"])
+            // Small batches: the backlog lasts long enough to kill one mid-way.
+            .env("FLEETBUS_HAMSTER__PULL__BATCH", "16"),
+        dir.path(),
+    )
+    .unwrap();
+    let pids: BTreeSet<String> = [a.pid().unwrap(), b.pid().unwrap()]
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let ids_by_pid = wait_for("both hamsters in fleetbus status", WAIT, || async {
+        let workers = status_workers(&cluster, "hamster").await;
+        let seen: BTreeMap<String, String> = workers
+            .iter()
+            .map(|w| {
+                (
+                    w["metadata"]["pid"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    w["id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let meta_ok = workers
+            .iter()
+            .all(|w| w["metadata"]["concurrency"] == "2" && w["metadata"]["host"].is_string());
+        Ok((seen.keys().cloned().collect::<BTreeSet<_>>() == pids && meta_ok).then_some(seen))
+    })
+    .await
+    .unwrap();
+    let b_id = ids_by_pid[&b.pid().unwrap().to_string()].clone();
+    let shares = wait_for("both hamsters processing", WAIT, || async {
+        let stats = live_stats(&admin_client, "hamster", 2).await;
+        let busy = stats
+            .values()
+            .filter(|s| s["processed"].as_u64().unwrap_or(0) > 0)
+            .count();
+        Ok((stats.len() == 2 && busy == 2).then_some(stats))
+    })
+    .await
+    .unwrap();
+    eprintln!("shares: {shares:?}");
+
+    // kill -9 one of them in the middle of the backlog.
+    let left = stream_count(&admin, topology::RAW).await.unwrap();
+    a.kill();
+    eprintln!("killed hamster-a with {left} frames still in RAW");
+    assert!(left > 0, "the backlog was gone before the kill");
+
+    wait_for("every frame parsed", WAIT, || async {
+        let raw = stream_count(&admin, topology::RAW).await?;
+        Ok((raw == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    let parsed = ids_in(&cluster, topology::PARSED).await;
+    let expected: BTreeSet<String> = first[2..]
+        .iter()
+        .chain(&load_ids)
+        .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
+        .collect();
+    let got: BTreeSet<String> = parsed.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&got).take(5).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert_eq!(got, expected);
+    let doubled: Vec<_> = parsed.iter().filter(|(_, &n)| n > 1).take(5).collect();
+    assert!(doubled.is_empty(), "stored twice: {doubled:?}");
+    let record: Record = serde_json::from_slice(
+        &cluster.stream_messages(topology::PARSED).await.unwrap()[0].payload,
+    )
+    .unwrap();
+    assert_eq!(record.kind(), "position");
+
+    // What hamster-a held was redelivered (to hamster-b).
+    let stats = live_stats(&admin_client, "hamster", 1).await;
+    assert!(
+        stats[&b_id]["redelivered"].as_u64().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
+    let status = b.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", b.log_tail(20));
+    wait_for("no hamster registered", WAIT, || async {
+        Ok(status_workers(&cluster, "hamster")
+            .await
+            .is_empty()
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    assert!(b.log().contains("stopped"), "{}", b.log_tail(20));
+
+    // Workers that keep failing: the process gives up with status 1 (for
+    // systemd or Kubernetes to restart it). Here the durable is deleted
+    // under a running hamster, so every pull fails.
+    let mut c = Proc::start(
+        worker(&cluster, Role::Hamster, "hamster-c", &config, &["-c", "1"])
+            .env("FLEETBUS_HAMSTER__PULL__PULL_FAILURE_GRACE_SECS", "1")
+            .env("FLEETBUS_HAMSTER__SUPERVISOR__MAX_RESTARTS", "2"),
+        dir.path(),
+    )
+    .unwrap();
+    wait_for("hamster-c registered", WAIT, || async {
+        Ok((status_workers(&cluster, "hamster").await.len() == 1).then_some(()))
+    })
+    .await
+    .unwrap();
+    admin
+        .get_stream(topology::RAW)
+        .await
+        .unwrap()
+        .delete_consumer(topology::HAMSTERS)
+        .await
+        .unwrap();
+    let status = c.wait_exit(WAIT).await.expect("hamster-c gave up");
+    assert_eq!(status.code(), Some(1), "{}", c.log_tail(20));
+    assert!(
+        c.log().contains("restart intensity exceeded"),
+        "{}",
+        c.log_tail(20)
+    );
+    eprintln!("hamster process test: {:?}", t0.elapsed());
+}
+
+/// A parsed record as a hamster publishes it.
+async fn publish_parsed(js: &jetstream::Context, id: &str, record: &Record) {
+    let mut h = HeaderMap::new();
+    h.insert(headers::MSG_ID, id);
+    h.insert(headers::PROTOCOL, "teltonika");
+    h.insert(headers::DEVICE, record.device_id());
+    h.insert(headers::RECORD_TYPE, record.kind());
+    let subject = format!("parsed.teltonika.{}", record.device_id());
+    js.publish_with_headers(subject, h, serde_json::to_vec(record).unwrap().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fixes() {
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let archive = dir.path().join("archive");
+    let cluster = Cluster::start().await.unwrap();
+    let settings = Settings::load(Some(&config)).unwrap();
+    provision(&cluster, &settings).await;
+    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
+
+    // One worker, so records are handled in stream order.
+    let mut monkey = Proc::start(
+        worker(
+            &cluster,
+            Role::Monkey,
+            "monkey",
+            &config,
+            &["-c", "1", "--archive", archive.to_str().unwrap()],
+        ),
+        dir.path(),
+    )
+    .unwrap();
+
+    let device = "356307042441013";
+    let fix = |sec: u32, ignition: bool, speed: f64, alarm: Option<&str>| {
+        let mut p = position(device, sec);
+        p.speed = speed;
+        p.set("ignition", ignition);
+        if let Some(a) = alarm {
+            p.set("alarm", a);
+        }
+        Record::Position(p)
+    };
+    // Arrival order 10, 30, 20 (late), 40.
+    let input = [
+        ("r1#0", fix(10, false, 0.0, None)),
+        ("r3#0", fix(30, true, 130.0, None)),
+        ("r2#0", fix(20, false, 150.0, Some("sos"))),
+        ("r4#0", fix(40, false, 0.0, None)),
+    ];
+    for (id, record) in &input {
+        publish_parsed(&hamster, id, record).await;
+    }
+    // And something that is not a record at all.
+    let mut h = HeaderMap::new();
+    h.insert(headers::MSG_ID, "junk#0");
+    hamster
+        .publish_with_headers("parsed.teltonika.junk", h, "{not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let kv = admin.get_key_value(topology::DEVICES_BUCKET).await.unwrap();
+    let latest: Value = wait_for("latest position", WAIT, || async {
+        let Some(entry) = kv.get(device).await? else {
+            return Ok(None);
+        };
+        let v: Value = serde_json::from_slice(&entry)?;
+        Ok((v["position"]["fix_time"] == "2024-05-01T12:00:40.000Z").then_some(v))
+    })
+    .await
+    .unwrap();
+    assert_eq!(latest["source"], "r4#0");
+    assert_eq!(latest["ignition"], false);
+
+    wait_for("events", WAIT, || async {
+        let n = stream_count(&admin, topology::EVENTS).await?;
+        Ok((n >= 4).then_some(()))
+    })
+    .await
+    .unwrap();
+    wait_for("dead junk and drained PARSED", WAIT, || async {
+        let dead = stream_count(&admin, topology::DEAD).await?;
+        let parsed = stream_count(&admin, topology::PARSED).await?;
+        Ok((dead == 1 && parsed == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    let events: Vec<(String, String, String)> = cluster
+        .stream_messages(topology::EVENTS)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            let what = v["alarm"].as_str().unwrap_or(v["type"].as_str().unwrap());
+            (
+                m.subject.to_string(),
+                what.to_string(),
+                v["fix_time"].as_str().unwrap()[17..19].to_string(),
+            )
+        })
+        .collect();
+    let e = |kind: &str, what: &str, sec: &str| {
+        (
+            format!("events.teltonika.{device}.{kind}"),
+            what.to_string(),
+            sec.to_string(),
+        )
+    };
+    assert_eq!(
+        events,
+        vec![
+            e("ignitionOn", "ignitionOn", "30"),
+            e("overspeed", "overspeed", "30"),
+            e("alarm", "sos", "20"),
+            e("ignitionOff", "ignitionOff", "40"),
+        ],
+        "transitions in fix-time order, the late fix's alarm, nothing twice"
+    );
+    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    assert_eq!(dead[0].subject.as_str(), "dead.parsed.teltonika.junk");
+    assert_eq!(header(&dead[0], headers::DEAD_STAGE), "monkey");
+    assert!(header(&dead[0], headers::DEAD_REASON).contains("not a fleetbus record"));
+
+    // The archive has every record once, with its id.
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&archive).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string()),
+        );
+    }
+    lines.sort();
+    assert_eq!(lines, vec!["\"r1#0\"", "\"r2#0\"", "\"r3#0\"", "\"r4#0\""]);
+
+    let status = monkey.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
+    eprintln!("monkey process test: {:?}", t0.elapsed());
+}
+
+/// A user's processor: fails in the ways the issue names.
+struct Flaky {
+    calls: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
+}
+
+impl Processor for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+
+    async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(meta.msg_id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        match record.device_id() {
+            "always" => Err(ProcessError::Retry("database down".into())),
+            "blip" if n <= 2 => Err(ProcessError::Retry("database blip".into())),
+            "invalid" => Err(ProcessError::Invalid("no such vehicle".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::load(Some(&write_config(dir.path()))).unwrap();
+    let cluster = Cluster::start().await.unwrap();
+    provision(&cluster, &settings).await;
+    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
+    for device in ["fine", "blip", "always", "invalid"] {
+        let record = Record::Position(position(device, 1));
+        publish_parsed(&hamster, &format!("{device}#0"), &record).await;
+    }
+
+    let js = jetstream::new(cluster.connect(Role::Monkey).await.unwrap());
+    let calls = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let stats = Arc::new(Stats::default());
+    let processors: Vec<Arc<dyn DynProcessor>> = vec![Arc::new(Flaky {
+        calls: calls.clone(),
+    })];
+    let mut supervisor = Supervisor::start(
+        PullWorkers {
+            consumer: js
+                .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+                .await
+                .unwrap(),
+            handler: Arc::new(Monkey::new(js.clone(), processors)),
+            stats: stats.clone(),
+            config: PullConfig {
+                expires_ms: 500,
+                retry_in_place_ms: 1_000,
+                ..PullConfig::default()
+            },
+            // Above max_deliver: the last-delivery rule decides.
+            policy: fleetbus_services::worker::policy(10, &settings.monkeys),
+        },
+        1,
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .await
+    .unwrap();
+
+    wait_for("PARSED drained", WAIT, || async {
+        let parsed = stream_count(&admin, topology::PARSED).await?;
+        let dead = stream_count(&admin, topology::DEAD).await?;
+        Ok((parsed == 0 && dead == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    let reasons: BTreeMap<String, (String, String)> = cluster
+        .stream_messages(topology::DEAD)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m.subject.to_string(),
+                (
+                    header(m, headers::DEAD_REASON),
+                    header(m, headers::DEAD_DELIVERIES),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons["dead.parsed.teltonika.invalid"],
+        ("flaky: no such vehicle".to_string(), "1".to_string())
+    );
+    let (always, deliveries) = &reasons["dead.parsed.teltonika.always"];
+    assert_eq!(deliveries, &settings.monkeys.max_deliver.to_string());
+    assert!(
+        always.contains("still failing at the last delivery") && always.contains("database down"),
+        "{always}"
+    );
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls["blip#0"], 3, "retried in place until it worked");
+    assert_eq!(calls["fine#0"], 1);
+    assert!(calls["always#0"] >= 3, "{calls:?}");
+    supervisor.shutdown();
+    assert_eq!(supervisor.wait().await, Exit::Shutdown);
+
+    // With the monkey's own login: a PARSED message that runs out of
+    // deliveries is moved to DEAD by the advisory listener.
+    let client = cluster.connect(Role::Monkey).await.unwrap();
+    let advisories = MaxDeliveries {
+        js: js.clone(),
+        stream: topology::PARSED.into(),
+        consumer: topology::MONKEYS.into(),
+        stage: DeadStage::Parsed,
+        stats: stats.clone(),
+    }
+    .spawn(&client)
+    .await
+    .unwrap();
+    client.flush().await.unwrap();
+    publish_parsed(
+        &hamster,
+        "exhausted#0",
+        &Record::Position(position("exhausted", 1)),
+    )
+    .await;
+    let consumer: PullConsumer = js
+        .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+        .await
+        .unwrap();
+    for _ in 0..settings.monkeys.max_deliver {
+        let mut batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
+        let msg = batch.next().await.expect("a delivery").unwrap();
+        msg.ack_with(AckKind::Nak(None)).await.unwrap();
+    }
+    let moved = wait_for("exhausted record in DEAD", WAIT, || async {
+        let _ = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await?
+            .next()
+            .await;
+        let dead = cluster.stream_messages(topology::DEAD).await?;
+        Ok(dead
+            .into_iter()
+            .find(|m| m.subject.as_str() == "dead.parsed.teltonika.exhausted"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(header(&moved, headers::DEAD_STAGE), "monkey");
+    wait_for("PARSED empty", WAIT, || async {
+        Ok((stream_count(&admin, topology::PARSED).await? == 0).then_some(()))
+    })
+    .await
+    .unwrap();
+    advisories.abort();
+    eprintln!("processor test: {:?}", t0.elapsed());
+}
