@@ -12,50 +12,19 @@ use fleetbus_codec::wire::headers;
 use fleetbus_codec::{gt06, teltonika, Position, Protocol};
 use fleetbus_e2e::{wait_for, Cluster, Role};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
-use fleetbus_services::topology::{self, Scope, Settings};
+use fleetbus_services::topology;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const ACK_WAIT: Duration = Duration::from_secs(20);
 
-// ---- harness ------------------------------------------------------------------
+mod common;
 
-async fn provisioned_cluster() -> Cluster {
-    let cluster = Cluster::start().await.unwrap();
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    topology::provision(
-        &js,
-        &Settings::default(),
-        &Scope::all(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
-    cluster
-}
+use common::{gateway, provisioned_cluster};
 
 /// Teltonika and GT06 on free ports, everything else off.
 fn config() -> GatewayConfig {
-    let mut c = GatewayConfig {
-        id: "gw-test".into(),
-        bind: [127, 0, 0, 1].into(),
-        ..GatewayConfig::default()
-    };
-    for (name, l) in c.protocols.iter_mut() {
-        l.port = 0;
-        l.enabled = name == "teltonika" || name == "gt06";
-    }
-    c
-}
-
-async fn gateway(cluster: &Cluster, config: GatewayConfig) -> Gateway {
-    let client = cluster
-        .connect_options(Role::Gateway)
-        .connect(cluster.client_urls())
-        .await
-        .unwrap();
-    Gateway::start(config, client).await.unwrap()
+    common::gateway_config("gw-test")
 }
 
 /// A device: one TCP connection.

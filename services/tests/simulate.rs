@@ -7,48 +7,23 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use fleetbus_codec::wire::headers;
 use fleetbus_codec::{ParseContext, Protocol, Record};
-use fleetbus_e2e::{Cluster, Role};
-use fleetbus_services::gateway::{Gateway, GatewayConfig};
+use fleetbus_e2e::Cluster;
+use fleetbus_services::gateway::Gateway;
 use fleetbus_services::simulate::{self, Config, Queue, Reported};
-use fleetbus_services::topology::{self, Scope, Settings};
+use fleetbus_services::topology;
 use tokio_util::sync::CancellationToken;
 
-async fn provisioned_cluster() -> Cluster {
-    let cluster = Cluster::start().await.unwrap();
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    topology::provision(
-        &js,
-        &Settings::default(),
-        &Scope::all(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
-    cluster
-}
+mod common;
+
+use common::provisioned_cluster;
 
 async fn gateway(cluster: &Cluster, id: &str) -> Gateway {
-    let mut c = GatewayConfig {
-        id: id.into(),
-        bind: [127, 0, 0, 1].into(),
-        retry_for_secs: 5,
-        ..GatewayConfig::default()
-    };
-    for (name, l) in c.protocols.iter_mut() {
-        l.port = 0;
-        l.enabled = name == "teltonika" || name == "gt06";
-    }
-    let client = cluster
-        .connect_options(Role::Gateway)
-        .connect(cluster.client_urls())
-        .await
-        .unwrap();
-    Gateway::start(c, client).await.unwrap()
+    let mut c = common::gateway_config(id);
+    c.retry_for_secs = 5;
+    common::gateway(cluster, c).await
 }
 
 fn config(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {

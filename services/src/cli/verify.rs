@@ -277,6 +277,7 @@ mod tests {
             longitude: 25.21234,
             speed: 42.0,
             course: 90.0,
+            sent_at: Utc::now(),
             acked_at: Utc::now(),
         }
     }

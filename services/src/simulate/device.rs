@@ -97,9 +97,10 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
             .sent
             .fetch_add(frame.positions.len() as u64, Ordering::Relaxed);
         fleet.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        let sent_at = Utc::now();
         match c.deliver(&frame).await {
             Ok(()) => {
-                fleet.report(&frame.positions)?;
+                fleet.report(&frame.positions, sent_at)?;
                 fleet.queue.acked(&id, frame.frame)?;
                 fleet
                     .stats

@@ -60,12 +60,14 @@ pub struct Reported {
     pub longitude: f64,
     pub speed: f64,
     pub course: f64,
+    /// When the frame carrying it was sent (the attempt that was acked).
+    pub sent_at: DateTime<Utc>,
     /// When the gateway acknowledged it.
     pub acked_at: DateTime<Utc>,
 }
 
 impl Reported {
-    fn new(p: &Position) -> Reported {
+    fn new(p: &Position, sent_at: DateTime<Utc>) -> Reported {
         Reported {
             device_id: p.device_id.clone(),
             protocol: p.protocol.clone(),
@@ -74,6 +76,7 @@ impl Reported {
             longitude: p.longitude,
             speed: p.speed,
             course: p.course,
+            sent_at,
             acked_at: Utc::now(),
         }
     }
@@ -133,14 +136,14 @@ impl Fleet {
     /// Appends `records` to the report, one line each, written before the
     /// queue forgets them: a crash in between reports a record twice
     /// (`fleetbus verify` counts each record once), never not at all.
-    fn report(&self, records: &[Position]) -> std::io::Result<()> {
+    fn report(&self, records: &[Position], sent_at: DateTime<Utc>) -> std::io::Result<()> {
         use std::io::Write;
         let Some(file) = &self.report else {
             return Ok(());
         };
         let mut buf = Vec::new();
         for p in records {
-            serde_json::to_writer(&mut buf, &Reported::new(p))?;
+            serde_json::to_writer(&mut buf, &Reported::new(p, sent_at))?;
             buf.push(b'\n');
         }
         let mut f = file.lock().unwrap_or_else(|e| e.into_inner());

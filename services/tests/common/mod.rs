@@ -1,0 +1,51 @@
+//! What the gateway and simulator tests share: a provisioned cluster and an
+//! in-process gateway on free ports.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use fleetbus_e2e::{Cluster, Role};
+use fleetbus_services::gateway::{Gateway, GatewayConfig};
+use fleetbus_services::topology::{self, Scope, Settings};
+
+/// A three-node cluster with every stream and consumer, RAW led.
+pub async fn provisioned_cluster() -> Cluster {
+    let cluster = Cluster::start().await.unwrap();
+    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    topology::provision(
+        &js,
+        &Settings::default(),
+        &Scope::all(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster
+}
+
+/// Teltonika and GT06 on free loopback ports, everything else off.
+pub fn gateway_config(id: &str) -> GatewayConfig {
+    let mut c = GatewayConfig {
+        id: id.into(),
+        bind: [127, 0, 0, 1].into(),
+        ..GatewayConfig::default()
+    };
+    for (name, l) in c.protocols.iter_mut() {
+        l.port = 0;
+        l.enabled = name == "teltonika" || name == "gt06";
+    }
+    c
+}
+
+/// A gateway in this process, logged in as the gateway role, knowing every node.
+pub async fn gateway(cluster: &Cluster, config: GatewayConfig) -> Gateway {
+    let client = cluster
+        .connect_options(Role::Gateway)
+        .connect(cluster.client_urls())
+        .await
+        .unwrap();
+    Gateway::start(config, client).await.unwrap()
+}
