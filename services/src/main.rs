@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Decode hex frames from stdin (one per line) into JSON positions.
     Decode(cli::decode::Args),
-    /// The TCP gateway: devices in, RAW out (ack after a quorum stored it).
+    /// The gateway: devices in (TCP, UDP), RAW out (ack after a quorum stored it).
     Gateway(cli::gateway::Args),
     /// Parser workers: RAW -> PARSED, supervised, on the shared durable `hamsters`.
     Hamster(cli::hamster::Args),

@@ -1,4 +1,4 @@
-//! `fleetbus gateway`: the TCP gateway as a program. Connects to the
+//! `fleetbus gateway`: the gateway (TCP, and UDP where devices use it) as a program. Connects to the
 //! cluster, ensures RAW exists, listens for devices, serves /metrics,
 //! /healthz and /readyz, registers as the NATS service `gateway`, and
 //! drains on SIGTERM.
@@ -131,10 +131,16 @@ async fn serve(
         .addrs
         .iter()
         .map(|(p, a)| format!("{p}={a}"))
+        .chain(
+            gateway
+                .udp_addrs
+                .iter()
+                .map(|(p, a)| format!("{p}/udp={a}")),
+        )
         .collect();
     let service = client
         .service_builder()
-        .description("fleetbus TCP gateway: devices in, RAW out")
+        .description("fleetbus gateway: devices in over TCP and UDP, RAW out")
         .metadata(HashMap::from([
             ("host".to_string(), ops::hostname()),
             ("pid".to_string(), std::process::id().to_string()),

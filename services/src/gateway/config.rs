@@ -12,7 +12,7 @@ use figment::Figment;
 use fleetbus_codec::Protocol;
 use serde::{Deserialize, Serialize};
 
-/// One protocol's TCP listener.
+/// One protocol's listener: TCP, and UDP where the protocol is used over UDP.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Listener {
@@ -20,6 +20,11 @@ pub struct Listener {
     pub enabled: bool,
     /// TCP port (the gateway's `port_offset` is added). 0 picks a free port.
     pub port: u16,
+    /// Also serve the protocol over UDP, on the same port number as TCP
+    /// (with `port = 0`, a free UDP port of its own). Only for protocols
+    /// whose framer and session work per datagram ([`UDP_PROTOCOLS`]); on
+    /// by default for gl200, h02 and gps103.
+    pub udp: bool,
     /// Largest frame accepted, in bytes; checked before a body is buffered.
     /// 0 means the protocol's own default.
     pub max_frame: usize,
@@ -33,6 +38,7 @@ impl Default for Listener {
         Listener {
             enabled: true,
             port: 0,
+            udp: false,
             max_frame: 0,
             model: None,
         }
@@ -80,6 +86,10 @@ pub struct GatewayConfig {
     pub drain_delay_secs: u64,
     /// Then in-flight publishes and acks get this long to finish.
     pub drain_timeout_secs: u64,
+    /// UDP datagrams being stored and answered at once, all UDP listeners
+    /// together. Datagrams arriving while it is reached are dropped without
+    /// an answer (counted as `overload`); the device sends them again.
+    pub udp_inflight: usize,
     /// Log JSON lines instead of text.
     pub log_json: bool,
     /// One listener per protocol, by protocol name.
@@ -103,6 +113,7 @@ impl Default for GatewayConfig {
             retry_max_backoff_ms: 2_000,
             drain_delay_secs: 2,
             drain_timeout_secs: 15,
+            udp_inflight: 4_096,
             log_json: false,
             protocols: Protocol::ALL
                 .iter()
@@ -111,6 +122,7 @@ impl Default for GatewayConfig {
                         p.name().to_string(),
                         Listener {
                             port: p.default_port(),
+                            udp: UDP_BY_DEFAULT.contains(p),
                             ..Listener::default()
                         },
                     )
@@ -166,6 +178,7 @@ impl GatewayConfig {
             ("publish_timeout_ms", self.publish_timeout_ms),
             ("retry_backoff_ms", self.retry_backoff_ms),
             ("drain_timeout_secs", self.drain_timeout_secs),
+            ("udp_inflight", self.udp_inflight as u64),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -194,6 +207,16 @@ impl GatewayConfig {
                 ));
                 continue;
             };
+            if listener.udp && !UDP_PROTOCOLS.contains(&protocol) {
+                problems.push(format!(
+                    "protocols.{name}: udp is not supported for {name} (UDP: {})",
+                    UDP_PROTOCOLS
+                        .iter()
+                        .map(|p| p.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             if !listener.enabled {
                 continue;
             }
@@ -232,9 +255,22 @@ impl GatewayConfig {
 
     /// The enabled listeners with their effective port and frame limit.
     pub fn listeners(&self) -> Vec<(Protocol, u16, usize, Option<String>)> {
+        self.effective(|_| true)
+    }
+
+    /// The enabled listeners that also serve UDP, with the same effective
+    /// port (0: any free port) and frame limit as their TCP side.
+    pub fn udp_listeners(&self) -> Vec<(Protocol, u16, usize, Option<String>)> {
+        self.effective(|l| l.udp)
+    }
+
+    fn effective(
+        &self,
+        keep: impl Fn(&Listener) -> bool,
+    ) -> Vec<(Protocol, u16, usize, Option<String>)> {
         self.protocols
             .iter()
-            .filter(|(_, l)| l.enabled)
+            .filter(|(_, l)| l.enabled && keep(l))
             .filter_map(|(name, l)| {
                 let p = name.parse::<Protocol>().ok()?;
                 let port = if l.port == 0 {
@@ -266,6 +302,21 @@ impl GatewayConfig {
     }
 }
 
+/// Protocols that can be served over UDP: their framer cuts a datagram
+/// (`decode_eof` at its end) and their messages carry the device id, so a
+/// datagram is judged on its own (see `gateway/udp.rs`; the few messages
+/// without an id are refused over UDP).
+pub const UDP_PROTOCOLS: &[Protocol] = &[
+    Protocol::H02,
+    Protocol::Gps103,
+    Protocol::Tk103,
+    Protocol::Suntech,
+    Protocol::Gl200,
+];
+
+/// Those commonly used over UDP, whose listeners serve UDP unless told not to.
+pub const UDP_BY_DEFAULT: &[Protocol] = &[Protocol::H02, Protocol::Gps103, Protocol::Gl200];
+
 /// A frame is one NATS message; the server's default max_payload is 1 MiB.
 pub const MAX_FRAME_CEILING: usize = 1 << 20;
 
@@ -293,6 +344,17 @@ mod tests {
         assert_eq!(c.protocols["teltonika"].port, 5027);
         assert_eq!(c.protocols["gt06"].port, 5023);
         assert_eq!(c.protocols.len(), Protocol::ALL.len());
+        // UDP on the TCP port numbers, for the protocols commonly used over
+        // UDP (in name order).
+        let udp: Vec<(Protocol, u16)> = c.udp_listeners().iter().map(|l| (l.0, l.1)).collect();
+        assert_eq!(
+            udp,
+            [
+                (Protocol::Gl200, 5004),
+                (Protocol::Gps103, 5001),
+                (Protocol::H02, 5013)
+            ]
+        );
     }
 
     #[test]
@@ -301,19 +363,23 @@ mod tests {
             pipeline: 0,
             max_connections: 0,
             retry_max_backoff_ms: 1,
+            udp_inflight: 0,
             ..GatewayConfig::default()
         };
         c.protocols.get_mut("gt06").unwrap().port = 5027;
+        c.protocols.get_mut("teltonika").unwrap().udp = true;
         c.protocols.insert("nope".into(), Listener::default());
         let err = c.validate().unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.0.len(), 5, "{text}");
+        assert_eq!(err.0.len(), 7, "{text}");
         for needle in [
             "pipeline",
             "max_connections",
             "retry_max_backoff_ms",
             "port 5027",
             "nope",
+            "udp_inflight",
+            "protocols.teltonika: udp is not supported",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
@@ -332,6 +398,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("FLEETBUS_GATEWAY__PIPELINE", "8");
             jail.set_env("FLEETBUS_GATEWAY__PROTOCOLS__TELTONIKA__ENABLED", "false");
+            jail.set_env("FLEETBUS_GATEWAY__PROTOCOLS__H02__UDP", "false");
             let offset = Figment::from(Serialized::default("port_offset", 100));
             let c = GatewayConfig::load(Some(&path), offset).unwrap();
             assert_eq!(c.id, "from-file");
@@ -342,6 +409,10 @@ mod tests {
             let gt06 = listeners.iter().find(|l| l.0 == Protocol::Gt06).unwrap();
             assert_eq!(gt06.1, 6123);
             assert_eq!(gt06.3.as_deref(), Some("TR02"));
+            // UDP: h02 turned off by the environment; the file's and the
+            // defaults' other settings kept, with the port offset.
+            let udp: Vec<(Protocol, u16)> = c.udp_listeners().iter().map(|l| (l.0, l.1)).collect();
+            assert_eq!(udp, [(Protocol::Gl200, 5104), (Protocol::Gps103, 5101)]);
             Ok(())
         });
     }

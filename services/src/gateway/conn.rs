@@ -36,8 +36,17 @@ pub struct ListenerSpec {
     pub model: Option<String>,
 }
 
+/// Initial capacity of a connection's read buffer. `FramedRead::new` starts
+/// every connection with 8 KiB, resident for as long as the device stays
+/// connected, though a login is a few dozen bytes and most devices are idle
+/// between small frames. The buffer still grows as needed (the framers
+/// reserve a whole frame once its header is read; a full buffer grows
+/// before the next read), so only the number of reads can differ, never
+/// the frames. See docs/performance.md, "Connection scale".
+const READ_BUFFER_INITIAL: usize = 256;
+
 /// The answer owed to the device for one frame, once it is due.
-type Pending = BoxFuture<'static, Result<Option<Bytes>, StoreError>>;
+pub(super) type Pending = BoxFuture<'static, Result<Option<Bytes>, StoreError>>;
 
 /// Why a connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +73,8 @@ pub async fn serve(
     let label = ProtocolLabel { protocol: name };
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
-    let mut frames = FramedRead::new(reader, protocol.framer(spec.max_frame));
+    let mut frames =
+        FramedRead::with_capacity(reader, protocol.framer(spec.max_frame), READ_BUFFER_INITIAL);
     let mut session = protocol.session();
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let idle = shared.config.idle_timeout();
@@ -152,8 +162,10 @@ pub async fn serve(
 }
 
 /// The future that yields the device's answer to one frame: at once for
-/// frames that are not stored, after the PubAck for those that are.
-fn answer_for(
+/// frames that are not stored, after the PubAck for those that are. Shared
+/// by TCP connections and UDP datagrams (`udp.rs`), so both store a frame
+/// with the same subject, headers and message id.
+pub(super) fn answer_for(
     handled: Handled,
     frame: Bytes,
     session: &fleetbus_codec::AnySession,

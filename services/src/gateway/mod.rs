@@ -1,4 +1,5 @@
-//! The TCP gateway: devices in, RAW out. One listener per protocol; every
+//! The gateway: devices in, RAW out. One TCP listener per protocol, and a
+//! UDP socket for the protocols devices commonly speak over UDP; every
 //! data frame is stored in RAW (a quorum of the replicated stream) before
 //! the device gets its acknowledgement. See docs/gateway.md.
 
@@ -6,6 +7,7 @@ pub mod config;
 mod conn;
 pub mod metrics;
 mod publish;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,8 +16,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use fleetbus_codec::Protocol;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,10 +62,15 @@ impl Shared {
 pub struct Gateway {
     /// The bound address of each protocol's listener.
     pub addrs: BTreeMap<Protocol, SocketAddr>,
+    /// The bound address of each protocol's UDP socket, where UDP is on.
+    pub udp_addrs: BTreeMap<Protocol, SocketAddr>,
     pub metrics: Metrics,
     stop_accepting: CancellationToken,
     stop_connections: CancellationToken,
     tracker: TaskTracker,
+    /// The UDP receive loops: joined on shutdown before the tracker is
+    /// waited on, so no datagram task starts after the wait.
+    udp_loops: Vec<JoinHandle<()>>,
     drain_timeout: Duration,
 }
 
@@ -76,10 +84,12 @@ impl Gateway {
         config.validate()?;
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_millis(config.publish_timeout_ms))
-            // One slot per frame that may wait at once: the pipelines bound it.
+            // One slot per frame that may wait at once: the pipelines bound
+            // it (UDP datagrams have a pipeline each too).
             .max_ack_inflight(
                 config
                     .max_connections
+                    .saturating_add(config.udp_inflight)
                     .saturating_mul(config.pipeline)
                     .max(1),
             )
@@ -108,6 +118,22 @@ impl Gateway {
                 },
             ));
         }
+        let mut bound_udp = Vec::new();
+        for (protocol, port, max_frame, model) in config.udp_listeners() {
+            let addr = SocketAddr::new(config.bind, port);
+            let socket = UdpSocket::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen for {protocol} over UDP on {addr}: {e}")
+            })?;
+            bound_udp.push((
+                socket,
+                ListenerSpec {
+                    protocol,
+                    max_frame,
+                    model,
+                },
+            ));
+        }
+        let udp_limit = Arc::new(Semaphore::new(config.udp_inflight));
         let shared = Arc::new(Shared {
             config,
             js,
@@ -133,12 +159,29 @@ impl Gateway {
                 tracker.clone(),
             ));
         }
+        let mut udp_addrs = BTreeMap::new();
+        let mut udp_loops = Vec::new();
+        for (socket, spec) in bound_udp {
+            let local = socket.local_addr()?;
+            tracing::info!(protocol = spec.protocol.name(), addr = %local, "Listening for devices over UDP.");
+            udp_addrs.insert(spec.protocol, local);
+            udp_loops.push(tokio::spawn(udp::receive_loop(
+                Arc::new(socket),
+                Arc::new(spec),
+                shared.clone(),
+                udp_limit.clone(),
+                stop_accepting.clone(),
+                tracker.clone(),
+            )));
+        }
         Ok(Gateway {
             addrs,
+            udp_addrs,
             metrics,
             stop_accepting,
             stop_connections,
             tracker,
+            udp_loops,
             drain_timeout,
         })
     }
@@ -148,19 +191,34 @@ impl Gateway {
         self.addrs.get(&protocol).copied()
     }
 
-    /// Connections currently open.
+    /// The UDP socket of `protocol`, if it serves UDP.
+    pub fn udp_addr(&self, protocol: Protocol) -> Option<SocketAddr> {
+        self.udp_addrs.get(&protocol).copied()
+    }
+
+    /// Connections currently open, and UDP datagrams being stored and answered.
     pub fn open_connections(&self) -> usize {
         self.tracker.len()
     }
 
-    /// Stops accepting, lets every connection finish what it has in flight
-    /// (publishes and their acks), then closes them. Gives up after the
-    /// drain timeout; returns how many connections were still open then.
+    /// Stops accepting (and receiving datagrams), lets every connection and
+    /// datagram finish what it has in flight (publishes and their acks),
+    /// then closes them. Gives up after the drain timeout; returns how many
+    /// connections (and datagrams) were still busy then.
     pub async fn shutdown(self) -> usize {
         self.stop_accepting.cancel();
         self.stop_connections.cancel();
-        self.tracker.close();
-        if tokio::time::timeout(self.drain_timeout, self.tracker.wait())
+        let tracker = self.tracker.clone();
+        let drained = async move {
+            // The receive loops stop at once; after them no datagram task
+            // can start.
+            for receive in self.udp_loops {
+                let _ = receive.await;
+            }
+            tracker.close();
+            tracker.wait().await;
+        };
+        if tokio::time::timeout(self.drain_timeout, drained)
             .await
             .is_err()
         {
