@@ -13,14 +13,16 @@ use anyhow::{bail, Context};
 use fleetbus_codec::Protocol;
 use tokio_util::sync::CancellationToken;
 
-use crate::simulate::{self, Config, SUPPORTED};
+use crate::simulate::{self, protocols, Config, SUPPORTED};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Virtual devices.
     #[arg(long, default_value_t = 10)]
     pub devices: usize,
-    /// Protocols, assigned to devices in turn.
+    /// Protocols, assigned to devices in turn: teltonika, gt06, h02, gps103,
+    /// tk103, jt808, ruptela, meitrack, gl200 (not suntech: it has no
+    /// acknowledgement).
     #[arg(long, value_delimiter = ',', default_value = "teltonika,gt06")]
     pub protocols: Vec<Protocol>,
     /// Fleet number (0-999), part of every IMEI: 35<fleet><device index>.
@@ -35,7 +37,8 @@ pub struct Args {
     /// Stop generating after this many seconds, deliver what is queued, exit.
     #[arg(long)]
     pub duration_secs: Option<u64>,
-    /// Records per frame where the protocol allows several (Teltonika).
+    /// Records per frame where the protocol allows several (Teltonika up to
+    /// 255, Ruptela up to 40, Meitrack up to 64; others always 1).
     #[arg(long, default_value_t = 1)]
     pub per_frame: usize,
     /// Gateways of one protocol, in the order devices try them:
@@ -77,9 +80,9 @@ impl Args {
             problems.push("--per-frame must be 1..=255".to_string());
         }
         for p in &self.protocols {
-            if !SUPPORTED.contains(p) {
+            if let Some(why) = protocols::unsupported_reason(*p) {
                 problems.push(format!(
-                    "the simulator speaks {}, not {p}",
+                    "the simulator cannot speak {p}: {why} (it speaks {})",
                     SUPPORTED.map(|p| p.name()).join(", ")
                 ));
             }

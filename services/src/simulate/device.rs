@@ -10,12 +10,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
-use fleetbus_codec::{gt06, teltonika, AnySession, Position, Protocol};
+use fleetbus_codec::{AnyFramer, AnySession, Position, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::protocols;
 use super::queue::QueuedFrame;
 use super::{imei, Fleet};
 
@@ -25,7 +26,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> anyhow::Result<()> {
     let cfg = &fleet.config;
-    let id = imei(cfg.fleet, index);
+    let imei = imei(cfg.fleet, index);
+    // The id the gateway and parser see (the IMEI, or its last 12 digits
+    // where the protocol's id is shorter): records carry it, the queue and
+    // the report use it.
+    let id = protocols::device_id(protocol, &imei);
     let state = fleet.queue.device(&id, protocol, Utc::now().timestamp())?;
     let addrs: Vec<SocketAddr> = cfg
         .gateways
@@ -35,11 +40,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         .unwrap_or_default();
     // Spread the fleet over the gateways; each device then walks the list.
     let mut server = index % addrs.len();
-    let per_frame = if protocol == Protocol::Teltonika {
-        cfg.per_frame.max(1)
-    } else {
-        1
-    };
+    let per_frame = protocols::per_frame(protocol, cfg.per_frame);
     let mut next_seq = state.next_seq;
     let mut next_record = Instant::now();
     let mut conn: Option<Connection> = None;
@@ -76,7 +77,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         };
         if conn.is_none() {
             let addr = addrs[server];
-            match Connection::open(addr, protocol, &id, cfg.ack_timeout).await {
+            match Connection::open(addr, protocol, &imei, cfg.ack_timeout).await {
                 Ok(c) => {
                     conn = Some(c);
                     backoff = BACKOFF_MIN;
@@ -98,7 +99,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
             .fetch_add(frame.positions.len() as u64, Ordering::Relaxed);
         fleet.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
         let sent_at = Utc::now();
-        match c.deliver(&frame).await {
+        match c.deliver(&imei, &frame).await {
             Ok(()) => {
                 fleet.report(&frame.positions, sent_at)?;
                 fleet.queue.acked(&id, frame.frame)?;
@@ -134,8 +135,9 @@ async fn pause(fleet: &Fleet, id: &str, backoff: &mut Duration) {
 }
 
 /// Record `seq` of a device: a plausible fix, deterministic from the device
-/// and the sequence number, with values at the protocols' wire precision so
-/// that what is sent is exactly what comes back.
+/// and the sequence number, with values at the protocol's wire precision so
+/// that what is sent is exactly what comes back. `device` is the id the
+/// protocol carries ([`protocols::device_id`]).
 pub fn record(device: &str, protocol: Protocol, base_time: i64, seq: u64) -> Position {
     let h = xxh3_64(format!("{device}/{seq}").as_bytes());
     let fix = Utc
@@ -152,6 +154,7 @@ pub fn record(device: &str, protocol: Protocol, base_time: i64, seq: u64) -> Pos
     p.satellites = Some(6 + ((h >> 50) % 6) as u32);
     // Ignition on for 20 records, off for 20: something for event logic.
     p.set("ignition", (seq / 20).is_multiple_of(2));
+    protocols::quantize(protocol, &mut p);
     p
 }
 
@@ -160,7 +163,9 @@ struct Connection {
     addr: SocketAddr,
     stream: TcpStream,
     protocol: Protocol,
-    /// The protocol's own session, to know the exact reply each frame gets.
+    /// The protocol's own framer and session, as the gateway runs them for
+    /// this connection, to know the exact reply each frame gets.
+    framer: AnyFramer,
     session: AnySession,
     ack_timeout: Duration,
 }
@@ -169,7 +174,7 @@ impl Connection {
     async fn open(
         addr: SocketAddr,
         protocol: Protocol,
-        id: &str,
+        imei: &str,
         ack_timeout: Duration,
     ) -> anyhow::Result<Connection> {
         let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
@@ -180,50 +185,49 @@ impl Connection {
             addr,
             stream,
             protocol,
+            framer: protocol.framer(protocol.default_max_frame()),
             session: protocol.session(),
             ack_timeout,
         };
-        let login = match protocol {
-            Protocol::Teltonika => teltonika::encode::login(id),
-            Protocol::Gt06 => gt06::encode::login(id, 0),
-            other => bail!("the simulator cannot log in with {other}"),
-        };
-        c.exchange(&login).await.context("login")?;
+        // Login or identity frames, where the protocol has them.
+        for hello in protocols::hello(protocol, imei)? {
+            c.exchange(&[hello]).await.context("login")?;
+        }
         Ok(c)
     }
 
-    fn encode(&self, frame: &QueuedFrame) -> anyhow::Result<Bytes> {
-        Ok(match self.protocol {
-            Protocol::Teltonika => teltonika::encode::codec8(&frame.positions)?,
-            // The frame id is the GT06 serial number: same frame, same bytes.
-            Protocol::Gt06 => gt06::encode::location(&frame.positions[0], frame.frame as u16),
-            other => bail!("the simulator cannot encode {other}"),
-        })
+    /// Sends one stored frame (and, for protocols that do not answer data,
+    /// the answered frame right behind it) and waits for the answer that
+    /// says it is stored. The bytes derive from the frame id and records
+    /// only: same frame, same bytes.
+    async fn deliver(&mut self, imei: &str, frame: &QueuedFrame) -> anyhow::Result<()> {
+        let frames = protocols::data(self.protocol, imei, frame.frame, &frame.positions)?;
+        self.exchange(&frames).await
     }
 
-    /// Sends one data frame and waits for its acknowledgement.
-    async fn deliver(&mut self, frame: &QueuedFrame) -> anyhow::Result<()> {
-        let bytes = self.encode(frame)?;
-        self.exchange(&bytes).await
-    }
-
-    /// Writes `frame` and reads exactly the reply the protocol prescribes.
-    async fn exchange(&mut self, frame: &[u8]) -> anyhow::Result<()> {
-        let expected = self
-            .session
-            .on_frame(frame)
-            .map_err(|e| anyhow::anyhow!("own frame refused by the codec: {e}"))?
-            .reply
-            .unwrap_or_default();
-        self.stream.write_all(frame).await?;
-        if expected.is_empty() {
-            return Ok(());
+    /// Writes `frames` and reads exactly the replies the protocol prescribes
+    /// (the gateway answers in frame order).
+    async fn exchange(&mut self, frames: &[Bytes]) -> anyhow::Result<()> {
+        let wire: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        // What the gateway's session will see: the bytes as its framer cuts them.
+        let mut expected = Vec::new();
+        for frame in protocols::cut(&mut self.framer, &wire)? {
+            let handled = self
+                .session
+                .on_frame(&frame)
+                .map_err(|e| anyhow::anyhow!("own frame refused by the codec: {e}"))?;
+            expected.extend_from_slice(&handled.reply.unwrap_or_default());
         }
+        if expected.is_empty() {
+            // Nothing would ever say the frame was stored.
+            bail!("{} gives no answer to these frames", self.protocol);
+        }
+        self.stream.write_all(&wire).await?;
         let mut got = vec![0; expected.len()];
         timeout(self.ack_timeout, self.stream.read_exact(&mut got))
             .await
             .context("no acknowledgement in time")??;
-        if got != expected[..] {
+        if !protocols::reply_matches(self.protocol, &got, &expected) {
             bail!(
                 "unexpected reply {} (expected {})",
                 hex::encode(&got),

@@ -5,6 +5,7 @@
 //! connection fails. See docs/simulator.md.
 
 mod device;
+pub mod protocols;
 pub mod queue;
 
 use std::net::SocketAddr;
@@ -18,10 +19,8 @@ use fleetbus_codec::{Position, Protocol};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub use protocols::SUPPORTED;
 pub use queue::Queue;
-
-/// Protocols the simulator can speak.
-pub const SUPPORTED: [Protocol; 2] = [Protocol::Teltonika, Protocol::Gt06];
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -167,11 +166,12 @@ pub async fn run(
     anyhow::ensure!(config.devices > 0, "--devices must be > 0");
     anyhow::ensure!(!config.protocols.is_empty(), "no protocol to simulate");
     for p in &config.protocols {
-        anyhow::ensure!(
-            SUPPORTED.contains(p),
-            "the simulator speaks {}, not {p}",
-            SUPPORTED.map(|p| p.name()).join(", ")
-        );
+        if let Some(why) = protocols::unsupported_reason(*p) {
+            anyhow::bail!(
+                "the simulator cannot speak {p}: {why} (it speaks {})",
+                SUPPORTED.map(|p| p.name()).join(", ")
+            );
+        }
         anyhow::ensure!(
             config
                 .gateways
