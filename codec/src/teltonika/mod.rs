@@ -11,7 +11,8 @@
 //! * [`Framer`] cuts the TCP stream into logins and AVL packets, dropping pings,
 //! * [`Session`] decides what to store and answer,
 //! * [`parse`] turns a stored frame (TCP or UDP) into records,
-//! * [`encode`] speaks like a device, for the simulator and tests.
+//! * [`encode`] speaks like a device, for the simulator and tests,
+//! * [`view`] reads Codec 8/8E/16 records in place, without allocating.
 //!
 //! Supported codecs: 8, 8 Extended, 16 and 7 (GH3000) carry positions; 12
 //! (command responses) becomes command replies; 13 (timestamped serial data)
@@ -30,6 +31,7 @@ mod parser;
 mod reader;
 mod serial;
 mod session;
+pub mod view;
 
 pub use framer::Framer;
 pub use session::Session;
