@@ -18,8 +18,10 @@ lint:
 
 # Benchmarks (figures go to docs/performance.md).
 bench: deps
+    cargo build --release --locked --bin fleetbus
     cargo bench -p fleetbus-codec --bench decode --locked
     cargo bench -p fleetbus-e2e --bench system --locked
+    cargo bench -p fleetbus-e2e --bench connections --locked
 
 # Fuzz one protocol's framer, session and parser (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP).
 fuzz protocol="teltonika" seconds="60":

@@ -9,7 +9,12 @@
 //! * failover: the longest gap between two acknowledged publishes while the
 //!   stream's leader node is killed with -9, and while it is put in lame-duck
 //!   mode (a graceful stop);
-//! * the cost of `sync_interval: always` against the chosen setting.
+//! * the cost of `sync_interval: always` against the chosen setting;
+//! * the pipeline: the whole system as processes (three gateways, hamsters,
+//!   monkeys) driven by `fleetbus simulate` as fast as the gateways accept,
+//!   end-to-end records/s and latency from a device's send to the monkey's
+//!   write of the device's latest position; then latency at half that rate.
+//!   The last line is `pipeline/ceiling`.
 //!
 //! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
 //! a small smoke run of the ceiling only, so the benchmark cannot rot.
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
-use fleetbus_e2e::{Cluster, ClusterOptions, Role};
+use fleetbus_e2e::{Cluster, ClusterOptions, Proc, Role, System, SystemOptions};
 use futures::StreamExt;
 
 const STREAM: &str = "BENCH";
@@ -30,6 +35,11 @@ const WINDOW: usize = 512;
 
 struct Args {
     full: bool,
+    /// Only the pipeline part, against a ceiling measured before.
+    only_pipeline: bool,
+    ceiling: Option<f64>,
+    /// Records of the max-rate pipeline run (400 devices share them).
+    pipeline_records: usize,
     messages: usize,
     frame_bytes: usize,
 }
@@ -45,6 +55,9 @@ fn args() -> Args {
     };
     Args {
         full,
+        only_pipeline: argv.iter().any(|a| a == "--only-pipeline"),
+        ceiling: value("--ceiling").map(|v: usize| v as f64),
+        pipeline_records: value("--pipeline-records").unwrap_or(if full { 40_000 } else { 400 }),
         messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
         // A Teltonika Codec 8E frame with one FMB record is ~100 bytes, a GT06
         // location 39; 10-record frames ~930. 128 is a typical frame.
@@ -208,6 +221,13 @@ fn row(what: &str, value: String, note: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args();
+    if a.only_pipeline {
+        let ceiling = a
+            .ceiling
+            .context("--only-pipeline needs --ceiling <positions/s> from a full run")?;
+        println!("| {:<44} | {:>16} | note", "measure", "value");
+        return pipeline_section(&a, ceiling).await;
+    }
     let cluster = Cluster::start().await?;
     let base = ceiling(&cluster, &a, "base").await?;
     if !a.full {
@@ -276,6 +296,183 @@ async fn main() -> anyhow::Result<()> {
         format!("{:.2}", soft.as_secs_f64()),
         "graceful stop",
     );
-    println!("ceiling = {:.0} positions/s", base.positions_per_second());
+    drop(cluster);
+    pipeline_section(&a, base.positions_per_second()).await
+}
+
+/// The whole system under load, reported against `ceiling`.
+async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
+    let sys = System::start(SystemOptions {
+        hamsters: 2,
+        monkeys: 2,
+        concurrency: 2,
+        ..SystemOptions::default()
+    })
+    .await?;
+    let max = pipeline(&sys, "max", 400, 20, (a.pipeline_records / 400) as u64).await?;
+    row(
+        "pipeline, as fast as accepted (records/s)",
+        format!("{:.0}", max.rate()),
+        &format!(
+            "{} records, 400 Teltonika devices, 25 per frame",
+            max.records
+        ),
+    );
+    max.latency_rows("at max rate");
+    // Half the rate: the same fleet, records spaced twice as far.
+    let half_interval = (400.0 / (max.rate() / 2.0) * 1000.0).max(1.0) as u64;
+    let half_records = ((max.rate() / 2.0) * 15.0 / 400.0).max(5.0) as u64;
+    let half = pipeline(&sys, "half", 400, half_interval, half_records).await?;
+    row(
+        "pipeline at half rate (records/s)",
+        format!("{:.0}", half.rate()),
+        &format!("offered {:.0}/s", 400.0 * 1000.0 / half_interval as f64),
+    );
+    half.latency_rows("at half rate");
+    println!("ceiling = {ceiling:.0} positions/s");
+    println!("pipeline/ceiling = {:.2}", max.rate() / ceiling);
     Ok(())
+}
+
+/// One pipeline run.
+struct Pipeline {
+    records: usize,
+    elapsed: Duration,
+    /// Send → latest position written, milliseconds, sorted.
+    latencies: Vec<f64>,
+}
+
+impl Pipeline {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i]
+    }
+
+    fn latency_rows(&self, when: &str) {
+        for (name, p) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
+            row(
+                &format!("latency {name} {when} (ms)"),
+                format!("{:.1}", self.percentile(p)),
+                &format!("{} samples", self.latencies.len()),
+            );
+        }
+    }
+}
+
+/// Runs a fleet of `devices` sending `records` each, one every
+/// `interval_ms`, through the whole system; returns the end-to-end rate
+/// (until the monkeys acknowledged the last record) and the latencies seen
+/// by watching the `devices` bucket (a device's update that a newer one
+/// replaced before the watch read it is not sampled).
+async fn pipeline(
+    sys: &System,
+    name: &str,
+    devices: usize,
+    interval_ms: u64,
+    records: u64,
+) -> anyhow::Result<Pipeline> {
+    use std::collections::HashMap;
+    let js = jetstream::new(sys.cluster.connect(Role::Admin).await?);
+    let kv = js.get_key_value("devices").await?;
+    let mut watch = kv.watch_all().await?;
+    type Seen = Vec<(String, String, chrono::DateTime<chrono::Utc>)>;
+    let seen: std::sync::Arc<std::sync::Mutex<Seen>> = Default::default();
+    let watcher = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(entry)) = watch.next().await {
+                let at = chrono::Utc::now();
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&entry.value) {
+                    let p = &v["position"];
+                    if let (Some(d), Some(f)) = (p["device_id"].as_str(), p["fix_time"].as_str()) {
+                        seen.lock()
+                            .unwrap()
+                            .push((d.to_string(), f.to_string(), at));
+                    }
+                }
+            }
+        })
+    };
+    let fleet: Vec<String> = [
+        "--devices",
+        &devices.to_string(),
+        "--records",
+        &records.to_string(),
+        "--interval-ms",
+        &interval_ms.to_string(),
+        "--per-frame",
+        "25",
+        "--protocols",
+        "teltonika",
+        "--fleet",
+        if name == "max" { "101" } else { "102" },
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let args: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let mut sim = Proc::start(sys.simulator(name, &args), sys.dir())?;
+    let exit = sim.wait_exit(Duration::from_secs(1800)).await;
+    anyhow::ensure!(
+        exit.is_some_and(|e| e.success()),
+        "simulator: {}",
+        sim.log_tail(5)
+    );
+    // Done when the monkeys have acknowledged everything.
+    let monkeys = js.get_consumer_from_stream::<consumer::pull::Config, _, _>("monkeys", "PARSED");
+    let mut monkeys = monkeys.await?;
+    let hamsters = js.get_consumer_from_stream::<consumer::pull::Config, _, _>("hamsters", "RAW");
+    let mut hamsters = hamsters.await?;
+    loop {
+        let m = monkeys.info().await?.clone();
+        let h = hamsters.info().await?.clone();
+        if m.num_pending + m.num_ack_pending as u64 + h.num_pending + h.num_ack_pending as u64 == 0
+        {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "pipeline never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    watcher.abort();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let report = std::fs::read_to_string(sys.dir().join(format!("{name}.jsonl")))?;
+    let mut sent: HashMap<(String, i64), chrono::DateTime<chrono::Utc>> = HashMap::new();
+    for line in report.lines() {
+        let r: serde_json::Value = serde_json::from_str(line)?;
+        let fix: chrono::DateTime<chrono::Utc> = r["fix_time"].as_str().unwrap_or("").parse()?;
+        let at: chrono::DateTime<chrono::Utc> = r["sent_at"].as_str().unwrap_or("").parse()?;
+        sent.insert(
+            (
+                r["device_id"].as_str().unwrap_or("").to_string(),
+                fix.timestamp(),
+            ),
+            at,
+        );
+    }
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .filter_map(|(d, f, at)| {
+            let fix: chrono::DateTime<chrono::Utc> = f.parse().ok()?;
+            let s = sent.get(&(d.clone(), fix.timestamp()))?;
+            Some((*at - *s).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(Pipeline {
+        records: sent.len(),
+        elapsed,
+        latencies,
+    })
 }
