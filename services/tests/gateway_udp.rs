@@ -1,0 +1,452 @@
+//! The gateway's UDP side against a real three-node cluster over real UDP
+//! sockets: a datagram's messages are stored in RAW exactly as over TCP and
+//! answered only after their PubAck; bad datagrams are refused whole and
+//! counted; with storage down no reply goes out.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use fleetbus_codec::wire::{headers, raw_msg_id};
+use fleetbus_codec::{gl200, gps103, h02, Position, Protocol};
+use fleetbus_e2e::{wait_for, Cluster};
+use fleetbus_services::gateway::{Gateway, GatewayConfig};
+use fleetbus_services::topology;
+use tokio::net::UdpSocket;
+
+mod common;
+
+use common::{gateway, provisioned_cluster};
+
+/// A binary `+ACK` (36 bytes, no device id) from Traccar's Queclink tests.
+const GL200_BINARY_ACK: &str =
+    "2b41434b017f244501010108676231303000000000ffff07e1070b03112d054dfe030d0a";
+
+const REPLY_WAIT: Duration = Duration::from_secs(20);
+
+/// H02, GPS103 and Queclink on free ports, TCP and UDP; everything else off.
+fn config() -> GatewayConfig {
+    let mut c = common::gateway_config("gw-udp");
+    for (name, l) in c.protocols.iter_mut() {
+        let on = matches!(name.as_str(), "h02" | "gps103" | "gl200");
+        l.enabled = on;
+        l.udp = on;
+    }
+    c
+}
+
+/// A device: one UDP socket talking to one gateway socket.
+struct Device {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+}
+
+impl Device {
+    async fn new(gateway: SocketAddr) -> Device {
+        Device {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            gateway,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    async fn send(&self, datagram: &[u8]) {
+        self.socket.send_to(datagram, self.gateway).await.unwrap();
+    }
+
+    /// The next datagram from the gateway, or `None` if none came within `wait`.
+    async fn recv(&self, wait: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65_536];
+        let (n, from) = tokio::time::timeout(wait, self.socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .unwrap();
+        assert_eq!(from, self.gateway, "a reply from the gateway's socket");
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    /// The next reply, which must come.
+    async fn reply(&self) -> Vec<u8> {
+        self.recv(REPLY_WAIT).await.expect("a reply datagram")
+    }
+
+    /// Sends `datagram` and expects exactly `replies` back, in order.
+    async fn exchange(&self, datagram: &[u8], replies: &[&[u8]]) {
+        self.send(datagram).await;
+        for expected in replies {
+            let got = self.reply().await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(expected),
+                "reply to {:?}",
+                String::from_utf8_lossy(datagram)
+            );
+        }
+    }
+}
+
+fn position(device: &str, protocol: &str, minute: u32) -> Position {
+    let mut p = Position::new(
+        device,
+        protocol,
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
+    );
+    p.valid = true;
+    p.latitude = 54.6872;
+    p.longitude = 25.2797;
+    p.speed = 42.0;
+    p
+}
+
+/// An H02 `V1` position: answered `*HQ,<id>,V4,V1,<server time>#`.
+fn h02_position(id: &str, minute: u32) -> Vec<u8> {
+    h02::encode::position(id, &position(id, "h02", minute), 0xFFFF_FBFF).to_vec()
+}
+
+fn assert_v1_reply(reply: &[u8], id: &str) {
+    let text = String::from_utf8_lossy(reply);
+    let prefix = format!("*HQ,{id},V4,V1,");
+    let time = text
+        .strip_prefix(&prefix)
+        .and_then(|t| t.strip_suffix('#'))
+        .unwrap_or_else(|| panic!("not a V1 answer for {id}: {text}"));
+    assert!(
+        time.len() == 14 && time.bytes().all(|b| b.is_ascii_digit()),
+        "{text}"
+    );
+}
+
+/// Everything in RAW: subject, message id, payload.
+async fn raw(cluster: &Cluster) -> Vec<(String, String, Vec<u8>)> {
+    cluster
+        .stream_messages(topology::RAW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let id = m
+                .headers
+                .get(headers::MSG_ID)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            (m.subject.to_string(), id, m.payload.to_vec())
+        })
+        .collect()
+}
+
+fn metric(gw: &Gateway, line_start: &str) -> u64 {
+    let text = gw.metrics.render();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
+
+fn counter(gw: &Gateway, family: &str, protocol: &str) -> u64 {
+    metric(
+        gw,
+        &format!("fleetbus_gateway_{family}_total{{protocol=\"{protocol}\"}}"),
+    )
+}
+
+fn error_metric(gw: &Gateway, protocol: &str, stage: &str, error_type: &str) -> u64 {
+    metric(
+        gw,
+        &format!(
+            "fleetbus_gateway_errors_total{{protocol=\"{protocol}\",stage=\"{stage}\",error_type=\"{error_type}\"}}"
+        ),
+    )
+}
+
+/// Waits until `f` gives `value`.
+async fn wait_metric(what: &str, value: u64, f: impl Fn() -> u64) {
+    wait_for(what, Duration::from_secs(20), || async {
+        let now = f();
+        anyhow::ensure!(now <= value, "{what}: {now}, more than {value}");
+        Ok((now == value).then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+// ---- storing and answering -------------------------------------------------------
+
+#[tokio::test]
+async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    assert!(gw.udp_addr(Protocol::Teltonika).is_none());
+    for p in [Protocol::H02, Protocol::Gps103, Protocol::Gl200] {
+        assert!(gw.addr(p).is_some(), "{p} over TCP too");
+    }
+
+    // H02: a position and a heartbeat in one datagram, answered in order.
+    let id = "4210051415";
+    let pos = h02_position(id, 1);
+    let beat = h02::encode::heartbeat(id, 80).to_vec();
+    let datagram = [pos.as_slice(), b"\r\n", &beat].concat();
+    let dev = Device::new(gw.udp_addr(Protocol::H02).unwrap()).await;
+    dev.send(&datagram).await;
+    assert_v1_reply(&dev.reply().await, id);
+    assert_eq!(dev.reply().await, format!("*HQ,{id},HTBT#").into_bytes());
+
+    let stored = raw(&cluster).await;
+    assert_eq!(stored.len(), 2, "both messages, nothing else");
+    assert_eq!(stored[0].0, format!("raw.h02.{id}"));
+    assert_eq!(stored[0].1, raw_msg_id("h02", id, &pos));
+    assert_eq!(stored[0].2, pos, "the message's bytes, unchanged");
+    assert_eq!(stored[1].1, raw_msg_id("h02", id, &beat));
+    let first = &cluster.stream_messages(topology::RAW).await.unwrap()[0];
+    let h = &first.headers;
+    assert_eq!(h.get(headers::PROTOCOL).unwrap().as_str(), "h02");
+    assert_eq!(h.get(headers::DEVICE).unwrap().as_str(), id);
+    assert_eq!(h.get(headers::GATEWAY).unwrap().as_str(), "gw-udp");
+    assert_eq!(
+        h.get(headers::PEER).unwrap().as_str(),
+        dev.addr().to_string()
+    );
+    assert!(h.get(headers::RECEIVED_AT).unwrap().as_str().ends_with('Z'));
+
+    // The device did not get its answers (say) and sends the datagram again,
+    // from another port: answered again, stored once.
+    let again = Device::new(gw.udp_addr(Protocol::H02).unwrap()).await;
+    again.send(&datagram).await;
+    assert_v1_reply(&again.reply().await, id);
+    assert_eq!(again.reply().await, format!("*HQ,{id},HTBT#").into_bytes());
+    assert_eq!(raw(&cluster).await.len(), 2, "the resend is deduplicated");
+    assert_eq!(counter(&gw, "frames_duplicate", "h02"), 2);
+    assert_eq!(counter(&gw, "frames_stored", "h02"), 4);
+    assert_eq!(counter(&gw, "frames_received", "h02"), 4);
+    assert_eq!(counter(&gw, "acks_sent", "h02"), 4);
+
+    // GPS103: login (answered, not stored) and an SOS (stored, then
+    // answered); a heartbeat alone is answered and not stored.
+    let imei = "359586015829802";
+    let sos = gps103::encode::position(imei, "help me", &position(imei, "gps103", 2)).to_vec();
+    let dev = Device::new(gw.udp_addr(Protocol::Gps103).unwrap()).await;
+    dev.exchange(
+        &[gps103::encode::login(imei).as_ref(), &sos].concat(),
+        &[b"LOAD", &gps103::encode::sos_ack(imei)],
+    )
+    .await;
+    dev.exchange(&gps103::encode::heartbeat(imei), &[b"ON"])
+        .await;
+
+    // Queclink: a report (stored, no answer of its own) and a heartbeat in
+    // one datagram; the heartbeat's answer comes after the report's PubAck.
+    let qimei = "862193020451183";
+    let sent = Utc.with_ymd_and_hms(2026, 11, 29, 12, 3, 0).unwrap();
+    let report =
+        gl200::encode::fixed_report("F50201", qimei, &position(qimei, "gl200", 3), sent, 0x10);
+    let hbd = gl200::encode::heartbeat("F50201", qimei, sent, 0x11);
+    let dev = Device::new(gw.udp_addr(Protocol::Gl200).unwrap()).await;
+    dev.exchange(
+        &[report.as_ref(), &hbd].concat(),
+        &[&gl200::encode::heartbeat_ack("F50201", "0011")],
+    )
+    .await;
+
+    let stored = raw(&cluster).await;
+    let subjects: Vec<&str> = stored.iter().map(|(s, ..)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            format!("raw.h02.{id}").as_str(),
+            &format!("raw.h02.{id}"),
+            &format!("raw.gps103.{imei}"),
+            &format!("raw.gl200.{qimei}"),
+        ]
+    );
+    assert_eq!(stored[2].2, sos);
+    // The Queclink framer drops the closing `$`, over TCP as over UDP.
+    assert_eq!(stored[3].2, report[..report.len() - 1].to_vec());
+}
+
+// ---- bad input -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_datagrams_are_refused_whole_counted_and_not_published() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    let h02_addr = gw.udp_addr(Protocol::H02).unwrap();
+    let dev = Device::new(h02_addr).await;
+    let id = "4210051416";
+    let good = h02_position(id, 1);
+
+    let cases: [(&str, &str, Vec<u8>); 5] = [
+        ("frame", "malformed", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        // A good message, then one cut short: refused whole, the good one
+        // is not stored either.
+        (
+            "frame",
+            "malformed",
+            [good.as_slice(), b"*HQ,4210051416,V1,1645"].concat(),
+        ),
+        (
+            "frame",
+            "too_large",
+            [b"*HQ,4210051416,V1,".as_slice(), &[b'0'; 2_000], b"#"].concat(),
+        ),
+        // Two devices in one datagram.
+        (
+            "session",
+            "bad_identity",
+            [good.as_slice(), &h02::encode::heartbeat("4210051417", 50)].concat(),
+        ),
+        // Nothing at all.
+        ("frame", "malformed", Vec::new()),
+    ];
+    let mut expected = std::collections::BTreeMap::<(&str, &str), u64>::new();
+    for (stage, error_type, datagram) in &cases {
+        dev.send(datagram).await;
+        let count = expected.entry((*stage, *error_type)).or_default();
+        *count += 1;
+        let want = *count;
+        wait_metric(&format!("{stage}/{error_type}"), want, || {
+            error_metric(&gw, "h02", stage, error_type)
+        })
+        .await;
+    }
+
+    // Queclink: a binary command acknowledgement (a real capture, from
+    // Traccar's tests) carries no IMEI, and no message of its datagram
+    // names the device: refused, never guessed from the sender's address.
+    let q = Device::new(gw.udp_addr(Protocol::Gl200).unwrap()).await;
+    q.send(&hex::decode(GL200_BINARY_ACK).unwrap()).await;
+    wait_metric("gl200 not_identified", 1, || {
+        error_metric(&gw, "gl200", "session", "not_identified")
+    })
+    .await;
+
+    // Every refusal is counted when it is decided, before any reply could
+    // be sent: an honest exchange on the same socket now gets the first
+    // datagram the gateway sends to it.
+    dev.send(&good).await;
+    assert_v1_reply(&dev.reply().await, id);
+    assert!(q.recv(Duration::from_millis(300)).await.is_none());
+    let stored = raw(&cluster).await;
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(s, id, _)| (s.as_str(), id.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            format!("raw.h02.{id}").as_str(),
+            raw_msg_id("h02", id, &good).as_str()
+        )],
+        "only the honest message is stored"
+    );
+    assert_eq!(counter(&gw, "acks_sent", "h02"), 1);
+}
+
+// ---- storage unavailable ---------------------------------------------------------
+
+#[tokio::test]
+async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
+    let mut cluster = provisioned_cluster().await;
+    let mut cfg = config();
+    cfg.retry_for_secs = 3;
+    cfg.publish_timeout_ms = 500;
+    cfg.udp_inflight = 1;
+    let gw = gateway(&cluster, cfg).await;
+    let addr = gw.udp_addr(Protocol::H02).unwrap();
+    let id = "4210051418";
+    let beat = h02::encode::heartbeat(id, 70).to_vec();
+    let dev = Device::new(addr).await;
+
+    cluster.kill_all();
+    dev.send(&beat).await;
+    // In flight (retrying) once it was received; the one slot is taken.
+    wait_metric("the heartbeat is received", 1, || {
+        counter(&gw, "frames_received", "h02")
+    })
+    .await;
+    let other = Device::new(addr).await;
+    other.send(&h02_position(id, 4)).await;
+    wait_metric("the second datagram is dropped", 1, || {
+        error_metric(&gw, "h02", "frame", "overload")
+    })
+    .await;
+    wait_metric("the gateway gives up", 1, || {
+        error_metric(&gw, "h02", "publish", "gave_up")
+    })
+    .await;
+    // Given up means no reply: nothing was and nothing will be sent.
+    assert_eq!(counter(&gw, "acks_sent", "h02"), 0);
+    assert!(dev.recv(Duration::from_millis(300)).await.is_none());
+    assert!(other.recv(Duration::from_millis(300)).await.is_none());
+
+    // The device still has its data: once the cluster is back it resends,
+    // gets its answer, and RAW has one copy.
+    cluster.start_all().unwrap();
+    cluster.wait_ready().await.unwrap();
+    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    let reply = wait_for(
+        "the resent heartbeat is answered",
+        Duration::from_secs(60),
+        || async {
+            dev.send(&beat).await;
+            Ok(dev.recv(Duration::from_secs(5)).await)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply, format!("*HQ,{id},HTBT#").into_bytes());
+    let stored = raw(&cluster).await;
+    assert_eq!(stored.len(), 1, "stored exactly once");
+    assert_eq!(stored[0].1, raw_msg_id("h02", id, &beat));
+}
+
+#[tokio::test]
+async fn shutdown_stops_receiving_and_finishes_datagrams_in_flight() {
+    let mut cluster = provisioned_cluster().await;
+    let mut cfg = config();
+    cfg.retry_for_secs = 90;
+    cfg.publish_timeout_ms = 500;
+    cfg.drain_timeout_secs = 90;
+    let gw = gateway(&cluster, cfg).await;
+    let metrics = gw.metrics.clone();
+    let addr = gw.udp_addr(Protocol::Gps103).unwrap();
+    let imei = "359586015829803";
+    let sos = gps103::encode::position(imei, "help me", &position(imei, "gps103", 5));
+    let dev = Device::new(addr).await;
+
+    // A datagram in flight while storage is down, then the stop.
+    cluster.kill_all();
+    dev.send(&sos).await;
+    wait_metric("the SOS is received", 1, || {
+        counter(&gw, "frames_received", "gps103")
+    })
+    .await;
+    let stopping = tokio::spawn(gw.shutdown());
+    cluster.start_all().unwrap();
+    cluster.wait_ready().await.unwrap();
+    // The in-flight SOS is stored once storage is back, and answered.
+    assert_eq!(
+        dev.recv(Duration::from_secs(80)).await.as_deref(),
+        Some(gps103::encode::sos_ack(imei).as_ref())
+    );
+    assert_eq!(stopping.await.unwrap(), 0, "drained within the timeout");
+    // Stopped: the socket is no longer read, nothing more is answered.
+    dev.send(&gps103::encode::heartbeat(imei)).await;
+    assert!(dev.recv(Duration::from_millis(500)).await.is_none());
+    let received = metrics
+        .render()
+        .lines()
+        .find(|l| l.starts_with("fleetbus_gateway_frames_received_total{protocol=\"gps103\"}"))
+        .map(str::to_owned);
+    assert_eq!(
+        received.as_deref(),
+        Some("fleetbus_gateway_frames_received_total{protocol=\"gps103\"} 1"),
+        "nothing received after the stop"
+    );
+    let stored = raw(&cluster).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].2, sos.to_vec());
+}
