@@ -46,6 +46,10 @@ pub struct Args {
     /// without a new message.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// How long to wait for PARSED and the consumer while the cluster
+    /// elects leaders (after a restart), in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -92,10 +96,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let js = jetstream::new(client);
-        let stream = js
-            .get_stream(topology::PARSED)
-            .await
-            .context("PARSED stream")?;
         let config = consumer::pull::Config {
             durable_name: Some(args.consumer.clone()),
             description: Some("fleetbus verify: every record, once".into()),
@@ -105,10 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             max_ack_pending: 100_000,
             ..Default::default()
         };
-        let consumer = stream
-            .get_or_create_consumer(&args.consumer, config)
-            .await
-            .with_context(|| format!("consumer {}", args.consumer))?;
+        let consumer = open_consumer(&js, config, Duration::from_secs(args.wait_secs)).await?;
         if args.prepare {
             println!("consumer PARSED/{} ready", args.consumer);
             return Ok(ExitCode::SUCCESS);
@@ -133,6 +130,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         })
     })
+}
+
+/// The verify consumer on PARSED, created if missing. Right after a
+/// cluster restart the stream has no leader for a few seconds and API
+/// requests time out: try again until `wait` has passed.
+async fn open_consumer(
+    js: &jetstream::Context,
+    config: consumer::pull::Config,
+    wait: Duration,
+) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
+    let name = config.durable_name.clone().unwrap_or_default();
+    let deadline = Instant::now() + wait;
+    loop {
+        let attempt = async {
+            let stream = js.get_stream(topology::PARSED).await?;
+            let consumer = stream.get_or_create_consumer(&name, config.clone()).await?;
+            anyhow::Ok(consumer)
+        };
+        match attempt.await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "PARSED not available yet; trying again.");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context(format!("consumer PARSED/{name}")),
+        }
+    }
 }
 
 /// The report's records, each once (a record acknowledged twice — resent
