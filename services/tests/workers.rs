@@ -505,7 +505,17 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     .unwrap();
     eprintln!("shares: {shares:?}");
 
-    // kill -9 one of them in the middle of the backlog.
+    // kill -9 one of them in the middle of the backlog. On a fast machine
+    // the first backlog may be gone already: add more work right before
+    // the kill, so hamster-a dies holding a batch whatever the speed.
+    let more: Vec<(String, String, Bytes)> = (4000..8000)
+        .map(|i| {
+            let device = format!("86{:013}", i % 300);
+            let f = frame(&device, i);
+            ("teltonika".to_string(), device, f)
+        })
+        .collect();
+    let more_ids = publish_raw(&gateway, &more).await;
     let left = stream_count(&admin, topology::RAW).await.unwrap();
     a.kill();
     eprintln!("killed hamster-a with {left} frames still in RAW");
@@ -521,6 +531,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     let expected: BTreeSet<String> = first[2..]
         .iter()
         .chain(&load_ids)
+        .chain(&more_ids)
         .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
         .collect();
     let got: BTreeSet<String> = parsed.keys().cloned().collect();
