@@ -82,47 +82,6 @@ fn any_input() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Feeds `input` to a framer in chunks, checking every call.
-fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
-    let mut framer = Framer::new(max);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut fed = 0;
-    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
-    loop {
-        let before = buf.len();
-        match framer.decode(&mut buf) {
-            Ok(Some(frame)) => {
-                assert!(
-                    frame.len() <= max,
-                    "frame of {} bytes above max {max}",
-                    frame.len()
-                );
-                assert_eq!(
-                    buf.len(),
-                    before - frame.len(),
-                    "consumed more than the frame"
-                );
-                frames.push(frame.to_vec());
-            }
-            Ok(None) => {
-                assert_eq!(buf.len(), before, "consumed without a frame");
-                assert!(buf.len() < max, "holds {} bytes, max {max}", buf.len());
-                if fed == input.len() {
-                    return Ok(frames);
-                }
-                let n = sizes.next().unwrap_or(1).clamp(1, input.len() - fed);
-                buf.extend_from_slice(&input[fed..fed + n]);
-                fed += n;
-            }
-            Err(e) => {
-                assert_eq!(buf.len(), before, "consumed on error");
-                return Err(e);
-            }
-        }
-    }
-}
-
 fn position(
     t: DateTime<Utc>,
     lat: f64,
@@ -140,6 +99,16 @@ fn position(
     p.satellites = Some(sats);
     p.valid = valid;
     p
+}
+
+mod common;
+
+/// The shared framer check (tests/common) with this protocol's framer and
+/// what it may discard.
+fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
+    common::run_framer(Framer::new(max), input, chunks, max, |b: &[u8]| {
+        b.is_empty()
+    })
 }
 
 proptest! {

@@ -63,48 +63,12 @@ fn position(secs: i64, lat: f64, lon: f64, speed: f64, course: f64, valid: bool)
     p
 }
 
-/// Feeds `input` to a framer in chunks, checking every call.
+mod common;
+
+/// The shared framer check (tests/common) with this protocol's framer and
+/// what it may discard.
 fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
-    let mut framer = Framer::new(max);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut fed = 0;
-    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
-    let filler = |b: &[u8]| b.iter().all(|c| matches!(c, b'\r' | b'\n' | b' ' | b'\0'));
-    loop {
-        let before = buf.clone();
-        match framer.decode(&mut buf) {
-            Ok(Some(frame)) => {
-                assert!(
-                    frame.len() <= max,
-                    "frame of {} bytes above max {max}",
-                    frame.len()
-                );
-                let consumed = before.len() - buf.len();
-                assert!(consumed >= frame.len(), "frame not taken from the buffer");
-                let skipped = consumed - frame.len();
-                assert!(filler(&before[..skipped]), "dropped data before a frame");
-                assert_eq!(&before[skipped..consumed], &frame[..]);
-                frames.push(frame.to_vec());
-            }
-            Ok(None) => {
-                let consumed = before.len() - buf.len();
-                assert!(filler(&before[..consumed]), "dropped data without a frame");
-                assert!(buf.len() < max, "holds {} bytes, max {max}", buf.len());
-                if fed == input.len() {
-                    return Ok(frames);
-                }
-                let n = sizes.next().unwrap_or(1).clamp(1, input.len() - fed);
-                buf.extend_from_slice(&input[fed..fed + n]);
-                fed += n;
-            }
-            Err(e) => {
-                let consumed = before.len() - buf.len();
-                assert!(filler(&before[..consumed]), "dropped data on error");
-                return Err(e);
-            }
-        }
-    }
+    common::run_framer(Framer::new(max), input, chunks, max, common::filler)
 }
 
 proptest! {

@@ -59,51 +59,14 @@ fn position(secs: i64, lat: f64, lon: f64, speed: f64, course: f64, valid: bool)
     p
 }
 
-/// Feeds `input` to a framer in chunks, checking every call.
+mod common;
+
+/// The shared framer check (tests/common) with this protocol's framer and
+/// what it may discard.
 fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
-    let mut framer = Framer::new(max);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut fed = 0;
-    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
-    let no_start = |b: &[u8]| !b.contains(&b'(');
-    loop {
-        let before = buf.clone();
-        match framer.decode(&mut buf) {
-            Ok(Some(frame)) => {
-                assert!(
-                    frame.len() <= max,
-                    "frame of {} bytes above max {max}",
-                    frame.len()
-                );
-                let consumed = before.len() - buf.len();
-                let skipped = consumed - frame.len();
-                assert!(no_start(&before[..skipped]), "dropped a message start");
-                assert_eq!(&before[skipped..consumed], &frame[..]);
-                frames.push(frame.to_vec());
-            }
-            Ok(None) => {
-                assert!(
-                    no_start(&before[..before.len() - buf.len()]),
-                    "dropped a message start"
-                );
-                assert!(buf.len() < max, "holds {} bytes, max {max}", buf.len());
-                if fed == input.len() {
-                    return Ok(frames);
-                }
-                let n = sizes.next().unwrap_or(1).clamp(1, input.len() - fed);
-                buf.extend_from_slice(&input[fed..fed + n]);
-                fed += n;
-            }
-            Err(e) => {
-                assert!(
-                    no_start(&before[..before.len() - buf.len()]),
-                    "dropped a message start"
-                );
-                return Err(e);
-            }
-        }
-    }
+    common::run_framer(Framer::new(max), input, chunks, max, |b: &[u8]| {
+        !b.contains(&b'(')
+    })
 }
 
 proptest! {
