@@ -13,7 +13,7 @@
 //! Exit status: 0 when nothing is missing, duplicated or altered; 1
 //! otherwise; 2 when the cluster or the report cannot be read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -185,27 +185,52 @@ pub async fn check(
     idle: Duration,
 ) -> anyhow::Result<Outcome> {
     let mut seen: BTreeMap<Key, (usize, Value)> = BTreeMap::new();
+    // Stream sequences already counted: a message redelivered to this
+    // consumer (its ack was lost while the cluster elected a leader) is the
+    // same message, not a duplicate record. Two messages with one key are.
+    let mut sequences: HashSet<u64> = HashSet::new();
     let mut read = 0u64;
     let mut last_new = Instant::now();
+    // A pull that fails (no leader yet after a restart, "503") is tried
+    // again until nothing new has come for `idle`.
+    let transient = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::debug!(error = %e, "{what} failed; trying again.");
+    };
     loop {
-        let mut batch = consumer
+        let mut got = 0;
+        match consumer
             .fetch()
             .max_messages(1000)
             .expires(Duration::from_millis(500))
             .messages()
-            .await?;
-        let mut got = 0;
-        while let Some(msg) = batch.next().await {
-            let msg = msg.map_err(|e| anyhow::anyhow!("{e}"))?;
-            got += 1;
-            read += 1;
-            if let Ok(v) = serde_json::from_slice::<Value>(&msg.payload) {
-                if let Some(key) = key_of(&v) {
-                    let e = seen.entry(key).or_insert((0, v));
-                    e.0 += 1;
+            .await
+        {
+            Err(e) => transient("a pull from PARSED", &e),
+            Ok(mut batch) => {
+                while let Some(msg) = batch.next().await {
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(e) => {
+                            transient("a pull from PARSED", &e);
+                            break;
+                        }
+                    };
+                    let sequence = msg.info().map(|i| i.stream_sequence).ok();
+                    if sequence.is_none_or(|s| sequences.insert(s)) {
+                        got += 1;
+                        read += 1;
+                        if let Ok(v) = serde_json::from_slice::<Value>(&msg.payload) {
+                            if let Some(key) = key_of(&v) {
+                                let e = seen.entry(key).or_insert((0, v));
+                                e.0 += 1;
+                            }
+                        }
+                    }
+                    if let Err(e) = msg.ack().await {
+                        transient("an ack", &e);
+                    }
                 }
             }
-            msg.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         if got > 0 {
             last_new = Instant::now();
@@ -215,6 +240,7 @@ pub async fn check(
         if all_seen || last_new.elapsed() >= idle {
             break;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut out = Outcome {
         reported: expected.len(),
