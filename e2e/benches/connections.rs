@@ -98,28 +98,6 @@ fn args() -> anyhow::Result<Args> {
     })
 }
 
-/// Raises the soft limit on open files to the hard limit (children inherit
-/// it); returns the new soft limit.
-fn raise_nofile_limit() -> anyhow::Result<libc::rlim_t> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            bail!("getrlimit: {}", std::io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                bail!("setrlimit: {}", std::io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(lim.rlim_cur)
-}
-
 /// The `fleetbus` binary of this profile, built first if needed.
 fn fleetbus_binary() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("FLEETBUS_BIN") {
@@ -395,7 +373,7 @@ fn row(what: &str, value: String, note: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
-    let nofile = raise_nofile_limit()?;
+    let nofile = fleetbus_services::ops::raise_open_files_limit()?;
     let need = a.connections as libc::rlim_t + FD_MARGIN;
     ensure!(
         need <= nofile,

@@ -491,26 +491,11 @@ async fn a_connection_limit_refuses_the_excess_and_recovers() {
 
 // ---- scale ---------------------------------------------------------------------------
 
-/// Raises the soft open-files limit to the hard limit: 2,000 devices are
-/// 4,000 sockets in this one process.
-fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a valid struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
     const DEVICES: usize = 2_000;
-    let limit = raise_fd_limit();
+    // 2,000 devices are 4,000 sockets in this one process.
+    let limit = fleetbus_services::ops::raise_open_files_limit().unwrap();
     assert!(
         limit >= 5_000,
         "open files limit {limit} is too low for this test"

@@ -83,10 +83,10 @@ struct Proc {
 }
 
 /// A worker process to start once the cluster is provisioned: this same
-/// binary with `args`, logged in as `role`.
+/// binary with `args`, logged in as `role` (none: it gets no NATS login).
 pub struct WorkerSpec {
     pub name: String,
-    pub role: Role,
+    pub role: Option<Role>,
     pub args: Vec<String>,
 }
 
@@ -100,7 +100,7 @@ pub fn workers() -> Vec<WorkerSpec> {
     for (i, node) in NODES.iter().enumerate() {
         w.push(WorkerSpec {
             name: format!("gateway-{node}"),
-            role: Role::Gateway,
+            role: Some(Role::Gateway),
             args: vec![
                 "gateway".into(),
                 "--id".into(),
@@ -121,17 +121,17 @@ pub fn workers() -> Vec<WorkerSpec> {
     ] {
         w.push(WorkerSpec {
             name: format!("{}-{n}", role.name()),
-            role,
+            role: Some(role),
             args: vec![role.name().into(), "--concurrency".into(), "2".into()],
         });
     }
     // A small simulated fleet on all three gateways, so data flows at once.
     // Its queue lives with the cluster's state: stopped and started again,
-    // it resumes with what was not acknowledged. (It needs no NATS login;
-    // the role only decides the environment it is given.)
+    // it resumes with what was not acknowledged. It talks to the gateways
+    // only, so it gets no NATS login.
     w.push(WorkerSpec {
         name: "simulator".into(),
-        role: Role::Gateway,
+        role: None,
         args: [
             "simulate",
             "--devices",
@@ -262,7 +262,10 @@ async fn run_system(
             for (var, _) in passwords {
                 cmd.env_remove(var);
             }
-            cmd.args(&w.args).envs(service_env(w.role, passwords));
+            cmd.args(&w.args);
+            if let Some(role) = w.role {
+                cmd.envs(service_env(role, passwords));
+            }
             procs.push(spawn(&w.name, cmd, data)?);
         }
     }

@@ -108,7 +108,7 @@ async fn serve(
     let id = config.id.clone();
     let drain_delay = Duration::from_secs(config.drain_delay_secs);
 
-    let files = raise_open_files_limit();
+    let files = ops::raise_open_files_limit().unwrap_or(0);
     let needed = (config.max_connections as u64).saturating_add(100);
     if files < needed {
         tracing::warn!(open_files = files, max_connections = config.max_connections,
@@ -189,30 +189,4 @@ async fn serve(
     } else {
         ExitCode::from(3)
     })
-}
-
-/// Raises the soft open-files limit to the hard limit (every device is a
-/// file descriptor; soft limits are often 1,024) and returns the new soft
-/// limit.
-fn raise_open_files_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
 }

@@ -24,3 +24,26 @@ pub fn hostname() -> String {
     }
     "localhost".to_string()
 }
+
+/// Raises the soft open-files limit to the hard limit (every device
+/// connection is a file descriptor, and soft limits are often 1,024;
+/// children inherit the raised limit). Returns the new soft limit.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(lim.rlim_cur)
+}
