@@ -546,11 +546,16 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     .unwrap();
     assert_eq!(record.kind(), "position");
 
-    // What hamster-a held was redelivered (to hamster-b).
+    // What hamster-a held, if it held anything at the instant of the kill,
+    // was redelivered to hamster-b: "every frame parsed" above could not
+    // have happened otherwise. Whether it held a batch at that instant is
+    // timing (a clean CI run once killed it between two pulls), so the
+    // count is reported, not asserted; the loss and duplicate checks above
+    // are the promise.
     let stats = live_stats(&admin_client, "hamster", 1).await;
-    assert!(
-        stats[&b_id]["redelivered"].as_u64().unwrap_or(0) > 0,
-        "{stats:?}"
+    eprintln!(
+        "hamster-b redelivered {} frames of hamster-a",
+        stats[&b_id]["redelivered"].as_u64().unwrap_or(0)
     );
     let status = b.terminate(Duration::from_secs(30)).await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", b.log_tail(20));
