@@ -164,7 +164,7 @@ async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
     let queue_path = dir.path().join("queue.db");
     fleetbus_e2e::wait_for("all records generated", Duration::from_secs(30), || {
         let queue_path = queue_path.clone();
-        async move { Ok((Queue::open(&queue_path)?.pending()? == 200).then_some(())) }
+        async move { Ok((Queue::open(&queue_path)?.pending().await? == 200).then_some(())) }
     })
     .await
     .unwrap();

@@ -31,7 +31,10 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
     // where the protocol's id is shorter): records carry it, the queue and
     // the report use it.
     let id = protocols::device_id(protocol, &imei);
-    let state = fleet.queue.device(&id, protocol, Utc::now().timestamp())?;
+    let state = fleet
+        .queue
+        .device(&id, protocol, Utc::now().timestamp())
+        .await?;
     let addrs: Vec<SocketAddr> = cfg
         .gateways
         .iter()
@@ -54,7 +57,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
             !fleet.stop_generating.is_cancelled() && (cfg.records == 0 || next_seq < cfg.records);
         if generating && Instant::now() >= next_record {
             let p = record(&id, protocol, state.base_time, next_seq);
-            fleet.queue.push(&id, next_seq, &p)?;
+            fleet.queue.push(&id, next_seq, &p).await?;
             fleet.stats.generated.fetch_add(1, Ordering::Relaxed);
             next_seq += 1;
             next_record += cfg.interval;
@@ -64,7 +67,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
                 next_record = Instant::now() + cfg.interval;
             }
         }
-        let Some(frame) = fleet.queue.next_frame(&id, per_frame)? else {
+        let Some(frame) = fleet.queue.next_frame(&id, per_frame).await? else {
             if !generating {
                 return Ok(()); // everything generated was acknowledged
             }
@@ -102,7 +105,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         match c.deliver(&imei, &frame).await {
             Ok(()) => {
                 fleet.report(&frame.positions, sent_at)?;
-                fleet.queue.acked(&id, frame.frame)?;
+                fleet.queue.acked(&id, frame.frame).await?;
                 fleet
                     .stats
                     .acked

@@ -219,7 +219,7 @@ pub async fn run(
                     "sent {} acked {} pending {} connected {} reconnects {} rate {rate:.0}/s",
                     fleet.stats.sent.load(Ordering::Relaxed),
                     acked,
-                    fleet.queue.pending().unwrap_or(0),
+                    fleet.queue.pending().await.unwrap_or(0),
                     fleet.stats.connected.load(Ordering::Relaxed),
                     fleet.stats.reconnects.load(Ordering::Relaxed),
                 );
@@ -257,7 +257,7 @@ pub async fn run(
         acked: fleet.stats.acked.load(Ordering::Relaxed),
         sent: fleet.stats.sent.load(Ordering::Relaxed),
         reconnects: fleet.stats.reconnects.load(Ordering::Relaxed),
-        pending: fleet.queue.pending()?,
+        pending: fleet.queue.pending().await?,
         elapsed: started.elapsed(),
     })
 }
