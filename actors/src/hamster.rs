@@ -3,9 +3,9 @@
 //! For each frame (`raw.<protocol>.<device>`, protocol and device also in
 //! headers): parse it with [`Protocol::parse`]; publish record *i* as JSON to
 //! `parsed.<protocol>.<device>` with `Nats-Msg-Id` = `<raw id>#<i>`; wait
-//! for every PubAck; then acknowledge the frame (double ack: the server
-//! confirms). A crash anywhere before the ack redelivers the frame, and the
-//! same ids make the second round store nothing new.
+//! for every PubAck; then acknowledge the frame. A crash anywhere before
+//! the ack (or a lost ack) redelivers the frame, and the same ids make the
+//! second round store nothing new.
 //!
 //! A frame that can never parse (unknown protocol, a parse error) goes to
 //! DEAD (`dead.raw.…`, reason in headers) and is terminated; so do frames
@@ -90,7 +90,7 @@ impl Handler for Hamster {
         self.parse_and_publish(msg, &protocol, &device, stored)
             .await?;
         // A lost ack only means a redelivery; the same ids store nothing new.
-        msg.double_ack()
+        msg.ack()
             .await
             .map_err(|e| HandleError::Retry(format!("ack: {e}")))
     }

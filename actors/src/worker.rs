@@ -1,8 +1,12 @@
 //! The pull worker: one actor that batch-pulls from a shared durable
 //! consumer and hands each message to a [`Handler`], which makes every side
 //! effect durable before it acknowledges. Messages of different subjects
-//! (devices) in a batch are handled concurrently, those of one subject in
-//! stream order.
+//! (devices) are handled concurrently, each as soon as it arrives; those of
+//! one subject in stream order: the messages of a subject that arrive while
+//! it is busy wait and go together as its next run
+//! ([`Handler::handle_run`], where a handler can merge the side effects of
+//! a device's messages), then one by one for whatever the run did not
+//! finish.
 //!
 //! Nothing is acknowledged early: what a worker holds when it dies (a
 //! panic, a kill -9 of the process) is redelivered by JetStream after the
@@ -17,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
@@ -52,6 +57,18 @@ pub trait Handler: Send + Sync + 'static {
         msg: &jetstream::Message,
         reason: &str,
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Handles messages of one subject (first deliveries, in stream order)
+    /// together, with the same guarantees as [`Handler::handle`] for each.
+    /// Returns how many leading messages are done and acknowledged. The
+    /// worker hands the next one alone to `handle` (it is what stopped the
+    /// run) and makes another run of the rest; when none is done (the run
+    /// failed), all go to `handle` one by one. Any of them may be handled a
+    /// second time that way. By default none: all go one by one.
+    fn handle_run(&self, msgs: &[jetstream::Message]) -> impl Future<Output = usize> + Send {
+        let _ = msgs;
+        async { 0 }
+    }
 }
 
 /// How workers pull (user settings: `[hamster.pull]`, `[monkey.pull]`).
@@ -171,46 +188,104 @@ impl<H: Handler> Actor for Worker<H> {
 }
 
 async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Error> {
-    let batch = a
+    let mut batch = a
         .consumer
         .batch()
         .max_messages(a.config.batch.max(1))
         .expires(Duration::from_millis(a.config.expires_ms.max(100)))
         .messages()
         .await?;
-    // Whatever has arrived, up to a batch: messages of different subjects
-    // (devices) are handled concurrently, those of one subject in order.
-    let mut chunks = batch.ready_chunks(a.config.batch.max(1));
-    while let Some(chunk) = chunks.next().await {
-        let mut failed = None;
-        let mut groups: Vec<Vec<jetstream::Message>> = Vec::new();
-        let mut by_subject: HashMap<String, usize> = HashMap::new();
-        for msg in chunk {
-            match msg {
-                Ok(msg) => match by_subject.get(msg.subject.as_str()) {
-                    Some(&i) => groups[i].push(msg),
-                    None => {
-                        by_subject.insert(msg.subject.to_string(), groups.len());
-                        groups.push(vec![msg]);
+    // Each message is started as soon as it arrives, unless a message of
+    // its subject (device) is still being handled: then it waits, with any
+    // others of that subject, and they go as the subject's next run. So a
+    // device's messages keep their order, no message waits for another
+    // device's slow one, and the busier a device, the larger its runs.
+    let mut waiting: HashMap<String, Vec<jetstream::Message>> = HashMap::new();
+    let mut running = FuturesUnordered::new();
+    let (mut open, mut failed) = (true, None);
+    loop {
+        tokio::select! {
+            next = batch.next(), if open => match next {
+                Some(Ok(msg)) => {
+                    let subject = msg.subject.to_string();
+                    match waiting.get_mut(&subject) {
+                        Some(queued) => queued.push(msg),
+                        None => {
+                            waiting.insert(subject.clone(), Vec::new());
+                            running.push(subject_run(a, subject, vec![msg]));
+                        }
                     }
-                },
-                Err(e) => {
+                }
+                Some(Err(e)) => {
                     failed = Some(e);
-                    break;
+                    open = false;
+                }
+                None => open = false,
+            },
+            Some(subject) = running.next() => {
+                let queued = waiting.get_mut(&subject).map(std::mem::take).unwrap_or_default();
+                if queued.is_empty() {
+                    waiting.remove(&subject);
+                } else {
+                    running.push(subject_run(a, subject, queued));
                 }
             }
-        }
-        futures::future::join_all(groups.iter().map(|group| async move {
-            for msg in group {
-                one(a, msg).await;
-            }
-        }))
-        .await;
-        if let Some(e) = failed {
-            return Err(e);
+            else => break,
         }
     }
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Messages of one subject, in order: in runs where it can, one by one
+/// where it must. Returns the subject.
+async fn subject_run<H: Handler>(
+    a: &WorkerArgs<H>,
+    subject: String,
+    msgs: Vec<jetstream::Message>,
+) -> String {
+    let mut rest = &msgs[..];
+    while !rest.is_empty() {
+        match run(a, rest).await {
+            // The run failed: the handler may be in trouble (its store
+            // down), so the rest goes one by one, with its retries.
+            Some(0) => {
+                for msg in rest {
+                    one(a, msg).await;
+                }
+                return subject;
+            }
+            Some(done) => rest = &rest[done..],
+            None => {}
+        }
+        // What stopped the run (or did not start one) goes alone.
+        if let Some((first, others)) = rest.split_first() {
+            one(a, first).await;
+            rest = others;
+        }
+    }
+    subject
+}
+
+/// Handles the leading first deliveries of `msgs` as one run; returns how
+/// many are done, or `None` when there is no run to make (fewer than two).
+/// A redelivered message (it failed, or a worker died holding it) is
+/// handled on its own by [`one`], so it cannot take others down with it.
+async fn run<H: Handler>(a: &WorkerArgs<H>, msgs: &[jetstream::Message]) -> Option<usize> {
+    let first = msgs
+        .iter()
+        .take_while(|m| m.info().map(|i| i.delivered).unwrap_or(1) == 1)
+        .count();
+    if first < 2 {
+        return None;
+    }
+    let done = a.handler.handle_run(&msgs[..first]).await.min(first);
+    for _ in &msgs[..done] {
+        a.stats.processed();
+    }
+    Some(done)
 }
 
 /// Handles one message to its end: done, dead, or handed back.

@@ -3,6 +3,8 @@
 //! device's latest position and events come out right although its fixes
 //! arrive out of order.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -130,18 +132,10 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
     })
     .await
     .unwrap();
-    let events: Vec<(String, String)> = cluster
-        .stream_messages(topology::EVENTS)
+    let events: Vec<(String, String)> = common::events(&cluster)
         .await
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let v: Value = serde_json::from_slice(&m.payload).unwrap();
-            (
-                v["type"].as_str().unwrap().to_string(),
-                v["fix_time"].as_str().unwrap()[11..16].to_string(),
-            )
-        })
+        .into_iter()
+        .map(|(kind, fix_time)| (kind, fix_time[11..16].to_string()))
         .collect();
     let expected: Vec<(String, String)> = [
         ("ignitionOn", "12:30"),

@@ -3,6 +3,8 @@
 //! scaling by starting another process, registration, and the monkeys'
 //! latest position and events for out-of-order input.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,6 +128,20 @@ async fn stream_count(js: &jetstream::Context, stream: &str) -> anyhow::Result<u
     Ok(js.get_stream(stream).await?.info().await?.state.messages)
 }
 
+/// Waits until every stream named holds exactly that many messages.
+async fn wait_counts(js: &jetstream::Context, what: &str, want: &[(&str, u64)]) {
+    wait_for(what, WAIT, || async {
+        for (stream, n) in want {
+            if stream_count(js, stream).await? != *n {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await
+    .unwrap();
+}
+
 /// `Nats-Msg-Id` → how often it is stored in `stream`.
 async fn ids_in(cluster: &Cluster, stream: &str) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
@@ -225,13 +241,12 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     .unwrap();
 
     // Every frame ends up parsed (or dead), RAW is empty.
-    wait_for("RAW drained", WAIT, || async {
-        let raw = stream_count(&admin, topology::RAW).await?;
-        let dead = stream_count(&admin, topology::DEAD).await?;
-        Ok((raw == 0 && dead == 1).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_counts(
+        &admin,
+        "RAW drained",
+        &[(topology::RAW, 0), (topology::DEAD, 1)],
+    )
+    .await;
     assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
     let parsed = ids_in(&cluster, topology::PARSED).await;
     let expected: BTreeSet<String> = raw_ids
@@ -413,13 +428,12 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         frame("after-garbage", 1),
     ));
     let first = publish_raw(&gateway, &frames).await;
-    wait_for("garbage dead, good frame parsed", WAIT, || async {
-        let dead = stream_count(&admin, topology::DEAD).await?;
-        let parsed = stream_count(&admin, topology::PARSED).await?;
-        Ok((dead == 2 && parsed == 2).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_counts(
+        &admin,
+        "garbage dead, good frame parsed",
+        &[(topology::DEAD, 2), (topology::PARSED, 2)],
+    )
+    .await;
     let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
     let reasons: BTreeMap<String, String> = dead
         .iter()
@@ -690,13 +704,12 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     })
     .await
     .unwrap();
-    wait_for("dead junk and drained PARSED", WAIT, || async {
-        let dead = stream_count(&admin, topology::DEAD).await?;
-        let parsed = stream_count(&admin, topology::PARSED).await?;
-        Ok((dead == 1 && parsed == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_counts(
+        &admin,
+        "dead junk and drained PARSED",
+        &[(topology::DEAD, 1), (topology::PARSED, 0)],
+    )
+    .await;
     let events: Vec<(String, String, String)> = cluster
         .stream_messages(topology::EVENTS)
         .await
@@ -749,6 +762,84 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     let status = monkey.terminate(Duration::from_secs(30)).await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
     eprintln!("monkey process test: {:?}", t0.elapsed());
+}
+
+/// A backlog of one device, waiting before the monkey starts, arrives in one
+/// pull: the monkey applies it as runs (one read and one write of the
+/// device's entry for many fixes), with the same outcome as one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let cluster = Cluster::start().await.unwrap();
+    let settings = Settings::load(Some(&config)).unwrap();
+    provision(&cluster, &settings).await;
+    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
+
+    // 60 fixes a second apart, ignition on for 10 s, off for 10 s, …; a
+    // message that is no record at all in the middle of them.
+    let device = "356307042441014";
+    for sec in 0..60 {
+        let mut p = position(device, sec);
+        p.set("ignition", (sec / 10) % 2 == 1);
+        publish_parsed(&hamster, &format!("b{sec}#0"), &Record::Position(p)).await;
+        if sec == 30 {
+            let mut h = HeaderMap::new();
+            h.insert(headers::MSG_ID, "junk#0");
+            let subject = format!("parsed.teltonika.{device}");
+            hamster
+                .publish_with_headers(subject, h, "{not json".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+    let mut monkey = Proc::start(
+        worker(&cluster, Role::Monkey, "monkey", &config, &["-c", "1"]),
+        dir.path(),
+    )
+    .unwrap();
+    wait_counts(
+        &admin,
+        "PARSED drained, the junk in DEAD",
+        &[(topology::DEAD, 1), (topology::PARSED, 0)],
+    )
+    .await;
+
+    let kv = admin.get_key_value(topology::DEVICES_BUCKET).await.unwrap();
+    let entry = kv.entry(device).await.unwrap().expect("the device's entry");
+    let v: Value = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(v["position"]["fix_time"], "2024-05-01T12:00:59.000Z");
+    assert_eq!(v["source"], "b59#0");
+    assert_eq!(v["ignition"], true);
+    // The only key of the bucket: its revision counts the writes.
+    eprintln!("60 fixes, {} writes of the entry", entry.revision);
+    assert!(
+        entry.revision < 30,
+        "a backlog is written in runs, not once per fix: {} writes",
+        entry.revision
+    );
+    let events: Vec<(String, String)> = common::events(&cluster)
+        .await
+        .into_iter()
+        .map(|(kind, fix_time)| (kind, fix_time[17..19].to_string()))
+        .collect();
+    let e = |kind: &str, sec: &str| (kind.to_string(), sec.to_string());
+    assert_eq!(
+        events,
+        vec![
+            e("ignitionOn", "10"),
+            e("ignitionOff", "20"),
+            e("ignitionOn", "30"),
+            e("ignitionOff", "40"),
+            e("ignitionOn", "50"),
+        ],
+        "every transition once, in order"
+    );
+    let status = monkey.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
 }
 
 /// A user's processor: fails in the ways the issue names.
@@ -820,13 +911,12 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
     .await
     .unwrap();
 
-    wait_for("PARSED drained", WAIT, || async {
-        let parsed = stream_count(&admin, topology::PARSED).await?;
-        let dead = stream_count(&admin, topology::DEAD).await?;
-        Ok((parsed == 0 && dead == 2).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_counts(
+        &admin,
+        "PARSED drained",
+        &[(topology::PARSED, 0), (topology::DEAD, 2)],
+    )
+    .await;
     let reasons: BTreeMap<String, (String, String)> = cluster
         .stream_messages(topology::DEAD)
         .await

@@ -290,25 +290,42 @@ impl Devices {
 
 use std::future::IntoFuture;
 
-impl Processor for Devices {
-    fn name(&self) -> &str {
-        "devices"
+impl Devices {
+    /// Applies `fixes` (position, message id) of one device, in order.
+    async fn apply(
+        &self,
+        device_id: &str,
+        fixes: &[(&Position, &str)],
+    ) -> Result<(), ProcessError> {
+        let key = device_key(device_id);
+        let mut rest = fixes;
+        while !rest.is_empty() {
+            let n = self.apply_some(&key, rest).await?;
+            rest = &rest[n..];
+        }
+        Ok(())
     }
 
-    async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
-        let Some(p) = record.as_position() else {
-            return Ok(());
-        };
-        let key = device_key(&p.device_id);
+    /// Folds a prefix of `fixes` into the entry, writes it once (a
+    /// compare-and-set, redone from a fresh read on conflict), then
+    /// publishes the prefix's events; returns the prefix's length. The
+    /// prefix ends after `remember` messages that raised events, so that a
+    /// crash between the write and the events' PubAcks leaves every one of
+    /// them in the entry's memory, to be published again on redelivery.
+    async fn apply_some(
+        &self,
+        key: &str,
+        fixes: &[(&Position, &str)],
+    ) -> Result<usize, ProcessError> {
         let retry =
             |what: &str, e: &dyn std::fmt::Display| ProcessError::Retry(format!("{what}: {e}"));
         for _ in 0..32 {
             let entry = self
                 .kv
-                .entry(&key)
+                .entry(key)
                 .await
                 .map_err(|e| retry("read entry", &e))?;
-            let (prev, revision) = match &entry {
+            let (mut current, revision) = match &entry {
                 Some(e) if e.operation == kv::Operation::Put => (
                     serde_json::from_slice::<DeviceEntry>(&e.value).ok(),
                     Some(e.revision),
@@ -316,33 +333,80 @@ impl Processor for Devices {
                 Some(e) => (None, Some(e.revision)),
                 None => (None, None),
             };
-            match step(prev.as_ref(), p, &meta.msg_id, &self.config) {
-                Step::Replay(events) | Step::Late(events) => return self.publish(&events).await,
-                Step::Newer(entry, events) => {
-                    let value = serde_json::to_vec(&entry)
-                        .map_err(|e| ProcessError::Invalid(e.to_string()))?;
-                    let written = match revision {
-                        Some(rev) => match self.kv.update(&key, value.into(), rev).await {
-                            Ok(_) => true,
-                            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
-                            Err(e) => return Err(retry("update entry", &e)),
-                        },
-                        None => match self.kv.create(&key, value.into()).await {
-                            Ok(_) => true,
-                            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
-                            Err(e) => return Err(retry("create entry", &e)),
-                        },
-                    };
-                    if written {
-                        return self.publish(&events).await;
+            let (mut events, mut changed, mut eventful, mut taken) = (Vec::new(), false, 0, 0);
+            for (p, source) in fixes {
+                taken += 1;
+                match step(current.as_ref(), p, source, &self.config) {
+                    Step::Replay(ev) | Step::Late(ev) => events.extend(ev),
+                    Step::Newer(next, ev) => {
+                        eventful += usize::from(!ev.is_empty());
+                        events.extend(ev);
+                        current = Some(*next);
+                        changed = true;
                     }
-                    // Another monkey wrote first: read again and redo.
+                }
+                if eventful >= self.config.remember.max(1) {
+                    break;
                 }
             }
+            if changed {
+                let value = serde_json::to_vec(current.as_ref().expect("changed: an entry"))
+                    .map_err(|e| ProcessError::Invalid(e.to_string()))?;
+                let written = match revision {
+                    Some(rev) => match self.kv.update(key, value.into(), rev).await {
+                        Ok(_) => true,
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                        Err(e) => return Err(retry("update entry", &e)),
+                    },
+                    None => match self.kv.create(key, value.into()).await {
+                        Ok(_) => true,
+                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                        Err(e) => return Err(retry("create entry", &e)),
+                    },
+                };
+                if !written {
+                    // Another monkey wrote first: read again and redo.
+                    continue;
+                }
+            }
+            self.publish(&events).await?;
+            return Ok(taken);
         }
         Err(ProcessError::Retry(format!(
             "entry {key}: too many conflicting writers"
         )))
+    }
+}
+
+impl Processor for Devices {
+    fn name(&self) -> &str {
+        "devices"
+    }
+
+    async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
+        match record.as_position() {
+            Some(p) => self.apply(&p.device_id, &[(p, meta.msg_id.as_str())]).await,
+            None => Ok(()),
+        }
+    }
+
+    /// One read and one write per device for the whole run (usually one
+    /// device: a run is one subject), instead of one of each per fix.
+    async fn process_run(&self, run: &[(Record, Meta)]) -> Result<(), ProcessError> {
+        let mut devices: Vec<(&str, Vec<(&Position, &str)>)> = Vec::new();
+        for (record, meta) in run {
+            let Some(p) = record.as_position() else {
+                continue;
+            };
+            match devices.iter_mut().find(|(d, _)| *d == p.device_id) {
+                Some((_, fixes)) => fixes.push((p, meta.msg_id.as_str())),
+                None => devices.push((&p.device_id, vec![(p, meta.msg_id.as_str())])),
+            }
+        }
+        for (device, fixes) in &devices {
+            self.apply(device, fixes).await?;
+        }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Each message of PARSED is one [`Record`] (JSON, docs/position.md). A
 //! monkey hands it to every processor in order; when all succeeded it
-//! acknowledges the message (double ack). A processor that asks for a
+//! acknowledges the message. A processor that asks for a
 //! retry gets the message again (retried in place for a while, then handed
 //! back with the consumer's backoff); one that says the record is invalid,
 //! or still fails at the last delivery, sends it to DEAD (`dead.parsed.…`).
@@ -92,6 +92,23 @@ pub trait Processor: Send + Sync + 'static {
         record: &Record,
         meta: &Meta,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
+
+    /// Processes consecutive records of one subject (device), in stream
+    /// order, as if by `process` one after the other: a processor may merge
+    /// their side effects (the `devices` one writes a device's entry once).
+    /// On an error the monkey processes each record again with `process`,
+    /// so a partly done run is fine. By default, `process` for each.
+    fn process_run(
+        &self,
+        run: &[(Record, Meta)],
+    ) -> impl Future<Output = Result<(), ProcessError>> + Send {
+        async move {
+            for (record, meta) in run {
+                self.process(record, meta).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -103,6 +120,10 @@ pub trait DynProcessor: Send + Sync + 'static {
         &'a self,
         record: &'a Record,
         meta: &'a Meta,
+    ) -> BoxFuture<'a, Result<(), ProcessError>>;
+    fn process_run_boxed<'a>(
+        &'a self,
+        run: &'a [(Record, Meta)],
     ) -> BoxFuture<'a, Result<(), ProcessError>>;
 }
 
@@ -116,6 +137,12 @@ impl<P: Processor> DynProcessor for P {
         meta: &'a Meta,
     ) -> BoxFuture<'a, Result<(), ProcessError>> {
         Box::pin(self.process(record, meta))
+    }
+    fn process_run_boxed<'a>(
+        &'a self,
+        run: &'a [(Record, Meta)],
+    ) -> BoxFuture<'a, Result<(), ProcessError>> {
+        Box::pin(self.process_run(run))
     }
 }
 
@@ -170,10 +197,44 @@ pub fn meta_of(msg: &jetstream::Message) -> Meta {
     }
 }
 
+fn record_of(msg: &jetstream::Message) -> Result<Record, HandleError> {
+    serde_json::from_slice(&msg.payload)
+        .map_err(|e| HandleError::Dead(format!("not a fleetbus record: {e}")))
+}
+
 impl Handler for Monkey {
+    /// The records up to the first that does not decode, through every
+    /// processor's `process_run`; then all of them acknowledged.
+    async fn handle_run(&self, msgs: &[jetstream::Message]) -> usize {
+        let run: Vec<(Record, Meta)> = msgs
+            .iter()
+            .map_while(|m| record_of(m).ok().map(|r| (r, meta_of(m))))
+            .collect();
+        if run.is_empty() {
+            return 0;
+        }
+        for p in &self.processors {
+            if let Err(e) = p.process_run_boxed(&run).await {
+                tracing::debug!(
+                    processor = p.name(),
+                    records = run.len(),
+                    "a run failed, processing its records one by one: {e}"
+                );
+                return 0;
+            }
+        }
+        let mut acked = 0;
+        for msg in &msgs[..run.len()] {
+            if msg.ack().await.is_err() {
+                break;
+            }
+            acked += 1;
+        }
+        acked
+    }
+
     async fn handle(&self, msg: &jetstream::Message) -> Result<(), HandleError> {
-        let record: Record = serde_json::from_slice(&msg.payload)
-            .map_err(|e| HandleError::Dead(format!("not a fleetbus record: {e}")))?;
+        let record = record_of(msg)?;
         let meta = meta_of(msg);
         for p in &self.processors {
             p.process_boxed(&record, &meta).await.map_err(|e| match e {
@@ -181,7 +242,7 @@ impl Handler for Monkey {
                 ProcessError::Invalid(why) => HandleError::Dead(format!("{}: {why}", p.name())),
             })?;
         }
-        msg.double_ack()
+        msg.ack()
             .await
             .map_err(|e| HandleError::Retry(format!("ack: {e}")))
     }

@@ -1,5 +1,5 @@
-//! What the gateway and simulator tests share: a provisioned cluster and an
-//! in-process gateway on free ports.
+//! What the service tests share: a provisioned cluster, an in-process
+//! gateway on free ports, and reading the events the monkeys derived.
 
 #![allow(dead_code)] // each test file uses its own part
 
@@ -48,4 +48,21 @@ pub async fn gateway(cluster: &Cluster, config: GatewayConfig) -> Gateway {
         .await
         .unwrap();
     Gateway::start(config, client).await.unwrap()
+}
+
+/// The EVENTS stream as (type, fix time) pairs, in stream order.
+pub async fn events(cluster: &Cluster) -> Vec<(String, String)> {
+    cluster
+        .stream_messages(topology::EVENTS)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            (
+                v["type"].as_str().unwrap().to_string(),
+                v["fix_time"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
