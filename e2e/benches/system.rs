@@ -12,9 +12,11 @@
 //! * the cost of `sync_interval: always` against the chosen setting;
 //! * the pipeline: the whole system as processes (three gateways, hamsters,
 //!   monkeys) driven by `fleetbus simulate` as fast as the gateways accept,
-//!   end-to-end records/s and latency from a device's send to the monkey's
-//!   write of the device's latest position; then latency at half that rate.
-//!   The last line is `pipeline/ceiling`.
+//!   end-to-end records/s and latency from a device's send until the
+//!   cluster stored the monkey's write of the device's latest position
+//!   (with the first stage, until the gateway's ack, on its own); then
+//!   latency at half that rate. The last line is `pipeline/ceiling`.
+//!   `--trace` prints the workers' queues every second meanwhile.
 //!
 //! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
 //! a small smoke run of the ceiling only, so the benchmark cannot rot.
@@ -38,6 +40,8 @@ struct Args {
     /// Only the pipeline part, against a ceiling measured before.
     only_pipeline: bool,
     ceiling: Option<f64>,
+    /// Print the hamsters' and monkeys' queues every second.
+    trace: bool,
     /// Records of the max-rate pipeline run (400 devices share them).
     pipeline_records: usize,
     messages: usize,
@@ -56,6 +60,7 @@ fn args() -> Args {
     Args {
         full,
         only_pipeline: argv.iter().any(|a| a == "--only-pipeline"),
+        trace: argv.iter().any(|a| a == "--trace"),
         ceiling: value("--ceiling").map(|v: usize| v as f64),
         pipeline_records: value("--pipeline-records").unwrap_or(if full { 40_000 } else { 400 }),
         messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
@@ -309,7 +314,7 @@ async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
         ..SystemOptions::default()
     })
     .await?;
-    let max = pipeline(&sys, "max", 400, 20, (a.pipeline_records / 400) as u64).await?;
+    let max = pipeline(&sys, a, "max", 400, 20, (a.pipeline_records / 400) as u64).await?;
     row(
         "pipeline, as fast as accepted (records/s)",
         format!("{:.0}", max.rate()),
@@ -322,7 +327,7 @@ async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
     // Half the rate: the same fleet, records spaced twice as far.
     let half_interval = (400.0 / (max.rate() / 2.0) * 1000.0).max(1.0) as u64;
     let half_records = ((max.rate() / 2.0) * 15.0 / 400.0).max(5.0) as u64;
-    let half = pipeline(&sys, "half", 400, half_interval, half_records).await?;
+    let half = pipeline(&sys, a, "half", 400, half_interval, half_records).await?;
     row(
         "pipeline at half rate (records/s)",
         format!("{:.0}", half.rate()),
@@ -338,8 +343,10 @@ async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
 struct Pipeline {
     records: usize,
     elapsed: Duration,
-    /// Send → latest position written, milliseconds, sorted.
+    /// Send → latest position stored, milliseconds, sorted.
     latencies: Vec<f64>,
+    /// Send → the gateway's ack (the frame stored in RAW), milliseconds, sorted.
+    acked: Vec<f64>,
 }
 
 impl Pipeline {
@@ -347,32 +354,43 @@ impl Pipeline {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn percentile(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
-        self.latencies[i]
-    }
-
     fn latency_rows(&self, when: &str) {
         for (name, p) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
             row(
                 &format!("latency {name} {when} (ms)"),
-                format!("{:.1}", self.percentile(p)),
+                format!("{:.1}", percentile(&self.latencies, p)),
                 &format!("{} samples", self.latencies.len()),
+            );
+        }
+        for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
+            row(
+                &format!("  of which send → gateway ack, {name} (ms)"),
+                format!("{:.1}", percentile(&self.acked, p)),
+                &format!("{} samples", self.acked.len()),
             );
         }
     }
 }
 
+/// The `p` quantile of sorted `values` (NaN when empty).
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Runs a fleet of `devices` sending `records` each, one every
 /// `interval_ms`, through the whole system; returns the end-to-end rate
-/// (until the monkeys acknowledged the last record) and the latencies seen
-/// by watching the `devices` bucket (a device's update that a newer one
-/// replaced before the watch read it is not sampled).
+/// (until the monkeys acknowledged the last record) and the latencies:
+/// from the simulator's send (its report) to the time the cluster stored
+/// the monkey's write of the device's entry (the entry's own timestamp,
+/// read by watching the `devices` bucket). A fix that a newer one of the
+/// same device replaced before the write (the monkey writes a device's run
+/// of fixes once) is not sampled.
 async fn pipeline(
     sys: &System,
+    a: &Args,
     name: &str,
     devices: usize,
     interval_ms: u64,
@@ -388,7 +406,9 @@ async fn pipeline(
         let seen = seen.clone();
         tokio::spawn(async move {
             while let Some(Ok(entry)) = watch.next().await {
-                let at = chrono::Utc::now();
+                let at = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
+                    entry.created.unix_timestamp_nanos() as i64,
+                );
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&entry.value) {
                     let p = &v["position"];
                     if let (Some(d), Some(f)) = (p["device_id"].as_str(), p["fix_time"].as_str()) {
@@ -419,6 +439,29 @@ async fn pipeline(
     .collect();
     let args: Vec<&str> = fleet.iter().map(String::as_str).collect();
     let started = Instant::now();
+    let tracer = a.trace.then(|| {
+        let js = js.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut line = format!("{:>5.1}s", started.elapsed().as_secs_f64());
+                for (stream, name) in [("RAW", "hamsters"), ("PARSED", "monkeys")] {
+                    if let Ok(mut c) = js
+                        .get_consumer_from_stream::<consumer::pull::Config, _, _>(name, stream)
+                        .await
+                    {
+                        if let Ok(i) = c.info().await {
+                            line += &format!(
+                                "  {name}: pending {} ack_pending {} delivered {}",
+                                i.num_pending, i.num_ack_pending, i.delivered.stream_sequence
+                            );
+                        }
+                    }
+                }
+                eprintln!("{line}");
+            }
+        })
+    });
     let mut sim = Proc::start(sys.simulator(name, &args), sys.dir())?;
     let exit = sim.wait_exit(Duration::from_secs(1800)).await;
     anyhow::ensure!(
@@ -446,13 +489,19 @@ async fn pipeline(
     }
     let elapsed = started.elapsed();
     watcher.abort();
+    if let Some(t) = tracer {
+        t.abort();
+    }
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     let report = std::fs::read_to_string(sys.dir().join(format!("{name}.jsonl")))?;
     let mut sent: HashMap<(String, i64), chrono::DateTime<chrono::Utc>> = HashMap::new();
+    let mut acked = Vec::new();
     for line in report.lines() {
         let r: serde_json::Value = serde_json::from_str(line)?;
         let fix: chrono::DateTime<chrono::Utc> = r["fix_time"].as_str().unwrap_or("").parse()?;
         let at: chrono::DateTime<chrono::Utc> = r["sent_at"].as_str().unwrap_or("").parse()?;
+        let ack: chrono::DateTime<chrono::Utc> = r["acked_at"].as_str().unwrap_or("").parse()?;
+        acked.push((ack - at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
         sent.insert(
             (
                 r["device_id"].as_str().unwrap_or("").to_string(),
@@ -470,9 +519,11 @@ async fn pipeline(
         })
         .collect();
     latencies.sort_by(|a, b| a.total_cmp(b));
+    acked.sort_by(|a, b| a.total_cmp(b));
     Ok(Pipeline {
         records: sent.len(),
         elapsed,
         latencies,
+        acked,
     })
 }
