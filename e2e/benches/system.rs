@@ -16,7 +16,9 @@
 //!   cluster stored the monkey's write of the device's latest position
 //!   (with the first stage, until the gateway's ack, on its own); then
 //!   latency at half that rate. The last line is `pipeline/ceiling`.
-//!   `--trace` prints the workers' queues every second meanwhile.
+//!   `--trace` prints the workers' queues every second meanwhile;
+//!   `--hamsters N`, `--monkeys N`, `--concurrency N` set the worker
+//!   processes and the workers in each (default 2, 2, 2).
 //!
 //! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
 //! a small smoke run of the ceiling only, so the benchmark cannot rot.
@@ -42,6 +44,10 @@ struct Args {
     ceiling: Option<f64>,
     /// Print the hamsters' and monkeys' queues every second.
     trace: bool,
+    /// Hamster and monkey processes, and workers in each.
+    hamsters: usize,
+    monkeys: usize,
+    concurrency: usize,
     /// Records of the max-rate pipeline run (400 devices share them).
     pipeline_records: usize,
     messages: usize,
@@ -61,6 +67,9 @@ fn args() -> Args {
         full,
         only_pipeline: argv.iter().any(|a| a == "--only-pipeline"),
         trace: argv.iter().any(|a| a == "--trace"),
+        hamsters: value("--hamsters").unwrap_or(2),
+        monkeys: value("--monkeys").unwrap_or(2),
+        concurrency: value("--concurrency").unwrap_or(2),
         ceiling: value("--ceiling").map(|v: usize| v as f64),
         pipeline_records: value("--pipeline-records").unwrap_or(if full { 40_000 } else { 400 }),
         messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
@@ -308,9 +317,9 @@ async fn main() -> anyhow::Result<()> {
 /// The whole system under load, reported against `ceiling`.
 async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
     let sys = System::start(SystemOptions {
-        hamsters: 2,
-        monkeys: 2,
-        concurrency: 2,
+        hamsters: a.hamsters,
+        monkeys: a.monkeys,
+        concurrency: a.concurrency,
         ..SystemOptions::default()
     })
     .await?;

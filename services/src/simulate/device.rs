@@ -45,7 +45,15 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
     let mut server = index % addrs.len();
     let per_frame = protocols::per_frame(protocol, cfg.per_frame);
     let mut next_seq = state.next_seq;
-    let mut next_record = Instant::now();
+    // Real trackers are not synchronised: each runs its timer at its own
+    // phase. Spreading the first records over one interval keeps the
+    // fleet's load smooth instead of a burst of every device at once per
+    // interval (which queues up in every stage and is what latency
+    // figures would then measure).
+    let phase = cfg
+        .interval
+        .mul_f64(index as f64 / cfg.devices.max(1) as f64);
+    let mut next_record = Instant::now() + phase;
     let mut conn: Option<Connection> = None;
     let mut backoff = BACKOFF_MIN;
 
