@@ -391,15 +391,25 @@ async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
     assert_eq!(info.state.messages, N as u64);
     expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
     let admin = js(&cluster, Role::Admin).await;
-    let hamsters = admin
-        .get_stream(topology::RAW)
-        .await
-        .unwrap()
-        .consumer_info(topology::HAMSTERS)
-        .await
-        .unwrap();
+    // Right after the restart the consumer may still be recovering its
+    // state (it has once reported 0 pending): wait for it to settle, and
+    // fail only if it never does.
+    let pending = fleetbus_e2e::wait_for(
+        "the hamsters consumer to report its pending messages",
+        Duration::from_secs(30),
+        || async {
+            let info = admin
+                .get_stream(topology::RAW)
+                .await?
+                .consumer_info(topology::HAMSTERS)
+                .await?;
+            Ok((info.num_pending == N as u64).then_some(info.num_pending))
+        },
+    )
+    .await;
     assert_eq!(
-        hamsters.num_pending, N as u64,
+        pending.ok(),
+        Some(N as u64),
         "the durable consumer kept its place"
     );
 
