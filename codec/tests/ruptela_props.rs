@@ -139,7 +139,7 @@ proptest! {
         chunks in prop::collection::vec(1usize..50, 0..30),
     ) {
         let mut frames = vec![encode::identification(IMEI, b"\x01\x02").to_vec()];
-        frames.extend(batches.iter().map(|b| encode::records(IMEI, b, 1).to_vec()));
+        frames.extend(batches.iter().map(|b| encode::records(IMEI, b, 1).unwrap().to_vec()));
         frames.push(encode::heartbeat(IMEI).to_vec());
         let stream: Vec<u8> = frames.concat();
         let cut = run_framer(&stream, &chunks, ruptela::MAX_FRAME).unwrap();
@@ -148,7 +148,7 @@ proptest! {
 
     #[test]
     fn records_round_trip(positions in prop::collection::vec(position(), 1..8), event in any::<u8>()) {
-        let bytes = encode::records(IMEI, &positions, event);
+        let bytes = encode::records(IMEI, &positions, event).unwrap();
         let mut buf = BytesMut::from(&bytes[..]);
         let frame = Framer::new(ruptela::MAX_FRAME).decode(&mut buf).unwrap().unwrap();
         prop_assert!(buf.is_empty());

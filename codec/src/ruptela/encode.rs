@@ -7,6 +7,14 @@ use crate::Position;
 
 use super::frame::{self, crc};
 
+/// Why records could not be encoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodeError {
+    /// A records packet counts its records in one byte.
+    #[error("{0} records do not fit in one packet (at most 255)")]
+    TooManyRecords(usize),
+}
+
 /// A device packet: `len`, IMEI, command, payload, CRC.
 pub fn packet(imei: u64, command: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(13 + payload.len());
@@ -53,8 +61,9 @@ pub fn identification(imei: u64, payload: &[u8]) -> Bytes {
 /// when present. Speed is whole km/h, altitude decimetres, course
 /// hundredths of a degree, coordinates 1e-7 degrees; values outside a
 /// field's range are clamped.
-pub fn records(imei: u64, positions: &[Position], event: u8) -> Bytes {
-    let count = u8::try_from(positions.len()).expect("at most 255 records per packet");
+pub fn records(imei: u64, positions: &[Position], event: u8) -> Result<Bytes, EncodeError> {
+    let count =
+        u8::try_from(positions.len()).map_err(|_| EncodeError::TooManyRecords(positions.len()))?;
     let mut b = BytesMut::new();
     b.put_u8(0); // records left in the device
     b.put_u8(count);
@@ -100,7 +109,7 @@ pub fn records(imei: u64, positions: &[Position], event: u8) -> Bytes {
         // 8-byte values.
         b.put_u8(0);
     }
-    packet(imei, frame::RECORDS, &b)
+    Ok(packet(imei, frame::RECORDS, &b))
 }
 
 #[cfg(test)]

@@ -439,7 +439,7 @@ mod tests {
         let records = run("007900000b1a2a5585c30100024e9c036900000f101733208ff45e07b31b570a001009090605011b1a020003001c01ad01021d338e16000002960000601a41014bc16d004e9c038400000f104fdf20900d20075103b00a001308090605011b1a020003001c01ad01021d33b116000002960000601a41014bc1ea0028f9");
         assert_eq!(records.len(), 2);
         assert!(records.iter().all(|r| r.as_position().is_some()));
-        let mut packet = encode::records(1, &[], 7).to_vec();
+        let mut packet = encode::records(1, &[], 7).unwrap().to_vec();
         assert!(parse(&packet, &ctx()).unwrap().is_empty());
         // A record with 0x80000000 coordinates.
         packet = hex::decode(

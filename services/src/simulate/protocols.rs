@@ -190,7 +190,7 @@ pub fn data(
             0,
             31,
         )],
-        Protocol::Ruptela => vec![ruptela::encode::records(numeric_imei(imei)?, positions, 0)],
+        Protocol::Ruptela => vec![ruptela::encode::records(numeric_imei(imei)?, positions, 0)?],
         // Event 35: "track by time interval". The flag byte cycles A–Z.
         Protocol::Meitrack => {
             let flag = b'A' + (frame % 26) as u8;
