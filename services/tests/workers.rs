@@ -93,33 +93,62 @@ fn frame(device: &str, n: u32) -> Bytes {
     codec8(&[at(0), at(1)]).unwrap()
 }
 
+/// Publishes one message and waits for its PubAck; like the gateway, a
+/// publish that fails (no stream leader yet: a young cluster on a small
+/// machine may still be electing one) is tried again with the same
+/// message id, for up to [`WAIT`].
+async fn publish_stored(js: &jetstream::Context, subject: &str, h: HeaderMap, payload: Bytes) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stored = match js
+            .publish_with_headers(subject.to_string(), h.clone(), payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match stored {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "{subject}: never stored: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Publishes frames as the gateway does (subject, headers, message id),
-/// waiting for every PubAck. Returns the RAW ids.
+/// waiting for every PubAck (pipelined, then [`publish_stored`] for any that
+/// failed). Returns the RAW ids.
 async fn publish_raw(js: &jetstream::Context, frames: &[(String, String, Bytes)]) -> Vec<String> {
-    let mut acks = Vec::new();
-    let mut ids = Vec::new();
-    for (protocol, device, frame) in frames {
+    let message = |(protocol, device, frame): &(String, String, Bytes)| {
         let id = raw_msg_id(protocol, device, frame);
         let mut h = HeaderMap::new();
         h.insert(headers::MSG_ID, id.as_str());
         h.insert(headers::PROTOCOL, protocol.as_str());
         h.insert(headers::DEVICE, device.as_str());
         h.insert(headers::RECEIVED_AT, "2024-05-01T12:00:00.000Z");
-        acks.push(
-            js.publish_with_headers(raw_subject(protocol, device), h, frame.clone())
-                .await
-                .unwrap(),
-        );
-        ids.push(id);
-        // At most 256 unacknowledged publishes at a time.
-        if acks.len() == 256 {
-            for ack in acks.drain(..) {
-                ack.await.unwrap();
-            }
+        (id, raw_subject(protocol, device), h, frame.clone())
+    };
+    let publish = |(_, subject, h, frame): &(String, String, HeaderMap, Bytes)| {
+        js.publish_with_headers(subject.clone(), h.clone(), frame.clone())
+    };
+    let mut ids = Vec::new();
+    // At most 256 unacknowledged publishes at a time.
+    for chunk in frames.chunks(256) {
+        let messages: Vec<_> = chunk.iter().map(message).collect();
+        let mut acks = Vec::new();
+        for m in &messages {
+            acks.push(publish(m).await);
         }
-    }
-    for ack in acks {
-        ack.await.unwrap();
+        for (m, ack) in messages.iter().zip(acks) {
+            let stored = match ack {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            };
+            if !stored {
+                publish_stored(js, &m.1, m.2.clone(), m.3.clone()).await;
+            }
+            ids.push(m.0.clone());
+        }
     }
     ids
 }
@@ -623,11 +652,7 @@ async fn publish_parsed(js: &jetstream::Context, id: &str, record: &Record) {
     h.insert(headers::DEVICE, record.device_id());
     h.insert(headers::RECORD_TYPE, record.kind());
     let subject = format!("parsed.teltonika.{}", record.device_id());
-    js.publish_with_headers(subject, h, serde_json::to_vec(record).unwrap().into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_stored(js, &subject, h, serde_json::to_vec(record).unwrap().into()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -678,12 +703,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     // And something that is not a record at all.
     let mut h = HeaderMap::new();
     h.insert(headers::MSG_ID, "junk#0");
-    hamster
-        .publish_with_headers("parsed.teltonika.junk", h, "{not json".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_stored(&hamster, "parsed.teltonika.junk", h, "{not json".into()).await;
 
     let kv = admin.get_key_value(topology::DEVICES_BUCKET).await.unwrap();
     let latest: Value = wait_for("latest position", WAIT, || async {
@@ -788,12 +808,7 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
             let mut h = HeaderMap::new();
             h.insert(headers::MSG_ID, "junk#0");
             let subject = format!("parsed.teltonika.{device}");
-            hamster
-                .publish_with_headers(subject, h, "{not json".into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
+            publish_stored(&hamster, &subject, h, "{not json".into()).await;
         }
     }
     let mut monkey = Proc::start(
