@@ -171,6 +171,46 @@ async fn wait_counts(js: &jetstream::Context, what: &str, want: &[(&str, u64)]) 
     .unwrap();
 }
 
+/// Takes the one message waiting on `consumer` and hands it back (nak)
+/// until it has had all `max_deliver` deliveries, with no worker running;
+/// returns its copy in DEAD (on `dead_subject`), which the max-deliveries
+/// advisory listener must have put there.
+async fn exhaust_into_dead(
+    cluster: &Cluster,
+    consumer: &PullConsumer,
+    max_deliver: i64,
+    dead_subject: &str,
+) -> jetstream::message::StreamMessage {
+    for _ in 0..max_deliver {
+        let mut batch = consumer
+            .batch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap();
+        let msg = batch.next().await.expect("a delivery").unwrap();
+        msg.ack_with(AckKind::Nak(None)).await.unwrap();
+    }
+    wait_for("the exhausted message in DEAD", WAIT, || async {
+        // A pull makes the server notice the exhausted message.
+        let _ = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await?
+            .next()
+            .await;
+        let dead = cluster.stream_messages(topology::DEAD).await?;
+        Ok(dead
+            .into_iter()
+            .find(|m| m.subject.as_str() == dead_subject))
+    })
+    .await
+    .unwrap()
+}
+
 /// `Nats-Msg-Id` → how often it is stored in `stream`.
 async fn ids_in(cluster: &Cluster, stream: &str) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
@@ -321,46 +361,19 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         )],
     )
     .await;
-    for _ in 0..settings.hamsters.max_deliver {
-        let mut batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(5))
-            .messages()
-            .await
-            .unwrap();
-        let msg = batch.next().await.expect("a delivery").unwrap();
-        msg.ack_with(AckKind::Nak(None)).await.unwrap();
-    }
-    wait_for("exhausted frame in DEAD", WAIT, || async {
-        // A pull makes the server notice the exhausted message.
-        let _ = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_millis(200))
-            .messages()
-            .await?
-            .next()
-            .await;
-        let dead = cluster.stream_messages(topology::DEAD).await?;
-        Ok(dead
-            .into_iter()
-            .find(|m| m.subject.as_str() == "dead.raw.teltonika.exhausted"))
-    })
-    .await
-    .map(|m| {
-        assert!(
-            header(&m, headers::DEAD_REASON).contains("exhausted max deliveries"),
-            "{}",
-            header(&m, headers::DEAD_REASON)
-        )
-    })
-    .unwrap();
-    wait_for("RAW empty again", WAIT, || async {
-        Ok((stream_count(&admin, topology::RAW).await? == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    let moved = exhaust_into_dead(
+        &cluster,
+        &consumer,
+        settings.hamsters.max_deliver,
+        "dead.raw.teltonika.exhausted",
+    )
+    .await;
+    assert!(
+        header(&moved, headers::DEAD_REASON).contains("exhausted max deliveries"),
+        "{}",
+        header(&moved, headers::DEAD_REASON)
+    );
+    wait_counts(&admin, "RAW empty again", &[(topology::RAW, 0)]).await;
     advisories.abort();
     eprintln!("in-process hamster test: {:?}", t0.elapsed());
 }
@@ -988,39 +1001,15 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
         .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
         .await
         .unwrap();
-    for _ in 0..settings.monkeys.max_deliver {
-        let mut batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(Duration::from_secs(5))
-            .messages()
-            .await
-            .unwrap();
-        let msg = batch.next().await.expect("a delivery").unwrap();
-        msg.ack_with(AckKind::Nak(None)).await.unwrap();
-    }
-    let moved = wait_for("exhausted record in DEAD", WAIT, || async {
-        let _ = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_millis(200))
-            .messages()
-            .await?
-            .next()
-            .await;
-        let dead = cluster.stream_messages(topology::DEAD).await?;
-        Ok(dead
-            .into_iter()
-            .find(|m| m.subject.as_str() == "dead.parsed.teltonika.exhausted"))
-    })
-    .await
-    .unwrap();
+    let moved = exhaust_into_dead(
+        &cluster,
+        &consumer,
+        settings.monkeys.max_deliver,
+        "dead.parsed.teltonika.exhausted",
+    )
+    .await;
     assert_eq!(header(&moved, headers::DEAD_STAGE), "monkey");
-    wait_for("PARSED empty", WAIT, || async {
-        Ok((stream_count(&admin, topology::PARSED).await? == 0).then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_counts(&admin, "PARSED empty", &[(topology::PARSED, 0)]).await;
     advisories.abort();
     eprintln!("processor test: {:?}", t0.elapsed());
 }

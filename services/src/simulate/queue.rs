@@ -65,6 +65,8 @@ const GROUP: usize = 1024;
 /// Statements are prepared once and cached: at thousands of records a
 /// second, parsing and planning the SQL each time cost more than running it.
 pub struct Queue {
+    /// Unbounded, but never long: every device awaits its operation before
+    /// it queues another, so at most one job per device waits here.
     jobs: Option<std::sync::mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
