@@ -49,6 +49,26 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a link's operational state is UP (carrier on both sides), in the
+/// test's own namespace or in `ns`.
+fn link_up(ns: Option<&str>, dev: &str) -> anyhow::Result<bool> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd
+        .args(["-o", "link", "show", "dev", dev])
+        .output()
+        .context("cannot run `ip` (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip link show {dev}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).contains(" state UP "))
+}
+
 impl Lab {
     /// Whether labs can be built here: root and a working `ip netns`.
     pub fn available() -> Result<(), String> {
@@ -156,9 +176,24 @@ impl Lab {
         ip(&["link", "set", &self.veth('c', i), "down"])
     }
 
-    /// Undoes [`Lab::partition`].
+    /// Undoes [`Lab::partition`], and returns once both ends of the link
+    /// carry traffic again. `ip link set up` returns before that: the kernel
+    /// reports the carrier of the veth peer through its link watcher, which
+    /// may wait up to a second, and until then packets are still dropped.
     pub fn heal(&self, i: usize) -> anyhow::Result<()> {
-        ip(&["link", "set", &self.veth('c', i), "up"])
+        let outside = self.veth('c', i);
+        ip(&["link", "set", &outside, "up"])?;
+        let inside = format!("{outside}p");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if link_up(None, &outside)? && link_up(Some(&self.ns(i)), &inside)? {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("host {i}'s cluster link is not up 10 s after the heal");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
