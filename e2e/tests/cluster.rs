@@ -485,8 +485,16 @@ async fn partitioned_leader_acks_nothing_and_the_majority_goes_on() {
 
     lab.heal(cut).unwrap();
     cluster.wait_ready().await.unwrap();
-    let info = cluster.wait_stream_ready(topology::RAW).await.unwrap();
-    assert_eq!(info.state.messages, 40, "after the heal");
-    expect_ids(&stored_ids(&cluster, topology::RAW).await, 40);
+    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    // The minority's publish was never acknowledged, but it is not
+    // necessarily gone: its client reaches the cut node over the cut link,
+    // and TCP may deliver the buffered bytes once the link is back, to a
+    // node that has a leader again. Storing an unacknowledged message is
+    // allowed (its sender resends, and the id deduplicates); acknowledging
+    // while cut off, losing or doubling an acknowledged one is not.
+    let mut ids = stored_ids(&cluster, topology::RAW).await;
+    let late = ids.remove("minority-0").unwrap_or(0);
+    assert!(late <= 1, "the minority's publish stored {late} times");
+    expect_ids(&ids, 40);
     eprintln!("partition test: {:?}", t0.elapsed());
 }
