@@ -44,6 +44,9 @@ struct Args {
     ceiling: Option<f64>,
     /// Print the hamsters' and monkeys' queues every second.
     trace: bool,
+    /// The simulator keeps its queue in a SQLite file, as in the fault
+    /// tests, instead of in memory.
+    queue_file: bool,
     /// Hamster and monkey processes, and workers in each.
     hamsters: usize,
     monkeys: usize,
@@ -67,6 +70,7 @@ fn args() -> Args {
         full,
         only_pipeline: argv.iter().any(|a| a == "--only-pipeline"),
         trace: argv.iter().any(|a| a == "--trace"),
+        queue_file: argv.iter().any(|a| a == "--queue-file"),
         hamsters: value("--hamsters").unwrap_or(2),
         monkeys: value("--monkeys").unwrap_or(2),
         concurrency: value("--concurrency").unwrap_or(2),
@@ -429,7 +433,7 @@ async fn pipeline(
             }
         })
     };
-    let fleet: Vec<String> = [
+    let mut fleet: Vec<String> = [
         "--devices",
         &devices.to_string(),
         "--records",
@@ -446,6 +450,11 @@ async fn pipeline(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if !a.queue_file {
+        // The load generator should take as little of the machine as it
+        // can; it is never restarted here, so it needs no file.
+        fleet.extend(["--queue".to_string(), ":memory:".to_string()]);
+    }
     let args: Vec<&str> = fleet.iter().map(String::as_str).collect();
     let started = Instant::now();
     let tracer = a.trace.then(|| {

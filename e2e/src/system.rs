@@ -235,16 +235,22 @@ impl System {
         ]
     }
 
-    /// A simulator process spec: `args` plus the gateways, a queue and a
-    /// report in the system's directory (`<name>.db`, `<name>.jsonl`).
+    /// A simulator process spec: `args` plus the gateways, a queue (unless
+    /// `args` name one) and a report in the system's directory (`<name>.db`,
+    /// `<name>.jsonl`).
     pub fn simulator(&self, name: &str, args: &[&str]) -> Spec {
         let queue = self.dir.path().join(format!("{name}.db"));
         let report = self.dir.path().join(format!("{name}.jsonl"));
+        let queue = if args.contains(&"--queue") {
+            vec![]
+        } else {
+            vec!["--queue".to_string(), queue.display().to_string()]
+        };
         Spec::new(name, &self.bin)
             .arg("simulate")
             .args(args.iter().copied())
             .args(self.gateway_args())
-            .args(["--queue".to_string(), queue.display().to_string()])
+            .args(queue)
             .args(["--report".to_string(), report.display().to_string()])
             .args(["--progress-secs", "1"])
     }

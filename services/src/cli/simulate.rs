@@ -53,7 +53,9 @@ pub struct Args {
     /// default matches `just up`: three gateways on +0, +100, +200).
     #[arg(long, value_delimiter = ',', default_value = "0,100,200")]
     pub port_offsets: Vec<u16>,
-    /// The fleet's outbound queue (SQLite); a restarted simulator resumes from it.
+    /// The fleet's outbound queue (SQLite); a restarted simulator resumes from
+    /// it. `:memory:` keeps it in memory instead: faster, lost when the
+    /// simulator stops (benchmarks).
     #[arg(long, default_value = "fleetbus-simulator.db")]
     pub queue: PathBuf,
     /// Append every acknowledged record to this file (JSON lines), for `fleetbus verify`.

@@ -5,6 +5,7 @@
 //! connection fails. See docs/simulator.md.
 
 mod device;
+mod memory;
 pub mod protocols;
 pub mod queue;
 

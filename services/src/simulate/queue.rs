@@ -13,6 +13,8 @@ use std::path::Path;
 use fleetbus_codec::{Position, Protocol};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::memory::MemoryQueue;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("simulator queue: {0}")]
@@ -23,6 +25,8 @@ pub enum QueueError {
     Io(#[from] std::io::Error),
     #[error("simulator queue holds a bad record: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("device {0} was never registered in the queue")]
+    UnknownDevice(String),
     #[error("device {device} is {stored} in the queue, not {wanted}")]
     ProtocolChanged {
         device: String,
@@ -56,6 +60,20 @@ type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
 /// At most this many operations share one commit.
 const GROUP: usize = 1024;
 
+/// The fleet's outbound queue: the SQLite file [`Queue::open`] is given, or,
+/// for the path [`MEMORY`], the process's memory (see `memory.rs`).
+pub struct Queue {
+    backend: Backend,
+}
+
+/// The path that keeps the queue in memory, as SQLite names it.
+pub const MEMORY: &str = ":memory:";
+
+enum Backend {
+    File(FileQueue),
+    Memory(MemoryQueue),
+}
+
 /// The queue file, owned by one writer thread that commits the operations
 /// of all devices waiting at that moment together (group commit): one WAL
 /// append per group instead of one per operation, and no device task blocks
@@ -64,14 +82,14 @@ const GROUP: usize = 1024;
 /// every result is durable (WAL, `synchronous=NORMAL`) when it is seen.
 /// Statements are prepared once and cached: at thousands of records a
 /// second, parsing and planning the SQL each time cost more than running it.
-pub struct Queue {
+struct FileQueue {
     /// Unbounded, but never long: every device awaits its operation before
     /// it queues another, so at most one job per device waits here.
     jobs: Option<std::sync::mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Drop for Queue {
+impl Drop for FileQueue {
     /// Finishes the jobs sent so far and closes the file.
     fn drop(&mut self) {
         self.jobs.take();
@@ -105,7 +123,20 @@ fn write_groups(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
 }
 
 impl Queue {
+    /// Opens (or creates) the queue file at `path`; [`MEMORY`] keeps it in
+    /// memory instead.
     pub fn open(path: &Path) -> Result<Queue, QueueError> {
+        let backend = if path.as_os_str() == MEMORY {
+            Backend::Memory(MemoryQueue::default())
+        } else {
+            Backend::File(FileQueue::open(path)?)
+        };
+        Ok(Queue { backend })
+    }
+}
+
+impl FileQueue {
+    fn open(path: &Path) -> Result<FileQueue, QueueError> {
         let conn = Connection::open(path)?;
         // WAL + synchronous=NORMAL: a committed delete survives a killed
         // process (the OS has it); only a power cut may lose the last
@@ -141,7 +172,7 @@ impl Queue {
         let writer = std::thread::Builder::new()
             .name("simulator-queue".into())
             .spawn(move || write_groups(conn, rx))?;
-        Ok(Queue {
+        Ok(FileQueue {
             jobs: Some(jobs),
             writer: Some(writer),
         })
@@ -172,7 +203,9 @@ impl Queue {
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
+}
 
+impl Queue {
     /// The device's state, registering it on first sight.
     pub async fn device(
         &self,
@@ -180,8 +213,12 @@ impl Queue {
         protocol: Protocol,
         base_time: i64,
     ) -> Result<DeviceState, QueueError> {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return m.device(id, protocol, base_time),
+        };
         let id = id.to_string();
-        self.call(move |conn| {
+        file.call(move |conn| {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO devices (id, protocol, next_seq, base_time, next_frame)
                  VALUES (?1, ?2, 0, ?3, 1)",
@@ -212,9 +249,13 @@ impl Queue {
         seq: u64,
         position: &Position,
     ) -> Result<(), QueueError> {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return m.push(device, seq, position),
+        };
         let json = serde_json::to_string(position)?;
         let device = device.to_string();
-        self.call(move |conn| {
+        file.call(move |conn| {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO records (device, seq, frame, position) VALUES (?1, ?2, NULL, ?3)",
             )?
@@ -234,15 +275,23 @@ impl Queue {
         device: &str,
         per_frame: usize,
     ) -> Result<Option<QueuedFrame>, QueueError> {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return m.next_frame(device, per_frame),
+        };
         let device = device.to_string();
-        self.call(move |conn| next_frame(conn, &device, per_frame))
+        file.call(move |conn| next_frame(conn, &device, per_frame))
             .await
     }
 
     /// The gateway acknowledged `frame`: forget its records.
     pub async fn acked(&self, device: &str, frame: u64) -> Result<usize, QueueError> {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return m.acked(device, frame),
+        };
         let device = device.to_string();
-        self.call(move |conn| {
+        file.call(move |conn| {
             Ok(conn
                 .prepare_cached("DELETE FROM records WHERE device = ?1 AND frame = ?2")?
                 .execute(params![device, frame as i64])?)
@@ -252,7 +301,11 @@ impl Queue {
 
     /// Records not yet acknowledged, whole fleet.
     pub async fn pending(&self) -> Result<u64, QueueError> {
-        self.call(|conn| {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return Ok(m.pending()),
+        };
+        file.call(|conn| {
             let n: i64 = conn
                 .prepare_cached("SELECT COUNT(*) FROM records")?
                 .query_row([], |r| r.get(0))?;
@@ -361,6 +414,86 @@ mod tests {
         assert!(
             q.device("d1", Protocol::Gt06, 0).await.is_err(),
             "a device keeps its protocol"
+        );
+    }
+
+    /// The memory queue answers every operation as the file does: the
+    /// same random sequence of operations (duplicate pushes, frames of
+    /// several sizes, acks of the current and of stale frames, a device
+    /// asking with another protocol) run on both.
+    #[tokio::test]
+    async fn memory_and_file_answer_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Queue::open(&dir.path().join("q.db")).unwrap();
+        let memory = Queue::open(Path::new(MEMORY)).unwrap();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut last_frame = [0u64; 3];
+        for d in 0..3 {
+            let id = format!("d{d}");
+            file.device(&id, Protocol::Teltonika, 1000).await.unwrap();
+            memory.device(&id, Protocol::Teltonika, 1000).await.unwrap();
+        }
+        for step in 0..2_000 {
+            let d = next(3) as usize;
+            let id = format!("d{d}");
+            let (a, b) = match next(6) {
+                0 => {
+                    let p = if next(10) == 0 {
+                        Protocol::Gt06
+                    } else {
+                        Protocol::Teltonika
+                    };
+                    (
+                        format!("{:?}", file.device(&id, p, 1000).await),
+                        format!("{:?}", memory.device(&id, p, 1000).await),
+                    )
+                }
+                1 | 2 => {
+                    let st = file.device(&id, Protocol::Teltonika, 1000).await.unwrap();
+                    memory.device(&id, Protocol::Teltonika, 1000).await.unwrap();
+                    // Now and then a record pushed again (a restart regenerating it).
+                    let seq = st.next_seq.saturating_sub(next(2));
+                    let p = pos(&id, 1000 + seq as i64);
+                    (
+                        format!("{:?}", file.push(&id, seq, &p).await),
+                        format!("{:?}", memory.push(&id, seq, &p).await),
+                    )
+                }
+                3 => {
+                    let per = next(5) as usize;
+                    let (f, m) = (
+                        file.next_frame(&id, per).await.unwrap(),
+                        memory.next_frame(&id, per).await.unwrap(),
+                    );
+                    if let Some(f) = &f {
+                        last_frame[d] = f.frame;
+                    }
+                    let show = |q: Option<QueuedFrame>| q.map(|q| (q.frame, q.positions));
+                    (format!("{:?}", show(f)), format!("{:?}", show(m)))
+                }
+                4 => {
+                    let frame = last_frame[d].saturating_sub(next(2));
+                    (
+                        format!("{:?}", file.acked(&id, frame).await.unwrap()),
+                        format!("{:?}", memory.acked(&id, frame).await.unwrap()),
+                    )
+                }
+                _ => (
+                    format!("{:?}", file.pending().await.unwrap()),
+                    format!("{:?}", memory.pending().await.unwrap()),
+                ),
+            };
+            assert_eq!(a, b, "step {step}: file and memory differ");
+        }
+        assert!(
+            memory.pending().await.unwrap() > 0,
+            "the run left records queued"
         );
     }
 
