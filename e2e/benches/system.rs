@@ -337,16 +337,20 @@ async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
         ),
     );
     max.latency_rows("at max rate");
-    // Half the rate: the same fleet, records spaced twice as far.
-    let half_interval = (400.0 / (max.rate() / 2.0) * 1000.0).max(1.0) as u64;
-    let half_records = ((max.rate() / 2.0) * 15.0 / 400.0).max(5.0) as u64;
-    let half = pipeline(&sys, a, "half", 400, half_interval, half_records).await?;
-    row(
-        "pipeline at half rate (records/s)",
-        format!("{:.0}", half.rate()),
-        &format!("offered {:.0}/s", 400.0 * 1000.0 / half_interval as f64),
-    );
-    half.latency_rows("at half rate");
+    // Half the rate (the target), then a quarter (how latency
+    // follows the load): the same fleet, records spaced further apart.
+    for (name, share) in [("half", 2.0), ("quarter", 4.0)] {
+        let rate = max.rate() / share;
+        let interval = (400.0 / rate * 1000.0).max(1.0) as u64;
+        let records = (rate * 15.0 / 400.0).max(5.0) as u64;
+        let run = pipeline(&sys, a, name, 400, interval, records).await?;
+        row(
+            &format!("pipeline at {name} rate (records/s)"),
+            format!("{:.0}", run.rate()),
+            &format!("offered {:.0}/s", 400.0 * 1000.0 / interval as f64),
+        );
+        run.latency_rows(&format!("at {name} rate"));
+    }
     println!("ceiling = {ceiling:.0} positions/s");
     println!("pipeline/ceiling = {:.2}", max.rate() / ceiling);
     Ok(())
@@ -445,7 +449,11 @@ async fn pipeline(
         "--protocols",
         "teltonika",
         "--fleet",
-        if name == "max" { "101" } else { "102" },
+        match name {
+            "max" => "101",
+            "half" => "102",
+            _ => "103",
+        },
     ]
     .iter()
     .map(|s| s.to_string())

@@ -423,3 +423,82 @@ async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
         );
     }
 }
+
+/// A TCP gate in front of `target`: closed (every connection is accepted
+/// and dropped at once, like a server that is down) until `open` is set,
+/// then a plain proxy.
+async fn gate(
+    target: SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> SocketAddr {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut device, _)) = listener.accept().await {
+            if !open.load(Ordering::SeqCst) {
+                continue; // dropped: the device sees its connection closed
+            }
+            tokio::spawn(async move {
+                let Ok(mut gateway) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut device, &mut gateway).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A tracker records on its schedule whether or not its server answers:
+/// records that fell due while no gateway took the device are all queued,
+/// and the backlog goes out in full frames once a gateway is back.
+#[tokio::test]
+async fn a_device_keeps_recording_while_unreachable_and_sends_its_backlog_in_full_frames() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, "gw-a").await;
+    let open = Arc::new(AtomicBool::new(false));
+    let addr = gate(gw.addr(Protocol::Teltonika).unwrap(), open.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        devices: 1,
+        protocols: vec![Protocol::Teltonika],
+        interval: Duration::from_millis(20),
+        records: 30,
+        per_frame: 10,
+        ..config(dir.path(), vec![(Protocol::Teltonika, vec![addr])])
+    };
+    let queue_path = config.queue.clone();
+    let fleet = tokio::spawn(simulate::run(
+        config,
+        CancellationToken::new(),
+        CancellationToken::new(),
+    ));
+    // While every connection fails (with the device backing off up to
+    // seconds between attempts), records keep falling due every 20 ms.
+    let queue = Queue::open(&queue_path).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while queue.pending().await.unwrap() < 25 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the device stopped recording while it could not connect ({} queued)",
+            queue.pending().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    open.store(true, Ordering::SeqCst);
+    let summary = fleet.await.unwrap().unwrap();
+    assert_eq!((summary.generated, summary.acked), (30, 30));
+    assert_eq!(positions_in_raw(&cluster).await.len(), 30);
+    let mut frames: Vec<usize> = Vec::new();
+    for m in cluster.stream_messages(topology::RAW).await.unwrap() {
+        let ctx = ParseContext::new("d", Utc::now());
+        frames.push(Protocol::Teltonika.parse(&m.payload, &ctx).unwrap().len());
+    }
+    assert!(
+        frames.iter().filter(|&&n| n == 10).count() >= 2,
+        "the backlog went out in full frames of 10: {frames:?}"
+    );
+}

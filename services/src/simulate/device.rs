@@ -23,6 +23,9 @@ use super::{imei, Fleet};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Intervals a device may fall behind its schedule and still record every
+/// one it missed; beyond that its clock was stopped, not its uplink slow.
+const FAR_BEHIND: u32 = 10_000;
 
 pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> anyhow::Result<()> {
     let cfg = &fleet.config;
@@ -61,20 +64,27 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         if fleet.stop_all.is_cancelled() {
             return Ok(());
         }
-        let generating =
-            !fleet.stop_generating.is_cancelled() && (cfg.records == 0 || next_seq < cfg.records);
-        if generating && Instant::now() >= next_record {
+        let generating_at = |seq: u64| {
+            !fleet.stop_generating.is_cancelled() && (cfg.records == 0 || seq < cfg.records)
+        };
+        // A tracker records on its own schedule, whatever its uplink does:
+        // every record that fell due while this device waited for an ack,
+        // a connection or a backoff is recorded now, and the backlog goes
+        // out in frames of up to `per_frame` records.
+        let now = Instant::now();
+        if now > next_record + cfg.interval * FAR_BEHIND {
+            // Not a slow uplink but a stopped clock (the process was
+            // suspended): resume the schedule from now.
+            next_record = now;
+        }
+        while generating_at(next_seq) && now >= next_record {
             let p = record(&id, protocol, state.base_time, next_seq);
             fleet.queue.push(&id, next_seq, &p).await?;
             fleet.stats.generated.fetch_add(1, Ordering::Relaxed);
             next_seq += 1;
             next_record += cfg.interval;
-            if next_record + cfg.interval < Instant::now() {
-                // Far behind (a long outage): keep the interval from now
-                // rather than bursting to catch up.
-                next_record = Instant::now() + cfg.interval;
-            }
         }
+        let generating = generating_at(next_seq);
         let Some(frame) = fleet.queue.next_frame(&id, per_frame).await? else {
             if !generating {
                 return Ok(()); // everything generated was acknowledged
