@@ -134,6 +134,7 @@ impl MaxDeliveries {
             sequence: advisory.stream_seq,
             subject: msg.subject.as_str(),
             deliveries: advisory.deliveries,
+            record: None,
         }
         .publish(&self.js)
         .await?;

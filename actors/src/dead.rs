@@ -22,6 +22,9 @@ pub struct DeadLetter<'a> {
     pub sequence: u64,
     pub subject: &'a str,
     pub deliveries: i64,
+    /// For one record of a PARSED message that carries a frame: its index
+    /// (the payload is then that record alone).
+    pub record: Option<usize>,
 }
 
 /// `hamster` or `monkey`, the `Fleetbus-Dead-Stage` header.
@@ -45,7 +48,10 @@ impl DeadLetter<'_> {
     /// The `Nats-Msg-Id` of the dead letter: one per original message, so a
     /// worker and the max-deliveries mover, or a redelivery, store it once.
     pub fn msg_id(&self) -> String {
-        format!("dead:{}:{}", self.stream, self.sequence)
+        match self.record {
+            None => format!("dead:{}:{}", self.stream, self.sequence),
+            Some(i) => format!("dead:{}:{}#{i}", self.stream, self.sequence),
+        }
     }
 
     pub fn headers(&self) -> HeaderMap {
@@ -53,7 +59,8 @@ impl DeadLetter<'_> {
         if let Some(original) = self.original {
             for (name, values) in original.iter() {
                 let n: &str = name.as_ref();
-                if n.starts_with("Nats-") {
+                // A single record of a frame is not the frame.
+                if n.starts_with("Nats-") || (self.record.is_some() && n == headers::RECORDS) {
                     continue;
                 }
                 for v in values {
@@ -71,6 +78,9 @@ impl DeadLetter<'_> {
             headers::DEAD_DELIVERIES,
             self.deliveries.to_string().as_str(),
         );
+        if let Some(i) = self.record {
+            h.insert(headers::DEAD_RECORD, i.to_string().as_str());
+        }
         h
     }
 
@@ -102,6 +112,39 @@ pub async fn dead_letter(
     msg: &jetstream::Message,
     reason: &str,
 ) -> Result<(), String> {
+    publish_copy(js, stage, msg, msg.payload.clone(), None, reason).await?;
+    msg.double_ack_with(AckKind::Term)
+        .await
+        .map_err(|e| format!("term: {e}"))
+}
+
+/// Dead-letters record `index` of a PARSED message that carries a frame,
+/// alone: its payload is that record. The message itself is not
+/// terminated — its other records were processed, and it is acknowledged
+/// as usual.
+pub async fn dead_letter_record(
+    js: &jetstream::Context,
+    msg: &jetstream::Message,
+    index: usize,
+    record: &fleetbus_codec::Record,
+    reason: &str,
+) -> Result<(), String> {
+    let payload = serde_json::to_vec(record).map_err(|e| format!("record {index}: {e}"))?;
+    let stage = DeadStage::Parsed;
+    publish_copy(js, stage, msg, payload.into(), Some(index), reason).await
+}
+
+/// Publishes `payload` to DEAD with `msg`'s headers and whereabouts:
+/// protocol and device from its headers, else its subject
+/// `<stream>.<protocol>.<device>`.
+async fn publish_copy(
+    js: &jetstream::Context,
+    stage: DeadStage,
+    msg: &jetstream::Message,
+    payload: Bytes,
+    record: Option<usize>,
+    reason: &str,
+) -> Result<(), String> {
     let info = msg
         .info()
         .map_err(|e| format!("not a JetStream message: {e}"))?;
@@ -121,19 +164,17 @@ pub async fn dead_letter(
         stage,
         protocol: &protocol,
         device: &device,
-        payload: msg.payload.clone(),
+        payload,
         original: msg.headers.as_ref(),
         reason,
         stream: info.stream,
         sequence: info.stream_sequence,
         subject: msg.subject.as_str(),
         deliveries: info.delivered,
+        record,
     }
     .publish(js)
-    .await?;
-    msg.double_ack_with(AckKind::Term)
-        .await
-        .map_err(|e| format!("term: {e}"))
+    .await
 }
 
 #[cfg(test)]
@@ -157,6 +198,7 @@ mod tests {
             sequence: 42,
             subject: "raw.teltonika.1",
             deliveries: 2,
+            record: None,
         };
         let h = letter.headers();
         let get = |n: &str| h.get(n).map(|v| v.as_str().to_string());

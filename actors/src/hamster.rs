@@ -1,11 +1,15 @@
 //! Hamster: parses one RAW frame into records on PARSED.
 //!
 //! For each frame (`raw.<protocol>.<device>`, protocol and device also in
-//! headers): parse it with [`Protocol::parse`]; publish record *i* as JSON to
-//! `parsed.<protocol>.<device>` with `Nats-Msg-Id` = `<raw id>#<i>`; wait
-//! for every PubAck; then acknowledge the frame. A crash anywhere before
-//! the ack (or a lost ack) redelivers the frame, and the same ids make the
-//! second round store nothing new.
+//! headers): parse it with [`Protocol::parse`]; publish its records to
+//! `parsed.<protocol>.<device>` — a frame of one record as that record's
+//! JSON with `Nats-Msg-Id` = `<raw id>#0`, a frame of several as **one**
+//! message, the JSON array of its records, with `<raw id>#0..<n>` and the
+//! `Fleetbus-Records` header (one replicated write, delivery and ack for
+//! the frame instead of one per record); wait for the PubAcks; then
+//! acknowledge the frame. A crash anywhere before the ack (or a lost ack)
+//! redelivers the frame, and the same ids make the second round store
+//! nothing new.
 //!
 //! A frame that can never parse (unknown protocol, a parse error) goes to
 //! DEAD (`dead.raw.…`, reason in headers) and is terminated; so do frames
@@ -18,12 +22,19 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
-use fleetbus_codec::wire::{headers, parsed_msg_id, parsed_subject, DeadStage};
-use fleetbus_codec::{ParseContext, Protocol};
+use fleetbus_codec::wire::{
+    headers, parsed_frame_msg_id, parsed_msg_id, parsed_subject, DeadStage,
+};
+use fleetbus_codec::{ParseContext, Protocol, Record};
 
 use crate::dead::dead_letter;
 use crate::stats::Stats;
 use crate::worker::{HandleError, Handler};
+
+/// A frame's records go in one PARSED message up to this size of JSON;
+/// a larger frame (rare: 255 Teltonika records with many IO elements) goes
+/// record by record, well under any NATS payload limit.
+pub const FRAME_MESSAGE_MAX_BYTES: usize = 256 * 1024;
 
 /// A test hook called after the records are stored and before the frame is
 /// acknowledged (fault injection: panic here to crash "mid-message").
@@ -125,14 +136,14 @@ impl Hamster {
             ),
         };
         let subject = parsed_subject(protocol.name(), device);
-        let mut acks = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            let payload = serde_json::to_vec(record)
-                .map_err(|e| HandleError::Dead(format!("record {i} does not serialize: {e}")))?;
+        let headers_for = |msg_id: &str, kind: Option<&str>, count: usize| {
             let mut out = HeaderMap::new();
-            out.insert(headers::MSG_ID, parsed_msg_id(&raw_id, i).as_str());
+            out.insert(headers::MSG_ID, msg_id);
             out.insert(headers::RAW_ID, raw_id.as_str());
-            out.insert(headers::RECORD_TYPE, record.kind());
+            match kind {
+                Some(kind) => out.insert(headers::RECORD_TYPE, kind),
+                None => out.insert(headers::RECORDS, count.to_string().as_str()),
+            }
             out.insert(headers::PROTOCOL, protocol.name());
             out.insert(headers::DEVICE, device);
             for name in [headers::RECEIVED_AT, headers::GATEWAY, headers::MODEL] {
@@ -140,6 +151,30 @@ impl Hamster {
                     out.insert(name, v);
                 }
             }
+            out
+        };
+        let mut messages = Vec::new();
+        match frame_payload(&records)? {
+            Some(payload) => messages.push((
+                headers_for(
+                    &parsed_frame_msg_id(&raw_id, records.len()),
+                    None,
+                    records.len(),
+                ),
+                payload,
+            )),
+            None => {
+                for (i, record) in records.iter().enumerate() {
+                    let payload = serde_json::to_vec(record).map_err(|e| {
+                        HandleError::Dead(format!("record {i} does not serialize: {e}"))
+                    })?;
+                    let id = parsed_msg_id(&raw_id, i);
+                    messages.push((headers_for(&id, Some(record.kind()), 1), payload));
+                }
+            }
+        }
+        let mut acks = Vec::with_capacity(messages.len());
+        for (out, payload) in messages {
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), out, payload.into())
@@ -159,4 +194,16 @@ impl Hamster {
         }
         Ok(())
     }
+}
+
+/// The one PARSED payload of a frame of several records (their JSON array),
+/// or `None` when the frame goes record by record: one record, or more
+/// JSON than [`FRAME_MESSAGE_MAX_BYTES`].
+fn frame_payload(records: &[Record]) -> Result<Option<Vec<u8>>, HandleError> {
+    if records.len() < 2 {
+        return Ok(None);
+    }
+    let payload = serde_json::to_vec(records)
+        .map_err(|e| HandleError::Dead(format!("the records do not serialize: {e}")))?;
+    Ok((payload.len() <= FRAME_MESSAGE_MAX_BYTES).then_some(payload))
 }

@@ -37,6 +37,12 @@ pub mod headers {
     pub const RECORD_TYPE: &str = "Fleetbus-Record-Type";
     /// On PARSED: the `Nats-Msg-Id` of the RAW frame it came from.
     pub const RAW_ID: &str = "Fleetbus-Raw-Id";
+    /// On PARSED: how many records the message carries, when it carries a
+    /// whole frame's records as a JSON array (see [`super::ParsedBody`]).
+    pub const RECORDS: &str = "Fleetbus-Records";
+    /// On DEAD: which record of a PARSED message given up on this one is
+    /// (its index in the frame), when the others were processed.
+    pub const DEAD_RECORD: &str = "Fleetbus-Dead-Record";
     /// Why a message was dead-lettered (free text, one line).
     pub const DEAD_REASON: &str = "Fleetbus-Dead-Reason";
     /// Which stage gave up on it: `hamster` or `monkey`.
@@ -127,6 +133,42 @@ pub fn parsed_msg_id(raw_id: &str, index: usize) -> String {
     format!("{raw_id}#{index}")
 }
 
+/// The PARSED `Nats-Msg-Id` of the message that carries all `count`
+/// records parsed from the RAW message `raw_id`, in one JSON array.
+pub fn parsed_frame_msg_id(raw_id: &str, count: usize) -> String {
+    format!("{raw_id}#0..{count}")
+}
+
+/// The body of a PARSED message: one record (a JSON object), or every
+/// record of one frame, in frame order (a JSON array; the message then has
+/// the [`headers::RECORDS`] header). Record `i` of a frame is known by
+/// [`parsed_msg_id`]`(raw id, i)` either way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParsedBody {
+    One(crate::Record),
+    Frame(Vec<crate::Record>),
+}
+
+impl ParsedBody {
+    /// Reads a PARSED payload.
+    pub fn from_json(payload: &[u8]) -> Result<ParsedBody, serde_json::Error> {
+        let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+        if first == Some(&b'[') {
+            serde_json::from_slice(payload).map(ParsedBody::Frame)
+        } else {
+            serde_json::from_slice(payload).map(ParsedBody::One)
+        }
+    }
+
+    /// The records, in frame order.
+    pub fn into_records(self) -> Vec<crate::Record> {
+        match self {
+            ParsedBody::One(r) => vec![r],
+            ParsedBody::Frame(rs) => rs,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +198,30 @@ mod tests {
         // an upgrade would be stored twice.
         assert_eq!(a.len(), "gt06:1:".len() + 32);
         assert_eq!(parsed_msg_id(&a, 3), format!("{a}#3"));
+        assert_eq!(parsed_frame_msg_id(&a, 3), format!("{a}#0..3"));
+    }
+
+    #[test]
+    fn a_parsed_body_is_one_record_or_a_frame_of_them() {
+        use crate::{Position, Record};
+        use chrono::{TimeZone, Utc};
+        let fix = |s| {
+            Record::Position(Position::new(
+                "d",
+                "teltonika",
+                Utc.timestamp_opt(s, 0).unwrap(),
+            ))
+        };
+        let one = serde_json::to_vec(&fix(1)).unwrap();
+        assert_eq!(
+            ParsedBody::from_json(&one).unwrap(),
+            ParsedBody::One(fix(1))
+        );
+        let frame = serde_json::to_vec(&vec![fix(1), fix(2)]).unwrap();
+        let body = ParsedBody::from_json(&frame).unwrap();
+        assert_eq!(body.clone().into_records(), vec![fix(1), fix(2)]);
+        assert!(matches!(body, ParsedBody::Frame(_)));
+        assert!(ParsedBody::from_json(b" [1]").is_err(), "not records");
+        assert!(ParsedBody::from_json(b"junk").is_err());
     }
 }

@@ -20,7 +20,9 @@ use fleetbus_actors::hamster::Hamster;
 use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
 use fleetbus_actors::{Exit, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig};
 use fleetbus_codec::teltonika::encode::codec8;
-use fleetbus_codec::wire::{headers, parsed_msg_id, raw_msg_id, raw_subject, DeadStage};
+use fleetbus_codec::wire::{
+    headers, parsed_frame_msg_id, parsed_msg_id, raw_msg_id, raw_subject, DeadStage, ParsedBody,
+};
 use fleetbus_codec::{Position, Record};
 use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
 use fleetbus_services::topology::{self, Scope, Settings};
@@ -211,16 +213,30 @@ async fn exhaust_into_dead(
     .unwrap()
 }
 
-/// `Nats-Msg-Id` → how often it is stored in `stream`.
-async fn ids_in(cluster: &Cluster, stream: &str) -> BTreeMap<String, usize> {
+/// The records in PARSED by their ids (`<raw id>#<i>`), counted: a message
+/// with one record is that record's id; a message with a frame's records
+/// (`Fleetbus-Records: n`) stands for `<raw id>#0` … `<raw id>#n-1`, and
+/// must say so in its own id and body.
+async fn record_ids_in_parsed(cluster: &Cluster) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
-    for m in cluster.stream_messages(stream).await.unwrap() {
-        let id = m
-            .headers
-            .get(headers::MSG_ID)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        *ids.entry(id).or_default() += 1;
+    for m in cluster.stream_messages(topology::PARSED).await.unwrap() {
+        let id = header(&m, headers::MSG_ID);
+        let records = ParsedBody::from_json(&m.payload).unwrap().into_records();
+        match m.headers.get(headers::RECORDS) {
+            None => {
+                assert_eq!(records.len(), 1, "{id}: one record");
+                *ids.entry(id).or_default() += 1;
+            }
+            Some(n) => {
+                let raw = header(&m, headers::RAW_ID);
+                let n: usize = n.as_str().parse().unwrap();
+                assert_eq!(records.len(), n, "{id}: {n} records");
+                assert_eq!(id, parsed_frame_msg_id(&raw, n));
+                for i in 0..n {
+                    *ids.entry(parsed_msg_id(&raw, i)).or_default() += 1;
+                }
+            }
+        }
     }
     ids
 }
@@ -317,7 +333,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     )
     .await;
     assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
-    let parsed = ids_in(&cluster, topology::PARSED).await;
+    let parsed = record_ids_in_parsed(&cluster).await;
     let expected: BTreeSet<String> = raw_ids
         .iter()
         .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
@@ -473,7 +489,8 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     wait_counts(
         &admin,
         "garbage dead, good frame parsed",
-        &[(topology::DEAD, 2), (topology::PARSED, 2)],
+        // The good frame's two records, in one message.
+        &[(topology::DEAD, 2), (topology::PARSED, 1)],
     )
     .await;
     let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
@@ -583,7 +600,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     })
     .await
     .unwrap();
-    let parsed = ids_in(&cluster, topology::PARSED).await;
+    let parsed = record_ids_in_parsed(&cluster).await;
     let expected: BTreeSet<String> = first[2..]
         .iter()
         .chain(&load_ids)
@@ -596,11 +613,11 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     assert_eq!(got, expected);
     let doubled: Vec<_> = parsed.iter().filter(|(_, &n)| n > 1).take(5).collect();
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
-    let record: Record = serde_json::from_slice(
-        &cluster.stream_messages(topology::PARSED).await.unwrap()[0].payload,
-    )
-    .unwrap();
-    assert_eq!(record.kind(), "position");
+    let records =
+        ParsedBody::from_json(&cluster.stream_messages(topology::PARSED).await.unwrap()[0].payload)
+            .unwrap()
+            .into_records();
+    assert!(records.iter().all(|r| r.kind() == "position"));
 
     // What hamster-a held, if it held anything at the instant of the kill,
     // was redelivered to hamster-b: "every frame parsed" above could not
@@ -887,6 +904,9 @@ impl Processor for Flaky {
             *n += 1;
             *n
         };
+        if record.attributes().contains_key("reject") {
+            return Err(ProcessError::Invalid("rejected record".into()));
+        }
         match record.device_id() {
             "always" => Err(ProcessError::Retry("database down".into())),
             "blip" if n <= 2 => Err(ProcessError::Retry("database blip".into())),
@@ -909,6 +929,24 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
         let record = Record::Position(position(device, 1));
         publish_parsed(&hamster, &format!("{device}#0"), &record).await;
     }
+    // A frame of three records in one message, the middle one rejected.
+    let frame: Vec<Record> = (1..=3)
+        .map(|sec| {
+            let mut p = position("framed", sec);
+            if sec == 2 {
+                p.set("reject", true);
+            }
+            Record::Position(p)
+        })
+        .collect();
+    let mut h = HeaderMap::new();
+    h.insert(headers::MSG_ID, parsed_frame_msg_id("framed", 3).as_str());
+    h.insert(headers::RAW_ID, "framed");
+    h.insert(headers::RECORDS, "3");
+    h.insert(headers::PROTOCOL, "teltonika");
+    h.insert(headers::DEVICE, "framed");
+    let body = serde_json::to_vec(&frame).unwrap();
+    publish_stored(&hamster, "parsed.teltonika.framed", h, body.into()).await;
 
     let js = jetstream::new(cluster.connect(Role::Monkey).await.unwrap());
     let calls = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
@@ -922,7 +960,7 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
                 .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
                 .await
                 .unwrap(),
-            handler: Arc::new(Monkey::new(js.clone(), processors)),
+            handler: Arc::new(Monkey::new(js.clone(), processors).with_stats(stats.clone())),
             stats: stats.clone(),
             config: PullConfig {
                 expires_ms: 500,
@@ -942,9 +980,31 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
     wait_counts(
         &admin,
         "PARSED drained",
-        &[(topology::PARSED, 0), (topology::DEAD, 2)],
+        &[(topology::PARSED, 0), (topology::DEAD, 3)],
     )
     .await;
+    // The rejected record of the frame went to DEAD alone; its neighbours
+    // were processed and the message acknowledged.
+    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    let alone = dead
+        .iter()
+        .find(|m| m.subject.as_str() == "dead.parsed.teltonika.framed")
+        .expect("the rejected record in DEAD");
+    assert_eq!(header(alone, headers::DEAD_RECORD), "1");
+    assert_eq!(
+        header(alone, headers::DEAD_REASON),
+        "flaky: rejected record"
+    );
+    assert!(header(alone, headers::MSG_ID).ends_with("#1"));
+    assert_eq!(
+        header(alone, headers::RECORDS),
+        "",
+        "one record, not the frame"
+    );
+    assert_eq!(
+        ParsedBody::from_json(&alone.payload).unwrap(),
+        ParsedBody::One(frame[1].clone())
+    );
     let reasons: BTreeMap<String, (String, String)> = cluster
         .stream_messages(topology::DEAD)
         .await
@@ -974,8 +1034,11 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
     assert_eq!(calls["blip#0"], 3, "retried in place until it worked");
     assert_eq!(calls["fine#0"], 1);
     assert!(calls["always#0"] >= 3, "{calls:?}");
+    assert_eq!(calls["framed#2"], 1, "after the rejected record: {calls:?}");
+    assert!(calls.contains_key("framed#0"), "{calls:?}");
     supervisor.shutdown();
     assert_eq!(supervisor.wait().await, Exit::Shutdown);
+    assert_eq!(stats.snapshot().dead, 3, "two messages and one record");
 
     // With the monkey's own login: a PARSED message that runs out of
     // deliveries is moved to DEAD by the advisory listener.

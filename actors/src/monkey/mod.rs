@@ -1,11 +1,15 @@
-//! Monkey: processes one PARSED record with a list of [`Processor`]s.
+//! Monkey: processes PARSED records with a list of [`Processor`]s.
 //!
-//! Each message of PARSED is one [`Record`] (JSON, docs/position.md). A
-//! monkey hands it to every processor in order; when all succeeded it
-//! acknowledges the message. A processor that asks for a
+//! A message of PARSED is one [`Record`] (JSON, docs/position.md), or all
+//! records of one frame as a JSON array ([`ParsedBody`]). A monkey hands
+//! the records to every processor in order — a frame's together, through
+//! [`Processor::process_run`] — and when all succeeded it acknowledges the
+//! message. Each record of a frame has its own [`Meta::msg_id`], the same
+//! whichever way the frame was published. A processor that asks for a
 //! retry gets the message again (retried in place for a while, then handed
 //! back with the consumer's backoff); one that says the record is invalid,
-//! or still fails at the last delivery, sends it to DEAD (`dead.parsed.…`).
+//! or still fails at the last delivery, sends it to DEAD (`dead.parsed.…`)
+//! — an invalid record of a frame alone, while its other records go on.
 //! Every processor runs again on a redelivery, so each must be idempotent.
 //!
 //! Built-ins: [`devices::Devices`] (latest position per device in the
@@ -43,10 +47,11 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
-use fleetbus_codec::wire::{headers, DeadStage};
+use fleetbus_codec::wire::{headers, parsed_msg_id, DeadStage, ParsedBody};
 use fleetbus_codec::Record;
 
-use crate::dead::dead_letter;
+use crate::dead::{dead_letter, dead_letter_record};
+use crate::stats::Stats;
 use crate::worker::{HandleError, Handler};
 
 /// What a processor knows about the message besides the record.
@@ -150,11 +155,24 @@ impl<P: Processor> DynProcessor for P {
 pub struct Monkey {
     js: jetstream::Context,
     processors: Vec<Arc<dyn DynProcessor>>,
+    /// Where records of a frame sent to DEAD alone are counted (whole
+    /// messages are counted by the worker).
+    stats: Option<Arc<Stats>>,
 }
 
 impl Monkey {
     pub fn new(js: jetstream::Context, processors: Vec<Arc<dyn DynProcessor>>) -> Monkey {
-        Monkey { js, processors }
+        Monkey {
+            js,
+            processors,
+            stats: None,
+        }
+    }
+
+    /// Counts the records of a frame it sends to DEAD alone in `stats`.
+    pub fn with_stats(mut self, stats: Arc<Stats>) -> Monkey {
+        self.stats = Some(stats);
+        self
     }
 
     pub fn processor_names(&self) -> Vec<String> {
@@ -197,19 +215,52 @@ pub fn meta_of(msg: &jetstream::Message) -> Meta {
     }
 }
 
-fn record_of(msg: &jetstream::Message) -> Result<Record, HandleError> {
-    serde_json::from_slice(&msg.payload)
-        .map_err(|e| HandleError::Dead(format!("not a fleetbus record: {e}")))
+/// The records of a PARSED message, each with its metadata: for a frame,
+/// record `i` is known as `<raw id>#i` (or `<message id>#i` without a RAW
+/// id), as it would be had the frame been published record by record.
+fn records_of(msg: &jetstream::Message) -> Result<Vec<(Record, Meta)>, HandleError> {
+    let body = ParsedBody::from_json(&msg.payload)
+        .map_err(|e| HandleError::Dead(format!("not a fleetbus record: {e}")))?;
+    let meta = meta_of(msg);
+    Ok(match body {
+        ParsedBody::One(record) => vec![(record, meta)],
+        ParsedBody::Frame(records) => {
+            if records.is_empty() {
+                return Err(HandleError::Dead("a frame of no records".into()));
+            }
+            let base = meta.raw_id.clone().unwrap_or_else(|| meta.msg_id.clone());
+            records
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut m = meta.clone();
+                    m.msg_id = parsed_msg_id(&base, i);
+                    (r, m)
+                })
+                .collect()
+        }
+    })
+}
+
+fn failed(p: &dyn DynProcessor, e: ProcessError) -> HandleError {
+    match e {
+        ProcessError::Retry(why) => HandleError::Retry(format!("{}: {why}", p.name())),
+        ProcessError::Invalid(why) => HandleError::Dead(format!("{}: {why}", p.name())),
+    }
 }
 
 impl Handler for Monkey {
-    /// The records up to the first that does not decode, through every
-    /// processor's `process_run`; then all of them acknowledged.
+    /// The records of the messages up to the first that does not decode,
+    /// through every processor's `process_run`; then those messages
+    /// acknowledged.
     async fn handle_run(&self, msgs: &[jetstream::Message]) -> usize {
-        let run: Vec<(Record, Meta)> = msgs
-            .iter()
-            .map_while(|m| record_of(m).ok().map(|r| (r, meta_of(m))))
-            .collect();
+        let mut run: Vec<(Record, Meta)> = Vec::new();
+        let mut whole = 0;
+        for m in msgs {
+            let Ok(records) = records_of(m) else { break };
+            run.extend(records);
+            whole += 1;
+        }
         if run.is_empty() {
             return 0;
         }
@@ -224,7 +275,7 @@ impl Handler for Monkey {
             }
         }
         let mut acked = 0;
-        for msg in &msgs[..run.len()] {
+        for msg in &msgs[..whole] {
             if msg.ack().await.is_err() {
                 break;
             }
@@ -234,13 +285,15 @@ impl Handler for Monkey {
     }
 
     async fn handle(&self, msg: &jetstream::Message) -> Result<(), HandleError> {
-        let record = record_of(msg)?;
-        let meta = meta_of(msg);
-        for p in &self.processors {
-            p.process_boxed(&record, &meta).await.map_err(|e| match e {
-                ProcessError::Retry(why) => HandleError::Retry(format!("{}: {why}", p.name())),
-                ProcessError::Invalid(why) => HandleError::Dead(format!("{}: {why}", p.name())),
-            })?;
+        let records = records_of(msg)?;
+        if let [(record, meta)] = &records[..] {
+            for p in &self.processors {
+                p.process_boxed(record, meta)
+                    .await
+                    .map_err(|e| failed(p.as_ref(), e))?;
+            }
+        } else {
+            self.handle_frame(msg, &records).await?;
         }
         msg.ack()
             .await
@@ -249,5 +302,56 @@ impl Handler for Monkey {
 
     async fn dead_letter(&self, msg: &jetstream::Message, reason: &str) -> Result<(), String> {
         dead_letter(&self.js, DeadStage::Parsed, msg, reason).await
+    }
+}
+
+impl Monkey {
+    /// A frame's records: together through each processor's `process_run`;
+    /// if one fails, record by record, where a record a processor calls
+    /// invalid goes to DEAD alone (the later processors do not see it) and
+    /// the others go on. A retry is the whole message again, which the
+    /// processors' idempotence makes safe.
+    async fn handle_frame(
+        &self,
+        msg: &jetstream::Message,
+        records: &[(Record, Meta)],
+    ) -> Result<(), HandleError> {
+        let mut together = true;
+        for p in &self.processors {
+            if let Err(e) = p.process_run_boxed(records).await {
+                tracing::debug!(
+                    processor = p.name(),
+                    records = records.len(),
+                    "a frame failed, processing its records one by one: {e}"
+                );
+                together = false;
+                break;
+            }
+        }
+        if together {
+            return Ok(());
+        }
+        for (i, (record, meta)) in records.iter().enumerate() {
+            for p in &self.processors {
+                match p
+                    .process_boxed(record, meta)
+                    .await
+                    .map_err(|e| failed(p.as_ref(), e))
+                {
+                    Ok(()) => {}
+                    Err(HandleError::Dead(why)) => {
+                        dead_letter_record(&self.js, msg, i, record, &why)
+                            .await
+                            .map_err(HandleError::Retry)?;
+                        if let Some(stats) = &self.stats {
+                            stats.dead();
+                        }
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 }

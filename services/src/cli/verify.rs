@@ -219,7 +219,13 @@ pub async fn check(
                     if sequence.is_none_or(|s| sequences.insert(s)) {
                         got += 1;
                         read += 1;
-                        if let Ok(v) = serde_json::from_slice::<Value>(&msg.payload) {
+                        // One record, or a frame's records (a JSON array).
+                        let records = match serde_json::from_slice::<Value>(&msg.payload) {
+                            Ok(Value::Array(records)) => records,
+                            Ok(record) => vec![record],
+                            Err(_) => vec![],
+                        };
+                        for v in records {
                             if let Some(key) = key_of(&v) {
                                 let e = seen.entry(key).or_insert((0, v));
                                 e.0 += 1;

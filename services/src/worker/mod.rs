@@ -402,7 +402,7 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
             }
         }
         let stats = Arc::new(Stats::default());
-        let handler = Monkey::new(js.clone(), processors);
+        let handler = Monkey::new(js.clone(), processors).with_stats(stats.clone());
         let plan = Plan {
             role: Role::Monkey,
             stream: topology::PARSED,
