@@ -8,8 +8,10 @@
 //! * a RAW id is derived from the protocol, the device and the frame's bytes
 //!   ([`raw_msg_id`]): a device that resends a frame whose ack it never got,
 //!   to any gateway, or a gateway retrying a publish, stores it once;
-//! * a PARSED id is the RAW id plus the record's index ([`parsed_msg_id`]):
-//!   a redelivered frame, parsed again by any hamster, stores nothing new.
+//! * a PARSED id is the RAW id plus the record's index ([`parsed_msg_id`]),
+//!   or plus the range of indexes for the one message that carries a
+//!   frame's records ([`parsed_frame_msg_id`]): a redelivered frame, parsed
+//!   again by any hamster, stores nothing new.
 //!
 //! Identical bytes from one device within the window are one message. For
 //! frames that carry a fix time that is exactly right; a frame without one
