@@ -165,6 +165,10 @@ async fn the_gateway_process_serves_registers_and_drains_on_sigterm() {
         .find(|w| w["name"] == "gateway")
         .unwrap_or_else(|| panic!("gateway not registered: {status}"));
     assert_eq!(me["metadata"]["gateway_id"], "gw-proc");
+    // With live counters: the frame stored above, the device still connected.
+    assert_eq!(me["stats"]["frames_stored"], 1, "{me}");
+    assert_eq!(me["stats"]["connections_open"], 1, "{me}");
+    assert_eq!(me["stats"]["errors"], 0, "{me}");
 
     // SIGTERM: readiness turns 503 first, then the process exits cleanly.
     let pid = gw.pid().unwrap() as libc::pid_t;

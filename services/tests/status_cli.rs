@@ -3,7 +3,6 @@
 
 use std::process::Output;
 
-use async_nats::service::ServiceExt;
 use fleetbus_e2e::{Cluster, Role};
 use serde_json::Value;
 
@@ -55,14 +54,21 @@ async fn provision_and_status_against_a_real_cluster() {
         "{report}"
     );
 
-    // A worker registered as a NATS micro service, with the hamster login.
+    // A worker registered as a NATS micro service, with the hamster login,
+    // as the workers register (with live counters).
     let hamster = cluster.connect(Role::Hamster).await.unwrap();
-    let _service = hamster
-        .service_builder()
-        .description("test hamster")
-        .start("hamster", "0.1.0")
-        .await
-        .unwrap();
+    let _service = fleetbus_services::registry::register(
+        &hamster,
+        fleetbus_services::registry::Spec {
+            role: fleetbus_services::nats::Role::Hamster,
+            description: "test hamster".into(),
+            concurrency: 2,
+            metadata: Default::default(),
+            stats: std::sync::Arc::new(|| serde_json::json!({"processed": 7, "dead": 1})),
+        },
+    )
+    .await
+    .unwrap();
 
     let out = fleetbus(&cluster, &["status", "--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -96,12 +102,15 @@ async fn provision_and_status_against_a_real_cluster() {
         .iter()
         .all(|s| s["replicas"] == 3 && s["leader"].is_string()));
     assert_eq!(status["workers"][0]["name"], "hamster", "{status:#}");
+    assert_eq!(status["workers"][0]["stats"]["processed"], 7, "{status:#}");
+    assert_eq!(status["workers"][0]["metadata"]["concurrency"], "2");
 
     let out = fleetbus(&cluster, &["status"]).await;
     assert_eq!(out.status.code(), Some(0));
     let table = text(&out);
     assert!(table.starts_with("cluster fleetbus: HEALTHY"), "{table}");
     assert!(table.contains("RAW/hamsters"), "{table}");
+    assert!(table.contains("dead=1 processed=7"), "{table}");
 
     // One node down (not the meta leader, whose loss also stops the
     // JetStream API for a few seconds): degraded, and named.

@@ -3,14 +3,13 @@
 //! /healthz and /readyz, registers as the NATS service `gateway`, and
 //! drains on SIGTERM.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::service::ServiceExt;
 use figment::providers::Serialized;
 use figment::Figment;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::nats::{NatsArgs, Role};
 use crate::ops::{self, health::Health};
+use crate::registry;
 use crate::topology::{self, Settings};
 
 #[derive(clap::Args, Debug)]
@@ -144,18 +144,24 @@ async fn serve(
                 .map(|(p, a)| format!("{p}/udp={a}")),
         )
         .collect();
-    let service = client
-        .service_builder()
-        .description("fleetbus gateway: devices in over TCP and UDP, RAW out")
-        .metadata(HashMap::from([
-            ("host".to_string(), ops::hostname()),
-            ("pid".to_string(), std::process::id().to_string()),
-            ("gateway_id".to_string(), id.clone()),
-            ("listeners".to_string(), listeners.join(",")),
-        ]))
-        .start("gateway", env!("CARGO_PKG_VERSION"))
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot register the gateway service: {e}"))?;
+    let totals = gateway.metrics.clone();
+    let service = registry::register(
+        &client,
+        registry::Spec {
+            role: Role::Gateway,
+            description: "fleetbus gateway: devices in over TCP and UDP, RAW out".into(),
+            concurrency: config.max_connections,
+            metadata: BTreeMap::from([
+                ("gateway_id".to_string(), id.clone()),
+                ("listeners".to_string(), listeners.join(",")),
+            ]),
+            stats: std::sync::Arc::new(move || {
+                serde_json::to_value(totals.totals()).unwrap_or_default()
+            }),
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot register the gateway service: {e}"))?;
 
     // Ready while connected to NATS; a gateway that cannot store anything
     // should not get new devices from a load balancer.
@@ -178,9 +184,7 @@ async fn serve(
     watch.abort();
     tokio::time::sleep(drain_delay).await;
     let left = gateway.shutdown().await;
-    if let Err(e) = service.stop().await {
-        tracing::warn!(error = %e, "Could not deregister the gateway service.");
-    }
+    service.stop().await;
     client.flush().await.ok();
     stop_http.cancel();
     tracing::info!(connections_cut = left, "The gateway stopped.");

@@ -21,6 +21,8 @@ use crate::topology;
 pub const JSZ_SUBJECT: &str = "$SYS.REQ.SERVER.PING.JSZ";
 /// Subject every NATS micro service instance answers with its info.
 pub const SRV_INFO_SUBJECT: &str = "$SRV.INFO";
+/// Subject every NATS micro service instance answers with its live stats.
+pub const SRV_STATS_SUBJECT: &str = "$SRV.STATS";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -103,6 +105,26 @@ pub struct WorkerStatus {
     pub version: String,
     pub description: String,
     pub metadata: BTreeMap<String, String>,
+    /// The instance's live counters since it started (its `stats`
+    /// endpoint's data in `$SRV.STATS`: processed, errors, dead, …), empty
+    /// when it did not answer.
+    #[serde(default)]
+    pub stats: BTreeMap<String, serde_json::Value>,
+}
+
+/// The part of a `$SRV.STATS` answer that `status` reads.
+#[derive(Deserialize)]
+struct ServiceStats {
+    id: String,
+    #[serde(default)]
+    endpoints: Vec<EndpointStats>,
+}
+
+#[derive(Deserialize)]
+struct EndpointStats {
+    name: String,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -411,17 +433,42 @@ fn order(name: &str) -> (usize, String) {
 }
 
 async fn workers(client: &async_nats::Client, timeout: Duration) -> Vec<WorkerStatus> {
-    let infos: Vec<async_nats::service::Info> = gather(
-        client,
-        SRV_INFO_SUBJECT,
-        timeout,
-        |_: &[async_nats::service::Info]| false,
-    )
-    .await
-    .unwrap_or_default();
+    // Both asked at once: every instance answers each, and the wait is the
+    // same `timeout` either way.
+    let (infos, stats) = tokio::join!(
+        gather(
+            client,
+            SRV_INFO_SUBJECT,
+            timeout,
+            |_: &[async_nats::service::Info]| false,
+        ),
+        gather(
+            client,
+            SRV_STATS_SUBJECT,
+            timeout,
+            |_: &[ServiceStats]| { false }
+        ),
+    );
+    let mut stats: BTreeMap<String, BTreeMap<String, serde_json::Value>> = stats
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| {
+            let data = s
+                .endpoints
+                .into_iter()
+                .find(|e| e.name == "stats")
+                .and_then(|e| e.data)?;
+            let serde_json::Value::Object(counters) = data else {
+                return None;
+            };
+            Some((s.id, counters.into_iter().collect()))
+        })
+        .collect();
     let mut workers: Vec<WorkerStatus> = infos
+        .unwrap_or_default()
         .into_iter()
         .map(|i| WorkerStatus {
+            stats: stats.remove(&i.id).unwrap_or_default(),
             name: i.name,
             id: i.id,
             version: i.version,
@@ -659,16 +706,25 @@ pub fn render(status: &Status) -> String {
                 .workers
                 .iter()
                 .map(|w| {
-                    let meta = w
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    vec![w.name.clone(), w.id.clone(), w.version.clone(), meta]
+                    let pairs = |m: &mut dyn Iterator<Item = (&String, String)>| {
+                        m.map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    let meta = pairs(&mut w.metadata.iter().map(|(k, v)| (k, v.clone())));
+                    let stats = if w.stats.is_empty() {
+                        "-".to_string()
+                    } else {
+                        pairs(&mut w.stats.iter().map(|(k, v)| (k, v.to_string())))
+                    };
+                    vec![w.name.clone(), w.id.clone(), w.version.clone(), stats, meta]
                 })
                 .collect();
-            table(&mut out, &["WORKER", "ID", "VERSION", "METADATA"], &rows);
+            table(
+                &mut out,
+                &["WORKER", "ID", "VERSION", "STATS", "METADATA"],
+                &rows,
+            );
         }
     }
     if !status.problems.is_empty() {

@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProtocolLabel {
@@ -142,6 +143,37 @@ impl Metrics {
                 error_type,
             })
             .inc();
+    }
+
+    /// The headline counters summed over protocols (and error kinds), as
+    /// `fleetbus status` shows them: connections open and accepted, frames
+    /// stored and duplicate, acks sent, errors.
+    pub fn totals(&self) -> BTreeMap<&'static str, u64> {
+        const SHOWN: [(&str, &str); 6] = [
+            ("fleetbus_gateway_connections_open", "connections_open"),
+            (
+                "fleetbus_gateway_connections_accepted_total",
+                "connections_accepted",
+            ),
+            ("fleetbus_gateway_frames_stored_total", "frames_stored"),
+            (
+                "fleetbus_gateway_frames_duplicate_total",
+                "frames_duplicate",
+            ),
+            ("fleetbus_gateway_acks_sent_total", "acks_sent"),
+            ("fleetbus_gateway_errors_total", "errors"),
+        ];
+        let mut out: BTreeMap<&'static str, u64> = SHOWN.iter().map(|(_, k)| (*k, 0)).collect();
+        // Summed from the exposition: a Family has no iterator over its
+        // label sets, and this runs only when someone asks.
+        for line in self.render().lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+            if let (Some((_, key)), Some(v)) = (SHOWN.iter().find(|(n, _)| *n == name), value) {
+                *out.entry(key).or_default() += v.max(0.0) as u64;
+            }
+        }
+        out
     }
 
     /// The Prometheus text exposition of every metric.
