@@ -122,6 +122,27 @@ impl Protocol {
         }
     }
 
+    /// A framer for one UDP datagram: Teltonika's UDP packets have their
+    /// own layout (the whole datagram is one packet); every other protocol
+    /// is cut as over TCP.
+    pub fn datagram_framer(self, max_frame: usize) -> AnyFramer {
+        match self {
+            Protocol::Teltonika => {
+                AnyFramer::TeltonikaDatagram(teltonika::DatagramFramer::new(max_frame))
+            }
+            other => other.framer(max_frame),
+        }
+    }
+
+    /// The session judging one UDP datagram (Teltonika: the UDP packet
+    /// layout; every other protocol as over TCP).
+    pub fn datagram_session(self) -> AnySession {
+        match self {
+            Protocol::Teltonika => AnySession::Teltonika(teltonika::Session::datagrams()),
+            other => other.session(),
+        }
+    }
+
     /// The server side of one device connection.
     pub fn session(self) -> AnySession {
         match self {
@@ -193,6 +214,7 @@ impl FromStr for Protocol {
 #[derive(Debug)]
 pub enum AnyFramer {
     Teltonika(teltonika::Framer),
+    TeltonikaDatagram(teltonika::DatagramFramer),
     Gt06(gt06::Framer),
     H02(h02::Framer),
     Gps103(gps103::Framer),
@@ -211,6 +233,7 @@ impl Decoder for AnyFramer {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self {
             AnyFramer::Teltonika(f) => f.decode(src),
+            AnyFramer::TeltonikaDatagram(f) => f.decode(src),
             AnyFramer::Gt06(f) => f.decode(src),
             AnyFramer::H02(f) => f.decode(src),
             AnyFramer::Gps103(f) => f.decode(src),
@@ -224,13 +247,15 @@ impl Decoder for AnyFramer {
     }
 
     /// At the end of a UDP datagram or of a stream. Text protocols whose last
-    /// message may come without its delimiter (GPS103, TK103, Suntech) take it whole;
+    /// message may come without its delimiter (GPS103, TK103, Suntech) take it whole,
+    /// and a Teltonika datagram is its one packet;
     /// the others report leftover bytes, as tokio's default does.
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self {
             AnyFramer::Gps103(f) => f.decode_eof(src),
             AnyFramer::Tk103(f) => f.decode_eof(src),
             AnyFramer::Suntech(f) => f.decode_eof(src),
+            AnyFramer::TeltonikaDatagram(f) => f.decode_eof(src),
             _ => match self.decode(src)? {
                 Some(frame) => Ok(Some(frame)),
                 None if src.is_empty() => Ok(None),

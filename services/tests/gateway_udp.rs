@@ -270,6 +270,74 @@ async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
 
 // ---- bad input -----------------------------------------------------------------------
 
+/// Teltonika over UDP: each datagram is one packet that names its IMEI;
+/// stored as sent, answered with its packet id, AVL packet id and record
+/// count after the PubAck; a resend is answered and stored once; a packet
+/// whose length field does not fit, or a TCP frame, gets no answer.
+#[tokio::test]
+async fn teltonika_udp_packets_are_stored_and_answered_with_their_ids() {
+    use fleetbus_codec::teltonika::encode::{codec8, udp_ack, udp_packet, AvlCodec, AvlRecord};
+    use fleetbus_codec::{ParseContext, Record};
+    let cluster = provisioned_cluster().await;
+    let mut c = common::gateway_config("gw-udp");
+    for (name, l) in c.protocols.iter_mut() {
+        l.enabled = name == "teltonika";
+        l.udp = name == "teltonika";
+    }
+    let gw = gateway(&cluster, c).await;
+    let imei = "356307042441013";
+    let fixes = [
+        position(imei, "teltonika", 1),
+        position(imei, "teltonika", 2),
+    ];
+    let records: Vec<AvlRecord> = fixes.iter().map(AvlRecord::from_position).collect();
+    let packet = udp_packet(0xbeef, 7, imei, AvlCodec::Codec8, &records).unwrap();
+    let dev = Device::new(gw.udp_addr(Protocol::Teltonika).unwrap()).await;
+    dev.send(&packet).await;
+    assert_eq!(dev.reply().await, udp_ack(0xbeef, 7, 2));
+
+    let stored = raw(&cluster).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, format!("raw.teltonika.{imei}"));
+    assert_eq!(stored[0].1, raw_msg_id("teltonika", imei, &packet));
+    assert_eq!(stored[0].2, packet, "the packet's bytes, unchanged");
+    // What the hamsters will read: both fixes.
+    let parsed = Protocol::Teltonika
+        .parse(&stored[0].2, &ParseContext::new(imei, Utc::now()))
+        .unwrap();
+    let times: Vec<_> = parsed
+        .iter()
+        .filter_map(Record::as_position)
+        .map(|p| p.fix_time)
+        .collect();
+    assert_eq!(times, vec![fixes[0].fix_time, fixes[1].fix_time]);
+
+    // No answer seen: the device sends it again, answered and stored once.
+    dev.send(&packet).await;
+    assert_eq!(dev.reply().await, udp_ack(0xbeef, 7, 2));
+    assert_eq!(raw(&cluster).await.len(), 1, "the resend is deduplicated");
+    assert_eq!(counter(&gw, "frames_duplicate", "teltonika"), 1);
+
+    // A packet one byte longer than its length field and a TCP AVL frame
+    // (cut by the length field), then a TCP login (it fits its length, but
+    // is no UDP packet): refused, counted, not answered, not stored.
+    dev.send(&[packet.as_ref(), &[0]].concat()).await;
+    dev.send(&codec8(&fixes).unwrap()).await;
+    wait_metric("the long packet and the TCP frame refused", 2, || {
+        error_metric(&gw, "teltonika", "frame", "malformed")
+    })
+    .await;
+    dev.send(&fleetbus_codec::teltonika::encode::login(imei))
+        .await;
+    wait_metric("the login refused", 1, || {
+        error_metric(&gw, "teltonika", "session", "malformed")
+    })
+    .await;
+    assert_eq!(dev.recv(Duration::from_millis(300)).await, None);
+    assert_eq!(raw(&cluster).await.len(), 1);
+    assert_eq!(counter(&gw, "acks_sent", "teltonika"), 2);
+}
+
 #[tokio::test]
 async fn bad_datagrams_are_refused_whole_counted_and_not_published() {
     let cluster = provisioned_cluster().await;

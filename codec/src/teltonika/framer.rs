@@ -121,6 +121,56 @@ impl Decoder for Framer {
     }
 }
 
+/// Cuts a Teltonika UDP datagram: the whole datagram is one packet,
+/// `len:u16` + everything after it, and the length must say exactly that.
+/// Nothing comes out before the datagram's end (`decode_eof`).
+#[derive(Debug)]
+pub struct DatagramFramer {
+    max_frame: usize,
+}
+
+impl DatagramFramer {
+    /// A framer refusing datagrams over `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Self {
+        DatagramFramer { max_frame }
+    }
+}
+
+impl Decoder for DatagramFramer {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if src.len() > self.max_frame {
+            return Err(FrameError::TooLarge {
+                size: src.len(),
+                max: self.max_frame,
+            });
+        }
+        Ok(None)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        self.decode(src)?;
+        if src.is_empty() {
+            return Ok(None);
+        }
+        if src.len() < 2 {
+            return Err(FrameError::Malformed(
+                "a 1-byte datagram is no UDP packet".into(),
+            ));
+        }
+        let declared = usize::from(u16::from_be_bytes([src[0], src[1]]));
+        if declared + 2 != src.len() {
+            return Err(FrameError::Malformed(format!(
+                "UDP packet length field says {declared}, the datagram carries {} byte(s) after it",
+                src.len() - 2
+            )));
+        }
+        Ok(Some(src.split().freeze()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +317,39 @@ mod tests {
         assert!(framer.decode(&mut buf("00")).unwrap().is_none());
         assert!(framer.decode(&mut buf("000000")).unwrap().is_none());
         assert!(framer.decode(&mut buf("000f3335")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_datagram_is_one_packet_whose_length_field_must_fit() {
+        let packet = crate::teltonika::encode::udp_packet(
+            7,
+            1,
+            "356307042441013",
+            crate::teltonika::encode::AvlCodec::Codec8,
+            &[],
+        )
+        .unwrap();
+        let mut f = DatagramFramer::new(MAX);
+        let mut b = BytesMut::from(&packet[..]);
+        assert_eq!(f.decode(&mut b).unwrap(), None, "nothing before the end");
+        assert_eq!(f.decode_eof(&mut b).unwrap().unwrap(), packet);
+        assert!(b.is_empty());
+        // One byte more or less than the length field says: refused.
+        let mut longer = BytesMut::from(&packet[..]);
+        longer.extend_from_slice(&[0]);
+        assert!(matches!(
+            f.decode_eof(&mut longer),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut shorter = BytesMut::from(&packet[..packet.len() - 1]);
+        assert!(matches!(
+            f.decode_eof(&mut shorter),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut big = BytesMut::from(&vec![0u8; 64][..]);
+        assert!(matches!(
+            DatagramFramer::new(32).decode_eof(&mut big),
+            Err(FrameError::TooLarge { size: 64, max: 32 })
+        ));
     }
 }

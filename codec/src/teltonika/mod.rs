@@ -33,7 +33,7 @@ mod serial;
 mod session;
 pub mod view;
 
-pub use framer::Framer;
+pub use framer::{DatagramFramer, Framer};
 pub use session::Session;
 
 use crate::{DeviceMessage, ParseContext, ParseError, Record};

@@ -1,5 +1,5 @@
-//! The server side of one Teltonika TCP connection: who the device is, what
-//! to store and what to answer.
+//! The server side of one Teltonika TCP connection, or of one UDP datagram:
+//! who the device is, what to store and what to answer.
 
 use bytes::Bytes;
 
@@ -15,11 +15,24 @@ const LOGIN_ACCEPTED: u8 = 0x01;
 #[derive(Debug, Default)]
 pub struct Session {
     device_id: Option<String>,
+    /// Judging UDP packets (one per datagram) rather than a TCP stream.
+    datagrams: bool,
 }
 
 impl Session {
+    /// A TCP connection: an IMEI login, then AVL packets.
     pub fn new() -> Self {
         Session::default()
+    }
+
+    /// A UDP datagram: one packet carrying its IMEI and its AVL data, no
+    /// login and no CRC. The answer is the UDP acknowledgement (packet id,
+    /// AVL packet id, records accepted).
+    pub fn datagrams() -> Self {
+        Session {
+            device_id: None,
+            datagrams: true,
+        }
     }
 
     /// The IMEI the device logged in with.
@@ -28,7 +41,23 @@ impl Session {
     }
 
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
-        match envelope::classify(frame).map_err(|e| SessionError::Malformed(e.to_string()))? {
+        let envelope =
+            envelope::classify(frame).map_err(|e| SessionError::Malformed(e.to_string()))?;
+        if self.datagrams {
+            return match envelope {
+                Envelope::Udp {
+                    packet_id,
+                    avl_packet_id,
+                    imei,
+                    data,
+                } => self.udp(packet_id, avl_packet_id, imei, data),
+                _ => Err(SessionError::Malformed(
+                    "a TCP frame (login, ping or AVL packet with CRC) arrived as a UDP datagram"
+                        .into(),
+                )),
+            };
+        }
+        match envelope {
             // The framer swallows pings; one that arrives here is still harmless.
             Envelope::Ping => Ok(Handled {
                 kind: FrameKind::Heartbeat,
@@ -85,6 +114,35 @@ impl Session {
             }
             other => SessionError::Malformed(other.to_string()),
         })?;
+        Self::data(data, |count| {
+            Bytes::copy_from_slice(&encode::ack(u32::from(count)))
+        })
+    }
+
+    fn udp(
+        &mut self,
+        packet_id: u16,
+        avl_packet_id: u8,
+        imei: &str,
+        data: &[u8],
+    ) -> Result<Handled, SessionError> {
+        match &self.device_id {
+            Some(known) if known != imei => {
+                return Err(SessionError::BadIdentity(format!(
+                    "one datagram speaks for {known} and {imei}"
+                )));
+            }
+            _ => self.device_id = Some(imei.to_owned()),
+        }
+        Self::data(data, |count| {
+            Bytes::copy_from_slice(&encode::udp_ack(packet_id, avl_packet_id, count))
+        })
+    }
+
+    /// AVL data (codec id … second record count) that passed the
+    /// envelope's checks: stored, and answered with `ack(count)` for the
+    /// AVL codecs.
+    fn data(data: &[u8], ack: impl FnOnce(u8) -> Bytes) -> Result<Handled, SessionError> {
         // `classify` guarantees at least codec id and two counts.
         let (codec_id, first, second) = (data[0], data[1], data[data.len() - 1]);
         if first != second {
@@ -95,7 +153,7 @@ impl Session {
         let reply = if codec::is_avl(codec_id) {
             // The device deletes what it sees acknowledged; the gateway sends
             // this only after RAW stored the frame.
-            Some(Bytes::copy_from_slice(&encode::ack(u32::from(first))))
+            Some(ack(first))
         } else {
             // Codec 12 (command response) and 13 (serial data) are one way:
             // Teltonika devices expect no answer. For a codec this code does
@@ -237,5 +295,46 @@ mod tests {
                 reply: None
             }
         );
+    }
+
+    #[test]
+    fn a_udp_datagram_is_identified_by_its_imei_stored_and_answered_with_its_ids() {
+        use crate::teltonika::encode::{udp_packet, AvlCodec, AvlRecord};
+        let fix = crate::Position::new(
+            "356307042441013",
+            "teltonika",
+            chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        );
+        let records = vec![
+            AvlRecord::from_position(&fix),
+            AvlRecord::from_position(&fix),
+        ];
+        let packet = udp_packet(0xcafe, 9, "356307042441013", AvlCodec::Codec8, &records).unwrap();
+        let mut s = Session::datagrams();
+        let h = s.on_frame(&packet).unwrap();
+        assert!(h.store);
+        assert_eq!(h.kind, FrameKind::Data);
+        assert_eq!(h.reply.as_deref(), Some(&encode::udp_ack(0xcafe, 9, 2)[..]));
+        assert_eq!(s.device_id(), Some("356307042441013"));
+        // The same datagram session cannot speak for a second device.
+        let other = udp_packet(1, 1, "356307042441014", AvlCodec::Codec8, &records).unwrap();
+        assert!(matches!(
+            s.on_frame(&other),
+            Err(SessionError::BadIdentity(_))
+        ));
+        // TCP frames are not UDP packets, and a TCP session takes no UDP packet.
+        let mut s = Session::datagrams();
+        assert!(matches!(
+            s.on_frame(&bytes(LOGIN)),
+            Err(SessionError::Malformed(_))
+        ));
+        assert!(matches!(
+            s.on_frame(&bytes(WIKI_CODEC8)),
+            Err(SessionError::Malformed(_))
+        ));
+        assert!(matches!(
+            Session::new().on_frame(&packet),
+            Err(SessionError::Malformed(_))
+        ));
     }
 }

@@ -302,11 +302,13 @@ impl GatewayConfig {
     }
 }
 
-/// Protocols that can be served over UDP: their framer cuts a datagram
-/// (`decode_eof` at its end) and their messages carry the device id, so a
-/// datagram is judged on its own (see `gateway/udp.rs`; the few messages
-/// without an id are refused over UDP).
+/// Protocols that can be served over UDP: their datagram framer cuts a
+/// datagram (`decode_eof` at its end) and their messages carry the device
+/// id, so a datagram is judged on its own (see `gateway/udp.rs`; the few
+/// messages without an id are refused over UDP). Teltonika's UDP packets
+/// have their own layout (IMEI in every packet, no CRC).
 pub const UDP_PROTOCOLS: &[Protocol] = &[
+    Protocol::Teltonika,
     Protocol::H02,
     Protocol::Gps103,
     Protocol::Tk103,
@@ -367,7 +369,7 @@ mod tests {
             ..GatewayConfig::default()
         };
         c.protocols.get_mut("gt06").unwrap().port = 5027;
-        c.protocols.get_mut("teltonika").unwrap().udp = true;
+        c.protocols.get_mut("jt808").unwrap().udp = true;
         c.protocols.insert("nope".into(), Listener::default());
         let err = c.validate().unwrap_err();
         let text = err.to_string();
@@ -379,7 +381,7 @@ mod tests {
             "port 5027",
             "nope",
             "udp_inflight",
-            "protocols.teltonika: udp is not supported",
+            "protocols.jt808: udp is not supported",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }

@@ -1,5 +1,5 @@
 //! UDP listeners, for the protocols devices commonly speak over UDP (H02,
-//! GPS103, Queclink @Track; see `config::UDP_PROTOCOLS`). The promise is the
+//! GPS103, Queclink @Track, Teltonika; see `config::UDP_PROTOCOLS`). The promise is the
 //! TCP one, per datagram: a reply goes back only after the PubAck of every
 //! stored message it answers.
 //!
@@ -11,7 +11,8 @@
 //!    published or answered, and the device sends it again;
 //! 2. a fresh session judges its messages, so identity comes from the
 //!    messages themselves (every H02, GPS103, TK103, Suntech and Queclink
-//!    text message carries the device id). Nothing is remembered per peer:
+//!    text message carries the device id, every Teltonika UDP packet its
+//!    IMEI). Nothing is remembered per peer:
 //!    an address is no identity (NAT gateways reuse ports across devices),
 //!    and per-peer state would be unbounded memory for spoofed sources. A
 //!    datagram whose messages name two devices is refused, and so is one
@@ -125,7 +126,7 @@ async fn serve_datagram(
     let name = protocol.name();
     let label = ProtocolLabel { protocol: name };
 
-    let frames = match cut(protocol.framer(spec.max_frame), datagram) {
+    let frames = match cut(protocol.datagram_framer(spec.max_frame), datagram) {
         Ok(frames) => frames,
         Err(err) => {
             let (error_type, detail) = match &err {
@@ -162,7 +163,7 @@ async fn serve_datagram(
 
     // Every message is judged before anything is published: a datagram is
     // refused whole, never half stored.
-    let mut session = protocol.session();
+    let mut session = protocol.datagram_session();
     let mut answers: Vec<Pending> = Vec::with_capacity(frames.len());
     for frame in frames {
         let handled = match session.on_frame(&frame) {
@@ -291,7 +292,7 @@ mod tests {
 
     fn frames(protocol: Protocol, datagram: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         cut(
-            protocol.framer(protocol.default_max_frame()),
+            protocol.datagram_framer(protocol.default_max_frame()),
             BytesMut::from(datagram),
         )
         .map(|f| f.into_iter().map(|b| b.to_vec()).collect())
