@@ -172,6 +172,13 @@ proptest! {
         let _ = session.on_frame(&bytes);
         let _ = session.on_frame(&encode::login(IMEI));
         let _ = session.on_frame(&bytes);
+        // As a UDP datagram: cut whole, then judged as a packet.
+        let mut datagram = BytesMut::from(&bytes[..]);
+        let mut framer = teltonika::DatagramFramer::new(MAX_FRAME);
+        if let Ok(Some(packet)) = framer.decode_eof(&mut datagram) {
+            let _ = Session::datagrams().on_frame(&packet);
+        }
+        let _ = Session::datagrams().on_frame(&bytes);
     }
 
     /// Streams of real frames, pings and bits of garbage, cut anywhere.
@@ -307,5 +314,16 @@ proptest! {
         let parsed = teltonika::parse(&packet, &other).unwrap();
         let expected: Vec<Record> = positions.iter().cloned().map(Record::Position).collect();
         prop_assert_eq!(parsed, expected);
+        // As the gateway takes it: cut whole from its datagram, accepted,
+        // identified by its IMEI, answered with its ids and count.
+        let mut datagram = BytesMut::from(&packet[..]);
+        let cut = teltonika::DatagramFramer::new(MAX_FRAME).decode_eof(&mut datagram).unwrap().unwrap();
+        prop_assert_eq!(&cut[..], &packet[..]);
+        let mut session = Session::datagrams();
+        let handled = session.on_frame(&cut).unwrap();
+        prop_assert!(handled.store);
+        let ack = encode::udp_ack(packet_id, avl_id, positions.len() as u8);
+        prop_assert_eq!(handled.reply.as_deref(), Some(&ack[..]));
+        prop_assert_eq!(session.device_id(), Some(IMEI));
     }
 }
