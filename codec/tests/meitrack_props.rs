@@ -10,6 +10,8 @@ use fleetbus_codec::{FrameError, FrameKind, ParseContext, Position, Record};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 
+mod common;
+
 const IMEI: &str = "863071013799553";
 
 fn ctx() -> ParseContext {
@@ -67,36 +69,13 @@ fn position() -> impl Strategy<Value = Position> {
 
 /// Feeds `input` to a framer in chunks, checking every call.
 fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
-    let mut framer = Framer::new(max);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut fed = 0;
-    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
-    loop {
-        let before = buf.clone();
-        match framer.decode(&mut buf)? {
-            Some(frame) => {
-                assert!(
-                    frame.len() <= max,
-                    "frame of {} bytes above max {max}",
-                    frame.len()
-                );
-                let consumed = before.len() - buf.len();
-                assert_eq!(&before[consumed - frame.len()..consumed], &frame[..]);
-                assert!(frame.starts_with(b"$$") && frame.ends_with(b"\r\n"));
-                frames.push(frame.to_vec());
-            }
-            None => {
-                assert!(buf.len() < max, "holds {} bytes, max {max}", buf.len());
-                if fed == input.len() {
-                    return Ok(frames);
-                }
-                let n = sizes.next().unwrap_or(1).clamp(1, input.len() - fed);
-                buf.extend_from_slice(&input[fed..fed + n]);
-                fed += n;
-            }
-        }
+    // Bytes before a `$$`, and a `$$` whose header is not one, are dropped
+    // (the framer resynchronises on the next `$$`): anything may be.
+    let frames = common::run_framer(Framer::new(max), input, chunks, max, |_| true)?;
+    for frame in &frames {
+        assert!(frame.starts_with(b"$$") && frame.ends_with(b"\r\n"));
     }
+    Ok(frames)
 }
 
 proptest! {

@@ -10,6 +10,8 @@ use fleetbus_codec::{FrameError, ParseContext, Position, Record};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 
+mod common;
+
 const IMEI: u64 = 863_591_024_076_709;
 
 fn ctx() -> ParseContext {
@@ -75,39 +77,14 @@ fn position() -> impl Strategy<Value = Position> {
 
 /// Feeds `input` to a framer in chunks, checking every call.
 fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
-    let mut framer = Framer::new(max);
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    let mut fed = 0;
-    let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
-    loop {
-        let before = buf.clone();
-        match framer.decode(&mut buf)? {
-            Some(frame) => {
-                assert!(
-                    frame.len() <= max,
-                    "frame of {} bytes above max {max}",
-                    frame.len()
-                );
-                assert_eq!(&before[..frame.len()], &frame[..], "a frame is a prefix");
-                assert_eq!(before.len() - buf.len(), frame.len());
-                // Whatever the framer yields passes the session's checks of
-                // envelope and CRC.
-                let _ = Session::new().on_frame(&frame);
-                frames.push(frame.to_vec());
-            }
-            None => {
-                assert_eq!(before, buf, "nothing consumed without a frame");
-                assert!(buf.len() < max, "holds {} bytes, max {max}", buf.len());
-                if fed == input.len() {
-                    return Ok(frames);
-                }
-                let n = sizes.next().unwrap_or(1).clamp(1, input.len() - fed);
-                buf.extend_from_slice(&input[fed..fed + n]);
-                fed += n;
-            }
-        }
+    // Ruptela frames are back to back: nothing between them is skipped.
+    let frames = common::run_framer(Framer::new(max), input, chunks, max, <[u8]>::is_empty)?;
+    for frame in &frames {
+        // Whatever the framer yields passes the session's checks of
+        // envelope and CRC without a panic.
+        let _ = Session::new().on_frame(frame);
     }
+    Ok(frames)
 }
 
 proptest! {
