@@ -106,21 +106,48 @@ async fn publish_rate(
     run: &str,
 ) -> anyhow::Result<f64> {
     let payload = bytes::Bytes::from(vec![0x5a; size]);
+    let message = |i: usize| {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{run}-{i}").as_str());
+        (format!("bench.d{}", i % 1000), headers, payload.clone())
+    };
+    // A message whose publish or PubAck failed (a young cluster moving a
+    // leader: "no responders") is sent again with the same id until stored,
+    // as the gateway does; the time it takes counts.
+    let stored = |i: usize| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (subject, headers, body) = message(i);
+            let error = match js.publish_with_headers(subject, headers, body).await {
+                Ok(ack) => match ack.await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            anyhow::ensure!(Instant::now() < deadline, "message {i} not stored: {error}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     let mut in_flight = VecDeque::with_capacity(WINDOW);
     let start = Instant::now();
     for i in 0..n {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("{run}-{i}").as_str());
-        let ack = js
-            .publish_with_headers(format!("bench.d{}", i % 1000), headers, payload.clone())
-            .await?;
-        in_flight.push_back(ack);
+        let (subject, headers, body) = message(i);
+        match js.publish_with_headers(subject, headers, body).await {
+            Ok(ack) => in_flight.push_back((i, ack)),
+            Err(_) => stored(i).await?,
+        }
         if in_flight.len() >= WINDOW {
-            in_flight.pop_front().expect("non-empty").await?;
+            let (i, ack) = in_flight.pop_front().expect("non-empty");
+            if ack.await.is_err() {
+                stored(i).await?;
+            }
         }
     }
-    for ack in in_flight {
-        ack.await?;
+    for (i, ack) in in_flight {
+        if ack.await.is_err() {
+            stored(i).await?;
+        }
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
@@ -136,17 +163,45 @@ async fn consume_rate(s: &stream::Stream, n: usize, name: &str) -> anyhow::Resul
             ..Default::default()
         })
         .await?;
-    let mut messages = c.stream().max_messages_per_batch(500).messages().await?;
+    // A young cluster may not have elected the new consumer's leader yet,
+    // and a pull then gets "no responders": wait for the leader, and take
+    // a failed pull as transient (a new pull stream) within a bound.
+    let ready = Instant::now() + Duration::from_secs(60);
+    let mut c = c;
+    while c
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.cluster.clone())
+        .and_then(|cl| cl.leader)
+        .is_none()
+    {
+        anyhow::ensure!(
+            Instant::now() < ready,
+            "consumer {name} has no leader after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pull = || async { c.stream().max_messages_per_batch(500).messages().await };
+    let mut messages = pull().await?;
     let start = Instant::now();
     let mut got = 0;
     while got < n {
-        let m = messages
-            .next()
-            .await
-            .context("consumer stream ended")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        got += 1;
+        match messages.next().await.context("consumer stream ended")? {
+            Ok(m) => {
+                m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                got += 1;
+            }
+            Err(e) => {
+                anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(120),
+                    "pulls still failing after 120 s: {e}"
+                );
+                eprintln!("a pull failed ({e}); pulling again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                messages = pull().await?;
+            }
+        }
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
@@ -436,8 +491,26 @@ async fn pipeline(
 ) -> anyhow::Result<Pipeline> {
     use std::collections::HashMap;
     let js = jetstream::new(sys.cluster.connect(Role::Admin).await?);
-    let kv = js.get_key_value("devices").await?;
-    let mut watch = kv.watch_all().await?;
+    // The watcher's consumer, like any new consumer on a young cluster,
+    // may need a few tries.
+    let mut tries = 0;
+    let mut watch = loop {
+        let watch = async {
+            let kv = js
+                .get_key_value("devices")
+                .await
+                .map_err(|e| e.to_string())?;
+            kv.watch_all().await.map_err(|e| e.to_string())
+        };
+        match watch.await {
+            Ok(w) => break w,
+            Err::<_, String>(e) => {
+                tries += 1;
+                anyhow::ensure!(tries < 600, "cannot watch the devices bucket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
     type Seen = Vec<(String, String, chrono::DateTime<chrono::Utc>)>;
     let seen: std::sync::Arc<std::sync::Mutex<Seen>> = Default::default();
     let watcher = {
@@ -523,8 +596,14 @@ async fn pipeline(
     let hamsters = js.get_consumer_from_stream::<consumer::pull::Config, _, _>("hamsters", "RAW");
     let mut hamsters = hamsters.await?;
     loop {
-        let m = monkeys.info().await?.clone();
-        let h = hamsters.info().await?.clone();
+        // An info that fails (a consumer leader moving) is asked again.
+        let (Ok(m), Ok(h)) = (
+            monkeys.info().await.cloned(),
+            hamsters.info().await.cloned(),
+        ) else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         if m.num_pending + m.num_ack_pending as u64 + h.num_pending + h.num_ack_pending as u64 == 0
         {
             break;
