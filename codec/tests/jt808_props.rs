@@ -179,7 +179,10 @@ proptest! {
 
     #[test]
     fn positions_round_trip(
-        secs in 946_684_800i64..4_102_444_799,
+        // The wire's time is BCD with a two-digit year, in GMT+8: from
+        // 2000-01-01 to 2099-12-31 23:59:59 Beijing time, which ends
+        // 8 hours before 2100 in UTC (4_102_416_000).
+        secs in 946_684_800i64..4_102_416_000,
         lat in -90.0f64..=90.0,
         lon in -180.0f64..=180.0,
         decikmh in 0u16..=65_535,

@@ -204,7 +204,8 @@ pub fn location_block(p: &Position, alarm: u32) -> Vec<u8> {
 }
 
 /// A location report (0x0200) with signal (0x30) and, when known, satellite
-/// (0x31) extensions.
+/// (0x31) extensions. The fix time goes on the wire as BCD with a two-digit
+/// year in GMT+8, so only 2000–2099 Beijing time comes back as sent.
 pub fn location(terminal: &Terminal, serial: u16, p: &Position, alarm: u32, rssi: u8) -> Bytes {
     let mut body = location_block(p, alarm);
     body.extend([0x30, 1, rssi]);
