@@ -23,13 +23,13 @@
 //! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
 //! a small smoke run of the ceiling only, so the benchmark cannot rot.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
-use fleetbus_e2e::{Cluster, ClusterOptions, Proc, Role, System, SystemOptions};
+use fleetbus_e2e::{cpu, Cluster, ClusterOptions, Proc, Role, System, SystemOptions};
 use futures::StreamExt;
 
 const STREAM: &str = "BENCH";
@@ -42,6 +42,7 @@ struct Args {
     /// Only the pipeline part, against a ceiling measured before.
     only_pipeline: bool,
     ceiling: Option<f64>,
+    sample_every: usize,
     /// Print the hamsters' and monkeys' queues every second.
     trace: bool,
     /// The simulator keeps its queue in a SQLite file, as in the fault
@@ -75,6 +76,7 @@ fn args() -> Args {
         monkeys: value("--monkeys").unwrap_or(2),
         concurrency: value("--concurrency").unwrap_or(2),
         ceiling: value("--ceiling").map(|v: usize| v as f64),
+        sample_every: value("--sample-every").unwrap_or(4).max(1),
         pipeline_records: value("--pipeline-records").unwrap_or(if full { 40_000 } else { 400 }),
         messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
         // A Teltonika Codec 8E frame with one FMB record is ~100 bytes, a GT06
@@ -267,6 +269,9 @@ async fn failover_gap(
 struct Ceiling {
     publish: f64,
     consume: f64,
+    /// CPU per position, microseconds: (the servers', the client's) for
+    /// two publishes and two consume + acks.
+    cpu: (f64, f64),
 }
 
 impl Ceiling {
@@ -282,9 +287,46 @@ async fn ceiling(cluster: &Cluster, a: &Args, run: &str) -> anyhow::Result<Ceili
     let js = jetstream::new(cluster.connect(Role::Admin).await?);
     let s = bench_stream(&js).await?;
     cluster.wait_stream_ready(STREAM).await?;
+    let kinds = [("servers", servers(cluster))];
+    let t0 = cpu::Snapshot::take(&kinds);
     let publish = publish_rate(&js, a.messages, a.frame_bytes, run).await?;
+    let t1 = cpu::Snapshot::take(&kinds);
     let consume = consume_rate(&s, a.messages, &format!("c-{run}")).await?;
-    Ok(Ceiling { publish, consume })
+    let t2 = cpu::Snapshot::take(&kinds);
+    // Microseconds per message of each step, twice each per position.
+    let per_position = |kind: &str| {
+        [t1.since(&t0, "-", "client"), t2.since(&t1, "-", "client")]
+            .iter()
+            .map(|d| 2.0 * d[kind].as_secs_f64() * 1e6 / a.messages as f64)
+            .sum::<f64>()
+    };
+    Ok(Ceiling {
+        publish,
+        consume,
+        cpu: (per_position("servers"), per_position("client")),
+    })
+}
+
+/// The process ids of the cluster's running nodes.
+fn servers(cluster: &Cluster) -> Vec<u32> {
+    (0..cluster.len()).filter_map(|i| cluster.pid(i)).collect()
+}
+
+/// The processes of the running system, by kind (the simulator is
+/// accounted when it has exited, as a reaped child of the bench).
+fn process_kinds(sys: &System) -> Vec<(&'static str, Vec<u32>)> {
+    let pids = |procs: &mut dyn Iterator<Item = &Proc>| procs.filter_map(Proc::pid).collect();
+    vec![
+        ("servers", servers(&sys.cluster)),
+        ("gateways", pids(&mut sys.gateways.iter().map(|g| &g.proc))),
+        ("hamsters", pids(&mut sys.hamsters.iter())),
+        ("monkeys", pids(&mut sys.monkeys.iter())),
+    ]
+}
+
+/// The machine's cores, as the scheduler sees them.
+fn cores_of_machine() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn row(what: &str, value: String, note: &str) {
@@ -299,7 +341,7 @@ async fn main() -> anyhow::Result<()> {
             .ceiling
             .context("--only-pipeline needs --ceiling <positions/s> from a full run")?;
         println!("| {:<44} | {:>16} | note", "measure", "value");
-        return pipeline_section(&a, ceiling).await;
+        return pipeline_section(&a, ceiling, None).await;
     }
     let cluster = Cluster::start().await?;
     let base = ceiling(&cluster, &a, "base").await?;
@@ -328,6 +370,14 @@ async fn main() -> anyhow::Result<()> {
         "ceiling (positions/s)",
         format!("{:.0}", base.positions_per_second()),
         "1 / (2/publish + 2/consume)",
+    );
+    row(
+        "CPU per position at the ceiling (µs)",
+        format!("{:.0}", base.cpu.0 + base.cpu.1),
+        &format!(
+            "servers {:.0}, client {:.0}; two publishes and two consume + acks",
+            base.cpu.0, base.cpu.1
+        ),
     );
     drop(cluster);
 
@@ -370,11 +420,17 @@ async fn main() -> anyhow::Result<()> {
         "graceful stop",
     );
     drop(cluster);
-    pipeline_section(&a, base.positions_per_second()).await
+    pipeline_section(&a, base.positions_per_second(), Some(base.cpu)).await
 }
 
-/// The whole system under load, reported against `ceiling`.
-async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
+/// The whole system under load, reported against `ceiling` (and its CPU
+/// per position, the servers' and the client's, microseconds, when it was
+/// measured in this run).
+async fn pipeline_section(
+    a: &Args,
+    ceiling: f64,
+    ceiling_cpu: Option<(f64, f64)>,
+) -> anyhow::Result<()> {
     let sys = System::start(SystemOptions {
         hamsters: a.hamsters,
         monkeys: a.monkeys,
@@ -395,6 +451,27 @@ async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
         ),
     );
     max.latency_rows("at max rate");
+    max.cpu_row("at max rate");
+    if let Some((servers, client)) = ceiling_cpu {
+        let (kinds, total) = max.cpu_per_record();
+        let fleetbus: f64 = kinds
+            .iter()
+            .filter(|(k, _)| k != "servers")
+            .map(|(_, v)| v)
+            .sum();
+        // On a machine both runs keep busy, the rates are in the inverse
+        // ratio of the CPU each unit costs. Even if the servers did a
+        // record's work as cheaply as a position at the ceiling, the rest
+        // of the pipeline would still cost what it measured.
+        row(
+            "  CPU per record / per position at the ceiling",
+            format!("{:.2}", total / (servers + client)),
+            &format!(
+                "with the servers at the ceiling's cost, the rest as measured: at most {:.2} of the ceiling",
+                (servers + client) / (servers + fleetbus)
+            ),
+        );
+    }
     // Trackers that batch (Teltonika, Ruptela, Meitrack) send their backlog
     // in frames of several records when acks come back slower than records
     // fall due; a frame is then one RAW and one PARSED message.
@@ -423,6 +500,7 @@ async fn pipeline_section(a: &Args, ceiling: f64) -> anyhow::Result<()> {
             &format!("offered {:.0}/s", 400.0 * 1000.0 / interval as f64),
         );
         run.latency_rows(&format!("at {name} rate"));
+        run.cpu_row(&format!("at {name} rate"));
     }
     println!("ceiling = {ceiling:.0} positions/s");
     println!("pipeline/ceiling = {:.2}", max.rate() / ceiling);
@@ -439,11 +517,38 @@ struct Pipeline {
     latencies: Vec<f64>,
     /// Send → the gateway's ack (the frame stored in RAW), milliseconds, sorted.
     acked: Vec<f64>,
+    /// CPU time each kind of process used during the run.
+    cpu: BTreeMap<String, Duration>,
+    /// The whole machine's busy CPU time during the run.
+    machine_cpu: Duration,
 }
 
 impl Pipeline {
     fn rate(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Microseconds of CPU per record, by kind of process, and in all.
+    fn cpu_per_record(&self) -> (Vec<(String, f64)>, f64) {
+        let per = |d: &Duration| d.as_secs_f64() * 1e6 / self.records.max(1) as f64;
+        let kinds: Vec<(String, f64)> = self.cpu.iter().map(|(k, d)| (k.clone(), per(d))).collect();
+        let total = kinds.iter().map(|(_, v)| v).sum();
+        (kinds, total)
+    }
+
+    fn cpu_row(&self, when: &str) {
+        let (kinds, total) = self.cpu_per_record();
+        let parts: Vec<String> = kinds.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+        let cores = self.machine_cpu.as_secs_f64() / self.elapsed.as_secs_f64();
+        row(
+            &format!("CPU per record {when} (µs)"),
+            format!("{total:.0}"),
+            &format!(
+                "{}; machine busy {cores:.2} cores of {}",
+                parts.join(", "),
+                cores_of_machine()
+            ),
+        );
     }
 
     fn latency_rows(&self, when: &str) {
@@ -490,6 +595,21 @@ async fn pipeline(
     per_frame: usize,
 ) -> anyhow::Result<Pipeline> {
     use std::collections::HashMap;
+    let fleet_no: u32 = match name {
+        "max" => 101,
+        "half" => 102,
+        "quarter" => 103,
+        _ => 104,
+    };
+    // Latency is sampled on every `sample_every`-th device: each watched
+    // write is one more delivery for the servers, and watching the whole
+    // fleet took 10-15 % of the rate the bench measures (2026-11-30). The
+    // devices are alike and spread evenly over the interval, so a sample
+    // of them has the fleet's latencies.
+    let sampled: Vec<String> = (0..devices)
+        .step_by(a.sample_every)
+        .map(|i| fleetbus_services::simulate::imei(fleet_no, i))
+        .collect();
     let js = jetstream::new(sys.cluster.connect(Role::Admin).await?);
     // The watcher's consumer, like any new consumer on a young cluster,
     // may need a few tries.
@@ -500,7 +620,9 @@ async fn pipeline(
                 .get_key_value("devices")
                 .await
                 .map_err(|e| e.to_string())?;
-            kv.watch_all().await.map_err(|e| e.to_string())
+            kv.watch_many(sampled.iter())
+                .await
+                .map_err(|e| e.to_string())
         };
         match watch.await {
             Ok(w) => break w,
@@ -543,12 +665,7 @@ async fn pipeline(
         "--protocols",
         "teltonika",
         "--fleet",
-        match name {
-            "max" => "101",
-            "half" => "102",
-            "quarter" => "103",
-            _ => "104",
-        },
+        &fleet_no.to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -559,6 +676,8 @@ async fn pipeline(
         fleet.extend(["--queue".to_string(), ":memory:".to_string()]);
     }
     let args: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    let kinds = process_kinds(sys);
+    let cpu_before = cpu::Snapshot::take(&kinds);
     let started = Instant::now();
     let tracer = a.trace.then(|| {
         let js = js.clone();
@@ -615,6 +734,11 @@ async fn pipeline(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
+    // The simulator has exited and was waited for: its CPU is in this
+    // process's reaped-children time.
+    let cpu_after = cpu::Snapshot::take(&kinds);
+    let cpu = cpu_after.since(&cpu_before, "simulator", "bench");
+    let machine_cpu = cpu_after.machine_since(&cpu_before);
     watcher.abort();
     if let Some(t) = tracer {
         t.abort();
@@ -655,5 +779,7 @@ async fn pipeline(
         elapsed,
         latencies,
         acked,
+        cpu,
+        machine_cpu,
     })
 }

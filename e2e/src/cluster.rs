@@ -244,6 +244,11 @@ impl Cluster {
 
     // ---- processes --------------------------------------------------------------
 
+    /// The process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     /// Whether node `i`'s process is running.
     pub fn is_running(&mut self, i: usize) -> bool {
         let node = &mut self.nodes[i];

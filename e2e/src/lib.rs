@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod conf;
+pub mod cpu;
 pub mod creds;
 pub mod http;
 pub mod netns;
