@@ -347,6 +347,8 @@ async fn main() -> anyhow::Result<()> {
     let base = ceiling(&cluster, &a, "base").await?;
     if !a.full {
         assert!(base.publish > 0.0 && base.consume > 0.0);
+        drop(cluster);
+        smoke_pipeline(&a).await?;
         println!("system bench smoke run ok (run `just bench` for figures)");
         return Ok(());
     }
@@ -423,6 +425,32 @@ async fn main() -> anyhow::Result<()> {
     pipeline_section(&a, base.positions_per_second(), Some(base.cpu)).await
 }
 
+/// A small pipeline run, in test mode, so the pipeline part of the bench
+/// cannot rot either: every record counted, latencies sampled, CPU read.
+async fn smoke_pipeline(a: &Args) -> anyhow::Result<()> {
+    let sys = start_system(a).await?;
+    let run = pipeline(&sys, a, "max", 40, 20, 2, 1).await?;
+    anyhow::ensure!(run.records == 80, "{} of 80 records", run.records);
+    anyhow::ensure!(!run.latencies.is_empty(), "no latency sampled");
+    let (kinds, total) = run.cpu_per_record();
+    let servers = kinds.iter().find(|(k, _)| k == "servers").map(|(_, v)| *v);
+    anyhow::ensure!(
+        servers.is_some_and(|v| v > 0.0) && total > 0.0,
+        "CPU not measured: {kinds:?}"
+    );
+    Ok(())
+}
+
+async fn start_system(a: &Args) -> anyhow::Result<System> {
+    System::start(SystemOptions {
+        hamsters: a.hamsters,
+        monkeys: a.monkeys,
+        concurrency: a.concurrency,
+        ..SystemOptions::default()
+    })
+    .await
+}
+
 /// The whole system under load, reported against `ceiling` (and its CPU
 /// per position, the servers' and the client's, microseconds, when it was
 /// measured in this run).
@@ -431,13 +459,7 @@ async fn pipeline_section(
     ceiling: f64,
     ceiling_cpu: Option<(f64, f64)>,
 ) -> anyhow::Result<()> {
-    let sys = System::start(SystemOptions {
-        hamsters: a.hamsters,
-        monkeys: a.monkeys,
-        concurrency: a.concurrency,
-        ..SystemOptions::default()
-    })
-    .await?;
+    let sys = start_system(a).await?;
     // One record per frame: what most protocols send (GT06, H02, … carry
     // one fix per message), and the work per record the ceiling counts.
     let per_record = (a.pipeline_records / 400) as u64;
