@@ -43,6 +43,8 @@ struct Args {
     only_pipeline: bool,
     ceiling: Option<f64>,
     sample_every: usize,
+    /// Only one run, paced at this many records per second.
+    rate: Option<f64>,
     /// Print the hamsters' and monkeys' queues every second.
     trace: bool,
     /// The simulator keeps its queue in a SQLite file, as in the fault
@@ -77,6 +79,7 @@ fn args() -> Args {
         concurrency: value("--concurrency").unwrap_or(2),
         ceiling: value("--ceiling").map(|v: usize| v as f64),
         sample_every: value("--sample-every").unwrap_or(4).max(1),
+        rate: value("--rate").map(|v: usize| v as f64),
         pipeline_records: value("--pipeline-records").unwrap_or(if full { 40_000 } else { 400 }),
         messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
         // A Teltonika Codec 8E frame with one FMB record is ~100 bytes, a GT06
@@ -460,6 +463,9 @@ async fn pipeline_section(
     ceiling_cpu: Option<(f64, f64)>,
 ) -> anyhow::Result<()> {
     let sys = start_system(a).await?;
+    if let Some(rate) = a.rate {
+        return paced(&sys, a, "paced", rate).await;
+    }
     // One record per frame: what most protocols send (GT06, H02, … carry
     // one fix per message), and the work per record the ceiling counts.
     let per_record = (a.pipeline_records / 400) as u64;
@@ -512,20 +518,26 @@ async fn pipeline_section(
     // Half the rate (the target), then a quarter (how latency
     // follows the load): the same fleet, records spaced further apart.
     for (name, share) in [("half", 2.0), ("quarter", 4.0)] {
-        let rate = max.rate() / share;
-        let interval = (400.0 / rate * 1000.0).max(1.0) as u64;
-        let records = (rate * 15.0 / 400.0).max(5.0) as u64;
-        let run = pipeline(&sys, a, name, 400, interval, records, 1).await?;
-        row(
-            &format!("pipeline at {name} rate (records/s)"),
-            format!("{:.0}", run.rate()),
-            &format!("offered {:.0}/s", 400.0 * 1000.0 / interval as f64),
-        );
-        run.latency_rows(&format!("at {name} rate"));
-        run.cpu_row(&format!("at {name} rate"));
+        paced(&sys, a, name, max.rate() / share).await?;
     }
     println!("ceiling = {ceiling:.0} positions/s");
     println!("pipeline/ceiling = {:.2}", max.rate() / ceiling);
+    Ok(())
+}
+
+/// A run of 400 devices offering `rate` records/s for about 15 s, one
+/// record per frame, and its rows.
+async fn paced(sys: &System, a: &Args, name: &str, rate: f64) -> anyhow::Result<()> {
+    let interval = (400.0 / rate * 1000.0).max(1.0) as u64;
+    let records = (rate * 15.0 / 400.0).max(5.0) as u64;
+    let run = pipeline(sys, a, name, 400, interval, records, 1).await?;
+    row(
+        &format!("pipeline at {name} rate (records/s)"),
+        format!("{:.0}", run.rate()),
+        &format!("offered {:.0}/s", 400.0 * 1000.0 / interval as f64),
+    );
+    run.latency_rows(&format!("at {name} rate"));
+    run.cpu_row(&format!("at {name} rate"));
     Ok(())
 }
 
