@@ -136,14 +136,13 @@ impl Hamster {
             ),
         };
         let subject = parsed_subject(protocol.name(), device);
-        let headers_for = |msg_id: &str, kind: Option<&str>, count: usize| {
+        // What says what the message holds — one record's type, or how many
+        // records a frame's array has — then what every PARSED message has.
+        let headers_for = |msg_id: &str, holds: (&str, &str)| {
             let mut out = HeaderMap::new();
             out.insert(headers::MSG_ID, msg_id);
+            out.insert(holds.0, holds.1);
             out.insert(headers::RAW_ID, raw_id.as_str());
-            match kind {
-                Some(kind) => out.insert(headers::RECORD_TYPE, kind),
-                None => out.insert(headers::RECORDS, count.to_string().as_str()),
-            }
             out.insert(headers::PROTOCOL, protocol.name());
             out.insert(headers::DEVICE, device);
             for name in [headers::RECEIVED_AT, headers::GATEWAY, headers::MODEL] {
@@ -155,21 +154,19 @@ impl Hamster {
         };
         let mut messages = Vec::new();
         match frame_payload(&records)? {
-            Some(payload) => messages.push((
-                headers_for(
-                    &parsed_frame_msg_id(&raw_id, records.len()),
-                    None,
-                    records.len(),
-                ),
-                payload,
-            )),
+            Some(payload) => {
+                let id = parsed_frame_msg_id(&raw_id, records.len());
+                let count = records.len().to_string();
+                messages.push((headers_for(&id, (headers::RECORDS, &count)), payload));
+            }
             None => {
                 for (i, record) in records.iter().enumerate() {
                     let payload = serde_json::to_vec(record).map_err(|e| {
                         HandleError::Dead(format!("record {i} does not serialize: {e}"))
                     })?;
                     let id = parsed_msg_id(&raw_id, i);
-                    messages.push((headers_for(&id, Some(record.kind()), 1), payload));
+                    let kind = (headers::RECORD_TYPE, record.kind());
+                    messages.push((headers_for(&id, kind), payload));
                 }
             }
         }

@@ -21,7 +21,8 @@
 //!   processes and the workers in each (default 2, 2, 2).
 //!
 //! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
-//! a small smoke run of the ceiling only, so the benchmark cannot rot.
+//! a small smoke run of the ceiling and of an 80-record pipeline, so the
+//! benchmark cannot rot.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -297,16 +298,15 @@ async fn ceiling(cluster: &Cluster, a: &Args, run: &str) -> anyhow::Result<Ceili
     let consume = consume_rate(&s, a.messages, &format!("c-{run}")).await?;
     let t2 = cpu::Snapshot::take(&kinds);
     // Microseconds per message of each step, twice each per position.
-    let per_position = |kind: &str| {
-        [t1.since(&t0, "-", "client"), t2.since(&t1, "-", "client")]
-            .iter()
-            .map(|d| 2.0 * d[kind].as_secs_f64() * 1e6 / a.messages as f64)
-            .sum::<f64>()
-    };
+    let per_position = |used: Duration| 2.0 * used.as_secs_f64() * 1e6 / a.messages as f64;
+    let servers_used = |later: &cpu::Snapshot, earlier| later.since(earlier)["servers"];
     Ok(Ceiling {
         publish,
         consume,
-        cpu: (per_position("servers"), per_position("client")),
+        cpu: (
+            per_position(servers_used(&t1, &t0) + servers_used(&t2, &t1)),
+            per_position(t2.this_process_since(&t0)),
+        ),
     })
 }
 
@@ -771,7 +771,12 @@ async fn pipeline(
     // The simulator has exited and was waited for: its CPU is in this
     // process's reaped-children time.
     let cpu_after = cpu::Snapshot::take(&kinds);
-    let cpu = cpu_after.since(&cpu_before, "simulator", "bench");
+    let mut cpu = cpu_after.since(&cpu_before);
+    cpu.insert(
+        "simulator".into(),
+        cpu_after.reaped_children_since(&cpu_before),
+    );
+    cpu.insert("bench".into(), cpu_after.this_process_since(&cpu_before));
     let machine_cpu = cpu_after.machine_since(&cpu_before);
     watcher.abort();
     if let Some(t) = tracer {

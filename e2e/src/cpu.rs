@@ -101,32 +101,25 @@ impl Snapshot {
         }
     }
 
-    /// What was used between `earlier` and `self`, per kind, plus
-    /// `reaped` (children waited for in between, under that name) and
-    /// `this` (this process, under that name).
-    pub fn since(
-        &self,
-        earlier: &Snapshot,
-        reaped: &str,
-        this: &str,
-    ) -> BTreeMap<String, Duration> {
-        let mut out: BTreeMap<String, Duration> = self
-            .by_kind
+    /// What each kind used between `earlier` and `self`.
+    pub fn since(&self, earlier: &Snapshot) -> BTreeMap<String, Duration> {
+        self.by_kind
             .iter()
             .map(|(k, v)| {
                 let before = earlier.by_kind.get(k).copied().unwrap_or_default();
                 (k.clone(), v.saturating_sub(before))
             })
-            .collect();
-        out.insert(
-            reaped.to_string(),
-            self.reaped_children.saturating_sub(earlier.reaped_children),
-        );
-        out.insert(
-            this.to_string(),
-            self.this_process.saturating_sub(earlier.this_process),
-        );
-        out
+            .collect()
+    }
+
+    /// What the children this process waited for in between used.
+    pub fn reaped_children_since(&self, earlier: &Snapshot) -> Duration {
+        self.reaped_children.saturating_sub(earlier.reaped_children)
+    }
+
+    /// What this process used in between.
+    pub fn this_process_since(&self, earlier: &Snapshot) -> Duration {
+        self.this_process.saturating_sub(earlier.this_process)
     }
 
     /// The whole machine's busy time between `earlier` and `self`.
