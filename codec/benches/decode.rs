@@ -14,6 +14,11 @@
 //!   The typed rows fold every field of every record and IO element into a
 //!   checksum (which must agree between them), so none can skip work.
 //! * GT06 location frames (0x22), framed and parsed.
+//! * Record identities (what the hamsters remember per device so that a
+//!   record resent in another frame is stored once): the identity of each
+//!   parsed Teltonika record, and claiming a frame's identities in a
+//!   device's memory of 256 (decode, claim, encode: what a hamster does
+//!   per frame besides the bucket's read and write).
 //!
 //! Besides criterion's own figures it prints, for the same machine and run,
 //! frames/s and MB/s of each and the ratios to nom-teltonika, measured
@@ -26,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, Criterion, Throughput};
+use fleetbus_codec::identity::{owner_tag, record_identity, Memory};
 use fleetbus_codec::{gt06, teltonika, ParseContext, Position, Record};
 use serde_json::json;
 use tokio_util::codec::Decoder;
@@ -330,6 +336,46 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(gt.len() as u64));
     g.bench_function("fleetbus", |b| b.iter(|| fleetbus_gt06(&gt, &ctx)));
     g.finish();
+
+    let frames = parsed_frames(&ctx);
+    let mut g = c.benchmark_group("record_identity");
+    g.throughput(Throughput::Elements((FRAMES * 10) as u64));
+    g.bench_function("identity", |b| b.iter(|| identities(&frames)));
+    g.bench_function("claim_in_memory_of_256", |b| b.iter(|| claims(&frames)));
+    g.finish();
+}
+
+/// The records of every Teltonika frame, parsed once.
+fn parsed_frames(ctx: &ParseContext) -> Vec<Vec<Record>> {
+    teltonika_frames()
+        .iter()
+        .map(|f| teltonika::parse(f, ctx).expect("parsable"))
+        .collect()
+}
+
+/// The identity of every record.
+fn identities(frames: &[Vec<Record>]) -> u64 {
+    frames
+        .iter()
+        .flatten()
+        .map(|r| record_identity(r).expect("positions"))
+        .fold(0, |a, b| a ^ b)
+}
+
+/// Every frame of one device claimed in its memory, as a hamster does per
+/// frame: decode the stored memory, claim, encode it for the write. The
+/// memory is full (256 identities) after the first 26 frames.
+fn claims(frames: &[Vec<Record>]) -> usize {
+    let mut stored = Memory::default().encode();
+    let mut carried = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let ids: Vec<u64> = f.iter().map(|r| record_identity(r).unwrap()).collect();
+        let mut memory = Memory::decode(&stored).expect("decodes");
+        let claim = memory.claim(owner_tag(&format!("frame-{i}")), &ids, 256);
+        carried += claim.carry.iter().filter(|c| **c).count();
+        stored = memory.encode();
+    }
+    carried
 }
 
 /// Runs `f` (which handles `FRAMES` frames) for about `slice`, returning
@@ -351,7 +397,8 @@ fn summary() {
     let tel = stream(&teltonika_frames());
     let gt = stream(&gt06_frames());
     let add = |t: &mut (u64, f64), x: (u64, f64)| *t = (t.0 + x.0, t.1 + x.1);
-    let mut totals = [(0u64, 0f64); 5];
+    let frames = parsed_frames(&ctx);
+    let mut totals = [(0u64, 0f64); 7];
     for _ in 0..10 {
         let slice = Duration::from_millis(200);
         add(
@@ -368,6 +415,8 @@ fn summary() {
             &mut totals[4],
             time_slice(slice, || fleetbus_gt06(&gt, &ctx)),
         );
+        add(&mut totals[5], time_slice(slice, || identities(&frames)));
+        add(&mut totals[6], time_slice(slice, || claims(&frames)));
     }
     let rate = |(frames, secs): (u64, f64), bytes: usize| {
         let fps = frames as f64 / secs;
@@ -391,6 +440,18 @@ fn summary() {
     );
     println!("  fleetbus (Position)/nom-teltonika = {:.2}", fa / fb);
     println!("  fleetbus view/nom-teltonika view = {:.2}", fv / fn_);
+    // time_slice counts FRAMES per call; each frame has 10 records.
+    let per_record_ns = |(frames, secs): (u64, f64)| secs * 1e9 / (frames as f64 * 10.0);
+    println!(
+        "  record identity: {:.0} ns per record; claiming a frame's 10 in a memory of 256: {:.0} ns per record",
+        per_record_ns(totals[5]),
+        per_record_ns(totals[6])
+    );
+    println!(
+        "  the same, as a share of parsing the record (fleetbus Position): {:.2} and {:.2}",
+        per_record_ns(totals[5]) / per_record_ns(totals[0]),
+        per_record_ns(totals[6]) / per_record_ns(totals[0])
+    );
 }
 
 criterion_group!(decode, benches);

@@ -19,6 +19,7 @@ pub mod gl200;
 pub mod gps103;
 pub mod gt06;
 pub mod h02;
+pub mod identity;
 pub mod jt808;
 pub mod meitrack;
 mod protocol;

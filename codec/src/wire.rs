@@ -47,6 +47,12 @@ pub mod headers {
     pub const DEAD_RECORD: &str = "Fleetbus-Dead-Record";
     /// Why a message was dead-lettered (free text, one line).
     pub const DEAD_REASON: &str = "Fleetbus-Dead-Reason";
+    /// The kind of reason, a stable word (`parse_error`, `invalid`,
+    /// `crashed`, …): what `fleetbus dead ls --kind` filters on.
+    pub const DEAD_KIND: &str = "Fleetbus-Dead-Kind";
+    /// The `Nats-Msg-Id` the message had in its own stream, so that a
+    /// replay puts it back under its original id.
+    pub const DEAD_MSG_ID: &str = "Fleetbus-Dead-Msg-Id";
     /// Which stage gave up on it: `hamster` or `monkey`.
     pub const DEAD_STAGE: &str = "Fleetbus-Dead-Stage";
     /// Stream, sequence and subject of the message that was given up on.
@@ -74,6 +80,46 @@ pub fn subject_token(value: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Where a message comes from: protocol and device from its headers
+/// (`Fleetbus-Protocol`, `Fleetbus-Device`; empty values do not count),
+/// else from its subject `<stream>.<protocol>.<device>` (RAW, PARSED;
+/// `_` when the subject has fewer tokens).
+pub fn origin(subject: &str, protocol: Option<&str>, device: Option<&str>) -> (String, String) {
+    let mut tokens = subject.splitn(3, '.').skip(1);
+    let (sp, sd) = (tokens.next().unwrap_or("_"), tokens.next().unwrap_or("_"));
+    let pick = |h: Option<&str>, fallback: &str| {
+        h.filter(|v| !v.is_empty()).unwrap_or(fallback).to_string()
+    };
+    (pick(protocol, sp), pick(device, sd))
+}
+
+/// One key-value key token from free text: characters a key may not hold
+/// (anything but ASCII letters, digits, `-`, `_`, `=`, `/`) become `_`; an
+/// empty value becomes `_`.
+pub fn key_token(value: &str) -> String {
+    let key: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if key.is_empty() {
+        "_".into()
+    } else {
+        key
+    }
+}
+
+/// The key of a device in the `seen` bucket (the identities of its recent
+/// records, kept by the hamsters): `<protocol>.<device>`.
+pub fn seen_key(protocol: &str, device_id: &str) -> String {
+    format!("{}.{}", key_token(protocol), key_token(device_id))
 }
 
 /// `raw.<protocol>.<device_id>`.
@@ -187,6 +233,29 @@ mod tests {
             dead_subject(DeadStage::Parsed, "gt06", "1"),
             "dead.parsed.gt06.1"
         );
+    }
+
+    #[test]
+    fn keys_are_valid() {
+        assert_eq!(key_token("356307042441013"), "356307042441013");
+        assert_eq!(key_token("a.b c*"), "a_b_c_");
+        assert_eq!(key_token(""), "_");
+        assert_eq!(seen_key("gt06", "a.b"), "gt06.a_b");
+    }
+
+    #[test]
+    fn origin_is_the_headers_else_the_subject() {
+        let o = |s, p, d| origin(s, p, d);
+        assert_eq!(o("raw.gt06.1", None, None), ("gt06".into(), "1".into()));
+        assert_eq!(
+            o("raw.gt06.1", Some("teltonika"), Some("a.b")),
+            ("teltonika".into(), "a.b".into())
+        );
+        assert_eq!(
+            o("raw.gt06.1", Some(""), Some("")),
+            ("gt06".into(), "1".into())
+        );
+        assert_eq!(o("raw", None, None), ("_".into(), "_".into()));
     }
 
     #[test]
