@@ -1,62 +1,83 @@
 //! Hamster: parses one RAW frame into records on PARSED.
 //!
 //! For each frame (`raw.<protocol>.<device>`, protocol and device also in
-//! headers): parse it with [`Protocol::parse`]; publish its records to
+//! headers): parse it with [`Protocol::parse`]; leave out the records that
+//! another frame of the device already carries ([`Seen`]: a device that
+//! re-packed or re-encoded them after a lost ack); publish the rest to
 //! `parsed.<protocol>.<device>` — a frame of one record as that record's
 //! JSON with `Nats-Msg-Id` = `<raw id>#0`, a frame of several as **one**
-//! message, the JSON array of its records, with `<raw id>#0..<n>` and the
-//! `Fleetbus-Records` header (one replicated write, delivery and ack for
-//! the frame instead of one per record); wait for the PubAcks; then
-//! acknowledge the frame. A crash anywhere before the ack (or a lost ack)
-//! redelivers the frame, and the same ids make the second round store
-//! nothing new.
+//! message, the JSON array of the records it carries, with `<raw id>#0..<n>`
+//! (n: the frame's records) and the `Fleetbus-Records` header (one
+//! replicated write, delivery and ack for the frame instead of one per
+//! record); wait for the PubAcks; then report [`Outcome::Done`], and the
+//! worker acknowledges the frame. A crash anywhere before the ack (or a
+//! lost ack) redelivers the frame, and the same ids and the same claims
+//! make the second round store nothing new.
 //!
-//! A frame that can never parse (unknown protocol, a parse error) goes to
-//! DEAD (`dead.raw.…`, reason in headers) and is terminated; so do frames
-//! that keep crashing workers or keep failing (the worker's [`Policy`]).
-//!
-//! [`Policy`]: crate::worker::Policy
+//! A frame that can never parse (unknown protocol, a parse error) is
+//! [`Outcome::Dead`]; PARSED, the `seen` bucket or anything else refusing a
+//! write is [`Outcome::BackPressure`].
 
 use std::sync::Arc;
 
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
+use fleetbus_codec::identity::record_identity;
 use fleetbus_codec::wire::{
-    headers, parsed_frame_msg_id, parsed_msg_id, parsed_subject, DeadStage,
+    headers, origin, parsed_frame_msg_id, parsed_msg_id, parsed_subject, DeadStage,
 };
 use fleetbus_codec::{ParseContext, Protocol, Record};
 
 use crate::dead::dead_letter;
+use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
+use crate::published::Published;
+use crate::seen::Seen;
 use crate::stats::Stats;
-use crate::worker::{HandleError, Handler};
+use crate::worker::Handler;
 
 /// A frame's records go in one PARSED message up to this size of JSON;
 /// a larger frame (rare: 255 Teltonika records with many IO elements) goes
 /// record by record, well under any NATS payload limit.
 pub const FRAME_MESSAGE_MAX_BYTES: usize = 256 * 1024;
 
-/// A test hook called after the records are stored and before the frame is
-/// acknowledged (fault injection: panic here to crash "mid-message").
-pub type AfterPublish = Arc<dyn Fn(&jetstream::Message) + Send + Sync>;
+/// A test hook (fault injection: panic in it to crash a worker).
+pub type Hook = Arc<dyn Fn(&jetstream::Message) + Send + Sync>;
 
 pub struct Hamster {
     js: jetstream::Context,
     stats: Arc<Stats>,
-    after_publish: Option<AfterPublish>,
+    seen: Option<Seen>,
+    published: Published,
+    before_parse: Option<Hook>,
+    after_publish: Option<Hook>,
 }
 
 impl Hamster {
-    pub fn new(js: jetstream::Context, stats: Arc<Stats>) -> Hamster {
+    /// A hamster that deduplicates records with `seen` (`None`: frame by
+    /// frame only, for tests of other things).
+    pub fn new(js: jetstream::Context, stats: Arc<Stats>, seen: Option<Seen>) -> Hamster {
         Hamster {
             js,
             stats,
+            seen,
+            published: Published::default(),
+            before_parse: None,
             after_publish: None,
         }
     }
 
-    /// Installs a hook run between the PubAcks and the ack (tests).
-    pub fn with_after_publish(mut self, hook: AfterPublish) -> Hamster {
+    /// Installs a hook run before the frame is parsed, as a parser that
+    /// panics on it would (tests).
+    pub fn with_before_parse(mut self, hook: Hook) -> Hamster {
+        self.before_parse = Some(hook);
+        self
+    }
+
+    /// Installs a hook run between the PubAcks and the ack: a crash there
+    /// is one "mid-message", after the records are stored (tests).
+    pub fn with_after_publish(mut self, hook: Hook) -> Hamster {
         self.after_publish = Some(hook);
         self
     }
@@ -68,20 +89,13 @@ fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Protocol and device from the headers, else from `raw.<protocol>.<device>`.
-fn origin(msg: &jetstream::Message) -> (String, String) {
-    let mut tokens = msg.subject.as_str().splitn(3, '.').skip(1);
-    let (sp, sd) = (tokens.next().unwrap_or("_"), tokens.next().unwrap_or("_"));
-    let h = msg.headers.as_ref();
-    (
-        header(h, headers::PROTOCOL).unwrap_or(sp).to_string(),
-        header(h, headers::DEVICE).unwrap_or(sd).to_string(),
-    )
-}
-
 /// When the frame arrived: the gateway's header, else when RAW stored it
 /// (stable across redeliveries, so a re-parse gives the same records).
-fn received_at(msg: &jetstream::Message, stored: Option<DateTime<Utc>>) -> DateTime<Utc> {
+fn received_at(msg: &jetstream::Message) -> DateTime<Utc> {
+    let stored = msg
+        .info()
+        .ok()
+        .map(|i| DateTime::<Utc>::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64));
     header(msg.headers.as_ref(), headers::RECEIVED_AT)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
@@ -90,44 +104,31 @@ fn received_at(msg: &jetstream::Message, stored: Option<DateTime<Utc>>) -> DateT
 }
 
 impl Handler for Hamster {
-    async fn handle(&self, msg: &jetstream::Message) -> Result<(), HandleError> {
-        let stored = msg
-            .info()
-            .map(|i| {
-                DateTime::<Utc>::from_timestamp_nanos(i.published.unix_timestamp_nanos() as i64)
-            })
-            .ok();
-        let (protocol, device) = origin(msg);
-        self.parse_and_publish(msg, &protocol, &device, stored)
-            .await?;
-        // A lost ack only means a redelivery; the same ids store nothing new.
-        msg.ack()
-            .await
-            .map_err(|e| HandleError::Retry(format!("ack: {e}")))
-    }
-
-    async fn dead_letter(&self, msg: &jetstream::Message, reason: &str) -> Result<(), String> {
-        dead_letter(&self.js, DeadStage::Raw, msg, reason).await
-    }
-}
-
-impl Hamster {
-    async fn parse_and_publish(
-        &self,
-        msg: &jetstream::Message,
-        protocol_name: &str,
-        device: &str,
-        stored: Option<DateTime<Utc>>,
-    ) -> Result<(), HandleError> {
-        let protocol: Protocol = protocol_name
-            .parse()
-            .map_err(|e| HandleError::Dead(format!("{e}")))?;
+    async fn handle(&self, msg: &jetstream::Message) -> Outcome {
         let h = msg.headers.as_ref();
-        let ctx = ParseContext::new(device, received_at(msg, stored))
+        let (protocol_name, device) = origin(
+            msg.subject.as_str(),
+            header(h, headers::PROTOCOL),
+            header(h, headers::DEVICE),
+        );
+        let protocol: Protocol = match protocol_name.parse() {
+            Ok(p) => p,
+            Err(e) => return Outcome::Dead(DeadReason::new(DeadKind::UnknownProtocol, e)),
+        };
+        let ctx = ParseContext::new(&device, received_at(msg))
             .with_model(header(h, headers::MODEL).map(str::to_string));
-        let records = protocol
-            .parse(&msg.payload, &ctx)
-            .map_err(|e| HandleError::Dead(format!("{protocol} parse error: {e}")))?;
+        if let Some(hook) = &self.before_parse {
+            hook(msg);
+        }
+        let records = match protocol.parse(&msg.payload, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                return Outcome::Dead(DeadReason::new(
+                    DeadKind::ParseError,
+                    format!("{protocol} parse error: {e}"),
+                ))
+            }
+        };
         let raw_id = match header(h, headers::MSG_ID) {
             Some(id) => id.to_string(),
             None => format!(
@@ -135,6 +136,71 @@ impl Hamster {
                 msg.info().map(|i| i.stream_sequence).unwrap_or_default()
             ),
         };
+        let redelivered = msg.info().map(|i| i.delivered > 1).unwrap_or(false);
+        if redelivered && self.published.contains(&raw_id) {
+            // Stored in PARSED before; only its ack was lost.
+            return Outcome::Done;
+        }
+        // The records this frame carries: all, but those another frame of
+        // the device already carries.
+        let carry = match &self.seen {
+            None => vec![true; records.len()],
+            Some(seen) => {
+                let identities: Vec<Option<u64>> = records.iter().map(record_identity).collect();
+                match seen
+                    .claim(protocol.name(), &device, &raw_id, &identities)
+                    .await
+                {
+                    Ok((carry, counts)) => {
+                        self.stats.duplicates(counts.duplicates as u64);
+                        carry
+                    }
+                    Err(e) => return Outcome::BackPressure(e),
+                }
+            }
+        };
+        let outcome = self
+            .publish(msg, protocol, &device, &raw_id, &records, &carry)
+            .await;
+        if matches!(outcome, Outcome::Done) {
+            self.published.insert(&raw_id);
+            if let Some(hook) = &self.after_publish {
+                hook(msg);
+            }
+        }
+        outcome
+    }
+
+    async fn dead_letter(
+        &self,
+        msg: &jetstream::Message,
+        reason: &DeadReason,
+    ) -> Result<(), Downstream> {
+        dead_letter(&self.js, DeadStage::Raw, msg, reason).await
+    }
+}
+
+impl Hamster {
+    /// Publishes the carried records of a frame and waits for every PubAck.
+    async fn publish(
+        &self,
+        msg: &jetstream::Message,
+        protocol: Protocol,
+        device: &str,
+        raw_id: &str,
+        records: &[Record],
+        carry: &[bool],
+    ) -> Outcome {
+        let h = msg.headers.as_ref();
+        let carried: Vec<(usize, &Record)> = records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| carry[*i])
+            .collect();
+        if carried.is_empty() {
+            // A resend of records other frames carry: nothing new.
+            return Outcome::Done;
+        }
         let subject = parsed_subject(protocol.name(), device);
         // What says what the message holds — one record's type, or how many
         // records a frame's array has — then what every PARSED message has.
@@ -142,7 +208,7 @@ impl Hamster {
             let mut out = HeaderMap::new();
             out.insert(headers::MSG_ID, msg_id);
             out.insert(holds.0, holds.1);
-            out.insert(headers::RAW_ID, raw_id.as_str());
+            out.insert(headers::RAW_ID, raw_id);
             out.insert(headers::PROTOCOL, protocol.name());
             out.insert(headers::DEVICE, device);
             for name in [headers::RECEIVED_AT, headers::GATEWAY, headers::MODEL] {
@@ -153,18 +219,27 @@ impl Hamster {
             out
         };
         let mut messages = Vec::new();
-        match frame_payload(&records)? {
+        let frame = if records.len() > 1 {
+            let list: Vec<&Record> = carried.iter().map(|(_, r)| *r).collect();
+            // Records that were parsed serialize; the size decides the form.
+            serde_json::to_vec(&list)
+                .ok()
+                .filter(|p| p.len() <= FRAME_MESSAGE_MAX_BYTES)
+        } else {
+            None
+        };
+        match frame {
             Some(payload) => {
-                let id = parsed_frame_msg_id(&raw_id, records.len());
-                let count = records.len().to_string();
+                // The id names the frame (its n records), whichever of them
+                // it carries: the claims make that the same set every time.
+                let id = parsed_frame_msg_id(raw_id, records.len());
+                let count = carried.len().to_string();
                 messages.push((headers_for(&id, (headers::RECORDS, &count)), payload));
             }
             None => {
-                for (i, record) in records.iter().enumerate() {
-                    let payload = serde_json::to_vec(record).map_err(|e| {
-                        HandleError::Dead(format!("record {i} does not serialize: {e}"))
-                    })?;
-                    let id = parsed_msg_id(&raw_id, i);
+                for (i, record) in &carried {
+                    let payload = serde_json::to_vec(record).unwrap_or_default();
+                    let id = parsed_msg_id(raw_id, *i);
                     let kind = (headers::RECORD_TYPE, record.kind());
                     messages.push((headers_for(&id, kind), payload));
                 }
@@ -172,35 +247,37 @@ impl Hamster {
         }
         let mut acks = Vec::with_capacity(messages.len());
         for (out, payload) in messages {
-            let ack = self
+            match self
                 .js
                 .publish_with_headers(subject.clone(), out, payload.into())
                 .await
-                .map_err(|e| HandleError::Retry(format!("publish to PARSED: {e}")))?;
-            acks.push(ack);
+            {
+                Ok(ack) => acks.push(ack),
+                Err(e) => return refused(&e),
+            }
         }
         for result in
             futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
                 .await
         {
-            result.map_err(|e| HandleError::Retry(format!("PARSED PubAck: {e}")))?;
+            if let Err(e) = result {
+                return refused(&e);
+            }
         }
-        self.stats.published(records.len() as u64);
-        if let Some(hook) = &self.after_publish {
-            hook(msg);
-        }
-        Ok(())
+        self.stats.published(carried.len() as u64);
+        Outcome::Done
     }
 }
 
-/// The one PARSED payload of a frame of several records (their JSON array),
-/// or `None` when the frame goes record by record: one record, or more
-/// JSON than [`FRAME_MESSAGE_MAX_BYTES`].
-fn frame_payload(records: &[Record]) -> Result<Option<Vec<u8>>, HandleError> {
-    if records.len() < 2 {
-        return Ok(None);
+/// A publish to PARSED that failed: too large for the server is the
+/// frame's fault, anything else is back-pressure.
+fn refused(e: &async_nats::jetstream::context::PublishError) -> Outcome {
+    if e.kind() == PublishErrorKind::MaxPayloadExceeded {
+        Outcome::Dead(DeadReason::new(
+            DeadKind::TooLarge,
+            format!("its records are too large to publish: {e}"),
+        ))
+    } else {
+        Outcome::BackPressure(Downstream::publish("PARSED", e))
     }
-    let payload = serde_json::to_vec(records)
-        .map_err(|e| HandleError::Dead(format!("the records do not serialize: {e}")))?;
-    Ok((payload.len() <= FRAME_MESSAGE_MAX_BYTES).then_some(payload))
 }

@@ -14,6 +14,8 @@ pub struct Stats {
     dead: AtomicU64,
     published: AtomicU64,
     redelivered: AtomicU64,
+    backpressure: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -21,7 +23,8 @@ pub struct Stats {
 pub struct Snapshot {
     /// Messages handled to the end and acknowledged (including dead-lettered ones).
     pub processed: u64,
-    /// Failed attempts: publishes, acks, processors that asked for a retry.
+    /// Failures that are neither back-pressure nor the message's fault:
+    /// pulls, acks.
     pub errors: u64,
     /// Workers restarted by the supervisor.
     pub restarts: u64,
@@ -31,6 +34,14 @@ pub struct Snapshot {
     pub published: u64,
     /// Messages received that had been delivered before.
     pub redelivered: u64,
+    /// Tries that downstream refused (a full stream, an election, a store
+    /// down): the message was held and tried again, never given up on.
+    #[serde(default)]
+    pub backpressure: u64,
+    /// Records a device sent again in another frame (re-packed,
+    /// re-encoded), left out because a frame before carried them.
+    #[serde(default)]
+    pub duplicates: u64,
 }
 
 impl Stats {
@@ -52,6 +63,12 @@ impl Stats {
     pub fn redelivered(&self) {
         self.redelivered.fetch_add(1, Relaxed);
     }
+    pub fn backpressure(&self) {
+        self.backpressure.fetch_add(1, Relaxed);
+    }
+    pub fn duplicates(&self, n: u64) {
+        self.duplicates.fetch_add(n, Relaxed);
+    }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -61,6 +78,8 @@ impl Stats {
             dead: self.dead.load(Relaxed),
             published: self.published.load(Relaxed),
             redelivered: self.redelivered.load(Relaxed),
+            backpressure: self.backpressure.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
         }
     }
 }

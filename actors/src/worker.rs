@@ -1,69 +1,79 @@
 //! The pull worker: one actor that batch-pulls from a shared durable
-//! consumer and hands each message to a [`Handler`], which makes every side
-//! effect durable before it acknowledges. Messages of different subjects
-//! (devices) are handled concurrently, each as soon as it arrives; those of
-//! one subject in stream order: the messages of a subject that arrive while
-//! it is busy wait and go together as its next run
-//! ([`Handler::handle_run`], where a handler can merge the side effects of
-//! a device's messages), then one by one for whatever the run did not
-//! finish.
+//! consumer and hands each message to a [`Handler`]. The handler does the
+//! work and says how it went ([`Outcome`]); the worker alone settles the
+//! message — acknowledges it, dead-letters it, or keeps it — so no handler
+//! can get that wrong. Messages of different subjects (devices) are handled
+//! concurrently, each as soon as it arrives; those of one subject in stream
+//! order: the messages of a subject that arrive while it is busy wait and
+//! go together as its next run ([`Handler::handle_run`], where a handler
+//! can merge the side effects of a device's messages), then one by one for
+//! whatever the run did not finish.
+//!
+//! **Back-pressure, not loss.** When something downstream refuses a write
+//! ([`Outcome::BackPressure`]), the message is not handed back: a hand-back
+//! would use up one of its deliveries, and an outage longer than the
+//! redelivery schedule would end in DEAD. The worker keeps it instead,
+//! tells the server it is still working on it (so it is not redelivered),
+//! closes the process's [`Gate`] so that no worker pulls anything new, and
+//! tries it again after a pause. The stage stops; its stream fills; a full
+//! RAW makes the gateways stop acknowledging devices, which keep their data.
+//! The first held message that gets through opens the gate.
+//!
+//! **Only a bad message goes to DEAD**: the handler says so
+//! ([`Outcome::Dead`]), or it keeps crashing workers. A delivery count is
+//! only evidence of crashes now (nothing is handed back): a message
+//! delivered more than `poison_after` times is handled alone with panics
+//! caught, and a panic then sends it to DEAD; one delivered more than
+//! `give_up_after` times (every delivery ended with its worker process
+//! dying or stalling) goes to DEAD unhandled. The consumers have no
+//! `max_deliver` (docs/streams.md): the server never gives up on a message
+//! by itself, so none is ever left stranded.
 //!
 //! Nothing is acknowledged early: what a worker holds when it dies (a
 //! panic, a kill -9 of the process) is redelivered by JetStream after the
-//! consumer's ack wait, to whichever worker pulls next. Because a worker
-//! handles its whole batch inside one actor message, a stop (graceful
-//! shutdown) takes effect between batches: every message it pulled is
-//! finished and acknowledged first.
+//! consumer's ack wait, to whichever worker pulls next. A stop takes effect
+//! between batches: every message pulled is finished first, except held
+//! ones, which are let go when the gate is stopped.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
 
+use crate::gate::{self, Gate, Woken};
+use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
 use crate::stats::Stats;
 use crate::supervisor::WorkerFactory;
 
-/// Why a handler could not finish a message.
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    /// Worth retrying (a publish or a store failed): the worker retries in
-    /// place for a while, then hands the message back (nak with the
-    /// consumer's backoff).
-    #[error("{0}")]
-    Retry(String),
-    /// Can never succeed (a frame no parser accepts, …): to DEAD.
-    #[error("{0}")]
-    Dead(String),
-}
-
-/// What a worker does with one message. `handle` acknowledges the message
-/// only once everything it did is durable, and must be idempotent: a
-/// message can come again after a crash. `dead_letter` publishes it to
-/// DEAD with the reason, waits for the PubAck, then terminates it.
+/// What a worker does with its messages. Handlers never acknowledge: they
+/// make their outputs durable and return an [`Outcome`]; the worker
+/// settles the message. A message can come again after a crash, so
+/// handling must be idempotent.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        msg: &jetstream::Message,
-    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+    /// Handles one message.
+    fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Outcome> + Send;
 
+    /// Publishes a copy of `msg` to DEAD with `reason` and waits for the
+    /// PubAck; the worker then terminates the original.
     fn dead_letter(
         &self,
         msg: &jetstream::Message,
-        reason: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+        reason: &DeadReason,
+    ) -> impl Future<Output = Result<(), Downstream>> + Send;
 
     /// Handles messages of one subject (first deliveries, in stream order)
     /// together, with the same guarantees as [`Handler::handle`] for each.
-    /// Returns how many leading messages are done and acknowledged. The
-    /// worker hands the next one alone to `handle` (it is what stopped the
-    /// run) and makes another run of the rest; when none is done (the run
-    /// failed), all go to `handle` one by one. Any of them may be handled a
+    /// Returns how many leading messages are done (the worker acknowledges
+    /// them). The worker hands the next one alone to `handle` (it is what
+    /// stopped the run) and makes another run of the rest; when none is
+    /// done, all go to `handle` one by one. Any of them may be handled a
     /// second time that way. By default none: all go one by one.
     fn handle_run(&self, msgs: &[jetstream::Message]) -> impl Future<Output = usize> + Send {
         let _ = msgs;
@@ -79,9 +89,9 @@ pub struct PullConfig {
     pub batch: usize,
     /// How long a pull request waits for messages, milliseconds.
     pub expires_ms: u64,
-    /// How long a worker retries a failing message itself (telling the
-    /// server it is still working on it) before handing it back, milliseconds.
-    pub retry_in_place_ms: u64,
+    /// Longest pause between two tries of a message held for
+    /// back-pressure, milliseconds (the pauses double from 100 ms).
+    pub hold_max_ms: u64,
     /// How long pulls may keep failing (cluster unreachable, elections)
     /// before the worker gives up and lets its supervisor restart it, seconds.
     pub pull_failure_grace_secs: u64,
@@ -92,36 +102,30 @@ impl Default for PullConfig {
         PullConfig {
             batch: 64,
             expires_ms: 2_000,
-            retry_in_place_ms: 5_000,
+            hold_max_ms: 5_000,
             pull_failure_grace_secs: 30,
         }
     }
 }
 
-/// When to give up on a message: from the consumer's settings and the role's.
+/// When a message counts as bad by its deliveries alone (every delivery
+/// is a worker that died or stalled holding it: nothing is handed back).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
-    /// A message delivered more often than this (it keeps crashing or
-    /// stalling workers, or keeps failing) goes to DEAD without being
-    /// handled again.
+    /// A message delivered more often than this is handled alone, with
+    /// panics caught: a panic then sends it to DEAD.
     pub poison_after: i64,
-    /// The consumer's `max_deliver`: still failing at that delivery, a
-    /// message goes to DEAD.
-    pub max_deliver: i64,
-    /// The consumer's backoff: the delay asked for when handing a message
-    /// back after its n-th delivery (the last step repeats).
-    pub backoff: Vec<Duration>,
+    /// A message delivered more often than this goes to DEAD unhandled.
+    pub give_up_after: i64,
+    /// The consumer's ack wait: a held message is reported in progress
+    /// well within it.
+    pub ack_wait: Duration,
 }
 
 impl Policy {
-    /// The redelivery delay after delivery `delivered` (1-based).
-    pub fn delay(&self, delivered: i64) -> Duration {
-        let i = usize::try_from(delivered.max(1) - 1).unwrap_or(0);
-        self.backoff
-            .get(i)
-            .or(self.backoff.last())
-            .copied()
-            .unwrap_or(Duration::from_secs(1))
+    /// How often to tell the server a message is still being worked on.
+    fn keepalive(&self) -> Duration {
+        (self.ack_wait / 3).max(Duration::from_millis(100))
     }
 }
 
@@ -134,6 +138,7 @@ pub struct WorkerArgs<H> {
     pub stats: Arc<Stats>,
     pub config: PullConfig,
     pub policy: Policy,
+    pub gate: Arc<Gate>,
     pub index: usize,
 }
 
@@ -170,6 +175,12 @@ impl<H: Handler> Actor for Worker<H> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let a = &state.args;
+        // While the gate is closed nothing new is pulled. Waiting a second
+        // at a time lets a stop be processed between two of these.
+        if !a.gate.wait_open(Duration::from_secs(1)).await {
+            myself.send_message(Pull)?;
+            return Ok(());
+        }
         match pull_batch(a).await {
             Ok(()) => state.failing_since = None,
             Err(e) => {
@@ -178,7 +189,7 @@ impl<H: Handler> Actor for Worker<H> {
                 if since.elapsed() > Duration::from_secs(a.config.pull_failure_grace_secs) {
                     return Err(format!("pulling has failed for {:?}: {e}", since.elapsed()).into());
                 }
-                tracing::warn!(worker = a.index, "pull failed, trying again: {e}");
+                tracing::warn!(worker = a.index, "Pulling failed; trying again: {e}.");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -203,6 +214,10 @@ async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Err
     let mut waiting: HashMap<String, Vec<jetstream::Message>> = HashMap::new();
     let mut running = FuturesUnordered::new();
     let (mut open, mut failed) = (true, None);
+    // Messages waiting behind a slow or held one of their subject are
+    // reported in progress, so that their ack wait does not run out.
+    let mut keepalive = tokio::time::interval(a.policy.keepalive());
+    keepalive.tick().await;
     loop {
         tokio::select! {
             next = batch.next(), if open => match next {
@@ -230,6 +245,11 @@ async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Err
                     running.push(subject_run(a, subject, queued));
                 }
             }
+            _ = keepalive.tick(), if !running.is_empty() => {
+                for msg in waiting.values().flatten() {
+                    progress(msg).await;
+                }
+            }
             else => break,
         }
     }
@@ -240,20 +260,36 @@ async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Err
 }
 
 /// Messages of one subject, in order: in runs where it can, one by one
-/// where it must. Returns the subject.
+/// where it must, once no other worker of the process handles the subject
+/// (reporting them in progress while they wait). Returns the subject.
 async fn subject_run<H: Handler>(
     a: &WorkerArgs<H>,
     subject: String,
     msgs: Vec<jetstream::Message>,
 ) -> String {
+    let key = subject.clone();
+    let lock = a.gate.subjects().lock(&key);
+    tokio::pin!(lock);
+    let mut keepalive = tokio::time::interval(a.policy.keepalive());
+    keepalive.tick().await;
+    let _held = loop {
+        tokio::select! {
+            guard = &mut lock => break guard,
+            _ = keepalive.tick() => {
+                for msg in &msgs {
+                    progress(msg).await;
+                }
+            }
+        }
+    };
     let mut rest = &msgs[..];
     while !rest.is_empty() {
         match run(a, rest).await {
             // The run failed: the handler may be in trouble (its store
-            // down), so the rest goes one by one, with its retries.
+            // down), so the rest goes one by one.
             Some(0) => {
-                for msg in rest {
-                    one(a, msg).await;
+                for (i, msg) in rest.iter().enumerate() {
+                    one(a, msg, &rest[i + 1..]).await;
                 }
                 return subject;
             }
@@ -262,90 +298,196 @@ async fn subject_run<H: Handler>(
         }
         // What stopped the run (or did not start one) goes alone.
         if let Some((first, others)) = rest.split_first() {
-            one(a, first).await;
+            one(a, first, others).await;
             rest = others;
         }
     }
     subject
 }
 
-/// Handles the leading first deliveries of `msgs` as one run; returns how
-/// many are done, or `None` when there is no run to make (fewer than two).
-/// A redelivered message (it failed, or a worker died holding it) is
-/// handled on its own by [`one`], so it cannot take others down with it.
+/// Handles the leading first deliveries of `msgs` as one run and
+/// acknowledges those done; returns how many, or `None` when there is no
+/// run to make (fewer than two). A redelivered message (a worker died
+/// holding it) is handled on its own by [`one`], so it cannot take others
+/// down with it.
 async fn run<H: Handler>(a: &WorkerArgs<H>, msgs: &[jetstream::Message]) -> Option<usize> {
-    let first = msgs
-        .iter()
-        .take_while(|m| m.info().map(|i| i.delivered).unwrap_or(1) == 1)
-        .count();
+    let first = msgs.iter().take_while(|m| delivered(m) == 1).count();
     if first < 2 {
         return None;
     }
     let done = a.handler.handle_run(&msgs[..first]).await.min(first);
-    for _ in &msgs[..done] {
-        a.stats.processed();
+    for msg in &msgs[..done] {
+        ack(a, msg).await;
+    }
+    if done > 0 {
+        a.gate.passed();
     }
     Some(done)
 }
 
-/// Handles one message to its end: done, dead, or handed back.
-async fn one<H: Handler>(a: &WorkerArgs<H>, msg: &jetstream::Message) {
-    let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+fn delivered(msg: &jetstream::Message) -> i64 {
+    msg.info().map(|i| i.delivered).unwrap_or(1)
+}
+
+/// Handles one message to its end: acknowledged, dead-lettered, or (only
+/// when the process stops while downstream refuses) left to be redelivered.
+/// `behind` are the messages of its subject waiting for it.
+async fn one<H: Handler>(
+    a: &WorkerArgs<H>,
+    msg: &jetstream::Message,
+    behind: &[jetstream::Message],
+) {
+    let delivered = delivered(msg);
     if delivered > 1 {
         a.stats.redelivered();
     }
-    let reason = if delivered > a.policy.poison_after {
-        format!(
-            "delivered {delivered} times without being acknowledged (it keeps failing or \
-             crashing workers); not handled again"
+    // Held from the first refusal until the message is settled: while it
+    // is, the gate stays closed.
+    let mut held = Held::default();
+    let reason = if delivered > a.policy.give_up_after {
+        DeadReason::new(
+            DeadKind::Exhausted,
+            format!(
+                "delivered {delivered} times and never finished: every delivery ended with its \
+                 worker dying or stalling before it could acknowledge; not handled again"
+            ),
         )
     } else {
-        let started = Instant::now();
-        let budget = Duration::from_millis(a.config.retry_in_place_ms);
-        let mut pause = Duration::from_millis(100);
         loop {
-            match a.handler.handle(msg).await {
-                Ok(()) => {
-                    a.stats.processed();
+            let outcome = if delivered > a.policy.poison_after {
+                isolated(a, msg, delivered).await
+            } else {
+                a.handler.handle(msg).await
+            };
+            match outcome {
+                Outcome::Done => {
+                    ack(a, msg).await;
+                    a.gate.passed();
                     return;
                 }
-                Err(HandleError::Dead(why)) => break why,
-                Err(HandleError::Retry(why)) => {
-                    a.stats.error();
-                    if started.elapsed() + pause <= budget {
-                        tracing::debug!(subject = %msg.subject, "retrying in place: {why}");
-                        // Still working on it: restart the server's ack timer.
-                        let _ = msg.ack_with(AckKind::Progress).await;
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(2));
-                        continue;
-                    }
-                    if delivered < a.policy.max_deliver {
-                        let delay = a.policy.delay(delivered);
-                        tracing::warn!(subject = %msg.subject, delivered, ?delay, "handing back: {why}");
-                        let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                Outcome::Dead(reason) => break reason,
+                Outcome::BackPressure(why) => {
+                    if !hold(a, msg, behind, &why, &mut held).await {
                         return;
                     }
-                    break format!("still failing at the last delivery ({delivered}): {why}");
                 }
             }
         }
     };
-    match a.handler.dead_letter(msg, &reason).await {
-        Ok(()) => {
-            a.stats.processed();
-            a.stats.dead();
-        }
-        Err(e) => {
-            // Handed back; at the last delivery the max-deliveries
-            // advisory moves it later.
-            a.stats.error();
-            tracing::warn!(subject = %msg.subject, "dead-lettering failed: {e}");
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(a.policy.delay(delivered))))
-                .await;
+    // DEAD refusing the copy is back-pressure like any other.
+    loop {
+        match a.handler.dead_letter(msg, &reason).await {
+            Ok(()) => {
+                if let Err(e) = msg.ack_with(AckKind::Term).await {
+                    // Redelivered then, and dead-lettered again under the
+                    // same id: stored once.
+                    a.stats.error();
+                    tracing::debug!(subject = %msg.subject, "Terminating failed: {e}.");
+                }
+                a.stats.processed();
+                a.stats.dead();
+                a.gate.passed();
+                return;
+            }
+            Err(why) => {
+                if !hold(a, msg, behind, &why, &mut held).await {
+                    return;
+                }
+            }
         }
     }
+}
+
+/// A suspect (delivered more than `poison_after` times: it may be what
+/// crashed the workers before) handled alone with panics caught.
+async fn isolated<H: Handler>(
+    a: &WorkerArgs<H>,
+    msg: &jetstream::Message,
+    delivered: i64,
+) -> Outcome {
+    match AssertUnwindSafe(a.handler.handle(msg)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Outcome::Dead(DeadReason::new(
+                DeadKind::Crashed,
+                format!(
+                    "delivered {delivered} times without being acknowledged (it crashed or \
+                     stalled workers), and handled alone it panicked: {what}"
+                ),
+            ))
+        }
+    }
+}
+
+/// Keeps `msg` (and the messages of its subject behind it) while downstream
+/// refuses `why`: the server hears they are still being worked on, the
+/// gate stops new pulls, and after a pause (100 ms doubling up to
+/// `hold_max_ms`, cut short when another message gets through) the caller
+/// tries again. `false`: the process is stopping, and the message is left
+/// unacknowledged, to be redelivered after the ack wait.
+async fn hold<H: Handler>(
+    a: &WorkerArgs<H>,
+    msg: &jetstream::Message,
+    behind: &[jetstream::Message],
+    why: &Downstream,
+    held: &mut Held,
+) -> bool {
+    a.stats.backpressure();
+    match &held.guard {
+        // Still refused: the gate says so with the latest reason.
+        Some(_) => a.gate.refused(why),
+        None => held.guard = Some(a.gate.hold(why)),
+    }
+    let longest = Duration::from_millis(a.config.hold_max_ms.max(100));
+    let pause =
+        (Duration::from_millis(100) * 2u32.saturating_pow(held.pauses.min(16))).min(longest);
+    held.pauses += 1;
+    tracing::debug!(subject = %msg.subject, ?pause, "Holding a message: {why}.");
+    let until = tokio::time::Instant::now() + pause;
+    loop {
+        progress(msg).await;
+        for m in behind {
+            progress(m).await;
+        }
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match a.gate.pause(left.min(a.policy.keepalive())).await {
+            Woken::Stopping => return false,
+            Woken::Opened => return true,
+            Woken::Elapsed => {}
+        }
+    }
+}
+
+/// A message held for back-pressure: the gate's guard (closed while any
+/// message is held) and how often it has paused.
+#[derive(Default)]
+struct Held {
+    guard: Option<gate::Held>,
+    pauses: u32,
+}
+
+/// "Still working on it": restarts the server's ack timer.
+async fn progress(msg: &jetstream::Message) {
+    let _ = msg.ack_with(AckKind::Progress).await;
+}
+
+/// Acknowledges a finished message. A plain ack, not a double ack: one
+/// that is lost only means a redelivery, which idempotent outputs make
+/// harmless, and not waiting saves a round trip per message.
+async fn ack<H: Handler>(a: &WorkerArgs<H>, msg: &jetstream::Message) {
+    if let Err(e) = msg.ack().await {
+        a.stats.error();
+        tracing::debug!(subject = %msg.subject, "Acknowledging failed (it will come again): {e}.");
+    }
+    a.stats.processed();
 }
 
 /// Makes [`Worker`]s of one handler on one consumer, for a [`crate::Supervisor`].
@@ -355,6 +497,8 @@ pub struct PullWorkers<H> {
     pub stats: Arc<Stats>,
     pub config: PullConfig,
     pub policy: Policy,
+    /// The process's back-pressure gate (also its stop for held messages).
+    pub gate: Arc<Gate>,
 }
 
 impl<H: Handler> WorkerFactory for PullWorkers<H> {
@@ -368,6 +512,7 @@ impl<H: Handler> WorkerFactory for PullWorkers<H> {
                 stats: self.stats.clone(),
                 config: self.config.clone(),
                 policy: self.policy.clone(),
+                gate: self.gate.clone(),
                 index,
             },
         )
@@ -379,20 +524,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hand_back_delays_follow_the_consumer_backoff() {
+    fn held_messages_are_reported_well_within_the_ack_wait() {
         let p = Policy {
             poison_after: 3,
-            max_deliver: 5,
-            backoff: vec![Duration::from_secs(10), Duration::from_secs(30)],
+            give_up_after: 10,
+            ack_wait: Duration::from_secs(30),
         };
-        assert_eq!(p.delay(1), Duration::from_secs(10));
-        assert_eq!(p.delay(2), Duration::from_secs(30));
-        assert_eq!(p.delay(7), Duration::from_secs(30), "the last step repeats");
-        assert_eq!(p.delay(0), Duration::from_secs(10));
-        let none = Policy {
-            backoff: Vec::new(),
+        assert_eq!(p.keepalive(), Duration::from_secs(10));
+        let tiny = Policy {
+            ack_wait: Duration::from_millis(30),
             ..p
         };
-        assert_eq!(none.delay(3), Duration::from_secs(1));
+        assert_eq!(tiny.keepalive(), Duration::from_millis(100));
     }
 }

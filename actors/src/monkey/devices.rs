@@ -233,21 +233,7 @@ pub fn step(
 
 /// A device id as a key: characters a key may not hold become `_`.
 pub fn device_key(device_id: &str) -> String {
-    let key: String = device_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=' | '/') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if key.is_empty() {
-        "_".into()
-    } else {
-        key
-    }
+    fleetbus_codec::wire::key_token(device_id)
 }
 
 /// The built-in processor; see the module documentation.

@@ -3,14 +3,14 @@
 //! A message of PARSED is one [`Record`] (JSON, docs/position.md), or all
 //! records of one frame as a JSON array ([`ParsedBody`]). A monkey hands
 //! the records to every processor in order — a frame's together, through
-//! [`Processor::process_run`] — and when all succeeded it acknowledges the
-//! message. Each record of a frame has its own [`Meta::msg_id`], the same
-//! whichever way the frame was published. A processor that asks for a
-//! retry gets the message again (retried in place for a while, then handed
-//! back with the consumer's backoff); one that says the record is invalid,
-//! or still fails at the last delivery, sends it to DEAD (`dead.parsed.…`)
-//! — an invalid record of a frame alone, while its other records go on.
-//! Every processor runs again on a redelivery, so each must be idempotent.
+//! [`Processor::process_run`] — and when all succeeded the worker
+//! acknowledges the message. Each record has its own [`Meta::msg_id`], its
+//! identity: the same whichever frame carried it. A processor that asks for
+//! a retry (what it depends on is down) holds the message: back-pressure,
+//! tried again until it works, never a dead letter; one that says the
+//! record is invalid sends it to DEAD (`dead.parsed.…`) — an invalid record
+//! of a frame alone, while its other records go on. Every processor runs
+//! again on a redelivery, so each must be idempotent.
 //!
 //! Built-ins: [`devices::Devices`] (latest position per device in the
 //! `devices` key-value bucket, and device events to the `EVENTS` stream)
@@ -47,21 +47,25 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
-use fleetbus_codec::wire::{headers, parsed_msg_id, DeadStage, ParsedBody};
+use fleetbus_codec::identity::record_msg_id;
+use fleetbus_codec::wire::{headers, origin, parsed_msg_id, DeadStage, ParsedBody};
 use fleetbus_codec::Record;
 
 use crate::dead::{dead_letter, dead_letter_record};
+use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
 use crate::stats::Stats;
-use crate::worker::{HandleError, Handler};
+use crate::worker::Handler;
 
 /// What a processor knows about the message besides the record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Meta {
     /// `parsed.<protocol>.<device>`.
     pub subject: String,
-    /// The message's `Nats-Msg-Id` (`<raw id>#<index>`), or `PARSED:<sequence>`
-    /// when it has none: stable across redeliveries, so use it to make
-    /// side effects idempotent.
+    /// The record's id: its identity (`<protocol>:<device>:<fix time>:<hash>`,
+    /// the same whichever frame carried it and however often the device
+    /// sent it), or for a record without one `<raw id>#<index>` (or the
+    /// message's id, `PARSED:<sequence>` without one). Stable across
+    /// redeliveries and resends: use it to make side effects idempotent.
     pub msg_id: String,
     /// The RAW frame's id (`Fleetbus-Raw-Id`), when given.
     pub raw_id: Option<String>,
@@ -79,7 +83,9 @@ pub struct Meta {
 /// Why a processor did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    /// Try again later (a database or a publish failed).
+    /// Something it depends on refused or is down (a database, a publish):
+    /// the monkey keeps the record and tries again until it works
+    /// (back-pressure); it never gives up on it for this.
     #[error("{0}")]
     Retry(String),
     /// This record can never be processed: to DEAD.
@@ -189,23 +195,27 @@ fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The metadata of a PARSED message.
+/// The metadata of a PARSED message (`msg_id` is the message's own id; a
+/// record's is set by [`records_of`]).
 pub fn meta_of(msg: &jetstream::Message) -> Meta {
     let (stream, sequence, delivered) = msg
         .info()
         .map(|i| (i.stream.to_string(), i.stream_sequence, i.delivered))
         .unwrap_or_default();
     let h = msg.headers.as_ref();
-    let mut tokens = msg.subject.as_str().splitn(3, '.').skip(1);
-    let (sp, sd) = (tokens.next().unwrap_or("_"), tokens.next().unwrap_or("_"));
+    let (protocol, device_id) = origin(
+        msg.subject.as_str(),
+        header(h, headers::PROTOCOL),
+        header(h, headers::DEVICE),
+    );
     Meta {
         subject: msg.subject.to_string(),
         msg_id: header(h, headers::MSG_ID)
             .map(str::to_string)
             .unwrap_or_else(|| format!("{stream}:{sequence}")),
         raw_id: header(h, headers::RAW_ID).map(str::to_string),
-        protocol: header(h, headers::PROTOCOL).unwrap_or(sp).to_string(),
-        device_id: header(h, headers::DEVICE).unwrap_or(sd).to_string(),
+        protocol,
+        device_id,
         received_at: header(h, headers::RECEIVED_AT)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc)),
@@ -215,44 +225,62 @@ pub fn meta_of(msg: &jetstream::Message) -> Meta {
     }
 }
 
-/// The records of a PARSED message, each with its metadata: for a frame,
-/// record `i` is known as `<raw id>#i` (or `<message id>#i` without a RAW
-/// id), as it would be had the frame been published record by record.
-fn records_of(msg: &jetstream::Message) -> Result<Vec<(Record, Meta)>, HandleError> {
-    let body = ParsedBody::from_json(&msg.payload)
-        .map_err(|e| HandleError::Dead(format!("not a fleetbus record: {e}")))?;
+/// The records of a PARSED message, each with its metadata. A record's
+/// `msg_id` is its identity's id ([`record_msg_id`]: the same however often
+/// and in whatever frame the device sent it); a record without one (a
+/// login, a heartbeat) is known as `<raw id>#i` for record `i` of a frame
+/// (or `<message id>#i` without a RAW id), or by the message's own id.
+fn records_of(msg: &jetstream::Message) -> Result<Vec<(Record, Meta)>, DeadReason> {
+    let body = ParsedBody::from_json(&msg.payload).map_err(|e| {
+        DeadReason::new(DeadKind::NotARecord, format!("not a fleetbus record: {e}"))
+    })?;
     let meta = meta_of(msg);
+    let with_id = |record: Record, fallback: String| {
+        let mut m = meta.clone();
+        m.msg_id = record_msg_id(&record).unwrap_or(fallback);
+        (record, m)
+    };
     Ok(match body {
-        ParsedBody::One(record) => vec![(record, meta)],
+        ParsedBody::One(record) => vec![with_id(record, meta.msg_id.clone())],
         ParsedBody::Frame(records) => {
             if records.is_empty() {
-                return Err(HandleError::Dead("a frame of no records".into()));
+                return Err(DeadReason::new(
+                    DeadKind::NotARecord,
+                    "a frame of no records",
+                ));
             }
             let base = meta.raw_id.clone().unwrap_or_else(|| meta.msg_id.clone());
             records
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| {
-                    let mut m = meta.clone();
-                    m.msg_id = parsed_msg_id(&base, i);
-                    (r, m)
-                })
+                .map(|(i, r)| with_id(r, parsed_msg_id(&base, i)))
                 .collect()
         }
     })
 }
 
-fn failed(p: &dyn DynProcessor, e: ProcessError) -> HandleError {
+/// What a processor's error means for the message.
+enum Failed {
+    /// Something it depends on refused: back-pressure.
+    Downstream(Downstream),
+    /// The record can never be processed.
+    Invalid(DeadReason),
+}
+
+fn failed(p: &dyn DynProcessor, e: ProcessError) -> Failed {
     match e {
-        ProcessError::Retry(why) => HandleError::Retry(format!("{}: {why}", p.name())),
-        ProcessError::Invalid(why) => HandleError::Dead(format!("{}: {why}", p.name())),
+        ProcessError::Retry(why) => Failed::Downstream(Downstream::other(p.name(), why)),
+        ProcessError::Invalid(why) => Failed::Invalid(DeadReason::new(
+            DeadKind::Invalid,
+            format!("{}: {why}", p.name()),
+        )),
     }
 }
 
 impl Handler for Monkey {
     /// The records of the messages up to the first that does not decode,
-    /// through every processor's `process_run`; then those messages
-    /// acknowledged.
+    /// through every processor's `process_run`; returns how many messages
+    /// are done.
     async fn handle_run(&self, msgs: &[jetstream::Message]) -> usize {
         let mut run: Vec<(Record, Meta)> = Vec::new();
         let mut whole = 0;
@@ -269,67 +297,72 @@ impl Handler for Monkey {
                 tracing::debug!(
                     processor = p.name(),
                     records = run.len(),
-                    "a run failed, processing its records one by one: {e}"
+                    "A run failed; processing its records one by one: {e}."
                 );
                 return 0;
             }
         }
-        let mut acked = 0;
-        for msg in &msgs[..whole] {
-            if msg.ack().await.is_err() {
-                break;
-            }
-            acked += 1;
-        }
-        acked
+        whole
     }
 
-    async fn handle(&self, msg: &jetstream::Message) -> Result<(), HandleError> {
-        let records = records_of(msg)?;
+    async fn handle(&self, msg: &jetstream::Message) -> Outcome {
+        let records = match records_of(msg) {
+            Ok(r) => r,
+            Err(reason) => return Outcome::Dead(reason),
+        };
         if let [(record, meta)] = &records[..] {
-            for p in &self.processors {
-                p.process_boxed(record, meta)
-                    .await
-                    .map_err(|e| failed(p.as_ref(), e))?;
+            if records_of_frame(msg) {
+                return self.handle_frame(msg, &records).await;
             }
+            for p in &self.processors {
+                if let Err(e) = p.process_boxed(record, meta).await {
+                    return match failed(p.as_ref(), e) {
+                        Failed::Downstream(d) => Outcome::BackPressure(d),
+                        Failed::Invalid(r) => Outcome::Dead(r),
+                    };
+                }
+            }
+            Outcome::Done
         } else {
-            self.handle_frame(msg, &records).await?;
+            self.handle_frame(msg, &records).await
         }
-        msg.ack()
-            .await
-            .map_err(|e| HandleError::Retry(format!("ack: {e}")))
     }
 
-    async fn dead_letter(&self, msg: &jetstream::Message, reason: &str) -> Result<(), String> {
+    async fn dead_letter(
+        &self,
+        msg: &jetstream::Message,
+        reason: &DeadReason,
+    ) -> Result<(), Downstream> {
         dead_letter(&self.js, DeadStage::Parsed, msg, reason).await
     }
+}
+
+/// Whether a message carries a frame's records (an array), however many.
+fn records_of_frame(msg: &jetstream::Message) -> bool {
+    header(msg.headers.as_ref(), headers::RECORDS).is_some()
 }
 
 impl Monkey {
     /// A frame's records: together through each processor's `process_run`;
     /// if one fails, record by record, where a record a processor calls
     /// invalid goes to DEAD alone (the later processors do not see it) and
-    /// the others go on. A retry is the whole message again, which the
-    /// processors' idempotence makes safe.
-    async fn handle_frame(
-        &self,
-        msg: &jetstream::Message,
-        records: &[(Record, Meta)],
-    ) -> Result<(), HandleError> {
+    /// the others go on. Back-pressure holds the whole message, which the
+    /// processors' idempotence makes safe to process again.
+    async fn handle_frame(&self, msg: &jetstream::Message, records: &[(Record, Meta)]) -> Outcome {
         let mut together = true;
         for p in &self.processors {
             if let Err(e) = p.process_run_boxed(records).await {
                 tracing::debug!(
                     processor = p.name(),
                     records = records.len(),
-                    "a frame failed, processing its records one by one: {e}"
+                    "A frame failed; processing its records one by one: {e}."
                 );
                 together = false;
                 break;
             }
         }
         if together {
-            return Ok(());
+            return Outcome::Done;
         }
         for (i, (record, meta)) in records.iter().enumerate() {
             for p in &self.processors {
@@ -339,19 +372,21 @@ impl Monkey {
                     .map_err(|e| failed(p.as_ref(), e))
                 {
                     Ok(()) => {}
-                    Err(HandleError::Dead(why)) => {
-                        dead_letter_record(&self.js, msg, i, record, &why)
-                            .await
-                            .map_err(HandleError::Retry)?;
+                    Err(Failed::Invalid(why)) => {
+                        if let Err(d) =
+                            dead_letter_record(&self.js, msg, i, &meta.msg_id, record, &why).await
+                        {
+                            return Outcome::BackPressure(d);
+                        }
                         if let Some(stats) = &self.stats {
                             stats.dead();
                         }
                         break;
                     }
-                    Err(e) => return Err(e),
+                    Err(Failed::Downstream(d)) => return Outcome::BackPressure(d),
                 }
             }
         }
-        Ok(())
+        Outcome::Done
     }
 }
