@@ -36,6 +36,8 @@ enum Command {
     Status(cli::status::Args),
     /// Local development: `fleetbus dev up` runs the whole system (`just up`).
     Dev(cli::dev::Args),
+    /// Dead letters: `ls` what was given up on and why, `replay` it where it came from.
+    Dead(cli::dead::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Provision(args) => cli::provision::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Dev(args) => cli::dev::run(args),
+        Command::Dead(args) => cli::dead::run(args),
     };
     match result {
         Ok(code) => code,

@@ -292,6 +292,72 @@ async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
     assert_eq!(stored.len(), 1, "stored exactly once: {stored:?}");
 }
 
+/// RAW is an interest stream: with no consumer it acknowledges a publish
+/// and drops it. A gateway must then acknowledge no device, or the device
+/// would forget data nobody kept.
+#[tokio::test]
+async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
+    let cluster = provisioned_cluster().await;
+    let mut cfg = config();
+    cfg.raw_check_ms = 100;
+    let gw = gateway(&cluster, cfg).await;
+    let addr = gw.addr(Protocol::Teltonika).unwrap();
+    let imei = "356307042441016";
+    let mut d = teltonika_device(addr, imei).await;
+    d.exchange(&teltonika_frame(imei, 1), &teltonika::encode::ack(1))
+        .await;
+    assert!(gw.raw_is_kept());
+
+    // An operator deletes the hamsters' durable.
+    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    admin
+        .get_stream(topology::RAW)
+        .await
+        .unwrap()
+        .delete_consumer(topology::HAMSTERS)
+        .await
+        .unwrap();
+    wait_for("the gateway notices", Duration::from_secs(30), || async {
+        Ok((!gw.raw_is_kept()).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(metric(&gw, "fleetbus_gateway_raw_consumers"), 0);
+    d.send(&teltonika_frame(imei, 2)).await;
+    assert!(
+        d.closed_silently(Duration::from_secs(15)).await,
+        "no ack for a frame nobody would keep"
+    );
+    assert_eq!(error_metric(&gw, "teltonika", "publish", "no_consumer"), 1);
+
+    // Provisioned again: frames are stored and acknowledged again.
+    let report = topology::provision(
+        &admin,
+        &topology::Settings::default(),
+        &topology::Scope::all(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(report.is_ok(), "{report}");
+    wait_for(
+        "the gateway stores again",
+        Duration::from_secs(30),
+        || async { Ok(gw.raw_is_kept().then_some(())) },
+    )
+    .await
+    .unwrap();
+    let mut d = teltonika_device(addr, imei).await;
+    d.exchange(&teltonika_frame(imei, 2), &teltonika::encode::ack(1))
+        .await;
+    let stored = raw(&cluster).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "the frame after the new consumer: {stored:?}"
+    );
+}
+
 #[tokio::test]
 async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
     let mut cluster = provisioned_cluster().await;

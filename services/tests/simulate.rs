@@ -1,18 +1,22 @@
 //! The simulated fleet against real gateways and a real cluster: what it
-//! reports as acknowledged is in RAW, once, with the values sent; it moves
+//! reports as acknowledged is in RAW with the values sent — once where
+//! nothing was resent or resends are byte for byte, in several frames where
+//! a device re-packed or re-encoded a resend as its firmware does; it moves
 //! to the next gateway when one is unreachable; it resumes from its queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use fleetbus_codec::identity::record_identity;
 use fleetbus_codec::wire::headers;
-use fleetbus_codec::{ParseContext, Protocol, Record};
+use fleetbus_codec::{ParseContext, Position, Protocol, Record};
 use fleetbus_e2e::Cluster;
 use fleetbus_services::gateway::Gateway;
-use fleetbus_services::simulate::{self, Config, Queue, Reported};
+use fleetbus_services::simulate::protocols::{behaviour, Behaviour};
+use fleetbus_services::simulate::{self, Config, Queue, Reported, Resend, Summary};
 use fleetbus_services::topology;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +39,7 @@ fn config(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
         records: 10,
         duration: None,
         per_frame: 3,
+        resend: Resend::Firmware,
         gateways,
         queue: dir.join("queue.db"),
         report: Some(dir.join("report.jsonl")),
@@ -140,58 +145,109 @@ async fn every_acknowledged_record_is_in_raw_once_with_its_values() {
     }
 }
 
+/// Devices whose IMEI belongs to fleet `fleet` (its 3 digits after `35`).
+fn of_fleet<V>(raw: &BTreeMap<(String, DateTime<Utc>), V>, fleet: u32) -> Vec<&V> {
+    let prefix = &simulate::imei(fleet, 0)[..5];
+    raw.iter()
+        .filter(|((device, _), _)| device.starts_with(prefix))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Two fleets side by side, stopped while the cluster was down and started
+/// again from their queues: one resending the same bytes, one as firmware
+/// does (Teltonika re-packs, GT06 re-encodes). Both deliver every record
+/// and generate none anew (the queue remembered the sequence). With the
+/// same bytes each record is in RAW once, even where a gateway stored a
+/// frame late; as firmware, such a frame's resend is other bytes, another
+/// RAW message, which the hamsters recognise by record identity.
 #[tokio::test]
 async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
     let mut cluster = provisioned_cluster().await;
     let gw = gateway(&cluster, "gw-r").await;
-    let dir = tempfile::tempdir().unwrap();
     let gws = vec![
         addrs(&[&gw], Protocol::Teltonika),
         addrs(&[&gw], Protocol::Gt06),
     ];
+    let fleets = [(7, Resend::Same), (8, Resend::Firmware)];
+    let dirs: Vec<tempfile::TempDir> = fleets
+        .iter()
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let configs: Vec<Config> = fleets
+        .iter()
+        .zip(&dirs)
+        .map(|(&(fleet, resend), dir)| Config {
+            fleet,
+            resend,
+            ack_timeout: Duration::from_secs(2),
+            ..config(dir.path(), gws.clone())
+        })
+        .collect();
 
-    // The cluster is down: nothing can be acknowledged. Stop the fleet
-    // after it generated everything.
+    // The cluster is down: nothing can be acknowledged. Stop the fleets
+    // after they generated everything.
     cluster.kill_all();
-    let mut cfg = config(dir.path(), gws.clone());
-    cfg.ack_timeout = Duration::from_secs(2);
     let stop_now = CancellationToken::new();
-    let first = {
-        let stop_now = stop_now.clone();
-        let cfg = cfg.clone();
-        tokio::spawn(async move { simulate::run(cfg, CancellationToken::new(), stop_now).await })
-    };
-    let queue_path = dir.path().join("queue.db");
-    fleetbus_e2e::wait_for("all records generated", Duration::from_secs(30), || {
-        let queue_path = queue_path.clone();
-        async move { Ok((Queue::open(&queue_path)?.pending().await? == 200).then_some(())) }
-    })
-    .await
-    .unwrap();
+    let first: Vec<_> = configs
+        .iter()
+        .map(|cfg| {
+            let (cfg, stop_now) = (cfg.clone(), stop_now.clone());
+            tokio::spawn(
+                async move { simulate::run(cfg, CancellationToken::new(), stop_now).await },
+            )
+        })
+        .collect();
+    for cfg in &configs {
+        let queue_path = cfg.queue.clone();
+        fleetbus_e2e::wait_for("all records generated", Duration::from_secs(30), || {
+            let queue_path = queue_path.clone();
+            async move { Ok((Queue::open(&queue_path)?.pending().await? == 200).then_some(())) }
+        })
+        .await
+        .unwrap();
+    }
     stop_now.cancel();
-    let first = first.await.unwrap().unwrap();
-    assert_eq!(first.acked, 0, "no ack without a cluster");
-    assert_eq!(first.pending, 200);
-    assert!(report(dir.path()).is_empty());
+    for (run, dir) in first.into_iter().zip(&dirs) {
+        let first = run.await.unwrap().unwrap();
+        assert_eq!(first.acked, 0, "no ack without a cluster");
+        assert_eq!(first.pending, 200);
+        assert!(report(dir.path()).is_empty());
+    }
 
-    // Cluster back; a new simulator process resumes from the same queue.
+    // Cluster back; new simulator processes resume from the same queues.
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();
     cluster.wait_stream_ready(topology::RAW).await.unwrap();
-    let second = simulate::run(cfg, CancellationToken::new(), CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        second.generated, 0,
-        "nothing new: the queue remembered the sequence"
-    );
-    assert_eq!(second.acked, 200);
-    assert_eq!(second.pending, 0);
+    let second = futures::future::join_all(configs.iter().map(|cfg| {
+        simulate::run(
+            cfg.clone(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        )
+    }))
+    .await;
+    for (summary, (fleet, resend)) in second.into_iter().zip(fleets) {
+        let summary = summary.unwrap();
+        assert_eq!(
+            summary.generated, 0,
+            "fleet {fleet}: nothing new: the queue remembered the sequence"
+        );
+        assert_eq!(summary.acked, 200, "fleet {fleet}");
+        assert_eq!(summary.pending, 0, "fleet {fleet}");
+        assert_eq!(summary.resend, resend);
+    }
     let raw = positions_in_raw(&cluster).await;
-    assert_eq!(raw.len(), 200);
+    let same = of_fleet(&raw, 7);
+    assert_eq!(same.len(), 200, "--resend same: every record");
     assert!(
-        raw.values().all(|(n, _, _)| *n == 1),
-        "no record stored twice"
+        same.iter().all(|(n, _, _)| *n == 1),
+        "--resend same: no record stored twice"
+    );
+    assert_eq!(
+        of_fleet(&raw, 8).len(),
+        200,
+        "--resend firmware: every record"
     );
 }
 
@@ -303,46 +359,16 @@ async fn every_protocol_delivers_each_acknowledged_record_once() {
     assert_eq!(protocols.len(), simulate::SUPPORTED.len());
 }
 
-/// A TCP proxy to `target` that loses answers: every `every`-th chunk the
-/// gateway sends (counted over all connections) is not forwarded, and the
-/// connection is cut instead — an ack lost after the frame was stored.
+/// A TCP proxy to `target` that loses every `every`-th answer after the
+/// frame was stored (`fleetbus_e2e::LossyProxy`); it serves until the test
+/// ends.
 async fn lossy_proxy(target: SocketAddr, every: usize) -> SocketAddr {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let chunks = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        while let Ok((device, _)) = listener.accept().await {
-            let chunks = chunks.clone();
-            tokio::spawn(async move {
-                let Ok(gateway) = tokio::net::TcpStream::connect(target).await else {
-                    return;
-                };
-                let (mut from_device, mut to_device) = device.into_split();
-                let (mut from_gateway, mut to_gateway) = gateway.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_device, &mut to_gateway).await;
-                });
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    match from_gateway.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if (chunks.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(every) {
-                                break; // lost
-                            }
-                            if to_device.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                up.abort();
-            });
-        }
-    });
+    let proxy = fleetbus_e2e::LossyProxy::start(target, every)
+        .await
+        .unwrap();
+    let addr = proxy.addr;
+    // Dropping it would stop it.
+    std::mem::forget(proxy);
     addr
 }
 
@@ -362,15 +388,21 @@ fn duplicates(gw: &Gateway) -> BTreeMap<String, u64> {
     out
 }
 
-/// Acks lost after the frame was stored, for every protocol the simulator
-/// speaks: the device sends the same frame again (to the next gateway), the
-/// bytes are the same, so RAW keeps each record once — the resends show up
-/// as duplicates the gateways' store recognised.
-#[tokio::test]
-async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
+/// A mixed fleet (two devices per protocol the simulator speaks) through
+/// two gateways behind [`lossy_proxy`]s that lose every third answer after
+/// the frame was stored, until every record is acknowledged.
+struct LossyRun {
+    cluster: Cluster,
+    gateways: Vec<Gateway>,
+    dir: tempfile::TempDir,
+    summary: Summary,
+    records: u64,
+}
+
+async fn lossy_run(ids: [&str; 2], tune: impl FnOnce(&mut Config)) -> LossyRun {
     let cluster = provisioned_cluster().await;
     let mut gws = Vec::new();
-    for id in ["gw-lossy-a", "gw-lossy-b"] {
+    for id in ids {
         let mut c = common::gateway_config(id);
         c.retry_for_secs = 5;
         for (_, l) in c.protocols.iter_mut() {
@@ -390,37 +422,193 @@ async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
     let mut cfg = config(dir.path(), gateways);
     cfg.protocols = simulate::SUPPORTED.to_vec();
     cfg.devices = 2 * simulate::SUPPORTED.len();
-    cfg.per_frame = 2;
-    // Enough frames that each protocol loses some acks (a third of the
-    // answers are lost: no loss in 40 answers is a 1e-7 chance).
-    cfg.records = 20;
+    tune(&mut cfg);
     let records = cfg.devices as u64 * cfg.records;
     let summary = simulate::run(cfg, CancellationToken::new(), CancellationToken::new())
         .await
         .unwrap();
+    eprintln!("{summary}");
     assert_eq!(summary.acked, records);
     assert_eq!(summary.pending, 0);
     assert!(summary.sent > summary.acked, "acks were lost: {summary}");
-    eprintln!("{summary}");
-
-    let raw = positions_with_speed_in_raw(&cluster).await;
-    assert_eq!(raw.len() as u64, records, "every record, and nothing else");
-    for ((device, fix), (count, protocol, ..)) in &raw {
-        assert_eq!(*count, 1, "{protocol} {device} {fix} stored twice");
+    assert!(summary.resends > 0, "frames were resent: {summary}");
+    LossyRun {
+        cluster,
+        gateways: gws,
+        dir,
+        summary,
+        records,
     }
+}
+
+/// The duplicates all gateways' stores recognised, per protocol.
+fn duplicates_of_all(gws: &[Gateway]) -> BTreeMap<String, u64> {
     let mut dup: BTreeMap<String, u64> = BTreeMap::new();
-    for g in &gws {
+    for g in gws {
         let d = duplicates(g);
         eprintln!("duplicates recognised per protocol by one gateway: {d:?}");
         for (p, n) in d {
             *dup.entry(p).or_default() += n;
         }
     }
+    dup
+}
+
+/// Acks lost after the frame was stored, for every protocol the simulator
+/// speaks, with `--resend same`: the device sends the same frame again (to
+/// the next gateway), the bytes are the same, so RAW keeps each record
+/// once — the resends show up as duplicates the gateways' store recognised.
+#[tokio::test]
+async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
+    let run = lossy_run(["gw-lossy-a", "gw-lossy-b"], |cfg| {
+        cfg.resend = Resend::Same;
+        cfg.per_frame = 2;
+        // Enough frames that each protocol loses some acks (a third of the
+        // answers are lost: no loss in 40 answers is a 1e-7 chance).
+        cfg.records = 20;
+    })
+    .await;
+    let raw = positions_with_speed_in_raw(&run.cluster).await;
+    assert_eq!(
+        raw.len() as u64,
+        run.records,
+        "every record, and nothing else"
+    );
+    for ((device, fix), (count, protocol, ..)) in &raw {
+        assert_eq!(*count, 1, "{protocol} {device} {fix} stored twice");
+    }
+    let dup = duplicates_of_all(&run.gateways);
     for p in simulate::SUPPORTED {
         assert!(
             dup.get(p.name()).copied().unwrap_or(0) > 0,
             "{p}: no stored frame was resent ({dup:?})"
         );
+    }
+}
+
+/// One record's copies in RAW: the protocol, and per RAW message that
+/// carries it the parsed position's identity, latitude and longitude.
+type Copies = (String, Vec<(u64, f64, f64)>);
+
+/// Every position in RAW, decoded with the codec, with its copies, by
+/// (device, fix time).
+async fn copies_in_raw(cluster: &Cluster) -> BTreeMap<(String, DateTime<Utc>), Copies> {
+    let mut out: BTreeMap<(String, DateTime<Utc>), Copies> = BTreeMap::new();
+    for m in cluster.stream_messages(topology::RAW).await.unwrap() {
+        let protocol: Protocol = m
+            .headers
+            .get(headers::PROTOCOL)
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        let device = m.headers.get(headers::DEVICE).unwrap().as_str().to_string();
+        let records = protocol
+            .parse(&m.payload, &ParseContext::new(device.clone(), Utc::now()))
+            .unwrap();
+        for r in records {
+            let identity = record_identity(&r);
+            if let (Record::Position(p), Some(identity)) = (r, identity) {
+                let Position {
+                    device_id,
+                    protocol,
+                    fix_time,
+                    latitude,
+                    longitude,
+                    ..
+                } = p;
+                out.entry((device_id, fix_time))
+                    .or_insert_with(|| (protocol, Vec::new()))
+                    .1
+                    .push((identity, latitude, longitude));
+            }
+        }
+    }
+    out
+}
+
+/// Acks lost after the frame was stored, for every protocol, with the
+/// default `--resend firmware`: every acknowledged record is in RAW with
+/// the values sent, and nothing else; where the firmware re-packs
+/// (Teltonika, Ruptela, Meitrack) or re-encodes (GT06, JT808, Queclink)
+/// some records are in more than one RAW message — the resends really are
+/// other bytes — each copy the same record (identity); where it resends
+/// the same bytes (H02, GPS103, TK103) each record is in RAW once and the
+/// resends are duplicates the gateways recognised. (That PARSED holds each
+/// record once is the hamsters' part, tested end to end.)
+#[tokio::test]
+async fn every_protocol_resends_as_its_firmware_after_a_lost_ack() {
+    let run = lossy_run(["gw-firmware-a", "gw-firmware-b"], |cfg| {
+        assert_eq!(cfg.resend, Resend::Firmware, "the default");
+        // Frames never full and records still coming during the resends:
+        // a re-packed frame then holds more records than the one it
+        // replaces (a full frame re-packed is the same frame again).
+        cfg.per_frame = 40;
+        cfg.interval = Duration::from_millis(25);
+        cfg.records = 30;
+    })
+    .await;
+    let reported = report(run.dir.path());
+    assert_eq!(reported.len() as u64, run.records, "{}", run.summary);
+    let raw = copies_in_raw(&run.cluster).await;
+    let acked: BTreeSet<(String, DateTime<Utc>)> = reported
+        .iter()
+        .map(|r| (r.device_id.clone(), r.fix_time))
+        .collect();
+    let stored: BTreeSet<(String, DateTime<Utc>)> = raw.keys().cloned().collect();
+    assert_eq!(
+        acked.len() as u64,
+        run.records,
+        "each record acknowledged once"
+    );
+    assert_eq!(
+        stored.difference(&acked).count() + acked.difference(&stored).count(),
+        0,
+        "every acknowledged record is in RAW, and nothing else: missing {:?}, extra {:?}",
+        acked.difference(&stored).collect::<Vec<_>>(),
+        stored.difference(&acked).collect::<Vec<_>>()
+    );
+    // Per protocol: records in more than one RAW message.
+    let mut repeated: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &reported {
+        let (protocol, copies) = &raw[&(r.device_id.clone(), r.fix_time)];
+        assert_eq!(protocol, &r.protocol);
+        let (identity, lat, lon) = copies[0];
+        assert!(
+            copies.iter().all(|c| c.0 == identity),
+            "{} {} {}: its copies in RAW are different records: {copies:?}",
+            r.protocol,
+            r.device_id,
+            r.fix_time
+        );
+        assert!(
+            (lat - r.latitude).abs() < 1e-5 && (lon - r.longitude).abs() < 1e-5,
+            "{} {} {}: sent {} {}, stored {lat} {lon}",
+            r.protocol,
+            r.device_id,
+            r.fix_time,
+            r.latitude,
+            r.longitude
+        );
+        *repeated.entry(r.protocol.clone()).or_default() += usize::from(copies.len() > 1);
+    }
+    eprintln!("records in more than one RAW message, per protocol: {repeated:?}");
+    let dup = duplicates_of_all(&run.gateways);
+    for p in simulate::SUPPORTED {
+        let repeated = repeated.get(p.name()).copied().unwrap_or(0);
+        match behaviour(p, Resend::Firmware) {
+            Behaviour::Same => {
+                assert_eq!(repeated, 0, "{p}: the same bytes are stored once");
+                assert!(
+                    dup.get(p.name()).copied().unwrap_or(0) > 0,
+                    "{p}: no stored frame was resent ({dup:?})"
+                );
+            }
+            Behaviour::Repack | Behaviour::Reencode => assert!(
+                repeated > 0,
+                "{p}: no record stored in two frames: the resends were the same bytes"
+            ),
+        }
     }
 }
 

@@ -1,26 +1,181 @@
-//! `fleetbus provision` and `fleetbus status` as processes, against a real
-//! three-node cluster from the fleetbus-e2e harness.
+//! `fleetbus provision` and `fleetbus status` as processes, against real
+//! three-node clusters from the fleetbus-e2e harness. Each problem test
+//! starts from a cluster that status calls healthy, breaks one thing the way
+//! it breaks in production, and checks what a user would read: the exit
+//! status, the problem line and its kind, the tables, the metrics.
 
-use std::process::Output;
+mod common;
 
-use fleetbus_e2e::{Cluster, Role};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::fleetbus;
+use fleetbus_e2e::{text, wait_for, Cluster, Role};
+use fleetbus_services::nats::Role as ServiceRole;
+use fleetbus_services::registry::{self, Registration};
 use serde_json::Value;
 
-async fn fleetbus(cluster: &Cluster, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
-        .args(args)
-        .envs(cluster.service_env(Role::Admin))
-        .output()
-        .await
-        .expect("fleetbus runs")
+/// `fleetbus status --json <extra>`: its exit status and its report.
+async fn status_json(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["status", "--json"];
+    args.extend_from_slice(extra);
+    let out = fleetbus(cluster, &args).await;
+    let status = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&out)));
+    (out.status.code(), status)
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// The problem kinds, as strings.
+fn kinds(status: &Value) -> Vec<String> {
+    status["problem_kinds"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problem_kinds: {status:#}"))
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Polls `fleetbus status --json <extra>` until it reports exactly the
+/// problem kinds `want`, in that order, with the exit status that goes with
+/// them, and returns that report. Right after a change, a cluster may show
+/// something passing (a leader being elected, a replica catching up); a
+/// check that never fires fails the test, with the last report.
+async fn wait_status(cluster: &Cluster, extra: &[&str], want: &[&str]) -> Value {
+    let exit = if want.is_empty() { 0 } else { 1 };
+    wait_for(
+        &format!("status to report {want:?}"),
+        Duration::from_secs(30),
+        || async {
+            let (code, status) = status_json(cluster, extra).await;
+            if code == Some(exit) && kinds(&status) == want {
+                Ok(Some(status))
+            } else {
+                Err(anyhow::anyhow!("exit {code:?}: {}", status["problems"]))
+            }
+        },
     )
+    .await
+    .unwrap()
+}
+
+/// The problem lines of one kind.
+fn problems_of(status: &Value, kind: &str) -> Vec<String> {
+    let lines = status["problems"].as_array().unwrap();
+    kinds(status)
+        .iter()
+        .zip(lines)
+        .filter(|(k, _)| k.as_str() == kind)
+        .map(|(_, p)| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn named<'a>(list: &'a Value, key: &str, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v[key] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list:#}"))
+}
+
+/// Prometheus text: every line a comment or `name{labels} value`, as
+/// series -> value.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line:?}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line:?}"
+        );
+        let labels = &series[name_end..];
+        assert!(
+            labels.is_empty()
+                || (labels.starts_with('{')
+                    && labels.ends_with('}')
+                    && labels[1..labels.len() - 1].split(',').all(|kv| kv
+                        .split_once('=')
+                        .is_some_and(|(k, v)| !k.is_empty()
+                            && v.len() >= 2
+                            && v.starts_with('"')
+                            && v.ends_with('"')))),
+            "bad labels: {line:?}"
+        );
+        out.insert(series.to_string(), value);
+    }
+    out
+}
+
+async fn metrics(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, BTreeMap<String, f64>) {
+    let mut args = vec!["status", "--metrics"];
+    args.extend_from_slice(extra);
+    let out = fleetbus(cluster, &args).await;
+    let body = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        body.contains("# TYPE fleetbus_status_healthy gauge"),
+        "{body}"
+    );
+    (out.status.code(), parse_metrics(&body))
+}
+
+/// Registers a micro service of `role` with its own login, as the worker
+/// programs do, answering `stats` with `stats`.
+async fn register(cluster: &Cluster, role: Role, stats: Value) -> Registration {
+    let service_role = match role {
+        Role::Gateway => ServiceRole::Gateway,
+        Role::Hamster => ServiceRole::Hamster,
+        Role::Monkey => ServiceRole::Monkey,
+        other => panic!("{other:?} is no stage"),
+    };
+    let client = cluster.connect(role).await.unwrap();
+    registry::register(
+        &client,
+        registry::Spec {
+            role: service_role,
+            description: format!("test {}", service_role.name()),
+            concurrency: 2,
+            metadata: Default::default(),
+            stats: std::sync::Arc::new(move || stats.clone()),
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A provisioned cluster with a gateway, a hamster and a monkey
+/// registered, which status calls healthy: whatever a test breaks next is
+/// the only thing wrong.
+async fn healthy_cluster() -> (Cluster, BTreeMap<&'static str, Registration>) {
+    let cluster = Cluster::start().await.unwrap();
+    let out = fleetbus(&cluster, &["provision"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut stages = BTreeMap::new();
+    for (name, role) in [
+        ("gateway", Role::Gateway),
+        ("hamster", Role::Hamster),
+        ("monkey", Role::Monkey),
+    ] {
+        stages.insert(name, register(&cluster, role, serde_json::json!({})).await);
+    }
+    // Fresh streams and consumers elect their leaders and catch their
+    // replicas up: wait for that, as an operator would.
+    let status = wait_status(&cluster, &[], &[]).await;
+    assert_eq!(status["healthy"], true, "{status:#}");
+    (cluster, stages)
 }
 
 #[tokio::test]
@@ -34,6 +189,10 @@ async fn provision_and_status_against_a_real_cluster() {
     assert_eq!(status["healthy"], false);
     let problems = status["problems"].to_string();
     assert!(problems.contains("stream RAW is missing"), "{problems}");
+    assert!(
+        kinds(&status).contains(&"missing".to_string()),
+        "{status:#}"
+    );
 
     let out = fleetbus(&cluster, &["provision"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -54,26 +213,33 @@ async fn provision_and_status_against_a_real_cluster() {
         "{report}"
     );
 
-    // A worker registered as a NATS micro service, with the hamster login,
-    // as the workers register (with live counters).
-    let hamster = cluster.connect(Role::Hamster).await.unwrap();
-    let _service = fleetbus_services::registry::register(
-        &hamster,
-        fleetbus_services::registry::Spec {
-            role: fleetbus_services::nats::Role::Hamster,
-            description: "test hamster".into(),
-            concurrency: 2,
-            metadata: Default::default(),
-            stats: std::sync::Arc::new(|| serde_json::json!({"processed": 7, "dead": 1})),
-        },
-    )
-    .await
-    .unwrap();
+    // Provisioned, but no stage running: not healthy.
+    let (code, status) = status_json(&cluster, &[]).await;
+    assert_eq!(code, Some(1), "{status:#}");
+    assert_eq!(
+        problems_of(&status, "no_workers"),
+        vec![
+            "no gateway is running: no device's frames get into RAW",
+            "no hamster is running: RAW/hamsters is not being consumed",
+            "no monkey is running: PARSED/monkeys is not being consumed",
+        ],
+        "{status:#}"
+    );
 
-    let out = fleetbus(&cluster, &["status", "--json"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Workers registered as NATS micro services, each with its own login,
+    // as the programs register (with live counters).
+    let _hamster = register(
+        &cluster,
+        Role::Hamster,
+        serde_json::json!({"processed": 7, "dead": 1}),
+    )
+    .await;
+    let _gateway = register(&cluster, Role::Gateway, serde_json::json!({})).await;
+    let _monkey = register(&cluster, Role::Monkey, serde_json::json!({})).await;
+
+    let status = wait_status(&cluster, &[], &[]).await;
     assert_eq!(status["healthy"], true, "{status:#}");
+    assert_eq!(status["problem_kinds"], serde_json::json!([]));
     let cluster_json = &status["cluster"];
     assert_eq!(cluster_json["size"], 3);
     assert_eq!(
@@ -94,16 +260,16 @@ async fn provision_and_status_against_a_real_cluster() {
         .collect();
     assert_eq!(
         streams,
-        vec!["RAW", "PARSED", "DEAD", "EVENTS", "KV_devices"]
+        vec!["RAW", "PARSED", "DEAD", "EVENTS", "KV_devices", "KV_seen"]
     );
     assert!(status["streams"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|s| s["replicas"] == 3 && s["leader"].is_string()));
-    assert_eq!(status["workers"][0]["name"], "hamster", "{status:#}");
-    assert_eq!(status["workers"][0]["stats"]["processed"], 7, "{status:#}");
-    assert_eq!(status["workers"][0]["metadata"]["concurrency"], "2");
+        .all(|s| s["replicas"] == 3 && s["leader"].is_string() && s["fill"] == 0.0));
+    let hamster = named(&status["workers"], "name", "hamster");
+    assert_eq!(hamster["stats"]["processed"], 7, "{status:#}");
+    assert_eq!(hamster["metadata"]["concurrency"], "2");
 
     let out = fleetbus(&cluster, &["status"]).await;
     assert_eq!(out.status.code(), Some(0));
@@ -112,18 +278,24 @@ async fn provision_and_status_against_a_real_cluster() {
     assert!(table.contains("RAW/hamsters"), "{table}");
     assert!(table.contains("dead=1 processed=7"), "{table}");
 
+    // Healthy in metrics too, with every kind at 0.
+    let (code, m) = metrics(&cluster, &[]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(m["fleetbus_status_healthy"], 1.0);
+    assert_eq!(m["fleetbus_status_problems{kind=\"stream_full\"}"], 0.0);
+    assert_eq!(m["fleetbus_workers{role=\"hamster\"}"], 1.0);
+
     // One node down (not the meta leader, whose loss also stops the
     // JetStream API for a few seconds): degraded, and named.
     let leader = cluster_json["meta_leader"].as_str().unwrap().to_string();
     let victim = (0..3).find(|&i| cluster.node_name(i) != leader).unwrap();
     let victim_name = cluster.node_name(victim).to_string();
     cluster.kill(victim);
-    let out = fleetbus(&cluster, &["status", "--json"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, status) = status_json(&cluster, &[]).await;
+    assert_eq!(code, Some(1), "{status:#}");
     let expected = format!("node {victim_name} is not answering");
     assert!(
-        status["problems"].to_string().contains(&expected),
+        problems_of(&status, "node_down").contains(&expected),
         "{status:#}"
     );
 
@@ -140,4 +312,327 @@ async fn provision_and_status_against_a_real_cluster() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn a_stream_capped_at_its_count_is_full_and_degraded() {
+    let (cluster, _stages) = healthy_cluster().await;
+    let admin = cluster.connect(Role::Admin).await.unwrap();
+    let js = jetstream::new(admin);
+    js.publish("events.teltonika.dev1.ignitionOn", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // The operator's cap: max_msgs at what it holds now.
+    let mut events = js.get_stream("EVENTS").await.unwrap();
+    let info = events.info().await.unwrap().clone();
+    assert_eq!(info.state.messages, 1);
+    let mut config = info.config.clone();
+    config.max_messages = 1;
+    js.update_stream(&config).await.unwrap();
+
+    let status = wait_status(&cluster, &[], &["stream_full"]).await;
+    assert_eq!(
+        problems_of(&status, "stream_full"),
+        vec![
+            "stream EVENTS is 100% full (1 of max_msgs 1): it refuses new messages, so writers \
+             into it are held back"
+        ]
+    );
+    let stream = named(&status["streams"], "name", "EVENTS");
+    assert_eq!(stream["max_msgs"], 1, "{stream:#}");
+    assert_eq!(stream["fill"], 1.0, "{stream:#}");
+    assert!(stream["max_bytes"].as_i64().unwrap() > 0, "{stream:#}");
+
+    let out = fleetbus(&cluster, &["status"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let table = text(&out);
+    assert!(
+        table.starts_with("cluster fleetbus: DEGRADED (") && table.contains("stream_full)"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("EVENTS "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(" 100% "), "{table}");
+
+    // Metrics say the same, with the same exit status.
+    let (code, m) = metrics(&cluster, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(m["fleetbus_status_healthy"], 0.0);
+    assert_eq!(m["fleetbus_status_problems{kind=\"stream_full\"}"], 1.0);
+    assert_eq!(m["fleetbus_status_problems{kind=\"dead_recent\"}"], 0.0);
+    assert_eq!(m["fleetbus_stream_fill_ratio{stream=\"EVENTS\"}"], 1.0);
+    assert_eq!(m["fleetbus_stream_messages{stream=\"EVENTS\"}"], 1.0);
+
+    // The cap lifted: healthy again.
+    config.max_messages = -1;
+    js.update_stream(&config).await.unwrap();
+    wait_status(&cluster, &[], &[]).await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_reported_as_recent() {
+    let (cluster, _stages) = healthy_cluster().await;
+    let admin = cluster.connect(Role::Admin).await.unwrap();
+    let js = jetstream::new(admin);
+    js.publish("dead.raw.teltonika.dev1", "garbage".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let status = wait_status(&cluster, &[], &["dead_recent"]).await;
+    let line = &problems_of(&status, "dead_recent")[0];
+    assert!(
+        line.starts_with("DEAD received 1 message in the last 15m (newest "),
+        "{line}"
+    );
+    assert_eq!(status["dead_recent"]["messages"], 1, "{status:#}");
+    assert_eq!(status["dead_recent"]["window_secs"], 900, "{status:#}");
+
+    let (code, m) = metrics(&cluster, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(m["fleetbus_status_problems{kind=\"dead_recent\"}"], 1.0);
+    assert_eq!(m["fleetbus_dead_recent_messages"], 1.0);
+
+    // Counting left no consumer behind on DEAD.
+    let dead = js.get_stream("DEAD").await.unwrap();
+    let mut names = dead.consumer_names();
+    let mut left = Vec::new();
+    while let Some(name) = futures::StreamExt::next(&mut names).await {
+        left.push(name.unwrap());
+    }
+    assert_eq!(left, Vec::<String>::new());
+
+    // A window shorter than the letter's age: not recent any more.
+    wait_status(&cluster, &["--dead-window-secs", "1"], &[]).await;
+}
+
+#[tokio::test]
+async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
+    let (cluster, mut stages) = healthy_cluster().await;
+    stages.remove("hamster").unwrap().stop().await;
+    let gateway = cluster.connect(Role::Gateway).await.unwrap();
+    jetstream::new(gateway)
+        .publish("raw.teltonika.dev1", "frame".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // Fresh: no lag yet under the default 60 s, but nobody to parse it.
+    let status = wait_status(&cluster, &[], &["no_workers"]).await;
+    assert_eq!(
+        problems_of(&status, "no_workers"),
+        vec!["no hamster is running: RAW/hamsters is not being consumed"]
+    );
+    let hamsters = named(&status["consumers"], "name", "hamsters");
+    assert_eq!(hamsters["pending"], 1, "{hamsters:#}");
+    let age = hamsters["oldest_unacked_secs"].as_f64().unwrap();
+    assert!(age < 60.0, "{hamsters:#}");
+
+    let status = wait_for(
+        "RAW/hamsters to lag more than 1 s",
+        Duration::from_secs(30),
+        || async {
+            let (code, status) = status_json(&cluster, &["--max-lag-secs", "1"]).await;
+            assert_eq!(code, Some(1), "{status:#}");
+            Ok(kinds(&status)
+                .contains(&"consumer_lag".to_string())
+                .then_some(status))
+        },
+    )
+    .await
+    .unwrap();
+    let lag = problems_of(&status, "consumer_lag");
+    assert_eq!(lag.len(), 1, "{status:#}");
+    assert!(
+        lag[0].starts_with("consumer RAW/hamsters: its oldest unacknowledged message is ")
+            && lag[0].ends_with(" old (1 pending, 0 ack pending)"),
+        "{lag:?}"
+    );
+    assert!(kinds(&status).contains(&"no_workers".to_string()));
+
+    let out = fleetbus(&cluster, &["status", "--max-lag-secs", "1"]).await;
+    let table = text(&out);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("RAW/hamsters "))
+        .unwrap_or_else(|| panic!("{table}"));
+    let oldest = row.split_whitespace().nth(3).unwrap();
+    assert!(oldest.ends_with('s') && oldest != "-", "{table}");
+
+    let (code, m) = metrics(&cluster, &["--max-lag-secs", "1"]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(m["fleetbus_status_healthy"], 0.0);
+    assert_eq!(m["fleetbus_workers{role=\"hamster\"}"], 0.0);
+    assert_eq!(m["fleetbus_status_problems{kind=\"consumer_lag\"}"], 1.0);
+    assert!(
+        m["fleetbus_consumer_oldest_unacked_seconds{stream=\"RAW\",consumer=\"hamsters\"}"] > 1.0
+    );
+    assert_eq!(
+        m["fleetbus_consumer_pending{stream=\"RAW\",consumer=\"hamsters\"}"],
+        1.0
+    );
+}
+
+/// Stranded messages of any age count: this test's are seconds old (the
+/// default waits out nats-server's lazy interest sweep).
+const YOUNG: &[&str] = &["--stranded-after-secs", "0"];
+
+#[tokio::test]
+async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
+    let (cluster, _stages) = healthy_cluster().await;
+    let admin = cluster.connect(Role::Admin).await.unwrap();
+    let js = jetstream::new(admin);
+
+    // RAW/hamsters as an older fleetbus provisioned it: finite deliveries
+    // (with a short ack wait, so that the test runs out of them quickly).
+    let raw = js.get_stream("RAW").await.unwrap();
+    let mut config = raw
+        .get_consumer::<jetstream::consumer::pull::Config>("hamsters")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    config.max_deliver = 2;
+    config.backoff = vec![Duration::from_secs(1)];
+    config.ack_wait = Duration::from_secs(1);
+    let hamsters = js
+        .update_consumer_on_stream(
+            jetstream::consumer::pull::Config {
+                durable_name: config.durable_name.clone(),
+                name: config.name.clone(),
+                description: config.description.clone(),
+                deliver_policy: config.deliver_policy,
+                ack_policy: config.ack_policy,
+                ack_wait: config.ack_wait,
+                max_deliver: config.max_deliver,
+                backoff: config.backoff.clone(),
+                max_ack_pending: config.max_ack_pending,
+                replay_policy: config.replay_policy,
+                num_replicas: config.num_replicas,
+                ..Default::default()
+            },
+            "RAW",
+        )
+        .await
+        .unwrap();
+    let status = wait_status(&cluster, &[], &["max_deliver"]).await;
+    assert!(
+        problems_of(&status, "max_deliver")[0]
+            .starts_with("consumer RAW/hamsters has max_deliver 2"),
+        "{status:#}"
+    );
+
+    // A frame delivered twice and never acknowledged: JetStream gives up
+    // on it, and RAW keeps it.
+    let gateway = cluster.connect(Role::Gateway).await.unwrap();
+    jetstream::new(gateway)
+        .publish("raw.teltonika.dev1", "frame".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // The server notices that a message ran out of deliveries when it would
+    // deliver it again, so a worker keeps pulling, as hamsters do, until a
+    // pull past the ack wait gets nothing.
+    let mut deliveries = 0;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut batch = hamsters
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .unwrap();
+            match futures::StreamExt::next(&mut batch).await {
+                Some(_) => deliveries += 1,
+                None if deliveries >= 2 => break,
+                None => {}
+            }
+        }
+    })
+    .await
+    .expect("two deliveries, then none, within 30 s");
+    assert_eq!(deliveries, 2);
+
+    let status = wait_for(
+        "RAW to hold a message nobody delivers",
+        Duration::from_secs(30),
+        || async {
+            let (_, status) = status_json(&cluster, YOUNG).await;
+            Ok(kinds(&status)
+                .contains(&"stranded".to_string())
+                .then_some(status))
+        },
+    )
+    .await
+    .unwrap();
+    let line = &problems_of(&status, "stranded")[0];
+    assert!(
+        line.starts_with(
+            "RAW holds up to 1 message that no consumer will deliver again (first sequence 1 <= \
+             1, up to which RAW/hamsters acknowledged or gave up on every message)"
+        ),
+        "{line}"
+    );
+    assert_eq!(
+        kinds(&status),
+        vec!["stranded", "max_deliver"],
+        "{status:#}"
+    );
+    let stream = named(&status["streams"], "name", "RAW");
+    assert_eq!(stream["messages"], 1, "{stream:#}");
+
+    // Provisioning makes the durable unlimited again; what it gave up on
+    // stays stranded.
+    let out = fleetbus(&cluster, &["provision"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    wait_status(&cluster, YOUNG, &["stranded"]).await;
+
+    // `fleetbus dead rescue` moves it to DEAD (a dry run first changes
+    // nothing); status is healthy but for the recent dead letter, and a
+    // replay puts the frame back into RAW, where the hamsters get it again.
+    let out = fleetbus(&cluster, &["dead", "rescue", "--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("RAW: sequences 1..=1"),
+        "{}",
+        text(&out)
+    );
+    wait_status(&cluster, YOUNG, &["stranded"]).await;
+    let out = fleetbus(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("RAW: 1 moved to DEAD"),
+        "{}",
+        text(&out)
+    );
+    wait_status(&cluster, YOUNG, &["dead_recent"]).await;
+    let dead = cluster.stream_messages("DEAD").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let h = |name: &str| dead[0].headers.get(name).map(|v| v.to_string());
+    assert_eq!(h("Fleetbus-Dead-Kind").as_deref(), Some("exhausted"));
+    // Provisioning made max_deliver unlimited: how often it was delivered
+    // is no longer known, and DEAD does not pretend to.
+    assert_eq!(h("Fleetbus-Dead-Deliveries"), None);
+    assert_eq!(dead[0].payload.as_ref(), b"frame");
+    let out = fleetbus(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
+    assert!(
+        text(&out).contains("No stream holds messages its consumers gave up on."),
+        "a second rescue finds nothing: {}",
+        text(&out)
+    );
+    let out = fleetbus(&cluster, &["dead", "replay", "--kind", "exhausted"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let raw = cluster.stream_messages("RAW").await.unwrap();
+    assert_eq!(raw.len(), 1, "back in RAW");
+    assert_eq!(raw[0].payload.as_ref(), b"frame");
 }

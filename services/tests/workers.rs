@@ -15,13 +15,13 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use fleetbus_actors::advisory::MaxDeliveries;
 use fleetbus_actors::hamster::Hamster;
 use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
-use fleetbus_actors::{Exit, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig};
+use fleetbus_actors::{Exit, Gate, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig};
+use fleetbus_codec::identity::record_msg_id;
 use fleetbus_codec::teltonika::encode::codec8;
 use fleetbus_codec::wire::{
-    headers, parsed_frame_msg_id, parsed_msg_id, raw_msg_id, raw_subject, DeadStage, ParsedBody,
+    headers, parsed_frame_msg_id, parsed_msg_id, raw_msg_id, raw_subject, ParsedBody,
 };
 use fleetbus_codec::{Position, Record};
 use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
@@ -40,22 +40,22 @@ duplicate_window_secs = 120
 workers = 4
 in_flight_per_worker = 256
 backoff_secs = [1]
-max_deliver = 3
 
 [topology.monkeys]
 workers = 2
 in_flight_per_worker = 256
 backoff_secs = [1]
-max_deliver = 3
 
 [hamster]
 poison_after = 2
+give_up_after = 4
 
 [hamster.supervisor]
 backoff_min_ms = 20
 
 [monkey]
 poison_after = 2
+give_up_after = 4
 "#;
 
 fn write_config(dir: &Path) -> PathBuf {
@@ -161,29 +161,27 @@ async fn stream_count(js: &jetstream::Context, stream: &str) -> anyhow::Result<u
 
 /// Waits until every stream named holds exactly that many messages.
 async fn wait_counts(js: &jetstream::Context, what: &str, want: &[(&str, u64)]) {
-    wait_for(what, WAIT, || async {
-        for (stream, n) in want {
-            if stream_count(js, stream).await? != *n {
-                return Ok(None);
-            }
+    let seen = std::sync::Mutex::new(Vec::new());
+    let result = wait_for(what, WAIT, || async {
+        let mut now = Vec::new();
+        for (stream, _) in want {
+            now.push((stream.to_string(), stream_count(js, stream).await?));
         }
-        Ok(Some(()))
+        let done = now.iter().zip(want).all(|((_, got), (_, n))| got == n);
+        *seen.lock().unwrap() = now;
+        Ok(done.then_some(()))
     })
-    .await
-    .unwrap();
+    .await;
+    if let Err(e) = result {
+        panic!("{e:#}: counts {:?}, wanted {want:?}", seen.lock().unwrap());
+    }
 }
 
-/// Takes the one message waiting on `consumer` and hands it back (nak)
-/// until it has had all `max_deliver` deliveries, with no worker running;
-/// returns its copy in DEAD (on `dead_subject`), which the max-deliveries
-/// advisory listener must have put there.
-async fn exhaust_into_dead(
-    cluster: &Cluster,
-    consumer: &PullConsumer,
-    max_deliver: i64,
-    dead_subject: &str,
-) -> jetstream::message::StreamMessage {
-    for _ in 0..max_deliver {
+/// Takes the one message waiting on `consumer` `times` times without
+/// finishing it (a nak stands for a worker that died holding it), as if
+/// every worker that took it had died.
+async fn deliver_unfinished(consumer: &PullConsumer, times: i64) {
+    for _ in 0..times {
         let mut batch = consumer
             .batch()
             .max_messages(1)
@@ -194,23 +192,6 @@ async fn exhaust_into_dead(
         let msg = batch.next().await.expect("a delivery").unwrap();
         msg.ack_with(AckKind::Nak(None)).await.unwrap();
     }
-    wait_for("the exhausted message in DEAD", WAIT, || async {
-        // A pull makes the server notice the exhausted message.
-        let _ = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_millis(200))
-            .messages()
-            .await?
-            .next()
-            .await;
-        let dead = cluster.stream_messages(topology::DEAD).await?;
-        Ok(dead
-            .into_iter()
-            .find(|m| m.subject.as_str() == dead_subject))
-    })
-    .await
-    .unwrap()
 }
 
 /// The records in PARSED by their ids (`<raw id>#<i>`), counted: a message
@@ -248,6 +229,29 @@ fn header(m: &jetstream::message::StreamMessage, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// In-process hamster workers as a hamster process runs them (small
+/// batches, short pull waits, the test's delivery policy).
+fn hamster_workers(
+    consumer: &PullConsumer,
+    handler: Hamster,
+    stats: &Arc<Stats>,
+    settings: &Settings,
+    gate: &Arc<Gate>,
+) -> PullWorkers<Hamster> {
+    PullWorkers {
+        consumer: consumer.clone(),
+        handler: Arc::new(handler),
+        stats: stats.clone(),
+        config: PullConfig {
+            batch: 8,
+            expires_ms: 500,
+            ..PullConfig::default()
+        },
+        policy: fleetbus_services::worker::policy(2, 4, &settings.hamsters),
+        gate: gate.clone(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_doubled() {
     let t0 = Instant::now();
@@ -270,7 +274,8 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     let raw_ids = publish_raw(&gateway, &frames).await;
 
     // A hamster process's insides, in-process, with a fault injected after
-    // the records are stored and before the frame is acknowledged.
+    // the records are stored and before the frame is acknowledged, and a
+    // frame whose parsing crashes every hamster.
     let client = cluster.connect(Role::Hamster).await.unwrap();
     let js = jetstream::new(client.clone());
     let consumer: PullConsumer = js
@@ -287,24 +292,20 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
             if device.as_str() == victim && !crashed.swap(true, Ordering::SeqCst) {
                 panic!("injected: crash after publishing, before the ack");
             }
-            if device.as_str() == "poison" {
-                panic!("injected: this frame crashes every hamster");
-            }
         })
     };
-    let handler = Hamster::new(js.clone(), stats.clone()).with_after_publish(hook);
+    let poison = Arc::new(|msg: &jetstream::Message| {
+        let device = msg.headers.as_ref().unwrap().get(headers::DEVICE).unwrap();
+        if device.as_str() == "poison" {
+            panic!("injected: this frame crashes every hamster");
+        }
+    });
+    let handler = Hamster::new(js.clone(), stats.clone(), None)
+        .with_after_publish(hook)
+        .with_before_parse(poison);
+    let gate = Gate::new();
     let mut supervisor = Supervisor::start(
-        PullWorkers {
-            consumer: consumer.clone(),
-            handler: Arc::new(handler),
-            stats: stats.clone(),
-            config: PullConfig {
-                batch: 8,
-                expires_ms: 500,
-                ..PullConfig::default()
-            },
-            policy: fleetbus_services::worker::policy(2, &settings.hamsters),
-        },
+        hamster_workers(&consumer, handler, &stats, &settings, &gate),
         2,
         SupervisorConfig {
             backoff_min_ms: 20,
@@ -312,16 +313,6 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         },
         stats.clone(),
     )
-    .await
-    .unwrap();
-    let advisories = MaxDeliveries {
-        js: js.clone(),
-        stream: topology::RAW.into(),
-        consumer: topology::HAMSTERS.into(),
-        stage: DeadStage::Raw,
-        stats: stats.clone(),
-    }
-    .spawn(&client)
     .await
     .unwrap();
 
@@ -334,7 +325,9 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     .await;
     assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
     let parsed = record_ids_in_parsed(&cluster).await;
-    let expected: BTreeSet<String> = raw_ids
+    // Every record of every frame but the poison one (the victim's
+    // redelivery is recognised as published: its ack alone was lost).
+    let expected: BTreeSet<String> = raw_ids[..20]
         .iter()
         .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
         .collect();
@@ -347,25 +340,36 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         parsed.values().all(|&n| n == 1),
         "a record stored twice: {parsed:?}"
     );
-    // The poison frame: twice a crash, then DEAD without a third parse.
+    // The poison frame: twice a crash, then parsed alone, where its panic
+    // is caught and it goes to DEAD.
     let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].subject.as_str(), "dead.raw.teltonika.poison");
     assert_eq!(header(&dead[0], headers::DEAD_STAGE), "hamster");
+    assert_eq!(header(&dead[0], headers::DEAD_KIND), "crashed");
     assert_eq!(header(&dead[0], headers::DEAD_DELIVERIES), "3");
+    let reason = header(&dead[0], headers::DEAD_REASON);
     assert!(
-        header(&dead[0], headers::DEAD_REASON).contains("delivered 3 times"),
-        "{}",
-        header(&dead[0], headers::DEAD_REASON)
+        reason.contains("delivered 3 times") && reason.contains("this frame crashes every hamster"),
+        "{reason}"
+    );
+    assert_eq!(
+        header(&dead[0], headers::DEAD_MSG_ID),
+        raw_ids[20],
+        "its original id, for a replay"
     );
     assert_eq!(dead[0].payload, frames[20].2, "the original frame");
     let s = stats.snapshot();
-    assert!(s.restarts >= 3, "{s:?}");
+    assert_eq!(
+        s.restarts, 3,
+        "the victim once, the poison frame twice: {s:?}"
+    );
     assert_eq!(s.dead, 1, "{s:?}");
     assert!(supervisor.exit().is_none(), "the supervisor kept going");
 
-    // Graceful stop, then a frame that runs out of deliveries while no
-    // worker handles it: the advisory moves it to DEAD.
+    // Graceful stop, then a frame whose workers all died holding it more
+    // than give_up_after times: DEAD unparsed, as one that kills processes.
+    gate.stop();
     supervisor.shutdown();
     assert_eq!(supervisor.wait().await, Exit::Shutdown);
     publish_raw(
@@ -377,20 +381,39 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         )],
     )
     .await;
-    let moved = exhaust_into_dead(
-        &cluster,
-        &consumer,
-        settings.hamsters.max_deliver,
-        "dead.raw.teltonika.exhausted",
+    deliver_unfinished(&consumer, 4).await;
+    let mut again = Supervisor::start(
+        hamster_workers(
+            &consumer,
+            Hamster::new(js.clone(), stats.clone(), None),
+            &stats,
+            &settings,
+            &Gate::new(),
+        ),
+        1,
+        SupervisorConfig::default(),
+        stats.clone(),
+    )
+    .await
+    .unwrap();
+    wait_counts(
+        &admin,
+        "RAW empty again",
+        &[(topology::RAW, 0), (topology::DEAD, 2)],
     )
     .await;
-    assert!(
-        header(&moved, headers::DEAD_REASON).contains("exhausted max deliveries"),
-        "{}",
-        header(&moved, headers::DEAD_REASON)
-    );
-    wait_counts(&admin, "RAW empty again", &[(topology::RAW, 0)]).await;
-    advisories.abort();
+    let moved = cluster
+        .stream_messages(topology::DEAD)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.subject.as_str() == "dead.raw.teltonika.exhausted")
+        .expect("the exhausted frame in DEAD");
+    assert_eq!(header(&moved, headers::DEAD_KIND), "exhausted");
+    assert_eq!(header(&moved, headers::DEAD_DELIVERIES), "5");
+    again.shutdown();
+    assert_eq!(again.wait().await, Exit::Shutdown);
+    drop(client);
     eprintln!("in-process hamster test: {:?}", t0.elapsed());
 }
 
@@ -745,7 +768,11 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     })
     .await
     .unwrap();
-    assert_eq!(latest["source"], "r4#0");
+    assert_eq!(
+        latest["source"],
+        record_msg_id(&input[3].1).unwrap(),
+        "the record's identity"
+    );
     assert_eq!(latest["ignition"], false);
 
     wait_for("events", WAIT, || async {
@@ -807,7 +834,12 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         );
     }
     lines.sort();
-    assert_eq!(lines, vec!["\"r1#0\"", "\"r2#0\"", "\"r3#0\"", "\"r4#0\""]);
+    let mut ids: Vec<String> = input
+        .iter()
+        .map(|(_, r)| format!("{:?}", record_msg_id(r).unwrap()))
+        .collect();
+    ids.sort();
+    assert_eq!(lines, ids);
 
     let status = monkey.terminate(Duration::from_secs(30)).await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
@@ -857,7 +889,9 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
     let entry = kv.entry(device).await.unwrap().expect("the device's entry");
     let v: Value = serde_json::from_slice(&entry.value).unwrap();
     assert_eq!(v["position"]["fix_time"], "2024-05-01T12:00:59.000Z");
-    assert_eq!(v["source"], "b59#0");
+    let mut last = position(device, 59);
+    last.set("ignition", true);
+    assert_eq!(v["source"], record_msg_id(&Record::Position(last)).unwrap());
     assert_eq!(v["ignition"], true);
     // The only key of the bucket: its revision counts the writes.
     eprintln!("60 fixes, {} writes of the entry", entry.revision);
@@ -887,9 +921,12 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
     assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
 }
 
-/// A user's processor: fails in the ways the issue names.
+/// A user's processor: fails in the ways a real one does. Calls are
+/// counted per record (`<device>@<second>`).
 struct Flaky {
     calls: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
+    /// The database of device "down" is back.
+    back: Arc<AtomicBool>,
 }
 
 impl Processor for Flaky {
@@ -897,10 +934,12 @@ impl Processor for Flaky {
         "flaky"
     }
 
-    async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
+    async fn process(&self, record: &Record, _meta: &Meta) -> Result<(), ProcessError> {
+        let p = record.as_position().expect("positions only");
+        let key = format!("{}@{}", p.device_id, p.fix_time.format("%S"));
         let n = {
             let mut calls = self.calls.lock().unwrap();
-            let n = calls.entry(meta.msg_id.clone()).or_default();
+            let n = calls.entry(key).or_default();
             *n += 1;
             *n
         };
@@ -908,7 +947,9 @@ impl Processor for Flaky {
             return Err(ProcessError::Invalid("rejected record".into()));
         }
         match record.device_id() {
-            "always" => Err(ProcessError::Retry("database down".into())),
+            "down" if !self.back.load(Ordering::SeqCst) => {
+                Err(ProcessError::Retry("database down".into()))
+            }
             "blip" if n <= 2 => Err(ProcessError::Retry("database blip".into())),
             "invalid" => Err(ProcessError::Invalid("no such vehicle".into())),
             _ => Ok(()),
@@ -916,8 +957,17 @@ impl Processor for Flaky {
     }
 }
 
+/// Consumer info of `PARSED/monkeys`.
+async fn monkeys_info(admin: &jetstream::Context) -> jetstream::consumer::Info {
+    let mut c: PullConsumer = admin
+        .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+        .await
+        .unwrap();
+    c.info().await.unwrap().clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
+async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_dead() {
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::load(Some(&write_config(dir.path()))).unwrap();
@@ -925,7 +975,7 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
     provision(&cluster, &settings).await;
     let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
     let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
-    for device in ["fine", "blip", "always", "invalid"] {
+    for device in ["fine", "blip", "down", "invalid"] {
         let record = Record::Position(position(device, 1));
         publish_parsed(&hamster, &format!("{device}#0"), &record).await;
     }
@@ -950,9 +1000,12 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
 
     let js = jetstream::new(cluster.connect(Role::Monkey).await.unwrap());
     let calls = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let back = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
+    let gate = Gate::new();
     let processors: Vec<Arc<dyn DynProcessor>> = vec![Arc::new(Flaky {
         calls: calls.clone(),
+        back: back.clone(),
     })];
     let mut supervisor = Supervisor::start(
         PullWorkers {
@@ -964,11 +1017,11 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
             stats: stats.clone(),
             config: PullConfig {
                 expires_ms: 500,
-                retry_in_place_ms: 1_000,
+                hold_max_ms: 200,
                 ..PullConfig::default()
             },
-            // Above max_deliver: the last-delivery rule decides.
-            policy: fleetbus_services::worker::policy(10, &settings.monkeys),
+            policy: fleetbus_services::worker::policy(2, 4, &settings.monkeys),
+            gate: gate.clone(),
         },
         1,
         SupervisorConfig::default(),
@@ -977,12 +1030,46 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
     .await
     .unwrap();
 
+    // Everything but the record whose database is down is done; that one
+    // is held, far longer than its ack wait (1 s) and than every backoff,
+    // and is never redelivered, handed back or dead-lettered.
+    wait_counts(
+        &admin,
+        "all but the held record done",
+        &[(topology::PARSED, 1), (topology::DEAD, 2)],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let info = monkeys_info(&admin).await;
+    assert_eq!(info.num_ack_pending, 1, "held: {info:?}");
+    assert_eq!(
+        info.num_redelivered, 0,
+        "a held message is not redelivered: {info:?}"
+    );
+    let st = gate.status();
+    assert_eq!(st.held, 1);
+    assert!(st.blocked_secs >= 5, "{st:?}");
+    assert_eq!(
+        st.blocked_by.as_deref(),
+        Some("flaky failed: database down")
+    );
+    assert!(
+        stats.snapshot().backpressure >= 10,
+        "tried again and again: {:?}",
+        stats.snapshot()
+    );
+    assert!(calls.lock().unwrap()["down@01"] >= 10);
+
+    // The database comes back: the held record is processed, once more.
+    back.store(true, Ordering::SeqCst);
     wait_counts(
         &admin,
         "PARSED drained",
-        &[(topology::PARSED, 0), (topology::DEAD, 3)],
+        &[(topology::PARSED, 0), (topology::DEAD, 2)],
     )
     .await;
+    assert_eq!(gate.status(), Default::default(), "open again");
+
     // The rejected record of the frame went to DEAD alone; its neighbours
     // were processed and the message acknowledged.
     let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
@@ -991,11 +1078,17 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
         .find(|m| m.subject.as_str() == "dead.parsed.teltonika.framed")
         .expect("the rejected record in DEAD");
     assert_eq!(header(alone, headers::DEAD_RECORD), "1");
+    assert_eq!(header(alone, headers::DEAD_KIND), "invalid");
     assert_eq!(
         header(alone, headers::DEAD_REASON),
         "flaky: rejected record"
     );
     assert!(header(alone, headers::MSG_ID).ends_with("#1"));
+    assert_eq!(
+        header(alone, headers::DEAD_MSG_ID),
+        record_msg_id(&frame[1]).unwrap(),
+        "the record's own id"
+    );
     assert_eq!(
         header(alone, headers::RECORDS),
         "",
@@ -1005,74 +1098,26 @@ async fn a_processor_is_retried_and_what_never_succeeds_goes_to_dead() {
         ParsedBody::from_json(&alone.payload).unwrap(),
         ParsedBody::One(frame[1].clone())
     );
-    let reasons: BTreeMap<String, (String, String)> = cluster
-        .stream_messages(topology::DEAD)
-        .await
-        .unwrap()
+    let invalid = dead
         .iter()
-        .map(|m| {
-            (
-                m.subject.to_string(),
-                (
-                    header(m, headers::DEAD_REASON),
-                    header(m, headers::DEAD_DELIVERIES),
-                ),
-            )
-        })
-        .collect();
+        .find(|m| m.subject.as_str() == "dead.parsed.teltonika.invalid")
+        .expect("the invalid record in DEAD");
     assert_eq!(
-        reasons["dead.parsed.teltonika.invalid"],
-        ("flaky: no such vehicle".to_string(), "1".to_string())
+        header(invalid, headers::DEAD_REASON),
+        "flaky: no such vehicle"
     );
-    let (always, deliveries) = &reasons["dead.parsed.teltonika.always"];
-    assert_eq!(deliveries, &settings.monkeys.max_deliver.to_string());
-    assert!(
-        always.contains("still failing at the last delivery") && always.contains("database down"),
-        "{always}"
-    );
+    assert_eq!(header(invalid, headers::DEAD_DELIVERIES), "1");
     let calls = calls.lock().unwrap().clone();
-    assert_eq!(calls["blip#0"], 3, "retried in place until it worked");
-    assert_eq!(calls["fine#0"], 1);
-    assert!(calls["always#0"] >= 3, "{calls:?}");
-    assert_eq!(calls["framed#2"], 1, "after the rejected record: {calls:?}");
-    assert!(calls.contains_key("framed#0"), "{calls:?}");
+    assert_eq!(calls["blip@01"], 3, "held until it worked");
+    assert_eq!(calls["fine@01"], 1);
+    assert_eq!(
+        calls["framed@03"], 1,
+        "after the rejected record: {calls:?}"
+    );
+    assert!(calls.contains_key("framed@01"), "{calls:?}");
+    gate.stop();
     supervisor.shutdown();
     assert_eq!(supervisor.wait().await, Exit::Shutdown);
-    assert_eq!(stats.snapshot().dead, 3, "two messages and one record");
-
-    // With the monkey's own login: a PARSED message that runs out of
-    // deliveries is moved to DEAD by the advisory listener.
-    let client = cluster.connect(Role::Monkey).await.unwrap();
-    let advisories = MaxDeliveries {
-        js: js.clone(),
-        stream: topology::PARSED.into(),
-        consumer: topology::MONKEYS.into(),
-        stage: DeadStage::Parsed,
-        stats: stats.clone(),
-    }
-    .spawn(&client)
-    .await
-    .unwrap();
-    client.flush().await.unwrap();
-    publish_parsed(
-        &hamster,
-        "exhausted#0",
-        &Record::Position(position("exhausted", 1)),
-    )
-    .await;
-    let consumer: PullConsumer = js
-        .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
-        .await
-        .unwrap();
-    let moved = exhaust_into_dead(
-        &cluster,
-        &consumer,
-        settings.monkeys.max_deliver,
-        "dead.parsed.teltonika.exhausted",
-    )
-    .await;
-    assert_eq!(header(&moved, headers::DEAD_STAGE), "monkey");
-    wait_counts(&admin, "PARSED empty", &[(topology::PARSED, 0)]).await;
-    advisories.abort();
+    assert_eq!(stats.snapshot().dead, 2, "one message and one record");
     eprintln!("processor test: {:?}", t0.elapsed());
 }

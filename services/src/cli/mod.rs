@@ -1,5 +1,6 @@
 //! One module per `fleetbus` subcommand.
 
+pub mod dead;
 pub mod decode;
 pub mod dev;
 pub mod gateway;

@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use fleetbus_codec::Protocol;
 use tokio_util::sync::CancellationToken;
 
-use crate::simulate::{self, protocols, Config, SUPPORTED};
+use crate::simulate::{self, protocols, Config, Resend, SUPPORTED};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -41,6 +41,10 @@ pub struct Args {
     /// 255, Ruptela up to 40, Meitrack up to 64; others always 1).
     #[arg(long, default_value_t = 1)]
     pub per_frame: usize,
+    /// How a device resends records whose ack it did not get (a lost
+    /// answer, a cut connection).
+    #[arg(long, value_enum, default_value_t = Resend::Firmware)]
+    pub resend: Resend,
     /// Gateways of one protocol, in the order devices try them:
     /// `teltonika=10.0.0.1:5027,10.0.0.2:5027`. Repeatable. Protocols
     /// without one use --hosts and --port-offsets.
@@ -124,6 +128,7 @@ impl Args {
             records: self.records,
             duration: self.duration_secs.map(Duration::from_secs),
             per_frame: self.per_frame,
+            resend: self.resend,
             gateways,
             queue: self.queue.clone(),
             report: self.report.clone(),

@@ -1,5 +1,7 @@
 //! `fleetbus verify`: did every record the simulator was told is stored
-//! reach PARSED exactly once, with the values sent?
+//! reach PARSED exactly once, with the values sent — and, with
+//! `--effects`, did the monkeys do with it what they should (the latest
+//! position of every device, each device event once)?
 //!
 //! PARSED keeps a message only while some consumer still needs it, so the
 //! check reads through its own durable consumer, created *before* the run:
@@ -10,8 +12,17 @@
 //! fleetbus verify --consumer check-1 --report sim.jsonl
 //! ```
 //!
-//! Exit status: 0 when nothing is missing, duplicated or altered; 1
-//! otherwise; 2 when the cluster or the report cannot be read.
+//! A consumer that is read only at the end holds every message of the run
+//! in PARSED (an interest stream keeps what some consumer has not
+//! acknowledged), which changes what is being judged: a full PARSED, a
+//! stream that should have drained. `--tap FILE` instead follows the
+//! consumer during the run, writing each record to FILE before
+//! acknowledging it, until SIGTERM; `--from-tap FILE` then judges from the
+//! file. The fault suite does that.
+//!
+//! Exit status: 0 when nothing is missing, duplicated or altered (and the
+//! effects are right); 1 otherwise; 2 when the cluster or the report cannot
+//! be read.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
@@ -40,8 +51,26 @@ pub struct Args {
     #[arg(long)]
     pub prepare: bool,
     /// The simulator's report (`fleetbus simulate --report`).
-    #[arg(long, required_unless_present = "prepare")]
+    #[arg(long, required_unless_present_any = ["prepare", "tap"])]
     pub report: Option<PathBuf>,
+    /// Follow the consumer and append every record to this file (JSON
+    /// lines) before acknowledging it, until SIGTERM or SIGINT.
+    #[arg(long, conflicts_with_all = ["prepare", "report", "from_tap"])]
+    pub tap: Option<PathBuf>,
+    /// Judge from a file `--tap` wrote instead of reading the consumer.
+    #[arg(long)]
+    pub from_tap: Option<PathBuf>,
+    /// Also check the monkeys' effects: every reported device's entry in
+    /// the `devices` bucket holds its newest record, and EVENTS holds each
+    /// ignition change of its records once.
+    #[arg(long)]
+    pub effects: bool,
+    /// With `--effects`, pass although some ignition transitions never
+    /// showed, as long as every event that did is real and once: what a
+    /// device's fixes processed out of order cost (docs/reliability.md,
+    /// "Ordering"). The missing ones are still reported.
+    #[arg(long, requires = "effects")]
+    pub allow_lost_transitions: bool,
     /// Give up waiting for missing records after this many seconds
     /// without a new message.
     #[arg(long, default_value_t = 10)]
@@ -55,8 +84,10 @@ pub struct Args {
     pub json: bool,
 }
 
+mod effects;
+
 /// Record identity: a simulated device never repeats a fix time.
-type Key = (String, DateTime<Utc>);
+pub type Key = (String, DateTime<Utc>);
 
 /// The outcome of a check.
 #[derive(Debug, Default, serde::Serialize)]
@@ -68,12 +99,130 @@ pub struct Outcome {
     pub altered: Vec<String>,
     /// PARSED messages read (positions of other devices included).
     pub read: u64,
+    /// The monkeys' effects, with `--effects`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effects: Option<effects::Effects>,
+    /// `--allow-lost-transitions`.
+    #[serde(skip)]
+    pub allow_lost_transitions: bool,
 }
 
 impl Outcome {
     pub fn ok(&self) -> bool {
-        self.missing.is_empty() && self.duplicated.is_empty() && self.altered.is_empty()
+        let effects_ok = |e: &effects::Effects| {
+            if self.allow_lost_transitions {
+                e.ok_but_for_order()
+            } else {
+                e.ok()
+            }
+        };
+        self.missing.is_empty()
+            && self.duplicated.is_empty()
+            && self.altered.is_empty()
+            && self.effects.as_ref().is_none_or(effects_ok)
     }
+}
+
+/// What reached PARSED: every position by its key, with how often it came
+/// and its JSON, and how many messages were read.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub seen: BTreeMap<Key, (usize, Value)>,
+    pub read: u64,
+}
+
+impl Parsed {
+    /// Counts one record of message `sequence`.
+    fn add(&mut self, record: Value) {
+        if let Some(key) = key_of(&record) {
+            let e = self.seen.entry(key).or_insert((0, record));
+            e.0 += 1;
+        }
+    }
+}
+
+/// One record or a frame's records (a JSON array) of a PARSED payload.
+fn records_of(payload: &[u8]) -> Vec<Value> {
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Array(records)) => records,
+        Ok(record) => vec![record],
+        Err(_) => vec![],
+    }
+}
+
+/// Follows `consumer` until SIGTERM or SIGINT: every record of every new
+/// message goes to `path` (one JSON line: stream sequence, index, record)
+/// and is flushed before the message is acknowledged, so the file holds
+/// everything acknowledged. A message redelivered to the tap (an ack lost
+/// in an election) is written again under the same sequence; `--from-tap`
+/// counts it once.
+async fn tap(
+    consumer: &consumer::Consumer<consumer::pull::Config>,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let stop = crate::ops::signals::terminated();
+    tokio::pin!(stop);
+    loop {
+        let batch = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            b = consumer.fetch().max_messages(1000).expires(Duration::from_millis(500)).messages() => b,
+        };
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "A pull from PARSED failed; trying again.");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut taken = Vec::new();
+        while let Some(msg) = batch.next().await {
+            let Ok(msg) = msg else { break };
+            let sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+            for (i, record) in records_of(&msg.payload).into_iter().enumerate() {
+                let line = serde_json::json!({"seq": sequence, "i": i, "record": record});
+                writeln!(file, "{line}")?;
+            }
+            taken.push(msg);
+        }
+        file.flush()?;
+        for msg in taken {
+            if let Err(e) = msg.ack().await {
+                tracing::debug!(error = %e, "An ack failed; the message comes again.");
+            }
+        }
+    }
+}
+
+/// What `--tap` wrote: each (sequence, index) once.
+fn read_tap(path: &std::path::Path) -> anyhow::Result<Parsed> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut parsed = Parsed::default();
+    let mut lines: HashSet<(u64, u64)> = HashSet::new();
+    let mut messages: HashSet<u64> = HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a tap line", path.display(), n + 1))?;
+        let seq = v["seq"].as_u64().unwrap_or_default();
+        let i = v["i"].as_u64().unwrap_or_default();
+        if lines.insert((seq, i)) {
+            if messages.insert(seq) {
+                parsed.read += 1;
+            }
+            parsed.add(v["record"].clone());
+        }
+    }
+    Ok(parsed)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -96,6 +245,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let js = jetstream::new(client);
+        if let Some(path) = &args.from_tap {
+            let path = path.clone();
+            return judge(&js, &args, move |_| async move { read_tap(&path) }).await;
+        }
         let config = consumer::pull::Config {
             durable_name: Some(args.consumer.clone()),
             description: Some("fleetbus verify: every record, once".into()),
@@ -110,25 +263,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("consumer PARSED/{} ready", args.consumer);
             return Ok(ExitCode::SUCCESS);
         }
-        let path = args.report.as_ref().expect("clap requires --report");
-        let expected = match read_report(path) {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("fleetbus verify: {e:#}");
-                return Ok(ExitCode::from(2));
-            }
-        };
-        let outcome = check(&consumer, &expected, Duration::from_secs(args.idle_secs)).await?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&outcome)?);
-        } else {
-            print!("{}", render(&outcome));
+        if let Some(path) = &args.tap {
+            tap(&consumer, path).await?;
+            return Ok(ExitCode::SUCCESS);
         }
-        Ok(if outcome.ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
+        let idle = Duration::from_secs(args.idle_secs);
+        let consumer = &consumer;
+        judge(&js, &args, move |expected| async move {
+            read_consumer(consumer, &expected, idle).await
         })
+        .await
+    })
+}
+
+/// Reads the report, gets what reached PARSED from `parsed`, compares,
+/// checks the effects if asked, prints, and says how it went.
+async fn judge<F, Fut>(js: &jetstream::Context, args: &Args, parsed: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(BTreeMap<Key, Reported>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Parsed>>,
+{
+    let path = args.report.as_ref().expect("clap requires --report");
+    let expected = match read_report(path) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("fleetbus verify: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let parsed = parsed(expected.clone()).await?;
+    let mut outcome = compare(&expected, &parsed);
+    outcome.allow_lost_transitions = args.allow_lost_transitions;
+    if args.effects {
+        let wait = Duration::from_secs(args.wait_secs);
+        outcome.effects = Some(effects::check(js, &parsed.seen, wait).await?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        print!("{}", render(&outcome));
+    }
+    Ok(if outcome.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -179,17 +357,16 @@ pub fn read_report(path: &std::path::Path) -> anyhow::Result<BTreeMap<Key, Repor
 
 /// Reads PARSED through `consumer` until every expected record was seen
 /// and the stream is quiet, or nothing new came for `idle`.
-pub async fn check(
+pub async fn read_consumer(
     consumer: &consumer::Consumer<consumer::pull::Config>,
     expected: &BTreeMap<Key, Reported>,
     idle: Duration,
-) -> anyhow::Result<Outcome> {
-    let mut seen: BTreeMap<Key, (usize, Value)> = BTreeMap::new();
+) -> anyhow::Result<Parsed> {
+    let mut parsed = Parsed::default();
     // Stream sequences already counted: a message redelivered to this
     // consumer (its ack was lost while the cluster elected a leader) is the
     // same message, not a duplicate record. Two messages with one key are.
     let mut sequences: HashSet<u64> = HashSet::new();
-    let mut read = 0u64;
     let mut last_new = Instant::now();
     // A pull that fails (no leader yet after a restart, "503") is tried
     // again until nothing new has come for `idle`.
@@ -218,18 +395,9 @@ pub async fn check(
                     let sequence = msg.info().map(|i| i.stream_sequence).ok();
                     if sequence.is_none_or(|s| sequences.insert(s)) {
                         got += 1;
-                        read += 1;
-                        // One record, or a frame's records (a JSON array).
-                        let records = match serde_json::from_slice::<Value>(&msg.payload) {
-                            Ok(Value::Array(records)) => records,
-                            Ok(record) => vec![record],
-                            Err(_) => vec![],
-                        };
-                        for v in records {
-                            if let Some(key) = key_of(&v) {
-                                let e = seen.entry(key).or_insert((0, v));
-                                e.0 += 1;
-                            }
+                        parsed.read += 1;
+                        for v in records_of(&msg.payload) {
+                            parsed.add(v);
                         }
                     }
                     if let Err(e) = msg.ack().await {
@@ -242,20 +410,25 @@ pub async fn check(
             last_new = Instant::now();
             continue;
         }
-        let all_seen = expected.keys().all(|k| seen.contains_key(k));
+        let all_seen = expected.keys().all(|k| parsed.seen.contains_key(k));
         if all_seen || last_new.elapsed() >= idle {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(parsed)
+}
+
+/// Every reported record against what reached PARSED.
+pub fn compare(expected: &BTreeMap<Key, Reported>, parsed: &Parsed) -> Outcome {
     let mut out = Outcome {
         reported: expected.len(),
-        read,
+        read: parsed.read,
         ..Outcome::default()
     };
     for (key, sent) in expected {
         let name = format!("{} {}", key.0, key.1.to_rfc3339());
-        match seen.get(key) {
+        match parsed.seen.get(key) {
             None => out.missing.push(name),
             Some((n, _)) if *n > 1 => out.duplicated.push(format!("{name} ×{n}")),
             Some((_, v)) => match differs(sent, v) {
@@ -264,7 +437,7 @@ pub async fn check(
             },
         }
     }
-    Ok(out)
+    out
 }
 
 fn key_of(v: &Value) -> Option<Key> {
@@ -314,6 +487,9 @@ fn render(o: &Outcome) -> String {
         if list.len() > 20 {
             s.push_str(&format!("  … and {} more {what}\n", list.len() - 20));
         }
+    }
+    if let Some(e) = &o.effects {
+        s.push_str(&e.render());
     }
     s.push_str(if o.ok() { "OK\n" } else { "FAILED\n" });
     s

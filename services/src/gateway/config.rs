@@ -90,6 +90,11 @@ pub struct GatewayConfig {
     /// together. Datagrams arriving while it is reached are dropped without
     /// an answer (counted as `overload`); the device sends them again.
     pub udp_inflight: usize,
+    /// How often to check that RAW has a consumer, milliseconds. RAW keeps
+    /// a frame only while some consumer is interested in it: with none, a
+    /// publish is acknowledged and dropped, so the gateway acknowledges
+    /// no device (and `/readyz` fails) until RAW has one again.
+    pub raw_check_ms: u64,
     /// Log JSON lines instead of text.
     pub log_json: bool,
     /// One listener per protocol, by protocol name.
@@ -114,6 +119,7 @@ impl Default for GatewayConfig {
             drain_delay_secs: 2,
             drain_timeout_secs: 15,
             udp_inflight: 4_096,
+            raw_check_ms: 2_000,
             log_json: false,
             protocols: Protocol::ALL
                 .iter()
@@ -179,6 +185,7 @@ impl GatewayConfig {
             ("retry_backoff_ms", self.retry_backoff_ms),
             ("drain_timeout_secs", self.drain_timeout_secs),
             ("udp_inflight", self.udp_inflight as u64),
+            ("raw_check_ms", self.raw_check_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -200,6 +200,9 @@ pub(super) fn answer_for(
     let shared = shared.clone();
     let reply = handled.reply;
     Ok(async move {
+        if !shared.raw_kept.is_kept() {
+            return Err(StoreError::NoInterest);
+        }
         let stored = store(
             &shared.js,
             subject,

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub publish_retries: Family<ProtocolLabel, Counter>,
     pub publish_duration: Family<ProtocolLabel, Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
+    /// Consumers of RAW at the last check (0: nothing is acknowledged).
+    pub raw_consumers: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -113,6 +115,12 @@ impl Metrics {
             "From a frame's first publish attempt to its PubAck",
             publish_duration.clone(),
         );
+        let raw_consumers = Gauge::default();
+        registry.register(
+            "raw_consumers",
+            "Consumers of RAW at the last check; while 0 no frame is stored or acknowledged",
+            raw_consumers.clone(),
+        );
         let errors = Family::default();
         registry.register(
             "errors",
@@ -130,6 +138,7 @@ impl Metrics {
             publish_retries,
             publish_duration,
             errors,
+            raw_consumers,
             registry: Arc::new(registry),
         }
     }

@@ -7,6 +7,7 @@ pub mod config;
 mod conn;
 pub mod metrics;
 mod publish;
+pub mod raw_interest;
 mod udp;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub struct Shared {
     pub js: jetstream::Context,
     pub metrics: Metrics,
     pub retry: RetryPolicy,
+    /// Whether RAW has a consumer to keep frames (`raw_interest`).
+    pub raw_kept: raw_interest::RawInterest,
     log: RateLimited,
 }
 
@@ -71,6 +74,8 @@ pub struct Gateway {
     /// The UDP receive loops: joined on shutdown before the tracker is
     /// waited on, so no datagram task starts after the wait.
     udp_loops: Vec<JoinHandle<()>>,
+    raw_watch: JoinHandle<()>,
+    raw_kept: raw_interest::RawInterest,
     drain_timeout: Duration,
 }
 
@@ -134,11 +139,19 @@ impl Gateway {
             ));
         }
         let udp_limit = Arc::new(Semaphore::new(config.udp_inflight));
+        let raw_kept = raw_interest::RawInterest::default();
+        let raw_watch = tokio::spawn(raw_interest::watch(
+            js.clone(),
+            raw_kept.clone(),
+            metrics.clone(),
+            Duration::from_millis(config.raw_check_ms),
+        ));
         let shared = Arc::new(Shared {
             config,
             js,
             metrics: metrics.clone(),
             retry,
+            raw_kept: raw_kept.clone(),
             log: RateLimited::new(Duration::from_secs(1)),
         });
         let stop_accepting = CancellationToken::new();
@@ -182,8 +195,22 @@ impl Gateway {
             stop_connections,
             tracker,
             udp_loops,
+            raw_watch,
+            raw_kept,
             drain_timeout,
         })
+    }
+
+    /// Whether RAW has a consumer that keeps what is stored (checked every
+    /// `raw_check_ms`). While it has none, no frame is stored or
+    /// acknowledged, and the gateway should not be ready.
+    pub fn raw_is_kept(&self) -> bool {
+        self.raw_kept.is_kept()
+    }
+
+    /// The flag behind [`Gateway::raw_is_kept`], for a readiness watch.
+    pub fn raw_interest(&self) -> raw_interest::RawInterest {
+        self.raw_kept.clone()
     }
 
     /// The listener of `protocol`.
@@ -206,6 +233,7 @@ impl Gateway {
     /// then closes them. Gives up after the drain timeout; returns how many
     /// connections (and datagrams) were still busy then.
     pub async fn shutdown(self) -> usize {
+        self.raw_watch.abort();
         self.stop_accepting.cancel();
         self.stop_connections.cancel();
         let tracker = self.tracker.clone();

@@ -32,6 +32,10 @@ pub enum StoreError {
     },
     #[error("the frame can never be stored: {0}")]
     Permanent(String),
+    /// RAW has no consumer: an interest stream acknowledges and drops a
+    /// message nobody is interested in, so the frame is not sent at all.
+    #[error("RAW has no consumer to keep the frame (run `fleetbus provision`, start a hamster)")]
+    NoInterest,
 }
 
 impl StoreError {
@@ -39,6 +43,7 @@ impl StoreError {
         match self {
             StoreError::GaveUp { .. } => "gave_up",
             StoreError::Permanent(_) => "permanent",
+            StoreError::NoInterest => "no_consumer",
         }
     }
 }

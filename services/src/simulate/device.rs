@@ -1,6 +1,7 @@
 //! One simulated tracker: generates a record every interval into the
-//! fleet's queue, and sends its oldest unacknowledged frame until the
-//! gateway acknowledges it — on this server or the next.
+//! fleet's queue, and sends its oldest unacknowledged records until the
+//! gateway acknowledges them — on this server or the next, resent as the
+//! protocol's firmware resends ([`protocols::Behaviour`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -16,8 +17,8 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::protocols;
-use super::queue::QueuedFrame;
+use super::protocols::{self, Behaviour};
+use super::queue::{Queue, QueueError, QueuedFrame};
 use super::{imei, Fleet};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,6 +48,9 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
     // Spread the fleet over the gateways; each device then walks the list.
     let mut server = index % addrs.len();
     let per_frame = protocols::per_frame(protocol, cfg.per_frame);
+    let behaviour = protocols::behaviour(protocol, cfg.resend);
+    // Whether the next frame sends records again after a lost ack.
+    let mut resending = false;
     let mut next_seq = state.next_seq;
     // Real trackers are not synchronised: each runs its timer at its own
     // phase. Spreading the first records over one interval keeps the
@@ -119,6 +123,9 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
             .sent
             .fetch_add(frame.positions.len() as u64, Ordering::Relaxed);
         fleet.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(&mut resending) {
+            fleet.stats.resends.fetch_add(1, Ordering::Relaxed);
+        }
         let sent_at = Utc::now();
         match c.deliver(&imei, &frame).await {
             Ok(()) => {
@@ -130,9 +137,11 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
                     .fetch_add(frame.positions.len() as u64, Ordering::Relaxed);
             }
             Err(e) => {
-                // No ack: the records stay queued and this very frame goes
-                // again, to the next server.
+                // No ack: the records stay queued and go again, to the
+                // next server, as this protocol's firmware resends them.
                 tracing::debug!(device = %id, addr = %c.addr, error = %e, "No acknowledgement; reconnecting.");
+                after_lost_ack(&fleet.queue, &id, &frame, behaviour).await?;
+                resending = true;
                 conn = None;
                 fleet.stats.connected.fetch_sub(1, Ordering::Relaxed);
                 fleet.stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -141,6 +150,29 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
             }
         }
     }
+}
+
+/// Prepares the queue for the resend of `frame`, whose ack did not come:
+/// a re-encoding device counts the attempt (the resend gets a new serial,
+/// flag or send time), a re-packing one forgets the grouping (the records
+/// go out in a new frame with newer ones), and one that resends the same
+/// bytes changes nothing. Either way the records stay until an ack.
+pub(crate) async fn after_lost_ack(
+    queue: &Queue,
+    device: &str,
+    frame: &QueuedFrame,
+    behaviour: Behaviour,
+) -> Result<(), QueueError> {
+    match behaviour {
+        Behaviour::Same => {}
+        Behaviour::Reencode => {
+            queue.retry(device, frame.frame).await?;
+        }
+        Behaviour::Repack => {
+            queue.regroup(device, frame.frame).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Backoff with jitter (half to full), so a fleet that lost its gateway
@@ -219,10 +251,10 @@ impl Connection {
 
     /// Sends one stored frame (and, for protocols that do not answer data,
     /// the answered frame right behind it) and waits for the answer that
-    /// says it is stored. The bytes derive from the frame id and records
-    /// only: same frame, same bytes.
+    /// says it is stored. The bytes derive from what the queue stores (frame
+    /// id, attempt, records) only, so a restarted simulator sends the same.
     async fn deliver(&mut self, imei: &str, frame: &QueuedFrame) -> anyhow::Result<()> {
-        let frames = protocols::data(self.protocol, imei, frame.frame, &frame.positions)?;
+        let frames = protocols::data(self.protocol, imei, frame)?;
         self.exchange(&frames).await
     }
 

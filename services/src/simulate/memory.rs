@@ -18,8 +18,14 @@ struct Device {
     next_frame: u64,
     /// Records not yet in a frame, by sequence number.
     loose: BTreeMap<u64, Position>,
-    /// The formed, unacknowledged frame: its id, and its records by sequence.
-    formed: Option<(u64, BTreeMap<u64, Position>)>,
+    /// The formed, unacknowledged frame.
+    formed: Option<Formed>,
+}
+
+struct Formed {
+    frame: u64,
+    attempt: u32,
+    records: BTreeMap<u64, Position>,
 }
 
 #[derive(Default)]
@@ -69,7 +75,10 @@ impl MemoryQueue {
             let d = devices
                 .get_mut(device)
                 .ok_or_else(|| QueueError::UnknownDevice(device.to_string()))?;
-            let in_frame = d.formed.as_ref().is_some_and(|(_, r)| r.contains_key(&seq));
+            let in_frame = d
+                .formed
+                .as_ref()
+                .is_some_and(|f| f.records.contains_key(&seq));
             if !in_frame {
                 d.loose.entry(seq).or_insert_with(|| position.clone());
             }
@@ -93,12 +102,17 @@ impl MemoryQueue {
                     .map(|seq| d.loose.split_off(&seq))
                     .unwrap_or_default();
                 let records = std::mem::replace(&mut d.loose, rest);
-                d.formed = Some((d.next_frame, records));
+                d.formed = Some(Formed {
+                    frame: d.next_frame,
+                    attempt: 0,
+                    records,
+                });
                 d.next_frame += 1;
             }
-            Ok(d.formed.as_ref().map(|(frame, records)| QueuedFrame {
-                frame: *frame,
-                positions: records.values().cloned().collect(),
+            Ok(d.formed.as_ref().map(|f| QueuedFrame {
+                frame: f.frame,
+                attempt: f.attempt,
+                positions: f.records.values().cloned().collect(),
             }))
         })
     }
@@ -109,7 +123,39 @@ impl MemoryQueue {
                 return Ok(0);
             };
             match d.formed.take() {
-                Some((f, records)) if f == frame => Ok(records.len()),
+                Some(f) if f.frame == frame => Ok(f.records.len()),
+                other => {
+                    d.formed = other;
+                    Ok(0)
+                }
+            }
+        })
+    }
+
+    pub fn retry(&self, device: &str, frame: u64) -> Result<Option<u32>, QueueError> {
+        self.with(|devices| {
+            let formed = devices
+                .get_mut(device)
+                .and_then(|d| d.formed.as_mut())
+                .filter(|f| f.frame == frame);
+            Ok(formed.map(|f| {
+                f.attempt += 1;
+                f.attempt
+            }))
+        })
+    }
+
+    pub fn regroup(&self, device: &str, frame: u64) -> Result<usize, QueueError> {
+        self.with(|devices| {
+            let Some(d) = devices.get_mut(device) else {
+                return Ok(0);
+            };
+            match d.formed.take() {
+                Some(f) if f.frame == frame => {
+                    let n = f.records.len();
+                    d.loose.extend(f.records);
+                    Ok(n)
+                }
                 other => {
                     d.formed = other;
                     Ok(0)
@@ -122,7 +168,7 @@ impl MemoryQueue {
         self.with(|devices| {
             devices
                 .values()
-                .map(|d| d.loose.len() + d.formed.as_ref().map_or(0, |(_, r)| r.len()))
+                .map(|d| d.loose.len() + d.formed.as_ref().map_or(0, |f| f.records.len()))
                 .sum::<usize>() as u64
         })
     }

@@ -1,8 +1,9 @@
 //! `fleetbus simulate`: a fleet of virtual trackers that behave like real
 //! ones where it matters for reliability — records wait in a persistent
-//! queue until the gateway acknowledged them, frames are resent byte for
-//! byte after a lost ack, and a device moves to its next server when a
-//! connection fails. See docs/simulator.md.
+//! queue until the gateway acknowledged them, records whose ack was lost
+//! are resent as the protocol's firmware resends them (re-packed,
+//! re-encoded or byte for byte, `--resend`), and a device moves to its next
+//! server when a connection fails. See docs/simulator.md.
 
 mod device;
 mod memory;
@@ -20,7 +21,7 @@ use fleetbus_codec::{Position, Protocol};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use protocols::SUPPORTED;
+pub use protocols::{Resend, SUPPORTED};
 pub use queue::Queue;
 
 /// What to simulate.
@@ -40,6 +41,8 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Records per frame, where the protocol allows several (Teltonika).
     pub per_frame: usize,
+    /// How devices resend records whose ack they did not get.
+    pub resend: Resend,
     /// Gateway addresses per protocol, in the order a device tries them.
     pub gateways: Vec<(Protocol, Vec<SocketAddr>)>,
     pub queue: PathBuf,
@@ -89,6 +92,8 @@ pub struct Stats {
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub frames_sent: AtomicU64,
+    /// Frames sent again after a lost ack (re-packed, re-encoded or the same).
+    pub resends: AtomicU64,
     pub reconnects: AtomicU64,
     pub connected: AtomicU64,
 }
@@ -99,6 +104,10 @@ pub struct Summary {
     pub generated: u64,
     pub acked: u64,
     pub sent: u64,
+    /// Frames sent again after a lost ack.
+    pub resends: u64,
+    /// The `--resend` mode they were sent in.
+    pub resend: Resend,
     pub reconnects: u64,
     pub pending: u64,
     pub elapsed: Duration,
@@ -109,10 +118,12 @@ impl std::fmt::Display for Summary {
         let rate = self.acked as f64 / self.elapsed.as_secs_f64().max(0.001);
         write!(
             f,
-            "simulated fleet: {} records generated, {} acknowledged ({rate:.0}/s), {} sent (resends included), {} reconnects, {} still pending, in {:.1} s",
+            "simulated fleet: {} records generated, {} acknowledged ({rate:.0}/s), {} sent (resends included), {} frames resent after a lost ack (--resend {}), {} reconnects, {} still pending, in {:.1} s",
             self.generated,
             self.acked,
             self.sent,
+            self.resends,
+            self.resend,
             self.reconnects,
             self.pending,
             self.elapsed.as_secs_f64()
@@ -217,9 +228,10 @@ pub async fn run(
                 let rate = (acked - last.1) as f64 / last.0.elapsed().as_secs_f64();
                 last = (Instant::now(), acked);
                 eprintln!(
-                    "sent {} acked {} pending {} connected {} reconnects {} rate {rate:.0}/s",
+                    "sent {} acked {} resent frames {} pending {} connected {} reconnects {} rate {rate:.0}/s",
                     fleet.stats.sent.load(Ordering::Relaxed),
                     acked,
+                    fleet.stats.resends.load(Ordering::Relaxed),
                     fleet.queue.pending().await.unwrap_or(0),
                     fleet.stats.connected.load(Ordering::Relaxed),
                     fleet.stats.reconnects.load(Ordering::Relaxed),
@@ -257,6 +269,8 @@ pub async fn run(
         generated: fleet.stats.generated.load(Ordering::Relaxed),
         acked: fleet.stats.acked.load(Ordering::Relaxed),
         sent: fleet.stats.sent.load(Ordering::Relaxed),
+        resends: fleet.stats.resends.load(Ordering::Relaxed),
+        resend: config.resend,
         reconnects: fleet.stats.reconnects.load(Ordering::Relaxed),
         pending: fleet.queue.pending().await?,
         elapsed: started.elapsed(),

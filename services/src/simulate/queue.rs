@@ -4,9 +4,13 @@
 //! that carried it.
 //!
 //! Records are grouped into frames *before* the first send and the grouping
-//! is stored, so a frame resent after a lost ack (or after a simulator
-//! restart) has exactly the same bytes, hence the same `Nats-Msg-Id`, and
-//! JetStream stores it once.
+//! is stored with the frame's attempt number, so what a device sends is
+//! fixed by what is stored: a simulator restarted from the file sends the
+//! bytes it would have sent anyway. After a lost ack a device either sends
+//! the frame again ([`Queue::retry`] counts the attempt, for protocols that
+//! re-encode a resend) or dissolves its grouping ([`Queue::regroup`]), so
+//! that the records go out afresh with newer ones, as re-packing firmware
+//! does.
 
 use std::path::Path;
 
@@ -45,10 +49,12 @@ pub struct DeviceState {
     pub base_time: i64,
 }
 
-/// A frame to send: its id (also the GT06 serial number) and its records.
-#[derive(Debug, Clone)]
+/// A frame to send: its id, how many times it went out before without an
+/// ack (counted by [`Queue::retry`]) and its records, oldest first.
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueuedFrame {
     pub frame: u64,
+    pub attempt: u32,
     pub positions: Vec<Position>,
 }
 
@@ -135,9 +141,46 @@ impl Queue {
     }
 }
 
+/// Creates the tables, or brings a file of an older simulator up to date:
+/// its devices get an attempt counter of 0, so its frames resend as that
+/// simulator sent them. In one immediate transaction, so that two
+/// processes opening the same old file do not both add the column.
+fn create_schema(conn: &mut Connection) -> Result<(), QueueError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS devices (
+             id TEXT PRIMARY KEY,
+             protocol TEXT NOT NULL,
+             next_seq INTEGER NOT NULL,
+             base_time INTEGER NOT NULL,
+             next_frame INTEGER NOT NULL,
+             attempt INTEGER NOT NULL DEFAULT 0
+         );
+         CREATE TABLE IF NOT EXISTS records (
+             device TEXT NOT NULL,
+             seq INTEGER NOT NULL,
+             frame INTEGER,
+             position TEXT NOT NULL,
+             PRIMARY KEY (device, seq)
+         );",
+    )?;
+    let has_attempt: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('devices') WHERE name = 'attempt'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_attempt {
+        // The attempts of the device's formed frame: a device has at most
+        // one formed frame, so its row is where the counter lives.
+        tx.execute_batch("ALTER TABLE devices ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0")?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl FileQueue {
     fn open(path: &Path) -> Result<FileQueue, QueueError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         // WAL + synchronous=NORMAL: a committed delete survives a killed
         // process (the OS has it); only a power cut may lose the last
         // commits, which means records sent again, never lost.
@@ -152,22 +195,7 @@ impl FileQueue {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS devices (
-                 id TEXT PRIMARY KEY,
-                 protocol TEXT NOT NULL,
-                 next_seq INTEGER NOT NULL,
-                 base_time INTEGER NOT NULL,
-                 next_frame INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS records (
-                 device TEXT NOT NULL,
-                 seq INTEGER NOT NULL,
-                 frame INTEGER,
-                 position TEXT NOT NULL,
-                 PRIMARY KEY (device, seq)
-             );",
-        )?;
+        create_schema(&mut conn)?;
         let (jobs, rx) = std::sync::mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("simulator-queue".into())
@@ -299,6 +327,48 @@ impl Queue {
         .await
     }
 
+    /// `frame` went out and got no ack, and goes out again as it is: count
+    /// the attempt. The frame's new attempt number, or `None` when `frame`
+    /// is not the device's formed frame (acknowledged or regrouped).
+    pub async fn retry(&self, device: &str, frame: u64) -> Result<Option<u32>, QueueError> {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return m.retry(device, frame),
+        };
+        let device = device.to_string();
+        file.call(move |conn| {
+            let attempt: Option<i64> = conn
+                .prepare_cached(
+                    "UPDATE devices SET attempt = attempt + 1 WHERE id = ?1 AND ?2 =
+                       (SELECT MIN(frame) FROM records WHERE device = ?1 AND frame IS NOT NULL)
+                     RETURNING attempt",
+                )?
+                .query_row(params![device, frame as i64], |r| r.get(0))
+                .optional()?;
+            Ok(attempt.map(|a| a as u32))
+        })
+        .await
+    }
+
+    /// `frame` went out and got no ack, and its records go out again in a
+    /// new frame: forget the grouping, so that [`Queue::next_frame`] groups
+    /// them afresh with the records that came since (oldest first, so
+    /// these lead). How many records were in the frame (0 when `frame` is
+    /// not the device's formed frame).
+    pub async fn regroup(&self, device: &str, frame: u64) -> Result<usize, QueueError> {
+        let file = match &self.backend {
+            Backend::File(f) => f,
+            Backend::Memory(m) => return m.regroup(device, frame),
+        };
+        let device = device.to_string();
+        file.call(move |conn| {
+            Ok(conn
+                .prepare_cached("UPDATE records SET frame = NULL WHERE device = ?1 AND frame = ?2")?
+                .execute(params![device, frame as i64])?)
+        })
+        .await
+    }
+
     /// Records not yet acknowledged, whole fleet.
     pub async fn pending(&self) -> Result<u64, QueueError> {
         let file = match &self.backend {
@@ -320,29 +390,34 @@ fn next_frame(
     device: &str,
     per_frame: usize,
 ) -> Result<Option<QueuedFrame>, QueueError> {
-    let formed: Option<i64> = conn
-        .prepare_cached("SELECT MIN(frame) FROM records WHERE device = ?1 AND frame IS NOT NULL")?
-        .query_row(params![device], |r| r.get(0))
+    // The formed frame (a device has at most one), its attempts, and the
+    // id a new frame would get, in one statement.
+    let (formed, attempt, next): (Option<i64>, i64, i64) = conn
+        .prepare_cached(
+            "SELECT (SELECT MIN(frame) FROM records WHERE device = ?1 AND frame IS NOT NULL),
+                    attempt, next_frame
+             FROM devices WHERE id = ?1",
+        )?
+        .query_row(params![device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?
-        .flatten();
-    let frame = match formed {
-        Some(f) => f,
+        .ok_or_else(|| QueueError::UnknownDevice(device.to_string()))?;
+    let (frame, attempt) = match formed {
+        Some(f) => (f, attempt),
         None => {
-            let f: i64 = conn
-                .prepare_cached("SELECT next_frame FROM devices WHERE id = ?1")?
-                .query_row(params![device], |r| r.get(0))?;
             let n = conn
                 .prepare_cached(
                     "UPDATE records SET frame = ?2 WHERE device = ?1 AND seq IN
                        (SELECT seq FROM records WHERE device = ?1 AND frame IS NULL ORDER BY seq LIMIT ?3)",
                 )?
-                .execute(params![device, f, per_frame as i64])?;
+                .execute(params![device, next, per_frame as i64])?;
             if n == 0 {
                 return Ok(None);
             }
-            conn.prepare_cached("UPDATE devices SET next_frame = next_frame + 1 WHERE id = ?1")?
-                .execute(params![device])?;
-            f
+            conn.prepare_cached(
+                "UPDATE devices SET next_frame = next_frame + 1, attempt = 0 WHERE id = ?1",
+            )?
+            .execute(params![device])?;
+            (next, 0)
         }
     };
     let mut stmt = conn.prepare_cached(
@@ -355,6 +430,7 @@ fn next_frame(
     }
     Ok(Some(QueuedFrame {
         frame: frame as u64,
+        attempt: attempt as u32,
         positions,
     }))
 }
@@ -417,10 +493,138 @@ mod tests {
         );
     }
 
+    /// Both queues, fresh: the file and the memory.
+    fn both(dir: &Path) -> [Queue; 2] {
+        [
+            Queue::open(&dir.join("q.db")).unwrap(),
+            Queue::open(Path::new(MEMORY)).unwrap(),
+        ]
+    }
+
+    async fn pushed(q: &Queue, device: &str, seqs: std::ops::Range<u64>) {
+        for s in seqs {
+            q.push(device, s, &pos(device, 1000 + s as i64))
+                .await
+                .unwrap();
+        }
+    }
+
+    fn seconds(f: &QueuedFrame) -> Vec<i64> {
+        f.positions.iter().map(|p| p.fix_time.timestamp()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_retried_frame_keeps_its_records_and_counts_its_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        for q in both(dir.path()) {
+            q.device("d1", Protocol::Gt06, 1000).await.unwrap();
+            pushed(&q, "d1", 0..2).await;
+            let first = q.next_frame("d1", 1).await.unwrap().unwrap();
+            assert_eq!(first.attempt, 0);
+            assert_eq!(q.retry("d1", first.frame).await.unwrap(), Some(1));
+            assert_eq!(q.retry("d1", first.frame).await.unwrap(), Some(2));
+            let again = q.next_frame("d1", 1).await.unwrap().unwrap();
+            assert_eq!(
+                (again.frame, again.attempt, &again.positions),
+                (first.frame, 2, &first.positions)
+            );
+            assert_eq!(q.acked("d1", first.frame).await.unwrap(), 1);
+            assert_eq!(
+                q.retry("d1", first.frame).await.unwrap(),
+                None,
+                "an acknowledged frame is not retried"
+            );
+            let next = q.next_frame("d1", 1).await.unwrap().unwrap();
+            assert!(next.frame > first.frame);
+            assert_eq!(next.attempt, 0, "a new frame starts at attempt 0");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_regrouped_frame_goes_out_anew_with_the_records_that_came_since() {
+        let dir = tempfile::tempdir().unwrap();
+        for q in both(dir.path()) {
+            q.device("d1", Protocol::Teltonika, 1000).await.unwrap();
+            pushed(&q, "d1", 0..2).await;
+            let first = q.next_frame("d1", 4).await.unwrap().unwrap();
+            assert_eq!(seconds(&first), [1000, 1001]);
+            pushed(&q, "d1", 2..7).await;
+            assert_eq!(q.regroup("d1", first.frame).await.unwrap(), 2);
+            assert_eq!(q.pending().await.unwrap(), 7, "no record forgotten");
+            let repacked = q.next_frame("d1", 4).await.unwrap().unwrap();
+            assert!(repacked.frame > first.frame, "a new frame");
+            assert_eq!(repacked.attempt, 0);
+            assert_eq!(
+                seconds(&repacked),
+                [1000, 1001, 1002, 1003],
+                "the pending records first, then the newer ones"
+            );
+            assert_eq!(q.acked("d1", first.frame).await.unwrap(), 0, "stale");
+            assert_eq!(q.regroup("d1", first.frame).await.unwrap(), 0, "stale");
+            assert_eq!(q.acked("d1", repacked.frame).await.unwrap(), 4);
+            let rest = q.next_frame("d1", 4).await.unwrap().unwrap();
+            assert_eq!(seconds(&rest), [1004, 1005, 1006]);
+        }
+    }
+
+    #[tokio::test]
+    async fn attempts_and_regroupings_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let q = Queue::open(&path).unwrap();
+        q.device("a", Protocol::Gt06, 1000).await.unwrap();
+        q.device("b", Protocol::Teltonika, 1000).await.unwrap();
+        pushed(&q, "a", 0..1).await;
+        pushed(&q, "b", 0..3).await;
+        let a = q.next_frame("a", 1).await.unwrap().unwrap();
+        q.retry("a", a.frame).await.unwrap();
+        let b = q.next_frame("b", 2).await.unwrap().unwrap();
+        q.regroup("b", b.frame).await.unwrap();
+        drop(q);
+        // A restarted simulator sends what this one would have sent.
+        let q = Queue::open(&path).unwrap();
+        let a2 = q.next_frame("a", 1).await.unwrap().unwrap();
+        assert_eq!((a2.frame, a2.attempt), (a.frame, 1));
+        let b2 = q.next_frame("b", 3).await.unwrap().unwrap();
+        assert!(b2.frame > b.frame);
+        assert_eq!(seconds(&b2), [1000, 1001, 1002]);
+    }
+
+    /// A queue file written before frames had attempt numbers: opened, it
+    /// gains the column, and its formed frame resends as attempt 0 — the
+    /// bytes the old simulator sent.
+    #[tokio::test]
+    async fn a_queue_file_of_an_older_simulator_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            let p = serde_json::to_string(&pos("d1", 1000)).unwrap();
+            old.execute_batch(&format!(
+                "CREATE TABLE devices (id TEXT PRIMARY KEY, protocol TEXT NOT NULL,
+                     next_seq INTEGER NOT NULL, base_time INTEGER NOT NULL,
+                     next_frame INTEGER NOT NULL);
+                 CREATE TABLE records (device TEXT NOT NULL, seq INTEGER NOT NULL,
+                     frame INTEGER, position TEXT NOT NULL, PRIMARY KEY (device, seq));
+                 INSERT INTO devices VALUES ('d1', 'gt06', 1, 1000, 6);
+                 INSERT INTO records VALUES ('d1', 0, 5, '{p}');"
+            ))
+            .unwrap();
+        }
+        let q = Queue::open(&path).unwrap();
+        let f = q.next_frame("d1", 1).await.unwrap().unwrap();
+        assert_eq!((f.frame, f.attempt, seconds(&f)), (5, 0, vec![1000]));
+        assert_eq!(q.retry("d1", 5).await.unwrap(), Some(1));
+        drop(q);
+        // Opened again (the column is there now): nothing changes.
+        let q = Queue::open(&path).unwrap();
+        assert_eq!(q.next_frame("d1", 1).await.unwrap().unwrap().attempt, 1);
+    }
+
     /// The memory queue answers every operation as the file does: the
     /// same random sequence of operations (duplicate pushes, frames of
-    /// several sizes, acks of the current and of stale frames, a device
-    /// asking with another protocol) run on both.
+    /// several sizes, acks, retries and regroupings of the current and of
+    /// stale frames, a device asking with another protocol) run on both.
     #[tokio::test]
     async fn memory_and_file_answer_alike() {
         let dir = tempfile::tempdir().unwrap();
@@ -434,6 +638,9 @@ mod tests {
             (seed >> 33) % n
         };
         let mut last_frame = [0u64; 3];
+        // That the run covered the resend operations: an attempt counted, a
+        // frame dissolved, a frame handed out again after two attempts.
+        let mut seen = [false; 3];
         for d in 0..3 {
             let id = format!("d{d}");
             file.device(&id, Protocol::Teltonika, 1000).await.unwrap();
@@ -442,7 +649,7 @@ mod tests {
         for step in 0..2_000 {
             let d = next(3) as usize;
             let id = format!("d{d}");
-            let (a, b) = match next(6) {
+            let (a, b) = match next(8) {
                 0 => {
                     let p = if next(10) == 0 {
                         Protocol::Gt06
@@ -473,8 +680,10 @@ mod tests {
                     );
                     if let Some(f) = &f {
                         last_frame[d] = f.frame;
+                        seen[2] |= f.attempt >= 2;
                     }
-                    let show = |q: Option<QueuedFrame>| q.map(|q| (q.frame, q.positions));
+                    let show =
+                        |q: Option<QueuedFrame>| q.map(|q| (q.frame, q.attempt, q.positions));
                     (format!("{:?}", show(f)), format!("{:?}", show(m)))
                 }
                 4 => {
@@ -482,6 +691,26 @@ mod tests {
                     (
                         format!("{:?}", file.acked(&id, frame).await.unwrap()),
                         format!("{:?}", memory.acked(&id, frame).await.unwrap()),
+                    )
+                }
+                // A lost ack, of the current or of a stale frame: counted
+                // as an attempt, or the frame dissolved.
+                5 => {
+                    let frame = last_frame[d].saturating_sub(next(2));
+                    let f = file.retry(&id, frame).await.unwrap();
+                    seen[0] |= f.is_some();
+                    (
+                        format!("{f:?}"),
+                        format!("{:?}", memory.retry(&id, frame).await.unwrap()),
+                    )
+                }
+                6 => {
+                    let frame = last_frame[d].saturating_sub(next(2));
+                    let f = file.regroup(&id, frame).await.unwrap();
+                    seen[1] |= f > 0;
+                    (
+                        format!("{f:?}"),
+                        format!("{:?}", memory.regroup(&id, frame).await.unwrap()),
                     )
                 }
                 _ => (
@@ -494,6 +723,10 @@ mod tests {
         assert!(
             memory.pending().await.unwrap() > 0,
             "the run left records queued"
+        );
+        assert!(
+            seen.iter().all(|&s| s),
+            "the run counted attempts, dissolved frames and resent a frame twice: {seen:?}"
         );
     }
 

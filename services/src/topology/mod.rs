@@ -32,6 +32,11 @@ pub const EVENTS: &str = "EVENTS";
 pub const DEVICES_BUCKET: &str = "devices";
 /// The stream behind [`DEVICES_BUCKET`].
 pub const DEVICES: &str = "KV_devices";
+/// The key-value bucket of the record identities each device sent
+/// recently (hamsters; `fleetbus_actors::seen`).
+pub const SEEN_BUCKET: &str = "seen";
+/// The stream behind [`SEEN_BUCKET`].
+pub const SEEN: &str = "KV_seen";
 
 /// The durable pull consumer on RAW shared by every hamster.
 pub const HAMSTERS: &str = "hamsters";
@@ -56,6 +61,70 @@ pub struct StreamLimits {
     /// Age after which a message is removed whatever its state: the horizon
     /// within which a stuck stage must be repaired.
     pub max_age_secs: u64,
+    /// Messages one subject may hold (-1: no limit). Subjects are per
+    /// device, so this bounds what one device occupies: past it, a new
+    /// message of that subject replaces the subject's oldest (DEAD: a
+    /// device's dead letters of one stage; EVENTS: a device's events of
+    /// one type).
+    #[serde(default = "unlimited")]
+    pub max_msgs_per_subject: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+/// The `seen` bucket: its limits and how many record identities it keeps
+/// per device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenSettings {
+    pub max_bytes: i64,
+    /// A device silent this long forgets its records (0: never).
+    pub max_age_secs: u64,
+    /// Record identities remembered per device: a resend is recognised if
+    /// fewer newer records of the device came in between. At least the
+    /// largest frame a device sends (255 Teltonika records).
+    pub records_per_device: usize,
+}
+
+/// The fleet the cluster is sized for: what steady state writes, so that
+/// [`Settings::validate`] can tell that no stream or bucket fills in steady
+/// state (docs/streams.md, "Sizes").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetSize {
+    pub devices: u64,
+    /// Device events (ignition, overspeed, alarms) per device and day.
+    pub events_per_device_per_day: u64,
+    /// Dead letters per device and day to tolerate (a firmware the parsers
+    /// do not know yet).
+    pub dead_per_device_per_day: u64,
+}
+
+impl Default for FleetSize {
+    fn default() -> Self {
+        FleetSize {
+            devices: 5_000,
+            events_per_device_per_day: 50,
+            dead_per_device_per_day: 10,
+        }
+    }
+}
+
+/// Stored bytes assumed per message when sizing (payload, headers and the
+/// store's own overhead, measured on the local cluster with `fleetbus
+/// status` after a `just up`; docs/streams.md).
+pub mod sizing {
+    /// One event on EVENTS.
+    pub const EVENT_BYTES: u64 = 640;
+    /// One dead letter on DEAD (a frame or record and its headers).
+    pub const DEAD_BYTES: u64 = 1024;
+    /// One device's entry in the `devices` bucket (position with
+    /// attributes, remembered events).
+    pub const DEVICE_ENTRY_BYTES: u64 = 4096;
+    /// Per-message overhead of a bucket entry beyond its value.
+    pub const KV_OVERHEAD_BYTES: u64 = 128;
 }
 
 /// A group of workers sharing one durable pull consumer.
@@ -66,12 +135,11 @@ pub struct GroupSettings {
     pub workers: u32,
     /// Unacknowledged messages one worker may hold at once.
     pub in_flight_per_worker: u32,
-    /// Wait before each redelivery of an unacknowledged message, seconds;
-    /// the first is also the ack wait. The last one repeats.
+    /// Wait before each redelivery of a message a worker held and never
+    /// acknowledged (it died or stalled), seconds; the first is also the
+    /// ack wait. The last one repeats. There is no `max_deliver`: the
+    /// server never gives up on a message (docs/streams.md).
     pub backoff_secs: Vec<u64>,
-    /// Deliveries before the server gives up (then the message stays in the
-    /// stream until max age; workers dead-letter before that).
-    pub max_deliver: i64,
 }
 
 impl GroupSettings {
@@ -85,14 +153,12 @@ impl GroupSettings {
         Duration::from_secs(self.backoff_secs.first().copied().unwrap_or(30))
     }
 
-    /// Time from the first delivery until the server stops redelivering: the
-    /// sum of the waits after each of the `max_deliver` deliveries.
+    /// Time from the first delivery until the redelivery waits reach their
+    /// last step: the sum of the backoff steps. A frame whose worker died
+    /// after publishing is redelivered within it, and its republish is
+    /// deduplicated while this is shorter than the duplicate window.
     pub fn redelivery_horizon(&self) -> Duration {
-        let last = self.backoff_secs.last().copied().unwrap_or(30);
-        let secs: u64 = (0..self.max_deliver.max(1) as usize)
-            .map(|i| self.backoff_secs.get(i).copied().unwrap_or(last))
-            .sum();
-        Duration::from_secs(secs)
+        Duration::from_secs(self.backoff_secs.iter().sum())
     }
 }
 
@@ -105,9 +171,13 @@ impl GroupSettings {
 pub struct Settings {
     /// Replicas of every stream and consumer.
     pub replicas: usize,
-    /// Deduplication window of every stream (`Nats-Msg-Id`), seconds. Must
-    /// be longer than every consumer's redelivery horizon.
+    /// Deduplication window of RAW, PARSED and DEAD (`Nats-Msg-Id`),
+    /// seconds. Must be longer than every consumer's redelivery horizon.
     pub duplicate_window_secs: u64,
+    /// Deduplication window of EVENTS, seconds: events are few, so a long
+    /// window is cheap, and it makes a replayed event a duplicate for a
+    /// day, not for minutes.
+    pub events_duplicate_window_secs: u64,
     pub raw: StreamLimits,
     pub parsed: StreamLimits,
     pub dead: StreamLimits,
@@ -117,6 +187,10 @@ pub struct Settings {
     /// The `devices` key-value bucket; `max_age_secs` 0 keeps an entry
     /// until the device reports again (forever).
     pub devices: StreamLimits,
+    /// The `seen` key-value bucket (record identities per device).
+    pub seen: SeenSettings,
+    /// The fleet the limits are checked against.
+    pub fleet: FleetSize,
     pub hamsters: GroupSettings,
     pub monkeys: GroupSettings,
 }
@@ -129,37 +203,47 @@ impl Default for Settings {
         Settings {
             replicas: 3,
             duplicate_window_secs: 15 * 60,
+            events_duplicate_window_secs: DAY,
             raw: StreamLimits {
                 max_bytes: GIB,
                 max_age_secs: 7 * DAY,
+                max_msgs_per_subject: -1,
             },
             parsed: StreamLimits {
                 max_bytes: 2 * GIB,
                 max_age_secs: 7 * DAY,
+                max_msgs_per_subject: -1,
             },
             dead: StreamLimits {
-                max_bytes: GIB,
+                max_bytes: 2 * GIB,
                 max_age_secs: 30 * DAY,
+                max_msgs_per_subject: 1_000,
             },
             events: StreamLimits {
-                max_bytes: GIB,
-                max_age_secs: 30 * DAY,
+                max_bytes: 2 * GIB,
+                max_age_secs: 7 * DAY,
+                max_msgs_per_subject: 10_000,
             },
             devices: StreamLimits {
                 max_bytes: GIB / 4,
                 max_age_secs: 0,
+                max_msgs_per_subject: 1,
             },
+            seen: SeenSettings {
+                max_bytes: GIB / 4,
+                max_age_secs: 30 * DAY,
+                records_per_device: 256,
+            },
+            fleet: FleetSize::default(),
             hamsters: GroupSettings {
                 workers: 2,
                 in_flight_per_worker: 256,
                 backoff_secs: vec![10, 30, 60, 120],
-                max_deliver: 5,
             },
             monkeys: GroupSettings {
                 workers: 2,
                 in_flight_per_worker: 256,
                 backoff_secs: vec![30, 60, 120, 240],
-                max_deliver: 5,
             },
         }
     }
@@ -169,7 +253,7 @@ impl Default for Settings {
 pub enum SettingsError {
     #[error("cannot read topology settings: {0}")]
     Load(#[from] Box<figment::Error>),
-    #[error("invalid topology settings: {0}")]
+    #[error("invalid topology settings:\n{0}")]
     Invalid(String),
 }
 
@@ -187,11 +271,13 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks the rules docs/streams.md gives.
+    /// Checks the rules docs/streams.md gives, and that the fleet of
+    /// [`FleetSize`] fills nothing in steady state. Every problem is
+    /// reported at once, one per line.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let bad = |m: String| Err(SettingsError::Invalid(m));
+        let mut bad: Vec<String> = Vec::new();
         if !(1..=5).contains(&self.replicas) {
-            return bad(format!("replicas must be 1..=5, not {}", self.replicas));
+            bad.push(format!("replicas must be 1..=5, not {}", self.replicas));
         }
         for (name, limits) in [
             (RAW, &self.raw),
@@ -200,40 +286,149 @@ impl Settings {
             (EVENTS, &self.events),
         ] {
             if limits.max_bytes <= 0 || limits.max_age_secs == 0 {
-                return bad(format!(
+                bad.push(format!(
                     "{name}: max_bytes and max_age_secs must be set (> 0)"
                 ));
             }
+            if limits.max_msgs_per_subject == 0 || limits.max_msgs_per_subject < -1 {
+                bad.push(format!(
+                    "{name}: max_msgs_per_subject must be -1 (no limit) or at least 1"
+                ));
+            }
         }
-        if self.devices.max_bytes <= 0 {
-            return bad(format!("{DEVICES}: max_bytes must be set (> 0)"));
+        for name in [RAW, PARSED] {
+            let limits = if name == RAW { &self.raw } else { &self.parsed };
+            if limits.max_msgs_per_subject != -1 {
+                bad.push(format!(
+                    "{name}: max_msgs_per_subject must be -1: a per-device limit would drop a device's \
+                     oldest unprocessed messages"
+                ));
+            }
+        }
+        if self.devices.max_bytes <= 0 || self.seen.max_bytes <= 0 {
+            bad.push(format!("{DEVICES} and {SEEN}: max_bytes must be set (> 0)"));
+        }
+        if self.seen.records_per_device < 255 {
+            bad.push(format!(
+                "{SEEN}: records_per_device must be at least 255 (a full Teltonika frame), not {}",
+                self.seen.records_per_device
+            ));
         }
         let window = Duration::from_secs(self.duplicate_window_secs);
         for (name, group) in [(HAMSTERS, &self.hamsters), (MONKEYS, &self.monkeys)] {
             if group.backoff_secs.is_empty() || group.backoff_secs.contains(&0) {
-                return bad(format!(
+                bad.push(format!(
                     "{name}: backoff_secs needs at least one step, none zero"
                 ));
             }
-            if group.max_deliver <= group.backoff_secs.len() as i64 {
-                return bad(format!(
-                    "{name}: max_deliver must exceed the number of backoff steps"
-                ));
-            }
             if group.workers == 0 || group.in_flight_per_worker == 0 {
-                return bad(format!(
+                bad.push(format!(
                     "{name}: workers and in_flight_per_worker must be > 0"
                 ));
             }
             if window <= group.redelivery_horizon() {
-                return bad(format!(
-                    "duplicate_window_secs ({}) must exceed the {name} redelivery horizon ({} s)",
+                bad.push(format!(
+                    "duplicate_window_secs ({}) must exceed the {name} redelivery horizon ({} s, \
+                     the sum of backoff_secs)",
                     self.duplicate_window_secs,
                     group.redelivery_horizon().as_secs()
                 ));
             }
         }
-        Ok(())
+        if self.events_duplicate_window_secs == 0
+            || self.events_duplicate_window_secs > self.events.max_age_secs
+        {
+            bad.push(format!(
+                "events_duplicate_window_secs must be > 0 and at most EVENTS max_age_secs ({})",
+                self.events.max_age_secs
+            ));
+        }
+        bad.extend(self.steady_state_problems());
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            let lines: Vec<String> = bad.iter().map(|b| format!("  - {b}")).collect();
+            Err(SettingsError::Invalid(lines.join("\n")))
+        }
+    }
+
+    /// What the configured fleet needs of each stream that keeps messages
+    /// by limits, against what it may hold: `(stream, bytes needed, bytes
+    /// allowed, how it was estimated)`. RAW and PARSED hold only a backlog
+    /// (interest retention) and are not in it.
+    pub fn steady_state(&self) -> Vec<(&'static str, u64, u64, String)> {
+        use sizing::*;
+        let f = &self.fleet;
+        let days = |secs: u64| secs as f64 / DAY as f64;
+        let events = f.devices as f64
+            * f.events_per_device_per_day as f64
+            * days(self.events.max_age_secs)
+            * EVENT_BYTES as f64;
+        let dead = f.devices as f64
+            * f.dead_per_device_per_day as f64
+            * days(self.dead.max_age_secs)
+            * DEAD_BYTES as f64;
+        let seen_entry =
+            fleetbus_codec::identity::Memory::max_encoded_len(self.seen.records_per_device) as u64;
+        vec![
+            (
+                EVENTS,
+                events as u64,
+                self.events.max_bytes.max(0) as u64,
+                format!(
+                    "{} devices x {} events a day x {:.1} days (max_age) x {EVENT_BYTES} B",
+                    f.devices,
+                    f.events_per_device_per_day,
+                    days(self.events.max_age_secs)
+                ),
+            ),
+            (
+                DEAD,
+                dead as u64,
+                self.dead.max_bytes.max(0) as u64,
+                format!(
+                    "{} devices x {} dead letters a day x {:.1} days (max_age) x {DEAD_BYTES} B",
+                    f.devices,
+                    f.dead_per_device_per_day,
+                    days(self.dead.max_age_secs)
+                ),
+            ),
+            (
+                DEVICES,
+                f.devices * (DEVICE_ENTRY_BYTES + KV_OVERHEAD_BYTES),
+                self.devices.max_bytes.max(0) as u64,
+                format!(
+                    "{} devices x {} B an entry",
+                    f.devices,
+                    DEVICE_ENTRY_BYTES + KV_OVERHEAD_BYTES
+                ),
+            ),
+            (
+                SEEN,
+                f.devices * (seen_entry + KV_OVERHEAD_BYTES),
+                self.seen.max_bytes.max(0) as u64,
+                format!(
+                    "{} devices x {} B an entry ({} identities)",
+                    f.devices,
+                    seen_entry + KV_OVERHEAD_BYTES,
+                    self.seen.records_per_device
+                ),
+            ),
+        ]
+    }
+
+    fn steady_state_problems(&self) -> Vec<String> {
+        self.steady_state()
+            .into_iter()
+            .filter(|(_, need, have, _)| need > have)
+            .map(|(name, need, have, how)| {
+                format!(
+                    "{name}: max_bytes {have} is too small for the fleet in steady state: it needs \
+                     about {need} ({how}); raise max_bytes, shorten max_age_secs, or describe the \
+                     fleet you run in [topology.fleet]"
+                )
+            })
+            .collect()
     }
 
     fn stream(
@@ -244,6 +439,11 @@ impl Settings {
         limits: &StreamLimits,
         about: &str,
     ) -> stream::Config {
+        let window = if name == EVENTS {
+            self.events_duplicate_window_secs
+        } else {
+            self.duplicate_window_secs
+        };
         stream::Config {
             name: name.into(),
             description: Some(about.into()),
@@ -255,9 +455,9 @@ impl Settings {
             max_bytes: limits.max_bytes,
             max_age: Duration::from_secs(limits.max_age_secs),
             max_messages: -1,
-            max_messages_per_subject: -1,
+            max_messages_per_subject: limits.max_msgs_per_subject,
             max_consumers: -1,
-            duplicate_window: Duration::from_secs(self.duplicate_window_secs),
+            duplicate_window: Duration::from_secs(window),
             ..Default::default()
         }
     }
@@ -294,7 +494,30 @@ impl Settings {
                 "Device events: events.<protocol>.<device_id>.<type>",
             ),
             self.devices_bucket(),
+            self.seen_bucket(),
         ]
+    }
+
+    /// The `seen` key-value bucket as its stream (as [`Self::devices_bucket`]).
+    pub fn seen_bucket(&self) -> stream::Config {
+        let limits = StreamLimits {
+            max_bytes: self.seen.max_bytes,
+            max_age_secs: self.seen.max_age_secs,
+            max_msgs_per_subject: 1,
+        };
+        stream::Config {
+            subjects: vec![format!("$KV.{SEEN_BUCKET}.>")],
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..self.stream(
+                SEEN,
+                "unused",
+                RetentionPolicy::Limits,
+                &limits,
+                "Record identities each device sent recently (key-value bucket seen, hamsters)",
+            )
+        }
     }
 
     /// The `devices` key-value bucket as its stream: what async-nats'
@@ -331,7 +554,10 @@ impl Settings {
                 .iter()
                 .map(|&s| Duration::from_secs(s))
                 .collect(),
-            max_deliver: group.max_deliver,
+            // Never give up on a message: one that ran out of deliveries
+            // would stay in its interest stream with nobody to deliver it.
+            // Workers decide what is bad (docs/workers.md).
+            max_deliver: -1,
             max_ack_pending: group.max_ack_pending(),
             replay_policy: ReplayPolicy::Instant,
             num_replicas: self.replicas,
@@ -373,7 +599,7 @@ impl Scope {
     /// Everything (`fleetbus provision`, `just up`).
     pub fn all() -> Scope {
         Scope {
-            streams: vec![RAW, PARSED, DEAD, EVENTS, DEVICES],
+            streams: vec![RAW, PARSED, DEAD, EVENTS, DEVICES, SEEN],
             consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
         }
     }
@@ -390,7 +616,7 @@ impl Scope {
                 consumers: vec![(RAW, HAMSTERS)],
             },
             Role::Hamster => Scope {
-                streams: vec![RAW, PARSED, DEAD],
+                streams: vec![RAW, PARSED, DEAD, SEEN],
                 consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
             },
             Role::Monkey => Scope {
@@ -440,8 +666,47 @@ mod tests {
             assert_eq!(c.inactive_threshold, Duration::ZERO);
             assert_eq!(c.ack_policy, AckPolicy::Explicit);
             assert_eq!(c.ack_wait, c.backoff[0]);
-            assert!(c.max_deliver > c.backoff.len() as i64);
+            assert_eq!(c.max_deliver, -1, "the server never gives up on a message");
             assert_eq!(c.max_ack_pending, 512);
+        }
+        let limits = |name: &str| s.streams().into_iter().find(|c| c.name == name).unwrap();
+        assert_eq!(limits(RAW).max_messages_per_subject, -1);
+        assert_eq!(limits(PARSED).max_messages_per_subject, -1);
+        assert_eq!(
+            limits(DEAD).max_messages_per_subject,
+            1_000,
+            "a device's share of DEAD"
+        );
+        assert_eq!(limits(EVENTS).max_messages_per_subject, 10_000);
+        assert_eq!(limits(EVENTS).duplicate_window, Duration::from_secs(DAY));
+        let seen = limits(SEEN);
+        assert_eq!(seen.subjects, vec!["$KV.seen.>".to_string()]);
+        assert_eq!(seen.max_messages_per_subject, 1);
+        assert!(seen.allow_direct && seen.allow_rollup && seen.deny_delete);
+        assert!(Scope::for_role(Role::Hamster).streams.contains(&SEEN));
+    }
+
+    #[test]
+    fn the_defaults_hold_their_fleet_in_steady_state_and_a_small_stream_is_refused() {
+        let s = Settings::default();
+        for (name, need, have, how) in s.steady_state() {
+            assert!(need <= have, "{name}: {need} > {have} ({how})");
+        }
+        let big_fleet = Settings {
+            fleet: FleetSize {
+                devices: 1_000_000,
+                ..FleetSize::default()
+            },
+            ..Settings::default()
+        };
+        let err = big_fleet.validate().unwrap_err().to_string();
+        // Every stream that would fill is named, each on its own line.
+        for name in [EVENTS, DEAD, DEVICES, SEEN] {
+            assert!(
+                err.lines()
+                    .any(|l| l.starts_with(&format!("  - {name}: max_bytes"))),
+                "{name} in:\n{err}"
+            );
         }
     }
 
@@ -451,13 +716,9 @@ mod tests {
             workers: 3,
             in_flight_per_worker: 100,
             backoff_secs: vec![10, 30],
-            max_deliver: 4,
         };
         assert_eq!(g.max_ack_pending(), 300);
-        assert_eq!(
-            g.redelivery_horizon(),
-            Duration::from_secs(10 + 30 + 30 + 30)
-        );
+        assert_eq!(g.redelivery_horizon(), Duration::from_secs(10 + 30));
         assert_eq!(g.ack_wait(), Duration::from_secs(10));
     }
 
@@ -470,13 +731,21 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("redelivery horizon"), "{err}");
         let s = Settings {
+            duplicate_window_secs: 100,
             hamsters: GroupSettings {
-                max_deliver: 2,
+                backoff_secs: vec![],
                 ..Settings::default().hamsters
+            },
+            raw: StreamLimits {
+                max_msgs_per_subject: 10,
+                ..Settings::default().raw
             },
             ..Settings::default()
         };
-        assert!(s.validate().is_err());
+        let err = s.validate().unwrap_err().to_string();
+        // The heading, then RAW's limit, the hamsters' backoff and the
+        // monkeys' horizon (450 s > 100 s).
+        assert_eq!(err.lines().count(), 4, "all problems at once:\n{err}");
     }
 
     #[test]
@@ -486,7 +755,7 @@ mod tests {
         std::fs::write(
             &path,
             "[gateway]\nport = 1\n[topology]\nreplicas = 1\n[topology.hamsters]\nworkers = 4\n\
-             in_flight_per_worker = 10\nbackoff_secs = [5]\nmax_deliver = 3\n",
+             in_flight_per_worker = 10\nbackoff_secs = [5]\n",
         )
         .unwrap();
         let s = Settings::load(Some(&path)).unwrap();
@@ -522,6 +791,7 @@ mod tests {
             devices: StreamLimits {
                 max_bytes: 0,
                 max_age_secs: 0,
+                max_msgs_per_subject: 1,
             },
             ..Settings::default()
         };

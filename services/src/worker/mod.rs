@@ -1,9 +1,9 @@
 //! The worker programs, `fleetbus hamster` and `fleetbus monkey`: connect,
 //! provision what is missing for the role, start a supervisor of N pull
-//! workers on the role's shared durable consumer, listen for
-//! max-deliveries advisories, register as a NATS micro service, and on
-//! SIGTERM/SIGINT stop pulling, finish and acknowledge what is in flight,
-//! deregister and exit 0. How it works: docs/workers.md.
+//! workers on the role's shared durable consumer, register as a NATS micro
+//! service, and on SIGTERM/SIGINT stop pulling, finish and acknowledge what
+//! is in flight (letting go of what downstream still refuses), deregister
+//! and exit 0. How it works: docs/workers.md.
 //!
 //! Exit status: 0 after a graceful stop; 1 when the supervisor gave up
 //! (workers kept dying: restart intensity exceeded) or the graceful stop
@@ -24,11 +24,10 @@ use fleetbus_actors::hamster::Hamster;
 use fleetbus_actors::monkey::devices::{Devices, DevicesConfig};
 use fleetbus_actors::monkey::file::{FileSink, FileSinkConfig};
 use fleetbus_actors::monkey::{DynProcessor, Monkey};
+use fleetbus_actors::seen::Seen;
 use fleetbus_actors::{
-    advisory::MaxDeliveries, Exit, Handler, Policy, PullConfig, PullWorkers, Stats, Supervisor,
-    SupervisorConfig,
+    Exit, Gate, Handler, Policy, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig,
 };
-use fleetbus_codec::wire::DeadStage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -66,9 +65,15 @@ pub struct CommonArgs {
 pub struct HamsterSettings {
     /// Workers in one process.
     pub concurrency: usize,
-    /// A frame delivered more often than this goes to DEAD unparsed (keep
-    /// it below the consumer's `max_deliver`).
+    /// A frame delivered more often than this (its workers died or stalled
+    /// each time) is parsed alone, with panics caught: a panic sends it to DEAD.
     pub poison_after: i64,
+    /// A frame delivered more often than this goes to DEAD unparsed.
+    pub give_up_after: i64,
+    /// Leave out the records a device sent again in another frame (the
+    /// `seen` bucket; docs/reliability.md). Off only to measure what it
+    /// costs: resends in other bytes are then stored twice.
+    pub deduplicate_records: bool,
     pub pull: PullConfig,
     pub supervisor: SupervisorConfig,
 }
@@ -78,6 +83,8 @@ impl Default for HamsterSettings {
         HamsterSettings {
             concurrency: 2,
             poison_after: 3,
+            give_up_after: 10,
+            deduplicate_records: true,
             pull: PullConfig::default(),
             supervisor: SupervisorConfig::default(),
         }
@@ -90,8 +97,12 @@ impl Default for HamsterSettings {
 pub struct MonkeySettings {
     /// Workers in one process.
     pub concurrency: usize,
-    /// A message delivered more often than this goes to DEAD unprocessed.
+    /// A message delivered more often than this (its workers died or
+    /// stalled each time) is processed alone, with panics caught: a panic
+    /// sends it to DEAD.
     pub poison_after: i64,
+    /// A message delivered more often than this goes to DEAD unprocessed.
+    pub give_up_after: i64,
     /// Built-in processors, run in this order: `devices` (latest position
     /// and events), `file` (JSON-lines archive, needs `file.dir`).
     pub processors: Vec<String>,
@@ -106,6 +117,7 @@ impl Default for MonkeySettings {
         MonkeySettings {
             concurrency: 2,
             poison_after: 3,
+            give_up_after: 10,
             processors: vec!["devices".into()],
             devices: DevicesConfig::default(),
             file: FileSinkConfig::default(),
@@ -171,7 +183,6 @@ struct Plan<H> {
     role: Role,
     stream: &'static str,
     durable: &'static str,
-    stage: DeadStage,
     handler: H,
     concurrency: usize,
     pull: PullConfig,
@@ -226,6 +237,7 @@ async fn serve<H: Handler>(
         .get_consumer_from_stream(plan.durable, plan.stream)
         .await
         .with_context(|| format!("consumer {}/{}", plan.stream, plan.durable))?;
+    let gate = Gate::new();
     let mut supervisor = Supervisor::start(
         PullWorkers {
             consumer,
@@ -233,6 +245,7 @@ async fn serve<H: Handler>(
             stats: stats.clone(),
             config: plan.pull.clone(),
             policy: plan.policy.clone(),
+            gate: gate.clone(),
         },
         plan.concurrency,
         plan.supervisor.clone(),
@@ -240,17 +253,8 @@ async fn serve<H: Handler>(
     )
     .await
     .context("cannot start the supervisor")?;
-    let advisories = MaxDeliveries {
-        js: js.clone(),
-        stream: plan.stream.into(),
-        consumer: plan.durable.into(),
-        stage: plan.stage,
-        stats: stats.clone(),
-    }
-    .spawn(&client)
-    .await
-    .context("cannot subscribe to max-deliveries advisories")?;
     let snapshot_stats = stats.clone();
+    let snapshot_gate = gate.clone();
     let registration = registry::register(
         &client,
         registry::Spec {
@@ -258,9 +262,7 @@ async fn serve<H: Handler>(
             description: plan.description,
             concurrency: plan.concurrency,
             metadata: plan.metadata,
-            stats: Arc::new(move || {
-                serde_json::to_value(snapshot_stats.snapshot()).unwrap_or_default()
-            }),
+            stats: Arc::new(move || live_stats(&snapshot_stats, &snapshot_gate)),
         },
     )
     .await
@@ -279,6 +281,9 @@ async fn serve<H: Handler>(
     let code = match signal {
         Some(name) => {
             tracing::info!("{name}: stopping pulls, finishing in-flight messages");
+            // Messages held for back-pressure are let go (redelivered after
+            // the ack wait); everything else in flight is finished.
+            gate.stop();
             supervisor.shutdown();
             match tokio::time::timeout(grace, supervisor.wait()).await {
                 Ok(_) => ExitCode::SUCCESS,
@@ -298,7 +303,6 @@ async fn serve<H: Handler>(
             _ => ExitCode::from(1),
         },
     };
-    advisories.abort();
     registration.stop().await;
     let _ = client.flush().await;
     tracing::info!(stats = ?stats.snapshot(), "stopped");
@@ -320,23 +324,34 @@ pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
     check(
         settings.concurrency,
         settings.poison_after,
-        topo.hamsters.max_deliver,
+        settings.give_up_after,
     )?;
     runtime()?.block_on(async {
         let Some((client, js)) = connect(&common, Role::Hamster, &topo).await else {
             return Ok(ExitCode::from(2));
         };
         let stats = Arc::new(Stats::default());
-        let handler = Hamster::new(js.clone(), stats.clone());
+        let seen = if settings.deduplicate_records {
+            let kv = js
+                .get_key_value(topology::SEEN_BUCKET)
+                .await
+                .with_context(|| format!("key-value bucket {}", topology::SEEN_BUCKET))?;
+            Some(Seen::new(kv, topo.seen.records_per_device))
+        } else {
+            tracing::warn!(
+                "deduplicate_records is off: records a device sends again in other bytes are stored twice."
+            );
+            None
+        };
+        let handler = Hamster::new(js.clone(), stats.clone(), seen);
         let plan = Plan {
             role: Role::Hamster,
             stream: topology::RAW,
             durable: topology::HAMSTERS,
-            stage: DeadStage::Raw,
             handler,
             concurrency: settings.concurrency,
             pull: settings.pull.clone(),
-            policy: policy(settings.poison_after, &topo.hamsters),
+            policy: policy(settings.poison_after, settings.give_up_after, &topo.hamsters),
             supervisor: settings.supervisor.clone(),
             description: "fleetbus hamster: parses RAW into PARSED".into(),
             metadata: BTreeMap::new(),
@@ -373,7 +388,7 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
     check(
         settings.concurrency,
         settings.poison_after,
-        topo.monkeys.max_deliver,
+        settings.give_up_after,
     )?;
     runtime()?.block_on(async {
         let Some((client, js)) = connect(&common, Role::Monkey, &topo).await else {
@@ -407,10 +422,9 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
             role: Role::Monkey,
             stream: topology::PARSED,
             durable: topology::MONKEYS,
-            stage: DeadStage::Parsed,
             concurrency: settings.concurrency,
             pull: settings.pull.clone(),
-            policy: policy(settings.poison_after, &topo.monkeys),
+            policy: policy(settings.poison_after, settings.give_up_after, &topo.monkeys),
             supervisor: settings.supervisor.clone(),
             description: "fleetbus monkey: processes PARSED".into(),
             metadata: BTreeMap::from([(
@@ -430,30 +444,38 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
     })
 }
 
-/// The delivery policy of a group: the role's `poison_after` and the
-/// consumer's own `max_deliver` and backoff.
-pub fn policy(poison_after: i64, group: &topology::GroupSettings) -> Policy {
+/// The delivery policy of a group: the role's `poison_after` and
+/// `give_up_after`, the consumer's ack wait.
+pub fn policy(poison_after: i64, give_up_after: i64, group: &topology::GroupSettings) -> Policy {
     Policy {
         poison_after,
-        max_deliver: group.max_deliver,
-        backoff: group
-            .backoff_secs
-            .iter()
-            .map(|&s| Duration::from_secs(s))
-            .collect(),
+        give_up_after,
+        ack_wait: group.ack_wait(),
     }
 }
 
-fn check(concurrency: usize, poison_after: i64, max_deliver: i64) -> anyhow::Result<()> {
-    anyhow::ensure!(concurrency > 0, "concurrency must be at least 1");
-    if poison_after >= max_deliver {
-        tracing::warn!(
-            poison_after,
-            max_deliver,
-            "poison_after is not below max_deliver: a message that crashes workers reaches DEAD \
-             only through the max-deliveries advisory"
-        );
+/// The counters `$SRV.STATS` reports: the process's [`Stats`] and its
+/// gate (`held`, `blocked_secs`, `blocked_by` while downstream refuses).
+pub fn live_stats(stats: &Stats, gate: &Gate) -> serde_json::Value {
+    let mut v = serde_json::to_value(stats.snapshot()).unwrap_or_default();
+    let g = gate.status();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("held".into(), g.held.into());
+        map.insert("blocked_secs".into(), g.blocked_secs.into());
+        if let Some(by) = g.blocked_by {
+            map.insert("blocked_by".into(), by.into());
+        }
     }
+    v
+}
+
+fn check(concurrency: usize, poison_after: i64, give_up_after: i64) -> anyhow::Result<()> {
+    anyhow::ensure!(concurrency > 0, "concurrency must be at least 1");
+    anyhow::ensure!(
+        poison_after >= 1 && give_up_after > poison_after,
+        "poison_after ({poison_after}) must be at least 1 and give_up_after ({give_up_after}) \
+         larger than it"
+    );
     Ok(())
 }
 

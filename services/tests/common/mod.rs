@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+use std::process::Output;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -65,4 +66,14 @@ pub async fn events(cluster: &Cluster) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Runs the `fleetbus` binary as admin against `cluster`.
+pub async fn fleetbus(cluster: &Cluster, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+        .args(args)
+        .envs(cluster.service_env(Role::Admin))
+        .output()
+        .await
+        .expect("fleetbus runs")
 }
