@@ -18,7 +18,11 @@
 //!   latency at half that rate. The last line is `pipeline/ceiling`.
 //!   `--trace` prints the workers' queues every second meanwhile;
 //!   `--hamsters N`, `--monkeys N`, `--concurrency N` set the worker
-//!   processes and the workers in each (default 2, 2, 2).
+//!   processes and the workers in each (default 2, 2, 2);
+//! * record identities: the same max-rate run with the hamsters remembering
+//!   record identities (the default) and with `deduplicate_records = false`,
+//!   alternated twice, for what remembering costs per record
+//!   (`--only-identity` runs just this).
 //!
 //! `cargo test --all-targets` runs this in test mode (no `--bench` argument):
 //! a small smoke run of the ceiling and of an 80-record pipeline, so the
@@ -42,6 +46,8 @@ struct Args {
     full: bool,
     /// Only the pipeline part, against a ceiling measured before.
     only_pipeline: bool,
+    /// Only the record-identity comparison.
+    only_identity: bool,
     ceiling: Option<f64>,
     sample_every: usize,
     /// Only one run, paced at this many records per second.
@@ -73,6 +79,7 @@ fn args() -> Args {
     Args {
         full,
         only_pipeline: argv.iter().any(|a| a == "--only-pipeline"),
+        only_identity: argv.iter().any(|a| a == "--only-identity"),
         trace: argv.iter().any(|a| a == "--trace"),
         queue_file: argv.iter().any(|a| a == "--queue-file"),
         hamsters: value("--hamsters").unwrap_or(2),
@@ -339,6 +346,10 @@ fn row(what: &str, value: String, note: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args();
+    if a.only_identity {
+        println!("| {:<44} | {:>16} | note", "measure", "value");
+        return identity_section(&a).await;
+    }
     if a.only_pipeline {
         let ceiling = a
             .ceiling
@@ -425,7 +436,71 @@ async fn main() -> anyhow::Result<()> {
         "graceful stop",
     );
     drop(cluster);
-    pipeline_section(&a, base.positions_per_second(), Some(base.cpu)).await
+    pipeline_section(&a, base.positions_per_second(), Some(base.cpu)).await?;
+    identity_section(&a).await
+}
+
+/// What remembering record identities costs: the max-rate run (one record
+/// per frame, so one claim per record: the most it can cost) with the
+/// hamsters deduplicating and without, alternated twice so that a noisy
+/// neighbour affects both alike; rates and CPU per record of each.
+async fn identity_section(a: &Args) -> anyhow::Result<()> {
+    let per_record = (a.pipeline_records / 400) as u64;
+    let mut runs: Vec<(bool, Pipeline)> = Vec::new();
+    for dedup in [true, false, true, false] {
+        let sys = System::start(SystemOptions {
+            hamsters: a.hamsters,
+            monkeys: a.monkeys,
+            concurrency: a.concurrency,
+            config_toml: format!("[hamster]\ndeduplicate_records = {dedup}\n"),
+            ..SystemOptions::default()
+        })
+        .await?;
+        let run = pipeline(&sys, a, "max", 400, 20, per_record, 1).await?;
+        runs.push((dedup, run));
+    }
+    let summary = |dedup: bool| {
+        let of: Vec<&Pipeline> = runs
+            .iter()
+            .filter(|(d, _)| *d == dedup)
+            .map(|(_, p)| p)
+            .collect();
+        let rate = of.iter().map(|p| p.rate()).sum::<f64>() / of.len() as f64;
+        let cpu = |kind: &str| {
+            of.iter()
+                .map(|p| {
+                    p.cpu_per_record()
+                        .0
+                        .iter()
+                        .filter(|(k, _)| kind.is_empty() || k == kind)
+                        .map(|(_, v)| v)
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / of.len() as f64
+        };
+        (rate, cpu(""), cpu("hamsters"), cpu("servers"))
+    };
+    let (on, off) = (summary(true), summary(false));
+    for (name, (rate, total, hamsters, servers)) in [("remembering", on), ("not remembering", off)]
+    {
+        row(
+            &format!("records/s, identities {name}"),
+            format!("{rate:.0}"),
+            &format!("mean of 2 runs; CPU per record {total:.0} µs (hamsters {hamsters:.0}, servers {servers:.0})"),
+        );
+    }
+    row(
+        "  remembering / not (records/s)",
+        format!("{:.2}", on.0 / off.0),
+        &format!(
+            "CPU per record +{:.0} µs (hamsters +{:.0}, servers +{:.0}): one direct get (unless cached) and one KV write per frame",
+            on.1 - off.1,
+            on.2 - off.2,
+            on.3 - off.3
+        ),
+    );
+    Ok(())
 }
 
 /// A small pipeline run, in test mode, so the pipeline part of the bench

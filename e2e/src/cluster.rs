@@ -362,6 +362,17 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP of node `i`: paused, not dead — its connections stay open,
+    /// its peers only notice by silence.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
     /// SIGTERM to node `i` (a graceful stop); returns when it has exited
     /// (after 30 s it is killed).
     pub async fn terminate(&mut self, i: usize) {

@@ -26,6 +26,8 @@ pub mod creds;
 pub mod http;
 pub mod netns;
 pub mod process;
+pub mod proxy;
+pub mod scenario;
 pub mod server;
 mod slots;
 pub mod system;
@@ -38,7 +40,8 @@ pub use cluster::{Cluster, ClusterOptions};
 pub use creds::{Credentials, Login, Role};
 pub use netns::Lab;
 pub use process::{wait_for, Proc, Spec};
-pub use system::{System, SystemOptions};
+pub use proxy::LossyProxy;
+pub use system::{text, System, SystemOptions};
 
 /// The `fleetbus` binary for process-level tests.
 ///

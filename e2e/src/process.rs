@@ -143,12 +143,34 @@ impl Proc {
         }
     }
 
+    /// SIGSTOP: the process is paused, not dead — its sockets stay open and
+    /// nobody is told (a hung host, a long GC pause, a VM migration).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Proc::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with a pid we own and a constant signal.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// SIGTERM, then wait up to `timeout` for it to exit (SIGKILL after).
     /// Returns how it exited.
     pub async fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let Some(pid) = self.pid() else {
             return self.exit;
         };
+        // A paused process cannot act on SIGTERM.
+        self.resume();
         // SAFETY: kill(2) with a pid we own and a constant signal.
         unsafe {
             libc::kill(pid as libc::pid_t, libc::SIGTERM);

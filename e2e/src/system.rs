@@ -3,6 +3,7 @@
 //! simulator and `fleetbus verify` as the device side and the judge. For
 //! the fault suite and the pipeline benchmark.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -22,6 +23,12 @@ pub struct SystemOptions {
     pub concurrency: usize,
     /// Extra lines for every gateway's `[gateway]` table.
     pub gateway_toml: String,
+    /// A config file every program of the system reads (`--config`):
+    /// `[topology]`, `[hamster]`, `[monkey]` tables, for scenarios that
+    /// scale timeouts and sizes down. Must not have a `[gateway]` table.
+    pub config_toml: String,
+    /// Protocols the gateways listen for (the simulator's `--protocols`).
+    pub protocols: Vec<&'static str>,
     pub cluster: ClusterOptions,
 }
 
@@ -33,6 +40,8 @@ impl Default for SystemOptions {
             monkeys: 1,
             concurrency: 2,
             gateway_toml: String::new(),
+            config_toml: String::new(),
+            protocols: vec!["teltonika", "gt06"],
             cluster: ClusterOptions::default(),
         }
     }
@@ -44,9 +53,24 @@ pub struct GatewayProc {
     /// Where devices (and the test) reach it: loopback, or its lab host's
     /// device-network address.
     pub host: String,
-    pub teltonika: u16,
-    pub gt06: u16,
+    /// The TCP port of each protocol it listens for.
+    pub ports: BTreeMap<String, u16>,
     pub http: u16,
+}
+
+impl GatewayProc {
+    /// Its Teltonika port.
+    pub fn teltonika(&self) -> u16 {
+        self.ports["teltonika"]
+    }
+}
+
+/// A judging consumer that follows PARSED during the run (`fleetbus verify
+/// --tap`), so it never holds what it judges.
+struct Tap {
+    consumer: String,
+    file: PathBuf,
+    proc: Proc,
 }
 
 /// A running system; everything is stopped when it is dropped.
@@ -54,9 +78,12 @@ pub struct System {
     pub gateways: Vec<GatewayProc>,
     pub hamsters: Vec<Proc>,
     pub monkeys: Vec<Proc>,
+    taps: Vec<Tap>,
     // Dropped after the processes above: they die before their cluster.
     pub cluster: Cluster,
     bin: PathBuf,
+    /// The shared config file (`SystemOptions::config_toml`), if any.
+    config: Option<PathBuf>,
     dir: TempDir,
 }
 
@@ -67,21 +94,35 @@ impl System {
         let dir = tempfile::Builder::new()
             .prefix("fleetbus-system-")
             .tempdir()?;
+        let config = (!opts.config_toml.is_empty()).then(|| dir.path().join("fleetbus.toml"));
+        if let Some(path) = &config {
+            std::fs::write(path, &opts.config_toml)?;
+        }
         let mut sys = System {
             gateways: Vec::new(),
             hamsters: Vec::new(),
             monkeys: Vec::new(),
+            taps: Vec::new(),
             cluster,
             bin,
+            config,
             dir,
         };
         let out = sys.fleetbus(Role::Admin, &["provision"]).await?;
         if !out.status.success() {
             bail!("provision failed: {}", text(&out));
         }
-        let ports = sys.cluster.spare_ports(3 * opts.gateways)?;
+        let per = opts.protocols.len() + 1;
+        let ports = sys.cluster.spare_ports(per * opts.gateways)?;
         for i in 0..opts.gateways {
-            let (teltonika, gt06, http) = (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
+            let mine = &ports[per * i..per * (i + 1)];
+            let http = mine[opts.protocols.len()];
+            let listen: BTreeMap<String, u16> = opts
+                .protocols
+                .iter()
+                .zip(mine)
+                .map(|(p, port)| (p.to_string(), *port))
+                .collect();
             let conf = sys.dir.path().join(format!("gateway-{i}.toml"));
             // In a network lab gateway i runs in host i, like the node.
             let lab = opts.cluster.lab.as_ref().filter(|l| i < l.hosts());
@@ -90,20 +131,16 @@ impl System {
                 None => ("127.0.0.1".to_string(), "127.0.0.1".to_string()),
             };
             let mut toml = format!(
-                "[gateway]\nid = \"gw-{i}\"\nbind = \"{bind}\"\nhttp = \"{bind}:{http}\"\ndrain_delay_secs = 0\n{}\n",
-                opts.gateway_toml
+                "{}\n[gateway]\nid = \"gw-{i}\"\nbind = \"{bind}\"\nhttp = \"{bind}:{http}\"\ndrain_delay_secs = 0\n{}\n",
+                opts.config_toml, opts.gateway_toml
             );
-            // Teltonika and GT06 (what the simulator speaks) on this
-            // gateway's ports; the other protocols off.
+            // The protocols the simulator speaks on this gateway's ports
+            // (TCP only); the others off.
             for protocol in fleetbus_codec::Protocol::ALL {
                 let name = protocol.name();
-                let port = match name {
-                    "teltonika" => teltonika,
-                    "gt06" => gt06,
-                    _ => 0,
-                };
+                let port = listen.get(name).copied().unwrap_or(0);
                 toml.push_str(&format!(
-                    "[gateway.protocols.{name}]\nenabled = {}\nport = {port}\n",
+                    "[gateway.protocols.{name}]\nenabled = {}\nport = {port}\nudp = false\n",
                     port != 0
                 ));
             }
@@ -122,8 +159,7 @@ impl System {
             sys.gateways.push(GatewayProc {
                 proc,
                 host,
-                teltonika,
-                gt06,
+                ports: listen,
                 http,
             });
         }
@@ -159,8 +195,17 @@ impl System {
         };
         let spec = Spec::new(format!("{kind}-{i}"), &self.bin)
             .args([kind, "--concurrency", &concurrency.to_string()])
+            .args(self.config_args())
             .envs(self.cluster.service_env(role));
         Proc::start(spec, self.dir.path())
+    }
+
+    /// `--config <file>` when the system has a shared config file.
+    fn config_args(&self) -> Vec<String> {
+        match &self.config {
+            Some(path) => vec!["--config".into(), path.display().to_string()],
+            None => Vec::new(),
+        }
     }
 
     /// Every gateway ready, every worker registered.
@@ -209,30 +254,36 @@ impl System {
         self.dir.path()
     }
 
-    /// Runs `fleetbus <args>` logged in as `role`, to completion.
+    /// Runs `fleetbus <args>` logged in as `role`, to completion. The
+    /// system's config file goes along to `provision`.
     pub async fn fleetbus(&self, role: Role, args: &[&str]) -> anyhow::Result<Output> {
-        Ok(tokio::process::Command::new(&self.bin)
-            .args(args)
-            .envs(self.cluster.service_env(role))
-            .output()
-            .await?)
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.args(args).envs(self.cluster.service_env(role));
+        if let Some(path) = &self.config {
+            cmd.env("FLEETBUS_CONFIG", path);
+        }
+        Ok(cmd.output().await?)
     }
 
-    /// `--gateway` arguments naming every gateway, in order.
+    /// `--gateway` arguments naming every gateway, in order, for every
+    /// protocol they listen for.
     pub fn gateway_args(&self) -> Vec<String> {
-        let list = |f: fn(&GatewayProc) -> u16| {
-            self.gateways
+        let protocols: Vec<String> = self
+            .gateways
+            .first()
+            .map(|g| g.ports.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for p in protocols {
+            let list: Vec<String> = self
+                .gateways
                 .iter()
-                .map(|g| format!("{}:{}", g.host, f(g)))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        vec![
-            "--gateway".into(),
-            format!("teltonika={}", list(|g| g.teltonika)),
-            "--gateway".into(),
-            format!("gt06={}", list(|g| g.gt06)),
-        ]
+                .map(|g| format!("{}:{}", g.host, g.ports[&p]))
+                .collect();
+            out.push("--gateway".into());
+            out.push(format!("{p}={}", list.join(",")));
+        }
+        out
     }
 
     /// A simulator process spec: `args` plus the gateways, a queue (unless
@@ -246,10 +297,16 @@ impl System {
         } else {
             vec!["--queue".to_string(), queue.display().to_string()]
         };
+        // Arguments naming their own gateways (proxies) replace the system's.
+        let gateways = if args.contains(&"--gateway") {
+            vec![]
+        } else {
+            self.gateway_args()
+        };
         Spec::new(name, &self.bin)
             .arg("simulate")
             .args(args.iter().copied())
-            .args(self.gateway_args())
+            .args(gateways)
             .args(queue)
             .args(["--report".to_string(), report.display().to_string()])
             .args(["--progress-secs", "1"])
@@ -262,8 +319,11 @@ impl System {
             .unwrap_or(0)
     }
 
-    /// Creates the verify consumer; call before the run.
-    pub async fn prepare_verify(&self, consumer: &str) -> anyhow::Result<()> {
+    /// Creates the judging consumer and starts following it (`fleetbus
+    /// verify --tap`); call before the run. The tap acknowledges what it
+    /// wrote down, so it holds nothing in PARSED: the retention being judged
+    /// is the monkeys' alone.
+    pub async fn prepare_verify(&mut self, consumer: &str) -> anyhow::Result<()> {
         let out = self
             .fleetbus(
                 Role::Admin,
@@ -273,28 +333,109 @@ impl System {
         if !out.status.success() {
             bail!("verify --prepare failed: {}", text(&out));
         }
+        let file = self.dir.path().join(format!("{consumer}.tap.jsonl"));
+        let spec = Spec::new(format!("tap-{consumer}"), &self.bin)
+            .args(["verify", "--consumer", consumer, "--tap"])
+            .arg(file.display().to_string())
+            .envs(self.cluster.service_env(Role::Admin));
+        let proc = Proc::start(spec, self.dir.path())?;
+        self.taps.push(Tap {
+            consumer: consumer.to_string(),
+            file,
+            proc,
+        });
         Ok(())
     }
 
-    /// `fleetbus verify` of simulator `name`'s report; Ok(output) when it
-    /// found nothing missing, duplicated or altered.
-    pub async fn verify(&self, consumer: &str, name: &str) -> anyhow::Result<String> {
+    /// Waits until the whole pipeline drained: RAW and PARSED hold nothing
+    /// and no consumer has anything pending or unacknowledged.
+    pub async fn wait_drained(&self, within: Duration) -> anyhow::Result<()> {
+        let admin = async_nats::jetstream::new(self.cluster.connect(Role::Admin).await?);
+        let last = std::sync::Mutex::new(String::new());
+        let drained = wait_for("the pipeline drained", within, || async {
+            let mut left = Vec::new();
+            for stream in ["RAW", "PARSED"] {
+                let mut s = admin.get_stream(stream).await?;
+                let n = s.info().await?.state.messages;
+                let mut consumers = s.consumers();
+                let mut any = false;
+                use futures::StreamExt;
+                while let Some(c) = consumers.next().await {
+                    let c = c?;
+                    any = true;
+                    if c.num_pending > 0 || c.num_ack_pending > 0 {
+                        left.push(format!(
+                            "{stream}/{}: {} pending, {} ack pending, {} redelivered",
+                            c.name, c.num_pending, c.num_ack_pending, c.num_redelivered
+                        ));
+                    }
+                }
+                // With consumers that have nothing pending, what the stream
+                // still holds every one of them acknowledged: nats-server
+                // removes such messages lazily when the acks were led from
+                // different nodes (its interest sweep, about every two
+                // minutes). Without consumers, it is simply left.
+                if n > 0 && !any {
+                    left.push(format!("{stream} holds {n} and has no consumer"));
+                }
+            }
+            let done = left.is_empty();
+            *last.lock().unwrap() = left.join("; ");
+            Ok(done.then_some(()))
+        })
+        .await;
+        drained.with_context(|| {
+            let mut logs = String::new();
+            for p in self.hamsters.iter().chain(&self.monkeys) {
+                logs.push_str(&format!("--- {} ---\n{}\n", p.name(), p.log_tail(8)));
+            }
+            format!("left: {}\n{logs}", last.lock().unwrap())
+        })
+    }
+
+    /// Judges simulator `name`'s report after the pipeline drained: every
+    /// acknowledged record in PARSED exactly once and unaltered (what the tap
+    /// of `consumer` wrote down), and the monkeys' effects — every device's
+    /// latest position, each of its events once (`fleetbus verify
+    /// --effects`). Ok(output) when all holds.
+    pub async fn verify(&mut self, consumer: &str, name: &str) -> anyhow::Result<String> {
+        self.verify_with(consumer, name, &[]).await
+    }
+
+    /// [`System::verify`] with more `fleetbus verify` arguments.
+    pub async fn verify_with(
+        &mut self,
+        consumer: &str,
+        name: &str,
+        more: &[&str],
+    ) -> anyhow::Result<String> {
+        self.wait_drained(Duration::from_secs(120)).await?;
+        let i = self
+            .taps
+            .iter()
+            .position(|t| t.consumer == consumer)
+            .context("no tap of that consumer: call prepare_verify first")?;
+        let mut tap = self.taps.remove(i);
+        let exit = tap.proc.terminate(Duration::from_secs(30)).await;
+        if !exit.is_some_and(|e| e.success()) {
+            bail!(
+                "the tap did not stop cleanly ({exit:?}): {}",
+                tap.proc.log_tail(10)
+            );
+        }
         let report = self.dir.path().join(format!("{name}.jsonl"));
+        let tap_file = tap.file.display().to_string();
         let report = report.display().to_string();
-        let out = self
-            .fleetbus(
-                Role::Admin,
-                &[
-                    "verify",
-                    "--consumer",
-                    consumer,
-                    "--report",
-                    &report,
-                    "--idle-secs",
-                    "20",
-                ],
-            )
-            .await?;
+        let mut args = vec![
+            "verify",
+            "--from-tap",
+            &tap_file,
+            "--report",
+            &report,
+            "--effects",
+        ];
+        args.extend_from_slice(more);
+        let out = self.fleetbus(Role::Admin, &args).await?;
         let t = text(&out);
         if !out.status.success() {
             bail!("verify failed:\n{t}");

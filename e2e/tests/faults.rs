@@ -8,90 +8,34 @@
 //! Faults are injected once the flow is established (some records already
 //! acknowledged), never at a fixed time.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fleetbus_e2e::{wait_for, Proc, System, SystemOptions};
-
-/// 20 devices × 40 records, a record every 100 ms per device: ~4 s of
-/// traffic, 800 records, frames of 2 records for Teltonika.
-const FLEET: &[&str] = &[
-    "--devices",
-    "20",
-    "--records",
-    "40",
-    "--interval-ms",
-    "100",
-    "--per-frame",
-    "2",
-    "--ack-timeout-secs",
-    "10",
-];
-const RECORDS: usize = 800;
-const FINISH: Duration = Duration::from_secs(240);
+use fleetbus_e2e::scenario::{acked_at_least, assert_delivered_once, fleet_every, FLEET, RECORDS};
+use fleetbus_e2e::{Proc, System, SystemOptions};
 
 async fn system(opts: SystemOptions) -> System {
-    let sys = System::start(opts).await.expect("system starts");
+    let mut sys = System::start(opts).await.expect("system starts");
     sys.prepare_verify("check").await.unwrap();
     sys
 }
 
 async fn start_fleet(sys: &System) -> Proc {
-    Proc::start(sys.simulator("sim", FLEET), sys.dir()).unwrap()
+    fleetbus_e2e::scenario::start_fleet(sys, FLEET)
 }
 
 /// The same fleet, spread over ~12 s (a record every 300 ms per device), for
-/// faults that take a while to inject (restarting every node).
+/// faults that take a while to inject (restarting every node, pauses).
 async fn start_slow_fleet(sys: &System) -> Proc {
-    let mut args = FLEET.to_vec();
-    let i = args.iter().position(|a| *a == "--interval-ms").unwrap();
-    args[i + 1] = "300";
-    Proc::start(sys.simulator("sim", &args), sys.dir()).unwrap()
-}
-
-/// Waits until the simulator has `n` acknowledged records. Generous: the
-/// faults slow everything down, and a 2-core CI machine more so.
-async fn acked_at_least(sys: &System, n: usize) {
-    wait_for(
-        "records acknowledged",
-        Duration::from_secs(180),
-        || async move { Ok((sys.reported("sim") >= n).then_some(())) },
-    )
-    .await
-    .unwrap();
-}
-
-/// The promise, checked: the fleet delivered everything (exit 0 = queue
-/// empty) and verify finds every record once, unaltered.
-async fn assert_delivered_once(sys: &System, sim: &mut Proc, scenario: &str) {
-    let t = Instant::now();
-    let exit = sim.wait_exit(FINISH).await;
-    assert!(
-        exit.is_some_and(|e| e.success()),
-        "{scenario}: the simulator did not deliver everything ({exit:?}):\n{}",
-        sim.log_tail(15)
-    );
-    let summary = sim.log_tail(1);
-    let report = sys
-        .verify("check", "sim")
-        .await
-        .unwrap_or_else(|e| panic!("{scenario}: {e:#}"));
-    eprintln!(
-        "{scenario}: {summary}\n{scenario}: {report}(finished {:?} after the fault)",
-        t.elapsed()
-    );
-    assert!(
-        report.contains(&format!(
-            "{RECORDS} records reported, {RECORDS} in PARSED exactly once"
-        )),
-        "{report}"
-    );
+    let args = fleet_every(300);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fleetbus_e2e::scenario::start_fleet(sys, &args)
 }
 
 #[tokio::test]
 async fn steady_state() {
-    let sys = system(SystemOptions::default()).await;
+    let mut sys = system(SystemOptions::default()).await;
     let mut sim = start_fleet(&sys).await;
-    assert_delivered_once(&sys, &mut sim, "steady state").await;
+    assert_delivered_once(&mut sys, &mut sim, "steady state", RECORDS).await;
 }
 
 #[tokio::test]
@@ -102,7 +46,7 @@ async fn kill_9_of_the_raw_leader_mid_flow() {
     let leader = sys.cluster.stream_leader("RAW").await.unwrap();
     let i = sys.cluster.node_index(&leader).unwrap();
     sys.cluster.kill(i);
-    assert_delivered_once(&sys, &mut sim, "kill -9 of the RAW leader").await;
+    assert_delivered_once(&mut sys, &mut sim, "kill -9 of the RAW leader", RECORDS).await;
 }
 
 #[tokio::test]
@@ -111,7 +55,7 @@ async fn kill_9_of_a_gateway_moves_its_devices_to_another() {
     let mut sim = start_fleet(&sys).await;
     acked_at_least(&sys, 100).await;
     sys.gateways[0].proc.kill();
-    assert_delivered_once(&sys, &mut sim, "kill -9 of a gateway").await;
+    assert_delivered_once(&mut sys, &mut sim, "kill -9 of a gateway", RECORDS).await;
     assert!(
         sim.log().contains("reconnects") && !sim.log_tail(1).contains(" 0 reconnects"),
         "devices of the dead gateway reconnected elsewhere: {}",
@@ -131,7 +75,13 @@ async fn kill_9_of_a_hamster_and_of_a_monkey_mid_batch() {
     acked_at_least(&sys, 100).await;
     sys.hamsters[0].kill();
     sys.monkeys[0].kill();
-    assert_delivered_once(&sys, &mut sim, "kill -9 of a hamster and a monkey").await;
+    assert_delivered_once(
+        &mut sys,
+        &mut sim,
+        "kill -9 of a hamster and a monkey",
+        RECORDS,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -150,7 +100,13 @@ async fn every_node_restarted_rolling_and_all_at_once() {
         sys.cluster.wait_stream_ready(stream).await.unwrap();
     }
     eprintln!("rolling and all-at-once restarts: {before} of {RECORDS} records acknowledged before the whole cluster stopped");
-    assert_delivered_once(&sys, &mut sim, "rolling and all-at-once restarts").await;
+    assert_delivered_once(
+        &mut sys,
+        &mut sim,
+        "rolling and all-at-once restarts",
+        RECORDS,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -176,7 +132,7 @@ async fn quorum_lost_for_20_s_acks_nothing_and_loses_nothing() {
     );
     sys.cluster.start_all().unwrap();
     sys.cluster.wait_ready().await.unwrap();
-    assert_delivered_once(&sys, &mut sim, "quorum lost for 20 s").await;
+    assert_delivered_once(&mut sys, &mut sim, "quorum lost for 20 s", RECORDS).await;
 }
 
 /// A network partition, not a crash: the host of RAW's leader — its node
@@ -186,7 +142,7 @@ async fn quorum_lost_for_20_s_acks_nothing_and_loses_nothing() {
 /// and goes on. After the partition heals everything is delivered once.
 #[tokio::test]
 async fn one_host_cut_off_while_devices_send_to_both_sides() {
-    if let Err(why) = fleetbus_e2e::Lab::available() {
+    if let Some(why) = fleetbus_e2e::Lab::skip_reason() {
         eprintln!("SKIPPED one_host_cut_off_while_devices_send_to_both_sides: {why}");
         return;
     }
@@ -198,7 +154,7 @@ async fn one_host_cut_off_while_devices_send_to_both_sides() {
         },
         ..SystemOptions::default()
     };
-    let sys = system(opts).await;
+    let mut sys = system(opts).await;
     let mut sim = start_fleet(&sys).await;
     acked_at_least(&sys, 100).await;
     let leader = sys.cluster.stream_leader("RAW").await.unwrap();
@@ -206,5 +162,69 @@ async fn one_host_cut_off_while_devices_send_to_both_sides() {
     lab.partition(cut).unwrap();
     acked_at_least(&sys, 500).await;
     lab.heal(cut).unwrap();
-    assert_delivered_once(&sys, &mut sim, "one host cut off").await;
+    assert_delivered_once(&mut sys, &mut sim, "one host cut off", RECORDS).await;
+}
+
+/// Pauses, not crashes: a process stopped with SIGSTOP keeps its sockets
+/// open and says nothing, so its peers only notice by silence (timeouts,
+/// missed heartbeats). Each is paused longer than what notices it — the
+/// simulator's ack timeout (10 s), an election, the hamsters' ack wait —
+/// and then goes on as if nothing happened.
+#[tokio::test]
+async fn sigstop_of_the_raw_leader_node() {
+    let mut sys = system(SystemOptions::default()).await;
+    let mut sim = start_slow_fleet(&sys).await;
+    acked_at_least(&sys, 100).await;
+    let leader = sys.cluster.stream_leader("RAW").await.unwrap();
+    let i = sys.cluster.node_index(&leader).unwrap();
+    sys.cluster.pause(i);
+    let before = sys.reported("sim");
+    // The majority elects another leader and devices keep being acked.
+    fleetbus_e2e::wait_for(
+        "acks go on without the paused leader",
+        Duration::from_secs(60),
+        || async { Ok((sys.reported("sim") > before + 50).then_some(())) },
+    )
+    .await
+    .unwrap();
+    sys.cluster.resume(i);
+    assert_delivered_once(&mut sys, &mut sim, "SIGSTOP of the RAW leader", RECORDS).await;
+}
+
+#[tokio::test]
+async fn sigstop_of_a_gateway_mid_pipeline() {
+    let mut sys = system(SystemOptions::default()).await;
+    let mut sim = start_slow_fleet(&sys).await;
+    acked_at_least(&sys, 100).await;
+    sys.gateways[0].proc.pause();
+    // Longer than the devices' ack timeout: those on the paused gateway
+    // give up on it and resend elsewhere, re-packed or re-encoded.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    sys.gateways[0].proc.resume();
+    assert_delivered_once(&mut sys, &mut sim, "SIGSTOP of a gateway", RECORDS).await;
+    assert!(
+        !sim.log_tail(1).contains(" 0 reconnects"),
+        "the devices of the paused gateway moved: {}",
+        sim.log_tail(1)
+    );
+}
+
+#[tokio::test]
+async fn sigstop_of_a_hamster_past_its_ack_wait() {
+    let opts = SystemOptions {
+        hamsters: 2,
+        // A short ack wait, so the pause outlasts it many times over.
+        config_toml: "[topology]\nduplicate_window_secs = 120\n[topology.hamsters]\nbackoff_secs = [2, 4]\n[topology.monkeys]\nbackoff_secs = [2, 4]\n".into(),
+        ..SystemOptions::default()
+    };
+    let mut sys = system(opts).await;
+    let mut sim = start_slow_fleet(&sys).await;
+    acked_at_least(&sys, 100).await;
+    sys.hamsters[0].pause();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Resumed, it finishes the batch it held — which the other hamster has
+    // parsed meanwhile — and acknowledges it late: its outputs carry the
+    // same ids and claims, so nothing is stored twice.
+    sys.hamsters[0].resume();
+    assert_delivered_once(&mut sys, &mut sim, "SIGSTOP of a hamster", RECORDS).await;
 }
