@@ -296,7 +296,8 @@ where
     outcome.allow_lost_transitions = args.allow_lost_transitions;
     if args.effects {
         let wait = Duration::from_secs(args.wait_secs);
-        outcome.effects = Some(effects::check(js, &parsed.seen, wait).await?);
+        let reported = expected.keys().map(|(device, _)| device.as_str()).collect();
+        outcome.effects = Some(effects::check(js, &parsed.seen, &reported, wait).await?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);

@@ -78,15 +78,20 @@ struct Event {
 }
 
 /// Checks the effects of the records in `seen` (PARSED's positions, by
-/// device and fix time), for the devices of `devices`.
+/// device and fix time) for the devices in `reported` — not for others
+/// PARSED carried too (another fleet on the same system, `just up`'s own
+/// simulator), whose newest records the judged run never saw.
 pub async fn check(
     js: &jetstream::Context,
     seen: &BTreeMap<Key, (usize, Value)>,
+    reported: &BTreeSet<&str>,
     wait: Duration,
 ) -> anyhow::Result<Effects> {
     let mut by_device: BTreeMap<&str, Vec<(&DateTime<Utc>, &Value)>> = BTreeMap::new();
     for ((device, fix), (_, record)) in seen {
-        by_device.entry(device).or_default().push((fix, record));
+        if reported.contains(device.as_str()) {
+            by_device.entry(device).or_default().push((fix, record));
+        }
     }
     let mut out = Effects {
         devices: by_device.len(),
