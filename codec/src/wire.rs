@@ -259,6 +259,31 @@ mod tests {
     }
 
     #[test]
+    fn ids_keep_their_exact_values_across_versions() {
+        // Stored ids deduplicate against ids a newer version computes: a
+        // change here stores every in-flight resend twice after an upgrade.
+        let raw = raw_msg_id(
+            "gt06",
+            "3528870",
+            b"\x78\x78\x05\x01\x00\x01\xd9\xdc\x0d\x0a",
+        );
+        assert_eq!(raw, "gt06:3528870:baa918b78f0d7171becbab2c3e24c866");
+        assert_eq!(
+            parsed_msg_id(&raw, 1),
+            "gt06:3528870:baa918b78f0d7171becbab2c3e24c866#1"
+        );
+        assert_eq!(
+            parsed_frame_msg_id(&raw, 7),
+            "gt06:3528870:baa918b78f0d7171becbab2c3e24c866#0..7"
+        );
+        // XXH3-128 of no bytes is the specification's published value.
+        assert_eq!(
+            raw_msg_id("gt06", "a.b c", b""),
+            "gt06:a_b_c:99aa06d3014798d86001c324468d497f"
+        );
+    }
+
+    #[test]
     fn raw_ids_depend_on_device_and_every_byte() {
         let a = raw_msg_id("gt06", "1", b"frame");
         assert_eq!(a, raw_msg_id("gt06", "1", b"frame"), "same frame, same id");
