@@ -25,7 +25,7 @@ use std::sync::Mutex;
 
 use async_nats::jetstream::kv;
 use fleetbus_codec::identity::{owner_tag, Memory};
-use fleetbus_codec::wire::seen_key;
+use fleetbus_wire::names::seen_key;
 
 use crate::outcome::{Downstream, DownstreamKind};
 

@@ -23,10 +23,8 @@
 //! redelivery) finds its own claims, so it carries exactly what it carried
 //! the first time.
 
-use chrono::SecondsFormat;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
-use crate::wire::subject_token;
 use crate::{Position, Record};
 
 /// Attributes that a resend may change without the record changing: how
@@ -42,7 +40,8 @@ pub fn record_identity(record: &Record) -> Option<u64> {
     record.as_position().map(position_identity)
 }
 
-fn position_identity(p: &Position) -> u64 {
+/// The identity of a position (what [`record_identity`] gives for it).
+pub fn position_identity(p: &Position) -> u64 {
     // Streamed into the hash, nothing copied: each text and value framed by
     // its length or a byte JSON never contains, the numbers as their bits
     // (-0.0 as 0.0). serde_json's Map is ordered by key, so the order a
@@ -83,22 +82,6 @@ impl std::io::Write for Hashing<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// A record's id for everything downstream (`Meta::msg_id` of the monkeys,
-/// event ids): `<protocol>:<device>:<fix time>:<identity, 16 hex digits>`,
-/// e.g. `teltonika:356307042441013:2026-11-29T12:00:05.000Z:9f3a…`. The
-/// same record has the same id however often and in whatever frame it
-/// arrives. `None` for records without an identity.
-pub fn record_msg_id(record: &Record) -> Option<String> {
-    let p = record.as_position()?;
-    Some(format!(
-        "{}:{}:{}:{:016x}",
-        subject_token(&p.protocol),
-        subject_token(&p.device_id),
-        p.fix_time.to_rfc3339_opts(SecondsFormat::Millis, true),
-        position_identity(p)
-    ))
 }
 
 /// The owner tag of a frame in [`Memory`]: a 32-bit hash of its RAW id.
@@ -345,10 +328,6 @@ mod tests {
         // across an upgrade would otherwise be stored twice.
         let r = Record::Position(fix(5));
         assert_eq!(record_identity(&r), Some(0x02eb_78f9_8895_2fe0));
-        assert_eq!(
-            record_msg_id(&r).unwrap(),
-            "teltonika:356307042441013:2026-11-29T12:00:05.000Z:02eb78f988952fe0"
-        );
         let login = Record::Login(crate::DeviceMessage {
             device_id: "1".into(),
             protocol: "gt06".into(),
@@ -356,7 +335,6 @@ mod tests {
             attributes: Map::new(),
         });
         assert_eq!(record_identity(&login), None);
-        assert_eq!(record_msg_id(&login), None);
         assert_eq!(owner_tag("teltonika:1:abc"), owner_tag("teltonika:1:abc"));
     }
 

@@ -30,7 +30,6 @@ pub mod suntech;
 pub mod teltonika;
 pub(crate) mod text;
 pub mod tk103;
-pub mod wire;
 
 pub use error::{FrameError, ParseError, SessionError};
 pub use frame_decoder::FrameDecoder;

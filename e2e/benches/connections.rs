@@ -27,6 +27,7 @@
 //! argument): 200 connections over two source addresses, checking the same
 //! things without the figures, so the benchmark cannot rot.
 
+use fleetbus_wire::names;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -398,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(60),
     )
     .await?;
-    cluster.wait_stream_ready(topology::RAW).await?;
+    cluster.wait_stream_ready(names::RAW).await?;
     let dir = tempfile::tempdir()?;
     let gw = Gateway::start(&bin, &cluster, dir.path(), a.connections + 1_000).await?;
 

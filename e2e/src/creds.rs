@@ -1,63 +1,16 @@
 //! Logins of a test cluster: one user per role, as in `nats-conf/accounts.conf`,
 //! with passwords generated for each cluster.
 
-use std::fmt;
 use std::io::Read;
 
-/// The users of `nats-conf/accounts.conf`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// Everything in the FLEETBUS account.
-    Admin,
-    /// Publishes raw frames.
-    Gateway,
-    /// Consumes RAW, publishes PARSED.
-    Hamster,
-    /// Consumes PARSED.
-    Monkey,
-    /// The system account's user.
-    Sys,
-}
+/// The roles of `nats-conf/accounts.conf` (the FLEETBUS account's users),
+/// the very enum the services use.
+pub use fleetbus_wire::Role;
 
-impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Admin,
-        Role::Gateway,
-        Role::Hamster,
-        Role::Monkey,
-        Role::Sys,
-    ];
-
-    /// The user name, also the role's name.
-    pub fn user(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Gateway => "gateway",
-            Role::Hamster => "hamster",
-            Role::Monkey => "monkey",
-            Role::Sys => "sys",
-        }
-    }
-
-    /// The environment variable nats-server reads this role's password from.
-    pub fn password_var(self) -> String {
-        format!("FLEETBUS_{}_PASSWORD", self.user().to_ascii_uppercase())
-    }
-
-    /// The inbox prefix the role's permissions allow (`None`: any).
-    pub fn inbox_prefix(self) -> Option<String> {
-        match self {
-            Role::Admin | Role::Sys => None,
-            other => Some(format!("_INBOX.{}", other.user())),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.user())
-    }
-}
+/// The system account's user (monitoring), not a fleetbus role.
+pub const SYS_USER: &str = "sys";
+/// The environment variable nats-server reads its password from.
+pub const SYS_PASSWORD_VAR: &str = "FLEETBUS_SYS_PASSWORD";
 
 /// A user name and password.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +19,11 @@ pub struct Login {
     pub password: String,
 }
 
-/// One login per role.
+/// One login per role, and the system account's.
 #[derive(Clone, Debug)]
 pub struct Credentials {
     logins: Vec<(Role, Login)>,
+    sys: Login,
 }
 
 impl Credentials {
@@ -79,13 +33,22 @@ impl Credentials {
             .iter()
             .map(|&role| {
                 let login = Login {
-                    user: role.user().to_string(),
+                    user: role.name().to_string(),
                     password: random_password(),
                 };
                 (role, login)
             })
             .collect();
-        Credentials { logins }
+        let sys = Login {
+            user: SYS_USER.to_string(),
+            password: random_password(),
+        };
+        Credentials { logins, sys }
+    }
+
+    /// The system account's login.
+    pub fn sys(&self) -> &Login {
+        &self.sys
     }
 
     pub fn login(&self, role: Role) -> &Login {
@@ -102,6 +65,7 @@ impl Credentials {
         self.logins
             .iter()
             .map(|(role, login)| (role.password_var(), login.password.clone()))
+            .chain([(SYS_PASSWORD_VAR.to_string(), self.sys.password.clone())])
             .collect()
     }
 }
@@ -129,27 +93,29 @@ mod tests {
     fn passwords_are_distinct_strings_starting_with_a_letter() {
         let creds = Credentials::generate();
         let mut seen = std::collections::HashSet::new();
-        for role in Role::ALL {
-            let login = creds.login(role);
-            assert_eq!(login.user, role.user());
+        let logins = Role::ALL.map(|r| creds.login(r).clone());
+        for login in logins.iter().chain([creds.sys()]) {
             assert_eq!(login.password.len(), 33);
             assert!(login.password.starts_with('p'));
             assert!(seen.insert(login.password.clone()));
+        }
+        for role in Role::ALL {
+            assert_eq!(creds.login(role).user, role.name());
         }
     }
 
     #[test]
     fn names_match_the_accounts_template() {
-        for role in Role::ALL {
-            let var = format!("${}", role.password_var());
+        let users = Role::ALL
+            .map(|r| (r.name().to_string(), r.password_var()))
+            .into_iter()
+            .chain([(SYS_USER.to_string(), SYS_PASSWORD_VAR.to_string())]);
+        for (user, var) in users {
+            let var = format!("${var}");
             assert!(crate::conf::ACCOUNTS_TEMPLATE.contains(&var), "{var}");
-            let user = format!("user: {},", role.user());
+            let user = format!("user: {user},");
             assert!(crate::conf::ACCOUNTS_TEMPLATE.contains(&user), "{user}");
         }
-        assert_eq!(
-            Role::Gateway.inbox_prefix().as_deref(),
-            Some("_INBOX.gateway")
-        );
         assert!(crate::conf::ACCOUNTS_TEMPLATE.contains("\"_INBOX.gateway.>\""));
     }
 }

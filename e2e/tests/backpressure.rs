@@ -14,12 +14,14 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use fleetbus_codec::wire::{headers, raw_msg_id, raw_subject};
 use fleetbus_e2e::scenario::{
     acked_at_least, admin, assert_delivered_once, assert_delivered_once_out_of_order, messages,
     problems, set_max_msgs, start_fleet, status,
 };
 use fleetbus_e2e::{wait_for, Role, System, SystemOptions};
+use fleetbus_wire::headers;
+use fleetbus_wire::ids::raw_msg_id;
+use fleetbus_wire::names::raw_subject;
 
 /// Every timeout and redelivery horizon short, so that a hold of 30 s
 /// outlasts them all many times over: ack waits of 2 s, redelivery waits

@@ -1,13 +1,13 @@
 //! The cluster against real nats-server processes: provisioning, the
 //! per-role permissions, and no acknowledged message lost when nodes die.
 
+use fleetbus_wire::names;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, stream::RetentionPolicy};
 use bytes::Bytes;
 use fleetbus_e2e::{Cluster, Role};
-use fleetbus_services::nats::Role as ServiceRole;
 use fleetbus_services::topology::{self, Outcome, Scope, Settings};
 use futures::StreamExt;
 
@@ -36,7 +36,7 @@ async fn publish_acked(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(topology::headers::MSG_ID, id);
+        headers.insert(fleetbus_wire::headers::MSG_ID, id);
         let payload = Bytes::from(format!("frame {id}"));
         if let Ok(ack) = js
             .publish_with_headers(subject.to_string(), headers, payload)
@@ -60,7 +60,7 @@ async fn stored_ids(cluster: &Cluster, stream: &str) -> BTreeMap<String, usize> 
     for m in cluster.stream_messages(stream).await.unwrap() {
         let id = m
             .headers
-            .get(topology::headers::MSG_ID)
+            .get(fleetbus_wire::headers::MSG_ID)
             .map(|v| v.to_string())
             .unwrap_or_default();
         *ids.entry(id).or_default() += 1;
@@ -95,7 +95,7 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
     // RAW, PARSED, DEAD, EVENTS, KV_devices, KV_seen and the two durables.
     assert_eq!(first.items.len(), 8);
 
-    for stream in [topology::RAW, topology::PARSED, topology::DEAD] {
+    for stream in [names::RAW, names::PARSED, names::DEAD] {
         let info = cluster.wait_stream_ready(stream).await.unwrap();
         assert_eq!(info.config.num_replicas, 3, "{stream}");
         assert_eq!(info.cluster.as_ref().unwrap().replicas.len(), 2, "{stream}");
@@ -103,8 +103,8 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
     }
     let admin = js(&cluster, Role::Admin).await;
     for (stream, name) in [
-        (topology::RAW, topology::HAMSTERS),
-        (topology::PARSED, topology::MONKEYS),
+        (names::RAW, names::HAMSTERS),
+        (names::PARSED, names::MONKEYS),
     ] {
         let info = admin
             .get_stream(stream)
@@ -131,20 +131,15 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
     );
 
     // Every service provisions its own part at start, with its own login.
-    for (role, service_role) in [
-        (Role::Gateway, ServiceRole::Gateway),
-        (Role::Hamster, ServiceRole::Hamster),
-        (Role::Monkey, ServiceRole::Monkey),
-    ] {
+    for role in [Role::Gateway, Role::Hamster, Role::Monkey] {
         let js = js(&cluster, role).await;
-        let report = topology::ensure(&js, &Settings::default(), service_role)
+        let report = topology::ensure(&js, &Settings::default(), role)
             .await
             .unwrap();
         assert!(!report.changed() && report.is_ok(), "{role}:\n{report}");
         assert_eq!(
             report.items.len(),
-            Scope::for_role(service_role).streams.len()
-                + Scope::for_role(service_role).consumers.len()
+            Scope::for_role(role).streams.len() + Scope::for_role(role).consumers.len()
         );
     }
     eprintln!("provisioning test: {:?}", t0.elapsed());
@@ -161,11 +156,7 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
     admin.create_stream(wrong).await.unwrap();
 
     let report = provision_all(&cluster).await;
-    let dead = report
-        .items
-        .iter()
-        .find(|i| i.name == topology::DEAD)
-        .unwrap();
+    let dead = report.items.iter().find(|i| i.name == names::DEAD).unwrap();
     match &dead.outcome {
         Outcome::Rejected { changes, error } => {
             assert_eq!(changes.len(), 1, "{report}");
@@ -248,7 +239,7 @@ async fn every_role_can_do_its_job_and_nothing_else() {
     // hamster: takes the frame from the shared durable, publishes the
     // parsed record, acknowledges.
     let consumer: PullConsumer = hamster
-        .get_consumer_from_stream(topology::HAMSTERS, topology::RAW)
+        .get_consumer_from_stream(names::HAMSTERS, names::RAW)
         .await
         .unwrap();
     let mut batch = consumer
@@ -270,19 +261,19 @@ async fn every_role_can_do_its_job_and_nothing_else() {
         hamster
             .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
                 "other",
-                topology::RAW
+                names::RAW
             )
             .await
             .is_err(),
         "hamster looked at another consumer"
     );
     // RAW is an interest stream: acknowledged by its only consumer, gone.
-    let raw = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    let raw = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(raw.state.messages, 0);
 
     // monkey: processes PARSED, may dead-letter, nothing else.
     let consumer: PullConsumer = monkey
-        .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+        .get_consumer_from_stream(names::MONKEYS, names::PARSED)
         .await
         .unwrap();
     let mut batch = consumer
@@ -301,8 +292,8 @@ async fn every_role_can_do_its_job_and_nothing_else() {
     );
     let monkeys_on_raw = monkey
         .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
-            topology::HAMSTERS,
-            topology::RAW,
+            names::HAMSTERS,
+            names::RAW,
         )
         .await;
     assert!(
@@ -316,7 +307,7 @@ async fn kill_9_of_the_raw_leader_loses_no_acknowledged_message() {
     let t0 = Instant::now();
     let mut cluster = Cluster::start().await.unwrap();
     provision_all(&cluster).await;
-    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let leader = cluster.stream_leader(names::RAW).await.unwrap();
     let gateway = js(&cluster, Role::Gateway).await;
 
     const N: usize = 300;
@@ -345,18 +336,18 @@ async fn kill_9_of_the_raw_leader_loses_no_acknowledged_message() {
         "publishing stopped for {longest:?}"
     );
 
-    let new_leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let new_leader = cluster.stream_leader(names::RAW).await.unwrap();
     assert_ne!(new_leader, leader);
-    expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
+    expect_ids(&stored_ids(&cluster, names::RAW).await, N);
 
     // The killed node comes back and catches up.
     cluster.start_node(victim).unwrap();
     cluster.wait_ready().await.unwrap();
-    let info = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    let info = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(info.state.messages, N as u64);
 
     // A graceful stop of the leader hands leadership over at once.
-    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let leader = cluster.stream_leader(names::RAW).await.unwrap();
     let gateway = js(&cluster, Role::Gateway).await;
     let stopping = cluster.node_index(&leader).unwrap();
     cluster.terminate(stopping).await;
@@ -367,7 +358,7 @@ async fn kill_9_of_the_raw_leader_loses_no_acknowledged_message() {
         start.elapsed()
     );
     assert!(start.elapsed() < Duration::from_secs(15));
-    expect_ids(&stored_ids(&cluster, topology::RAW).await, N + 1);
+    expect_ids(&stored_ids(&cluster, names::RAW).await, N + 1);
     eprintln!("kill test: {:?}", t0.elapsed());
 }
 
@@ -387,9 +378,9 @@ async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
     cluster.kill_all();
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();
-    let info = cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    let info = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(info.state.messages, N as u64);
-    expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
+    expect_ids(&stored_ids(&cluster, names::RAW).await, N);
     let admin = js(&cluster, Role::Admin).await;
     // Right after the restart the consumer may still be recovering its
     // state (it has once reported 0 pending): wait for it to settle, and
@@ -399,9 +390,9 @@ async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
         Duration::from_secs(30),
         || async {
             let info = admin
-                .get_stream(topology::RAW)
+                .get_stream(names::RAW)
                 .await?
-                .consumer_info(topology::HAMSTERS)
+                .consumer_info(names::HAMSTERS)
                 .await?;
             Ok((info.num_pending == N as u64).then_some(info.num_pending))
         },
@@ -415,8 +406,8 @@ async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
 
     // And a graceful restart of all three.
     cluster.restart_all().await.unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
-    expect_ids(&stored_ids(&cluster, topology::RAW).await, N);
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
+    expect_ids(&stored_ids(&cluster, names::RAW).await, N);
     eprintln!("full restart test: {:?}", t0.elapsed());
 }
 
@@ -445,7 +436,7 @@ async fn partitioned_leader_acks_nothing_and_the_majority_goes_on() {
     .unwrap();
     provision_all(&cluster).await;
     const SUBJECT: &str = "raw.gt06.868120145233604";
-    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let leader = cluster.stream_leader(names::RAW).await.unwrap();
     let cut = cluster.node_index(&leader).unwrap();
     let other = (cut + 1) % 3;
     let majority = {
@@ -473,7 +464,7 @@ async fn partitioned_leader_acks_nothing_and_the_majority_goes_on() {
     );
     // The cut-off node cannot reach a quorum: a publish there gets no PubAck.
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(topology::headers::MSG_ID, "minority-0");
+    headers.insert(fleetbus_wire::headers::MSG_ID, "minority-0");
     let acked = match minority
         .publish_with_headers(SUBJECT, headers, Bytes::from_static(b"lost?"))
         .await
@@ -485,14 +476,14 @@ async fn partitioned_leader_acks_nothing_and_the_majority_goes_on() {
 
     lab.heal(cut).unwrap();
     cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
     // The minority's publish was never acknowledged, but it is not
     // necessarily gone: its client reaches the cut node over the cut link,
     // and TCP may deliver the buffered bytes once the link is back, to a
     // node that has a leader again. Storing an unacknowledged message is
     // allowed (its sender resends, and the id deduplicates); acknowledging
     // while cut off, losing or doubling an acknowledged one is not.
-    let mut ids = stored_ids(&cluster, topology::RAW).await;
+    let mut ids = stored_ids(&cluster, names::RAW).await;
     let late = ids.remove("minority-0").unwrap_or(0);
     assert!(late <= 1, "the minority's publish stored {late} times");
     expect_ids(&ids, 40);

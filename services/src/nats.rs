@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, ServerAddr};
-use serde::{Deserialize, Serialize};
 
 /// Client URLs of the local cluster started by `just up`.
 pub const LOCAL_URLS: &str = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224";
@@ -21,52 +20,8 @@ pub const LOCAL_URLS: &str = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats:/
 pub const LOCAL_ADMIN: (&str, &str) = ("admin", "admin");
 
 /// Who a connection acts as; each role has a user in `nats-conf/accounts.conf`
-/// whose permissions allow exactly what that role does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Provisioning, status, inspection: everything in the FLEETBUS account.
-    Admin,
-    /// Publishes raw frames into RAW.
-    Gateway,
-    /// Consumes RAW (durable `hamsters`), publishes into PARSED and DEAD.
-    Hamster,
-    /// Consumes PARSED (durable `monkeys`), publishes into DEAD.
-    Monkey,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Gateway, Role::Hamster, Role::Monkey];
-
-    /// The role's name, also its user name and its micro-service name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Gateway => "gateway",
-            Role::Hamster => "hamster",
-            Role::Monkey => "monkey",
-        }
-    }
-
-    /// `_INBOX.<role>`: the only inboxes the role may subscribe to (admin: any).
-    pub fn inbox_prefix(self) -> Option<String> {
-        match self {
-            Role::Admin => None,
-            other => Some(format!("_INBOX.{}", other.name())),
-        }
-    }
-
-    /// The environment variable nats-server reads this role's password from.
-    pub fn password_var(self) -> String {
-        format!("FLEETBUS_{}_PASSWORD", self.name().to_ascii_uppercase())
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// whose permissions are derived from what the role reads and writes.
+pub use fleetbus_wire::Role;
 
 /// Connection options shared by every `fleetbus` program.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]

@@ -9,12 +9,17 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use common::fleetbus;
-use fleetbus_actors::dead::DeadLetter;
-use fleetbus_actors::{DeadKind, DeadReason};
-use fleetbus_codec::wire::{self, headers, DeadStage};
-use fleetbus_codec::{identity, teltonika, Position, Record};
+use fleetbus_actors::dead;
+use fleetbus_actors::DeadKind;
+use fleetbus_codec::{teltonika, Position, Record};
 use fleetbus_e2e::{text, Cluster, Role};
-use fleetbus_services::topology;
+use fleetbus_wire::dead::{record_payload, DeadLetter};
+use fleetbus_wire::names;
+use fleetbus_wire::{
+    headers, ids,
+    names::{parsed_subject, raw_subject},
+    DeadStage,
+};
 use serde_json::Value;
 
 /// `fleetbus dead ls --json <filters>`, which must succeed.
@@ -44,7 +49,7 @@ fn devices(letters: &[Value]) -> Vec<&str> {
 
 async fn cluster() -> Cluster {
     let cluster = common::provisioned_cluster().await;
-    cluster.wait_stream_ready(topology::DEAD).await.unwrap();
+    cluster.wait_stream_ready(names::DEAD).await.unwrap();
     cluster
 }
 
@@ -72,7 +77,7 @@ fn gateway_headers(imei: &str, frame: &[u8]) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         headers::MSG_ID,
-        wire::raw_msg_id("teltonika", imei, frame).as_str(),
+        ids::raw_msg_id("teltonika", imei, frame).as_str(),
     );
     h.insert(headers::PROTOCOL, "teltonika");
     h.insert(headers::DEVICE, imei);
@@ -91,29 +96,26 @@ async fn dead_frame(
     why: &str,
 ) {
     let original = gateway_headers(imei, payload);
-    let reason = DeadReason::new(DeadKind::ParseError, why);
-    DeadLetter {
+    let letter = DeadLetter {
         stage: DeadStage::Raw,
         protocol: "teltonika",
         device: imei,
-        payload: payload.clone(),
         original: Some(&original),
-        reason: &reason,
-        stream: topology::RAW,
+        kind: DeadKind::ParseError.as_str(),
+        reason: why,
+        stream: names::RAW,
         sequence: raw_sequence,
-        subject: &wire::raw_subject("teltonika", imei),
+        subject: &raw_subject("teltonika", imei),
         deliveries: 1,
         record: None,
-    }
-    .publish(js)
-    .await
-    .unwrap();
+    };
+    dead::publish(js, &letter, payload.clone()).await.unwrap();
 }
 
 /// Publishes a frame to RAW as a gateway does; its RAW sequence.
 async fn store_raw(js: &jetstream::Context, imei: &str, payload: &Bytes) -> u64 {
     js.publish_with_headers(
-        wire::raw_subject("teltonika", imei),
+        raw_subject("teltonika", imei),
         gateway_headers(imei, payload),
         payload.clone(),
     )
@@ -126,9 +128,9 @@ async fn store_raw(js: &jetstream::Context, imei: &str, payload: &Bytes) -> u64 
 
 /// RAW's messages of one device.
 async fn raw_of(cluster: &Cluster, imei: &str) -> Vec<jetstream::message::StreamMessage> {
-    let subject = wire::raw_subject("teltonika", imei);
+    let subject = raw_subject("teltonika", imei);
     cluster
-        .stream_messages(topology::RAW)
+        .stream_messages(names::RAW)
         .await
         .unwrap()
         .into_iter()
@@ -153,35 +155,34 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
 
     // One record of a frame the monkeys' processor called invalid.
     let record = Record::Position(position(two, 3));
-    let record_id = identity::record_msg_id(&record).unwrap();
-    let record_json = Bytes::from(serde_json::to_vec(&record).unwrap());
-    let raw_id = wire::raw_msg_id("teltonika", two, b"the frame");
+    let record_id = ids::record_msg_id(&record).unwrap();
+    let record_json = Bytes::from(record_payload(&record));
+    let raw_id = ids::raw_msg_id("teltonika", two, b"the frame");
     let mut parsed = HeaderMap::new();
     parsed.insert(
         headers::MSG_ID,
-        wire::parsed_frame_msg_id(&raw_id, 2).as_str(),
+        ids::parsed_frame_msg_id(&raw_id, 2).as_str(),
     );
     parsed.insert(headers::RAW_ID, raw_id.as_str());
     parsed.insert(headers::RECORDS, "2");
     parsed.insert(headers::PROTOCOL, "teltonika");
     parsed.insert(headers::DEVICE, two);
-    let invalid = DeadReason::new(DeadKind::Invalid, "speed 9000 km/h is not a speed");
-    DeadLetter {
+    let letter = DeadLetter {
         stage: DeadStage::Parsed,
         protocol: "teltonika",
         device: two,
-        payload: record_json.clone(),
         original: Some(&parsed),
-        reason: &invalid,
-        stream: topology::PARSED,
+        kind: DeadKind::Invalid.as_str(),
+        reason: "speed 9000 km/h is not a speed",
+        stream: names::PARSED,
         sequence: 5,
-        subject: &wire::parsed_subject("teltonika", two),
+        subject: &parsed_subject("teltonika", two),
         deliveries: 3,
         record: Some((1, &record_id)),
-    }
-    .publish(&js)
-    .await
-    .unwrap();
+    };
+    dead::publish(&js, &letter, record_json.clone())
+        .await
+        .unwrap();
 
     // The table: every letter, its reason, and a count by kind.
     let out = fleetbus(&cluster, &["dead", "ls"]).await;
@@ -209,11 +210,11 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     assert_eq!(first["reason"], "teltonika parse error: bad CRC");
     assert_eq!(first["stream"], "RAW");
     assert_eq!(first["stream_sequence"], 11);
-    assert_eq!(first["origin_subject"], wire::raw_subject("teltonika", one));
+    assert_eq!(first["origin_subject"], raw_subject("teltonika", one));
     assert_eq!(first["deliveries"], 1);
     assert_eq!(
         first["msg_id"],
-        wire::raw_msg_id("teltonika", one, &bad_crc),
+        ids::raw_msg_id("teltonika", one, &bad_crc),
         "the original id"
     );
     assert_eq!(first["payload_bytes"], bad_crc.len());
@@ -300,7 +301,7 @@ async fn replay_puts_a_frame_back_where_it_came_from_once() {
     dead_frame(&js, x, &fx, 7, "teltonika parse error: unknown codec").await;
     dead_frame(&js, y, &fy, 8, "teltonika parse error: unknown codec").await;
     dead_frame(&js, z, &fz, 9, "teltonika parse error: unknown codec").await;
-    let original_id = wire::raw_msg_id("teltonika", x, &fx);
+    let original_id = ids::raw_msg_id("teltonika", x, &fx);
 
     // No selection at all: refused, nothing touched.
     let (code, out) = replay(&cluster, &[]).await;
@@ -399,7 +400,7 @@ async fn a_replay_its_target_refuses_keeps_the_letter() {
     let (gone, full) = ("356307042441020", "356307042441021");
     let fg = frame(gone, 1);
     let raw_seq = store_raw(&js, gone, &fg).await;
-    let raw = js.get_stream(topology::RAW).await.unwrap();
+    let raw = js.get_stream(names::RAW).await.unwrap();
     raw.delete_message(raw_seq).await.unwrap();
     dead_frame(
         &js,
@@ -419,12 +420,12 @@ async fn a_replay_its_target_refuses_keeps_the_letter() {
 
     // RAW full: one frame stored, max_msgs capped at one.
     store_raw(&js, "356307042441099", &frame("356307042441099", 5)).await;
-    let held = cluster.stream_messages(topology::RAW).await.unwrap().len();
+    let held = cluster.stream_messages(names::RAW).await.unwrap().len();
     assert_eq!(held, 1);
     let set_max = |max: i64| {
         let js = js.clone();
         async move {
-            let mut raw = js.get_stream(topology::RAW).await.unwrap();
+            let mut raw = js.get_stream(names::RAW).await.unwrap();
             let mut config = raw.info().await.unwrap().config.clone();
             config.max_messages = max;
             js.update_stream(config).await.unwrap();

@@ -2,17 +2,18 @@
 //! their acknowledgement only once RAW stored the frame; bad input is
 //! refused, counted, and harms nobody else.
 
+use fleetbus_wire::names;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
-use fleetbus_codec::wire::headers;
 use fleetbus_codec::{gt06, teltonika, Position, Protocol};
 use fleetbus_e2e::{wait_for, Cluster, Role};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
 use fleetbus_services::topology;
+use fleetbus_wire::headers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -120,7 +121,7 @@ fn replies(protocol: Protocol, frames: &[&[u8]]) -> Vec<Vec<u8>> {
 /// Subjects of everything in RAW, with the `Nats-Msg-Id` of each.
 async fn raw(cluster: &Cluster) -> Vec<(String, String)> {
     cluster
-        .stream_messages(topology::RAW)
+        .stream_messages(names::RAW)
         .await
         .unwrap()
         .into_iter()
@@ -194,7 +195,7 @@ async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
         ],
         "three Teltonika packets (the resend deduplicated) and one GT06 location; logins are not stored"
     );
-    let first = &cluster.stream_messages(topology::RAW).await.unwrap()[0];
+    let first = &cluster.stream_messages(names::RAW).await.unwrap()[0];
     assert_eq!(
         &first.payload[..],
         &teltonika_frame(imei, 0)[..],
@@ -244,7 +245,7 @@ async fn pipelined_frames_are_acked_in_order_after_their_puback() {
     assert_eq!(stored.len(), 40);
     // Stored in the order sent: the message ids follow the frames.
     let expected: Vec<String> = (0..40)
-        .map(|m| fleetbus_codec::wire::raw_msg_id("teltonika", imei, &teltonika_frame(imei, m)))
+        .map(|m| fleetbus_wire::ids::raw_msg_id("teltonika", imei, &teltonika_frame(imei, m)))
         .collect();
     let got: Vec<String> = stored.into_iter().map(|(_, id)| id).collect();
     assert_eq!(got, expected);
@@ -275,7 +276,7 @@ async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
     // The device still has its data: once the cluster is back it resends.
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
     let acked = wait_for(
         "the resent frame is acked",
         Duration::from_secs(60),
@@ -311,10 +312,10 @@ async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
     // An operator deletes the hamsters' durable.
     let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
     admin
-        .get_stream(topology::RAW)
+        .get_stream(names::RAW)
         .await
         .unwrap()
-        .delete_consumer(topology::HAMSTERS)
+        .delete_consumer(names::HAMSTERS)
         .await
         .unwrap();
     wait_for("the gateway notices", Duration::from_secs(30), || async {
@@ -365,7 +366,7 @@ async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
     let addr = gw.addr(Protocol::Teltonika).unwrap();
     let imei = "356307042441016";
     let mut d = teltonika_device(addr, imei).await;
-    let leader = cluster.stream_leader(topology::RAW).await.unwrap();
+    let leader = cluster.stream_leader(names::RAW).await.unwrap();
     let victim = cluster.node_index(&leader).unwrap();
     let started = Instant::now();
     let mut longest = Duration::ZERO;
@@ -389,7 +390,7 @@ async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
     assert_eq!(ids.len(), 30, "every acked frame is stored, once");
     ids.dedup();
     assert_eq!(ids.len(), 30);
-    assert_ne!(cluster.stream_leader(topology::RAW).await.unwrap(), leader);
+    assert_ne!(cluster.stream_leader(names::RAW).await.unwrap(), leader);
 }
 
 // ---- bad input ----------------------------------------------------------------------
@@ -595,7 +596,7 @@ async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
     assert_eq!(acked, DEVICES);
     let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
     let info = js
-        .get_stream(topology::RAW)
+        .get_stream(names::RAW)
         .await
         .unwrap()
         .info()

@@ -3,15 +3,16 @@
 //! answered only after their PubAck; bad datagrams are refused whole and
 //! counted; with storage down no reply goes out.
 
+use fleetbus_wire::names;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use fleetbus_codec::wire::{headers, raw_msg_id};
 use fleetbus_codec::{gl200, gps103, h02, Position, Protocol};
 use fleetbus_e2e::{wait_for, Cluster};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
-use fleetbus_services::topology;
+use fleetbus_wire::headers;
+use fleetbus_wire::ids::raw_msg_id;
 use tokio::net::UdpSocket;
 
 mod common;
@@ -123,7 +124,7 @@ fn assert_v1_reply(reply: &[u8], id: &str) {
 /// Everything in RAW: subject, message id, payload.
 async fn raw(cluster: &Cluster) -> Vec<(String, String, Vec<u8>)> {
     cluster
-        .stream_messages(topology::RAW)
+        .stream_messages(names::RAW)
         .await
         .unwrap()
         .into_iter()
@@ -202,7 +203,7 @@ async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
     assert_eq!(stored[0].1, raw_msg_id("h02", id, &pos));
     assert_eq!(stored[0].2, pos, "the message's bytes, unchanged");
     assert_eq!(stored[1].1, raw_msg_id("h02", id, &beat));
-    let first = &cluster.stream_messages(topology::RAW).await.unwrap()[0];
+    let first = &cluster.stream_messages(names::RAW).await.unwrap()[0];
     let h = &first.headers;
     assert_eq!(h.get(headers::PROTOCOL).unwrap().as_str(), "h02");
     assert_eq!(h.get(headers::DEVICE).unwrap().as_str(), id);
@@ -454,7 +455,7 @@ async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
     // gets its answer, and RAW has one copy.
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
     let reply = wait_for(
         "the resent heartbeat is answered",
         Duration::from_secs(60),

@@ -4,6 +4,7 @@
 //! a device re-packed or re-encoded a resend as its firmware does; it moves
 //! to the next gateway when one is unreachable; it resumes from its queue.
 
+use fleetbus_wire::names;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,13 +12,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fleetbus_codec::identity::record_identity;
-use fleetbus_codec::wire::headers;
 use fleetbus_codec::{ParseContext, Position, Protocol, Record};
 use fleetbus_e2e::Cluster;
 use fleetbus_services::gateway::Gateway;
 use fleetbus_services::simulate::protocols::{behaviour, Behaviour};
 use fleetbus_services::simulate::{self, Config, Queue, Reported, Resend, Summary};
-use fleetbus_services::topology;
+use fleetbus_wire::headers;
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -57,7 +57,7 @@ async fn positions_in_raw(
     cluster: &Cluster,
 ) -> BTreeMap<(String, DateTime<Utc>), (usize, f64, f64)> {
     let mut out = BTreeMap::new();
-    for m in cluster.stream_messages(topology::RAW).await.unwrap() {
+    for m in cluster.stream_messages(names::RAW).await.unwrap() {
         let protocol: Protocol = m
             .headers
             .get(headers::PROTOCOL)
@@ -218,7 +218,7 @@ async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
     // Cluster back; new simulator processes resume from the same queues.
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
     let second = futures::future::join_all(configs.iter().map(|cfg| {
         simulate::run(
             cfg.clone(),
@@ -256,7 +256,7 @@ async fn positions_with_speed_in_raw(
     cluster: &Cluster,
 ) -> BTreeMap<(String, DateTime<Utc>), (usize, String, f64, f64, f64)> {
     let mut out = BTreeMap::new();
-    for m in cluster.stream_messages(topology::RAW).await.unwrap() {
+    for m in cluster.stream_messages(names::RAW).await.unwrap() {
         let protocol: Protocol = m
             .headers
             .get(headers::PROTOCOL)
@@ -494,7 +494,7 @@ type Copies = (String, Vec<(u64, f64, f64)>);
 /// (device, fix time).
 async fn copies_in_raw(cluster: &Cluster) -> BTreeMap<(String, DateTime<Utc>), Copies> {
     let mut out: BTreeMap<(String, DateTime<Utc>), Copies> = BTreeMap::new();
-    for m in cluster.stream_messages(topology::RAW).await.unwrap() {
+    for m in cluster.stream_messages(names::RAW).await.unwrap() {
         let protocol: Protocol = m
             .headers
             .get(headers::PROTOCOL)
@@ -681,7 +681,7 @@ async fn a_device_keeps_recording_while_unreachable_and_sends_its_backlog_in_ful
     assert_eq!((summary.generated, summary.acked), (30, 30));
     assert_eq!(positions_in_raw(&cluster).await.len(), 30);
     let mut frames: Vec<usize> = Vec::new();
-    for m in cluster.stream_messages(topology::RAW).await.unwrap() {
+    for m in cluster.stream_messages(names::RAW).await.unwrap() {
         let ctx = ParseContext::new("d", Utc::now());
         frames.push(Protocol::Teltonika.parse(&m.payload, &ctx).unwrap().len());
     }

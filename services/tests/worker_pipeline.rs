@@ -5,6 +5,7 @@
 
 mod common;
 
+use fleetbus_wire::names;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -57,8 +58,8 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
 
     // One worker each, so that the fixes are handled in the order sent.
     let worker = |role: Role| {
-        Spec::new(role.user(), env!("CARGO_BIN_EXE_fleetbus"))
-            .args([role.user(), "--concurrency", "1"])
+        Spec::new(role.name(), env!("CARGO_BIN_EXE_fleetbus"))
+            .args([role.name(), "--concurrency", "1"])
             .envs(cluster.service_env(role))
     };
     let mut hamster = Proc::start(worker(Role::Hamster), dir.path()).unwrap();
@@ -100,7 +101,7 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
         .await;
     }
 
-    let kv = admin.get_key_value(topology::DEVICES_BUCKET).await.unwrap();
+    let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
     let entry: Value = wait_for("the latest position", WAIT, || async {
         let Some(value) = kv.get(imei).await? else {
             return Ok(None);
@@ -115,14 +116,14 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
 
     wait_for("PARSED processed", WAIT, || async {
         let parsed = admin
-            .get_stream(topology::PARSED)
+            .get_stream(names::PARSED)
             .await?
             .info()
             .await?
             .state
             .messages;
         let events = admin
-            .get_stream(topology::EVENTS)
+            .get_stream(names::EVENTS)
             .await?
             .info()
             .await?
@@ -147,7 +148,7 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
     .collect();
     assert_eq!(events, expected, "the late 12:20 fix changes nothing");
     let dead = admin
-        .get_stream(topology::DEAD)
+        .get_stream(names::DEAD)
         .await
         .unwrap()
         .info()

@@ -5,6 +5,7 @@
 
 mod common;
 
+use fleetbus_wire::names;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,14 +19,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use fleetbus_actors::hamster::Hamster;
 use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
 use fleetbus_actors::{Exit, Gate, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig};
-use fleetbus_codec::identity::record_msg_id;
 use fleetbus_codec::teltonika::encode::codec8;
-use fleetbus_codec::wire::{
-    headers, parsed_frame_msg_id, parsed_msg_id, raw_msg_id, raw_subject, ParsedBody,
-};
 use fleetbus_codec::{Position, Record};
 use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
 use fleetbus_services::topology::{self, Scope, Settings};
+use fleetbus_wire::headers;
+use fleetbus_wire::ids::{parsed_frame_msg_id, parsed_msg_id, raw_msg_id, record_msg_id};
+use fleetbus_wire::names::raw_subject;
+use fleetbus_wire::parsed::{read_records, ParsedMeta, FRAME_MESSAGE_MAX_BYTES};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -194,28 +195,25 @@ async fn deliver_unfinished(consumer: &PullConsumer, times: i64) {
     }
 }
 
-/// The records in PARSED by their ids (`<raw id>#<i>`), counted: a message
-/// with one record is that record's id; a message with a frame's records
-/// (`Fleetbus-Records: n`) stands for `<raw id>#0` … `<raw id>#n-1`, and
-/// must say so in its own id and body.
+/// The records in PARSED by their ids (`<raw id>#<i>`), counted: every
+/// message is an array (`Fleetbus-Records: n`); one of a frame's records
+/// is that record's id, a frame's n records stand for `<raw id>#0` …
+/// `<raw id>#n-1` and must say so in their message's id.
 async fn record_ids_in_parsed(cluster: &Cluster) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
-    for m in cluster.stream_messages(topology::PARSED).await.unwrap() {
+    for m in cluster.stream_messages(names::PARSED).await.unwrap() {
         let id = header(&m, headers::MSG_ID);
-        let records = ParsedBody::from_json(&m.payload).unwrap().into_records();
-        match m.headers.get(headers::RECORDS) {
-            None => {
-                assert_eq!(records.len(), 1, "{id}: one record");
-                *ids.entry(id).or_default() += 1;
-            }
-            Some(n) => {
-                let raw = header(&m, headers::RAW_ID);
-                let n: usize = n.as_str().parse().unwrap();
-                assert_eq!(records.len(), n, "{id}: {n} records");
-                assert_eq!(id, parsed_frame_msg_id(&raw, n));
-                for i in 0..n {
-                    *ids.entry(parsed_msg_id(&raw, i)).or_default() += 1;
-                }
+        let (records, array) = read_records(&m.payload).unwrap();
+        assert!(array, "{id}: PARSED holds arrays");
+        let n: usize = header(&m, headers::RECORDS).parse().unwrap();
+        assert_eq!(records.len(), n, "{id}: {n} records");
+        if n == 1 {
+            *ids.entry(id).or_default() += 1;
+        } else {
+            let raw = header(&m, headers::RAW_ID);
+            assert_eq!(id, parsed_frame_msg_id(&raw, n));
+            for i in 0..n {
+                *ids.entry(parsed_msg_id(&raw, i)).or_default() += 1;
             }
         }
     }
@@ -279,7 +277,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     let client = cluster.connect(Role::Hamster).await.unwrap();
     let js = jetstream::new(client.clone());
     let consumer: PullConsumer = js
-        .get_consumer_from_stream(topology::HAMSTERS, topology::RAW)
+        .get_consumer_from_stream(names::HAMSTERS, names::RAW)
         .await
         .unwrap();
     let stats = Arc::new(Stats::default());
@@ -317,12 +315,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     .unwrap();
 
     // Every frame ends up parsed (or dead), RAW is empty.
-    wait_counts(
-        &admin,
-        "RAW drained",
-        &[(topology::RAW, 0), (topology::DEAD, 1)],
-    )
-    .await;
+    wait_counts(&admin, "RAW drained", &[(names::RAW, 0), (names::DEAD, 1)]).await;
     assert!(crashed.load(Ordering::SeqCst), "the fault was injected");
     let parsed = record_ids_in_parsed(&cluster).await;
     // Every record of every frame but the poison one (the victim's
@@ -342,7 +335,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     );
     // The poison frame: twice a crash, then parsed alone, where its panic
     // is caught and it goes to DEAD.
-    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].subject.as_str(), "dead.raw.teltonika.poison");
     assert_eq!(header(&dead[0], headers::DEAD_STAGE), "hamster");
@@ -399,11 +392,11 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     wait_counts(
         &admin,
         "RAW empty again",
-        &[(topology::RAW, 0), (topology::DEAD, 2)],
+        &[(names::RAW, 0), (names::DEAD, 2)],
     )
     .await;
     let moved = cluster
-        .stream_messages(topology::DEAD)
+        .stream_messages(names::DEAD)
         .await
         .unwrap()
         .into_iter()
@@ -462,7 +455,7 @@ async fn status_workers(cluster: &Cluster, name: &str) -> Vec<Value> {
 
 fn worker(cluster: &Cluster, role: Role, name: &str, config: &Path, extra: &[&str]) -> Spec {
     Spec::new(name, env!("CARGO_BIN_EXE_fleetbus"))
-        .arg(role.user())
+        .arg(role.name())
         .args(["--config", config.to_str().unwrap()])
         .args(extra.iter().copied())
         .envs(cluster.service_env(role))
@@ -513,10 +506,10 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         &admin,
         "garbage dead, good frame parsed",
         // The good frame's two records, in one message.
-        &[(topology::DEAD, 2), (topology::PARSED, 1)],
+        &[(names::DEAD, 2), (names::PARSED, 1)],
     )
     .await;
-    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
     let reasons: BTreeMap<String, String> = dead
         .iter()
         .map(|m| (m.subject.to_string(), header(m, headers::DEAD_REASON)))
@@ -612,13 +605,13 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         })
         .collect();
     let more_ids = publish_raw(&gateway, &more).await;
-    let left = stream_count(&admin, topology::RAW).await.unwrap();
+    let left = stream_count(&admin, names::RAW).await.unwrap();
     a.kill();
     eprintln!("killed hamster-a with {left} frames still in RAW");
     assert!(left > 0, "the backlog was gone before the kill");
 
     wait_for("every frame parsed", WAIT, || async {
-        let raw = stream_count(&admin, topology::RAW).await?;
+        let raw = stream_count(&admin, names::RAW).await?;
         Ok((raw == 0).then_some(()))
     })
     .await
@@ -636,10 +629,8 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     assert_eq!(got, expected);
     let doubled: Vec<_> = parsed.iter().filter(|(_, &n)| n > 1).take(5).collect();
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
-    let records =
-        ParsedBody::from_json(&cluster.stream_messages(topology::PARSED).await.unwrap()[0].payload)
-            .unwrap()
-            .into_records();
+    let (records, _) =
+        read_records(&cluster.stream_messages(names::PARSED).await.unwrap()[0].payload).unwrap();
     assert!(records.iter().all(|r| r.kind() == "position"));
 
     // What hamster-a held, if it held anything at the instant of the kill,
@@ -681,10 +672,10 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     .await
     .unwrap();
     admin
-        .get_stream(topology::RAW)
+        .get_stream(names::RAW)
         .await
         .unwrap()
-        .delete_consumer(topology::HAMSTERS)
+        .delete_consumer(names::HAMSTERS)
         .await
         .unwrap();
     let status = c.wait_exit(WAIT).await.expect("hamster-c gave up");
@@ -697,15 +688,21 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     eprintln!("hamster process test: {:?}", t0.elapsed());
 }
 
-/// A parsed record as a hamster publishes it.
+/// A parsed record as a hamster publishes it (under the message id `id`).
 async fn publish_parsed(js: &jetstream::Context, id: &str, record: &Record) {
-    let mut h = HeaderMap::new();
-    h.insert(headers::MSG_ID, id);
-    h.insert(headers::PROTOCOL, "teltonika");
-    h.insert(headers::DEVICE, record.device_id());
-    h.insert(headers::RECORD_TYPE, record.kind());
-    let subject = format!("parsed.teltonika.{}", record.device_id());
-    publish_stored(js, &subject, h, serde_json::to_vec(record).unwrap().into()).await;
+    let meta = ParsedMeta {
+        raw_id: None,
+        model: None,
+        received_at: None,
+        gateway: None,
+        protocol: "teltonika".into(),
+        device: record.device_id().into(),
+    };
+    let mut out = meta
+        .messages(1, &[(0, record)], FRAME_MESSAGE_MAX_BYTES)
+        .remove(0);
+    out.headers.insert(headers::MSG_ID, id);
+    publish_stored(js, &out.subject, out.headers, out.payload).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -758,7 +755,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     h.insert(headers::MSG_ID, "junk#0");
     publish_stored(&hamster, "parsed.teltonika.junk", h, "{not json".into()).await;
 
-    let kv = admin.get_key_value(topology::DEVICES_BUCKET).await.unwrap();
+    let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
     let latest: Value = wait_for("latest position", WAIT, || async {
         let Some(entry) = kv.get(device).await? else {
             return Ok(None);
@@ -776,7 +773,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     assert_eq!(latest["ignition"], false);
 
     wait_for("events", WAIT, || async {
-        let n = stream_count(&admin, topology::EVENTS).await?;
+        let n = stream_count(&admin, names::EVENTS).await?;
         Ok((n >= 4).then_some(()))
     })
     .await
@@ -784,11 +781,11 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     wait_counts(
         &admin,
         "dead junk and drained PARSED",
-        &[(topology::DEAD, 1), (topology::PARSED, 0)],
+        &[(names::DEAD, 1), (names::PARSED, 0)],
     )
     .await;
     let events: Vec<(String, String, String)> = cluster
-        .stream_messages(topology::EVENTS)
+        .stream_messages(names::EVENTS)
         .await
         .unwrap()
         .iter()
@@ -819,7 +816,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         ],
         "transitions in fix-time order, the late fix's alarm, nothing twice"
     );
-    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
     assert_eq!(dead[0].subject.as_str(), "dead.parsed.teltonika.junk");
     assert_eq!(header(&dead[0], headers::DEAD_STAGE), "monkey");
     assert!(header(&dead[0], headers::DEAD_REASON).contains("not a fleetbus record"));
@@ -881,11 +878,11 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
     wait_counts(
         &admin,
         "PARSED drained, the junk in DEAD",
-        &[(topology::DEAD, 1), (topology::PARSED, 0)],
+        &[(names::DEAD, 1), (names::PARSED, 0)],
     )
     .await;
 
-    let kv = admin.get_key_value(topology::DEVICES_BUCKET).await.unwrap();
+    let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
     let entry = kv.entry(device).await.unwrap().expect("the device's entry");
     let v: Value = serde_json::from_slice(&entry.value).unwrap();
     assert_eq!(v["position"]["fix_time"], "2024-05-01T12:00:59.000Z");
@@ -960,7 +957,7 @@ impl Processor for Flaky {
 /// Consumer info of `PARSED/monkeys`.
 async fn monkeys_info(admin: &jetstream::Context) -> jetstream::consumer::Info {
     let mut c: PullConsumer = admin
-        .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+        .get_consumer_from_stream(names::MONKEYS, names::PARSED)
         .await
         .unwrap();
     c.info().await.unwrap().clone()
@@ -1010,7 +1007,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     let mut supervisor = Supervisor::start(
         PullWorkers {
             consumer: js
-                .get_consumer_from_stream(topology::MONKEYS, topology::PARSED)
+                .get_consumer_from_stream(names::MONKEYS, names::PARSED)
                 .await
                 .unwrap(),
             handler: Arc::new(Monkey::new(js.clone(), processors).with_stats(stats.clone())),
@@ -1036,7 +1033,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     wait_counts(
         &admin,
         "all but the held record done",
-        &[(topology::PARSED, 1), (topology::DEAD, 2)],
+        &[(names::PARSED, 1), (names::DEAD, 2)],
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1065,14 +1062,14 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     wait_counts(
         &admin,
         "PARSED drained",
-        &[(topology::PARSED, 0), (topology::DEAD, 2)],
+        &[(names::PARSED, 0), (names::DEAD, 2)],
     )
     .await;
     assert_eq!(gate.status(), Default::default(), "open again");
 
     // The rejected record of the frame went to DEAD alone; its neighbours
     // were processed and the message acknowledged.
-    let dead = cluster.stream_messages(topology::DEAD).await.unwrap();
+    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
     let alone = dead
         .iter()
         .find(|m| m.subject.as_str() == "dead.parsed.teltonika.framed")
@@ -1091,12 +1088,12 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     );
     assert_eq!(
         header(alone, headers::RECORDS),
-        "",
+        "1",
         "one record, not the frame"
     );
     assert_eq!(
-        ParsedBody::from_json(&alone.payload).unwrap(),
-        ParsedBody::One(frame[1].clone())
+        read_records(&alone.payload).unwrap(),
+        (vec![frame[1].clone()], true)
     );
     let invalid = dead
         .iter()

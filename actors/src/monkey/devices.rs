@@ -28,11 +28,13 @@
 //! the duplicates) and changes nothing.
 
 use async_nats::jetstream::{self, kv};
-use async_nats::HeaderMap;
 use chrono::SecondsFormat;
-use fleetbus_codec::wire::{headers, subject_token};
 use fleetbus_codec::{Position, Record};
+use fleetbus_wire::names::{device_key, DEVICES_BUCKET};
 use serde::{Deserialize, Serialize};
+
+pub use fleetbus_wire::device::{Applied, DeviceEntry};
+pub use fleetbus_wire::event::Event;
 
 use super::{Meta, ProcessError, Processor};
 
@@ -42,10 +44,8 @@ use super::{Meta, ProcessError, Processor};
 pub struct DevicesConfig {
     /// Key-value bucket of the latest positions.
     pub bucket: String,
-    /// Derive events and publish them to `<events_prefix>.…`.
+    /// Derive events and publish them to EVENTS.
     pub events: bool,
-    /// First subject token of events (the EVENTS stream holds `events.>`).
-    pub events_prefix: String,
     /// Speed above which `overspeed` is raised, km/h (0: never).
     pub overspeed_kmh: f64,
     /// How many applied messages that raised events an entry remembers,
@@ -56,81 +56,12 @@ pub struct DevicesConfig {
 impl Default for DevicesConfig {
     fn default() -> Self {
         DevicesConfig {
-            bucket: "devices".into(),
+            bucket: DEVICES_BUCKET.into(),
             events: true,
-            events_prefix: "events".into(),
             overspeed_kmh: 120.0,
             remember: 16,
         }
     }
-}
-
-/// One device event.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// `ignitionOn`, `ignitionOff`, `overspeed` or `alarm`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub device_id: String,
-    pub protocol: String,
-    /// The fix the event belongs to, RFC 3339 UTC with milliseconds.
-    pub fix_time: String,
-    pub latitude: f64,
-    pub longitude: f64,
-    /// km/h.
-    pub speed: f64,
-    /// For `alarm`: the alarm (`sos`, `powerCut`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alarm: Option<String>,
-    /// For `overspeed`: the threshold, km/h.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f64>,
-    /// The `Nats-Msg-Id` of the PARSED message it was derived from.
-    pub source: String,
-}
-
-impl Event {
-    /// `<source>:<type>` (`<source>:alarm:<alarm>` for alarms).
-    pub fn msg_id(&self) -> String {
-        match &self.alarm {
-            Some(a) => format!("{}:{}:{a}", self.source, self.kind),
-            None => format!("{}:{}", self.source, self.kind),
-        }
-    }
-
-    pub fn subject(&self, prefix: &str) -> String {
-        format!(
-            "{prefix}.{}.{}.{}",
-            subject_token(&self.protocol),
-            subject_token(&self.device_id),
-            subject_token(&self.kind)
-        )
-    }
-}
-
-/// Events derived from one applied message.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Applied {
-    pub source: String,
-    pub events: Vec<Event>,
-}
-
-/// The value of a device's key.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DeviceEntry {
-    /// The newest fix.
-    pub position: Position,
-    /// The `Nats-Msg-Id` of the PARSED message it came from.
-    pub source: String,
-    /// Last known ignition state (the last fix that reported one).
-    #[serde(default)]
-    pub ignition: Option<bool>,
-    /// Whether the newest fix was above the overspeed threshold.
-    #[serde(default)]
-    pub overspeed: bool,
-    /// The last applied messages and their events (newest last).
-    #[serde(default)]
-    pub recent: Vec<Applied>,
 }
 
 /// What one fix does to a device's entry.
@@ -231,11 +162,6 @@ pub fn step(
     Step::Newer(Box::new(entry), events)
 }
 
-/// A device id as a key: characters a key may not hold become `_`.
-pub fn device_key(device_id: &str) -> String {
-    fleetbus_codec::wire::key_token(device_id)
-}
-
 /// The built-in processor; see the module documentation.
 pub struct Devices {
     js: jetstream::Context,
@@ -256,13 +182,9 @@ impl Devices {
     async fn publish(&self, events: &[Event]) -> Result<(), ProcessError> {
         let mut acks = Vec::with_capacity(events.len());
         for e in events {
-            let mut h = HeaderMap::new();
-            h.insert(headers::MSG_ID, e.msg_id().as_str());
-            let payload =
-                serde_json::to_vec(e).map_err(|e| ProcessError::Invalid(e.to_string()))?;
             let ack = self
                 .js
-                .publish_with_headers(e.subject(&self.config.events_prefix), h, payload.into())
+                .publish_with_headers(e.subject(), e.headers(), e.payload().into())
                 .await
                 .map_err(|e| ProcessError::Retry(format!("publish event: {e}")))?;
             acks.push(ack.into_future());

@@ -1,7 +1,7 @@
 //! Monkey: processes PARSED records with a list of [`Processor`]s.
 //!
-//! A message of PARSED is one [`Record`] (JSON, docs/position.md), or all
-//! records of one frame as a JSON array ([`ParsedBody`]). A monkey hands
+//! A message of PARSED is a JSON array of [`Record`]s (docs/position.md),
+//! the records of one frame ([`ParsedMessage`]). A monkey hands
 //! the records to every processor in order — a frame's together, through
 //! [`Processor::process_run`] — and when all succeeded the worker
 //! acknowledges the message. Each record has its own [`Meta::msg_id`], its
@@ -45,11 +45,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_nats::jetstream;
-use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
-use fleetbus_codec::identity::record_msg_id;
-use fleetbus_codec::wire::{headers, origin, parsed_msg_id, DeadStage, ParsedBody};
 use fleetbus_codec::Record;
+use fleetbus_wire::ids::stored_msg_id;
+use fleetbus_wire::parsed::ParsedMessage;
+use fleetbus_wire::DeadStage;
 
 use crate::dead::{dead_letter, dead_letter_record};
 use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
@@ -189,74 +189,37 @@ impl Monkey {
     }
 }
 
-fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
-    h.and_then(|h| h.get(name))
-        .map(|v| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-/// The metadata of a PARSED message (`msg_id` is the message's own id; a
-/// record's is set by [`records_of`]).
-pub fn meta_of(msg: &jetstream::Message) -> Meta {
+/// The records of a PARSED message, each with its metadata; a record's
+/// `msg_id` is its id (`fleetbus_wire::parsed`: its identity, the same
+/// however often and in whatever frame the device sent it, else where it
+/// is in its frame).
+pub fn records_of(msg: &jetstream::Message) -> Result<Vec<(Record, Meta)>, DeadReason> {
     let (stream, sequence, delivered) = msg
         .info()
         .map(|i| (i.stream.to_string(), i.stream_sequence, i.delivered))
         .unwrap_or_default();
-    let h = msg.headers.as_ref();
-    let (protocol, device_id) = origin(
-        msg.subject.as_str(),
-        header(h, headers::PROTOCOL),
-        header(h, headers::DEVICE),
-    );
-    Meta {
+    let read = ParsedMessage::read(msg, &stored_msg_id(&stream, sequence))
+        .map_err(|e| DeadReason::new(DeadKind::NotARecord, e.to_string()))?;
+    let meta = Meta {
         subject: msg.subject.to_string(),
-        msg_id: header(h, headers::MSG_ID)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{stream}:{sequence}")),
-        raw_id: header(h, headers::RAW_ID).map(str::to_string),
-        protocol,
-        device_id,
-        received_at: header(h, headers::RECEIVED_AT)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc)),
+        msg_id: read.msg_id,
+        raw_id: read.meta.raw_id,
+        protocol: read.meta.protocol,
+        device_id: read.meta.device,
+        received_at: read.meta.received_at,
         stream,
         stream_sequence: sequence,
         delivered,
-    }
-}
-
-/// The records of a PARSED message, each with its metadata. A record's
-/// `msg_id` is its identity's id ([`record_msg_id`]: the same however often
-/// and in whatever frame the device sent it); a record without one (a
-/// login, a heartbeat) is known as `<raw id>#i` for record `i` of a frame
-/// (or `<message id>#i` without a RAW id), or by the message's own id.
-fn records_of(msg: &jetstream::Message) -> Result<Vec<(Record, Meta)>, DeadReason> {
-    let body = ParsedBody::from_json(&msg.payload).map_err(|e| {
-        DeadReason::new(DeadKind::NotARecord, format!("not a fleetbus record: {e}"))
-    })?;
-    let meta = meta_of(msg);
-    let with_id = |record: Record, fallback: String| {
-        let mut m = meta.clone();
-        m.msg_id = record_msg_id(&record).unwrap_or(fallback);
-        (record, m)
     };
-    Ok(match body {
-        ParsedBody::One(record) => vec![with_id(record, meta.msg_id.clone())],
-        ParsedBody::Frame(records) => {
-            if records.is_empty() {
-                return Err(DeadReason::new(
-                    DeadKind::NotARecord,
-                    "a frame of no records",
-                ));
-            }
-            let base = meta.raw_id.clone().unwrap_or_else(|| meta.msg_id.clone());
-            records
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| with_id(r, parsed_msg_id(&base, i)))
-                .collect()
-        }
-    })
+    Ok(read
+        .records
+        .into_iter()
+        .map(|(record, id)| {
+            let mut m = meta.clone();
+            m.msg_id = id;
+            (record, m)
+        })
+        .collect())
 }
 
 /// What a processor's error means for the message.
@@ -310,22 +273,7 @@ impl Handler for Monkey {
             Ok(r) => r,
             Err(reason) => return Outcome::Dead(reason),
         };
-        if let [(record, meta)] = &records[..] {
-            if records_of_frame(msg) {
-                return self.handle_frame(msg, &records).await;
-            }
-            for p in &self.processors {
-                if let Err(e) = p.process_boxed(record, meta).await {
-                    return match failed(p.as_ref(), e) {
-                        Failed::Downstream(d) => Outcome::BackPressure(d),
-                        Failed::Invalid(r) => Outcome::Dead(r),
-                    };
-                }
-            }
-            Outcome::Done
-        } else {
-            self.handle_frame(msg, &records).await
-        }
+        self.handle_frame(msg, &records).await
     }
 
     async fn dead_letter(
@@ -335,11 +283,6 @@ impl Handler for Monkey {
     ) -> Result<(), Downstream> {
         dead_letter(&self.js, DeadStage::Parsed, msg, reason).await
     }
-}
-
-/// Whether a message carries a frame's records (an array), however many.
-fn records_of_frame(msg: &jetstream::Message) -> bool {
-    header(msg.headers.as_ref(), headers::RECORDS).is_some()
 }
 
 impl Monkey {

@@ -12,6 +12,7 @@
 //! stable [`Kind`]), 2 the cluster cannot be reached. `--json` prints the
 //! same as one JSON object, `--metrics` as Prometheus text.
 
+use fleetbus_wire::names;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -524,10 +525,7 @@ pub async fn collect_with(
                 Ok(dead) => status.dead_recent = dead,
                 Err(e) => status.push(Problem::new(
                     Kind::CheckFailed,
-                    format!(
-                        "cannot count recent dead letters in {}: {e:#}",
-                        topology::DEAD
-                    ),
+                    format!("cannot count recent dead letters in {}: {e:#}", names::DEAD),
                 )),
             }
         }
@@ -971,7 +969,7 @@ async fn recent_dead(
     streams: &[StreamStatus],
     window_secs: u64,
 ) -> anyhow::Result<Option<DeadRecent>> {
-    let Some(dead) = streams.iter().find(|s| s.name == topology::DEAD) else {
+    let Some(dead) = streams.iter().find(|s| s.name == names::DEAD) else {
         return Ok(None);
     };
     let mut recent = DeadRecent {
@@ -981,7 +979,7 @@ async fn recent_dead(
     };
     if dead.messages > 0 && dead.newest_secs.is_some_and(|a| a <= window_secs as f64) {
         let since = Utc::now() - chrono::Duration::seconds(window_secs.min(i64::MAX as u64) as i64);
-        recent.messages = count_since(js, topology::DEAD, since).await?;
+        recent.messages = count_since(js, names::DEAD, since).await?;
     }
     Ok(Some(recent))
 }
@@ -1207,7 +1205,7 @@ fn dead_problems(status: &Status) -> Vec<Problem> {
         Kind::DeadRecent,
         format!(
             "{} received {} in the last {}{newest}: {DEAD_HINT}",
-            topology::DEAD,
+            names::DEAD,
             plural(dead.messages, "message"),
             duration(dead.window_secs as f64),
         ),
@@ -1366,7 +1364,7 @@ fn stranded_problems(status: &Status, after_secs: u64) -> Vec<Problem> {
                 floor,
                 c.stream,
                 c.name,
-                topology::DEAD,
+                names::DEAD,
             ),
         ));
     }
@@ -1406,23 +1404,15 @@ fn stages() -> [(Role, String); 3] {
     [
         (
             Role::Gateway,
-            format!("no device's frames get into {}", topology::RAW),
+            format!("no device's frames get into {}", names::RAW),
         ),
         (
             Role::Hamster,
-            format!(
-                "{}/{} is not being consumed",
-                topology::RAW,
-                topology::HAMSTERS
-            ),
+            format!("{}/{} is not being consumed", names::RAW, names::HAMSTERS),
         ),
         (
             Role::Monkey,
-            format!(
-                "{}/{} is not being consumed",
-                topology::PARSED,
-                topology::MONKEYS
-            ),
+            format!("{}/{} is not being consumed", names::PARSED, names::MONKEYS),
         ),
     ]
 }
@@ -1988,7 +1978,7 @@ mod tests {
             .streams
             .iter()
             .map(|name| {
-                let interest = [topology::RAW, topology::PARSED].contains(name);
+                let interest = [names::RAW, names::PARSED].contains(name);
                 stream(name, if interest { "interest" } else { "limits" })
             })
             .collect();
@@ -2009,8 +1999,8 @@ mod tests {
             }),
             streams,
             consumers: vec![
-                consumer(topology::RAW, topology::HAMSTERS),
-                consumer(topology::PARSED, topology::MONKEYS),
+                consumer(names::RAW, names::HAMSTERS),
+                consumer(names::PARSED, names::MONKEYS),
             ],
             workers: vec![
                 worker("gateway", "G1"),
@@ -2116,7 +2106,7 @@ mod tests {
     #[test]
     fn every_provisioned_stream_is_expected() {
         let mut status = healthy();
-        status.streams.retain(|s| s.name != topology::SEEN);
+        status.streams.retain(|s| s.name != names::SEEN);
         let status = check(status);
         assert_eq!(
             only(&status, Kind::Missing),
@@ -2162,7 +2152,7 @@ mod tests {
     fn dead_letters_older_than_the_window_are_not_reported() {
         // DEAD holds old messages, none within the window: counted as 0.
         let mut status = healthy();
-        stream_mut(&mut status, topology::DEAD).messages = 40;
+        stream_mut(&mut status, names::DEAD).messages = 40;
         status.dead_recent = Some(DeadRecent {
             window_secs: 900,
             messages: 0,
@@ -2174,7 +2164,7 @@ mod tests {
     #[test]
     fn a_stream_at_the_full_ratio_is_reported_below_it_not() {
         let mut status = healthy();
-        let parsed = stream_mut(&mut status, topology::PARSED);
+        let parsed = stream_mut(&mut status, names::PARSED);
         parsed.max_msgs = 31;
         parsed.messages = 31;
         parsed.first_seq = 1;
@@ -2188,7 +2178,7 @@ mod tests {
         );
 
         let mut status = healthy();
-        let raw = stream_mut(&mut status, topology::RAW);
+        let raw = stream_mut(&mut status, names::RAW);
         raw.bytes = (raw.max_bytes as f64 * 0.8).ceil() as u64;
         let reported = check(status.clone());
         assert_eq!(
@@ -2198,13 +2188,13 @@ mod tests {
                  new messages, and writers into it are held back"
             ]
         );
-        stream_mut(&mut status, topology::RAW).bytes -= 1 << 20;
+        stream_mut(&mut status, names::RAW).bytes -= 1 << 20;
         assert!(check(status.clone()).healthy, "79.9 % is below 0.8");
         let strict = Thresholds {
             full_ratio: 0.9,
             ..Thresholds::default()
         };
-        stream_mut(&mut status, topology::RAW).bytes = (0.85 * (1u64 << 30) as f64) as u64;
+        stream_mut(&mut status, names::RAW).bytes = (0.85 * (1u64 << 30) as f64) as u64;
         assert!(evaluate(status.clone(), &strict).healthy);
         assert!(!evaluate(status, &Thresholds::default()).healthy);
     }
@@ -2227,7 +2217,7 @@ mod tests {
     #[test]
     fn a_full_stream_that_discards_old_says_so() {
         let mut status = healthy();
-        let events = stream_mut(&mut status, topology::EVENTS);
+        let events = stream_mut(&mut status, names::EVENTS);
         events.discard = "old".into();
         events.bytes = events.max_bytes as u64;
         assert_eq!(
@@ -2242,10 +2232,10 @@ mod tests {
     #[test]
     fn the_stream_table_shows_fill() {
         let mut status = healthy();
-        let raw = stream_mut(&mut status, topology::RAW);
+        let raw = stream_mut(&mut status, names::RAW);
         raw.bytes = (1u64 << 30) / 8;
         raw.fill = fill(raw).map(|f| f.ratio);
-        stream_mut(&mut status, topology::DEAD).max_bytes = -1;
+        stream_mut(&mut status, names::DEAD).max_bytes = -1;
         let text = render(&status);
         let row = |name: &str| {
             text.lines()
@@ -2269,7 +2259,7 @@ mod tests {
     #[test]
     fn an_old_unacknowledged_message_is_consumer_lag() {
         let mut status = healthy();
-        let monkeys = consumer_mut(&mut status, topology::MONKEYS);
+        let monkeys = consumer_mut(&mut status, names::MONKEYS);
         monkeys.pending = 24;
         monkeys.ack_pending = 7;
         monkeys.oldest_unacked_secs = Some(192.3);
@@ -2293,14 +2283,14 @@ mod tests {
         };
         assert!(evaluate(status.clone(), &patient).healthy);
         // A passing reader is behind by design.
-        let mut reader = consumer(topology::DEAD, "reader");
+        let mut reader = consumer(names::DEAD, "reader");
         reader.durable = false;
         reader.pending = 400;
         reader.oldest_unacked_secs = Some(86_400.0);
         let mut with_reader = status.clone();
         with_reader.consumers.push(reader);
         assert_eq!(check(with_reader).problem_kinds, vec![Kind::ConsumerLag]);
-        consumer_mut(&mut status, topology::MONKEYS).oldest_unacked_secs = Some(59.0);
+        consumer_mut(&mut status, names::MONKEYS).oldest_unacked_secs = Some(59.0);
         assert!(check(status).healthy);
     }
 
@@ -2329,17 +2319,16 @@ mod tests {
     #[test]
     fn messages_below_every_ack_floor_of_an_interest_stream_are_stranded() {
         let mut status = healthy();
-        let raw = stream_mut(&mut status, topology::RAW);
+        let raw = stream_mut(&mut status, names::RAW);
         raw.messages = 3;
         raw.first_seq = 12;
         raw.last_seq = 460;
         raw.oldest_secs = Some(DEFAULT_STRANDED_AFTER_SECS as f64 - 1.0);
-        consumer_mut(&mut status, topology::HAMSTERS).ack_floor = 452;
+        consumer_mut(&mut status, names::HAMSTERS).ack_floor = 452;
         // Younger than the server's interest sweep: maybe acknowledged by
         // all and not yet removed.
         assert!(check(status.clone()).healthy);
-        stream_mut(&mut status, topology::RAW).oldest_secs =
-            Some(DEFAULT_STRANDED_AFTER_SECS as f64);
+        stream_mut(&mut status, names::RAW).oldest_secs = Some(DEFAULT_STRANDED_AFTER_SECS as f64);
         let stranded = check(status.clone());
         assert_eq!(
             only(&stranded, Kind::Stranded),
@@ -2353,7 +2342,7 @@ mod tests {
 
         // Another consumer not past them yet: they are still wanted.
         let mut wanted = status.clone();
-        let mut audit = consumer(topology::RAW, "audit");
+        let mut audit = consumer(names::RAW, "audit");
         audit.ack_floor = 11;
         wanted.consumers.push(audit);
         assert!(check(wanted).healthy);
@@ -2361,24 +2350,24 @@ mod tests {
         // JetStream leaves the ack floor below a message that ran out of
         // deliveries: with nothing ack pending, what was delivered is done.
         let mut exhausted = status.clone();
-        let hamsters = consumer_mut(&mut exhausted, topology::HAMSTERS);
+        let hamsters = consumer_mut(&mut exhausted, names::HAMSTERS);
         hamsters.ack_floor = 11;
         hamsters.delivered_seq = 460;
         assert_eq!(check(exhausted.clone()).problem_kinds, vec![Kind::Stranded]);
         // ... but while some are ack pending, they may still be acknowledged.
-        consumer_mut(&mut exhausted, topology::HAMSTERS).ack_pending = 1;
+        consumer_mut(&mut exhausted, names::HAMSTERS).ack_pending = 1;
         assert!(check(exhausted).healthy);
 
         // The backlog after the floor is no problem.
-        stream_mut(&mut status, topology::RAW).first_seq = 453;
+        stream_mut(&mut status, names::RAW).first_seq = 453;
         assert!(check(status.clone()).healthy);
 
         // A limits stream keeps what was acknowledged: not stranded.
         let mut status = healthy();
-        let dead = stream_mut(&mut status, topology::DEAD);
+        let dead = stream_mut(&mut status, names::DEAD);
         dead.messages = 5;
         dead.first_seq = 1;
-        let mut reader = consumer(topology::DEAD, "reader");
+        let mut reader = consumer(names::DEAD, "reader");
         reader.ack_floor = 5;
         status.consumers.push(reader);
         assert!(check(status).healthy);
@@ -2387,8 +2376,8 @@ mod tests {
     #[test]
     fn a_finite_max_deliver_on_a_fleetbus_durable_is_reported() {
         let mut status = healthy();
-        consumer_mut(&mut status, topology::HAMSTERS).max_deliver = 5;
-        let mut other = consumer(topology::PARSED, "analytics");
+        consumer_mut(&mut status, names::HAMSTERS).max_deliver = 5;
+        let mut other = consumer(names::PARSED, "analytics");
         other.max_deliver = 5;
         status.consumers.push(other);
         let status = check(status);
@@ -2451,7 +2440,7 @@ mod tests {
     fn the_summary_line_names_the_kinds() {
         let mut status = healthy();
         status.dead_recent.as_mut().unwrap().messages = 2;
-        let parsed = stream_mut(&mut status, topology::PARSED);
+        let parsed = stream_mut(&mut status, names::PARSED);
         parsed.max_msgs = 10;
         parsed.messages = 9;
         parsed.first_seq = 1;
@@ -2516,11 +2505,11 @@ mod tests {
     #[test]
     fn metrics_are_prometheus_text_with_every_kind() {
         let mut status = healthy();
-        let monkeys = consumer_mut(&mut status, topology::MONKEYS);
+        let monkeys = consumer_mut(&mut status, names::MONKEYS);
         monkeys.pending = 3;
         monkeys.ack_pending = 2;
         monkeys.oldest_unacked_secs = Some(75.5);
-        let parsed = stream_mut(&mut status, topology::PARSED);
+        let parsed = stream_mut(&mut status, names::PARSED);
         parsed.messages = 5;
         parsed.first_seq = 1;
         parsed.bytes = 1 << 29;

@@ -24,6 +24,7 @@
 //! effects are right); 1 otherwise; 2 when the cluster or the report cannot
 //! be read.
 
+use fleetbus_wire::names;
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -38,7 +39,6 @@ use serde_json::Value;
 
 use crate::nats::{NatsArgs, Role};
 use crate::simulate::Reported;
-use crate::topology;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -141,13 +141,9 @@ impl Parsed {
     }
 }
 
-/// One record or a frame's records (a JSON array) of a PARSED payload.
+/// The records of a PARSED payload as JSON (none when it is not JSON).
 fn records_of(payload: &[u8]) -> Vec<Value> {
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Array(records)) => records,
-        Ok(record) => vec![record],
-        Err(_) => vec![],
-    }
+    fleetbus_wire::parsed::records_json(payload).unwrap_or_default()
 }
 
 /// Follows `consumer` until SIGTERM or SIGINT: every record of every new
@@ -323,7 +319,7 @@ async fn open_consumer(
     let deadline = Instant::now() + wait;
     loop {
         let attempt = async {
-            let stream = js.get_stream(topology::PARSED).await?;
+            let stream = js.get_stream(names::PARSED).await?;
             let consumer = stream.get_or_create_consumer(&name, config.clone()).await?;
             anyhow::Ok(consumer)
         };

@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use bytes::Bytes;
-use chrono::{SecondsFormat, Utc};
-use fleetbus_codec::wire::{headers, raw_msg_id, raw_subject};
+use chrono::Utc;
 use fleetbus_codec::{Handled, Protocol};
+use fleetbus_wire::raw::RawFrame;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
@@ -178,25 +177,15 @@ pub(super) fn answer_for(
     }
     let device = session.device_id().ok_or("not_identified")?.to_string();
     let protocol = spec.protocol.name();
-    let mut hdrs = HeaderMap::new();
-    hdrs.insert(
-        headers::MSG_ID,
-        raw_msg_id(protocol, &device, &frame).as_str(),
-    );
-    hdrs.insert(headers::PROTOCOL, protocol);
-    hdrs.insert(headers::DEVICE, device.as_str());
-    if let Some(model) = &spec.model {
-        hdrs.insert(headers::MODEL, model.as_str());
-    }
-    hdrs.insert(
-        headers::RECEIVED_AT,
-        Utc::now()
-            .to_rfc3339_opts(SecondsFormat::Millis, true)
-            .as_str(),
-    );
-    hdrs.insert(headers::GATEWAY, shared.config.id.as_str());
-    hdrs.insert(headers::PEER, peer.to_string().as_str());
-    let subject = raw_subject(protocol, &device);
+    let raw = RawFrame {
+        model: spec.model.clone(),
+        received_at: Some(Utc::now()),
+        gateway: Some(shared.config.id.clone()),
+        peer: Some(peer.to_string()),
+        ..RawFrame::new(protocol, device)
+    };
+    let hdrs = raw.headers(&frame);
+    let subject = raw.subject();
     let shared = shared.clone();
     let reply = handled.reply;
     Ok(async move {

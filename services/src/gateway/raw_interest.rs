@@ -12,6 +12,7 @@
 //! to one interval; the check is cheap (one stream info request) and the
 //! interval short.
 
+use fleetbus_wire::names;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,6 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 use super::metrics::Metrics;
-use crate::topology;
 
 /// Shared flag: RAW had a consumer at the last check. Starts `true`: the
 /// gateway ensured `RAW/hamsters` before it started.
@@ -68,6 +68,6 @@ pub async fn watch(js: jetstream::Context, flag: RawInterest, metrics: Metrics, 
 
 async fn consumers(js: &jetstream::Context) -> Result<usize, async_nats::Error> {
     // `get_stream` asks for the stream's info: one request.
-    let stream = js.get_stream(topology::RAW).await?;
+    let stream = js.get_stream(names::RAW).await?;
     Ok(stream.cached_info().state.consumer_count)
 }

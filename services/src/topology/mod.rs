@@ -18,38 +18,10 @@ use crate::nats::Role;
 
 pub use provision::{ensure, provision, Change, Item, Outcome, ProvisionError, Report};
 
-/// Raw device frames, one message per frame: `raw.<protocol>.<device_id>`.
-pub const RAW: &str = "RAW";
-/// Normalized records: `parsed.<protocol>.<device_id>`.
-pub const PARSED: &str = "PARSED";
-/// Frames and messages that can never be processed, the reason in headers:
-/// `dead.raw.<protocol>.<device_id>` and `dead.parsed.<protocol>.<device_id>`.
-pub const DEAD: &str = "DEAD";
-
-/// Device events derived by the monkeys: `events.<protocol>.<device_id>.<type>`.
-pub const EVENTS: &str = "EVENTS";
-/// The key-value bucket of the latest position per device (monkeys).
-pub const DEVICES_BUCKET: &str = "devices";
-/// The stream behind [`DEVICES_BUCKET`].
-pub const DEVICES: &str = "KV_devices";
-/// The key-value bucket of the record identities each device sent
-/// recently (hamsters; `fleetbus_actors::seen`).
-pub const SEEN_BUCKET: &str = "seen";
-/// The stream behind [`SEEN_BUCKET`].
-pub const SEEN: &str = "KV_seen";
-
-/// The durable pull consumer on RAW shared by every hamster.
-pub const HAMSTERS: &str = "hamsters";
-/// The durable pull consumer on PARSED shared by every monkey.
-pub const MONKEYS: &str = "monkeys";
-
-// Subjects, headers and message ids are the wire contract every program
-// shares; they live in the codec crate (pure, no I/O) so that the workers in
-// fleetbus-actors use the very same definitions.
-pub use fleetbus_codec::wire::{
-    dead_subject, headers, parsed_msg_id, parsed_subject, raw_msg_id, raw_subject, subject_token,
-    DeadStage,
-};
+// Names, subjects, headers and ids are the wire contract every program
+// shares: they live in fleetbus-wire, and this module only says how each
+// stream and consumer is configured.
+use fleetbus_wire::names::{Stream, DEAD, DEVICES, EVENTS, HAMSTERS, MONKEYS, PARSED, RAW, SEEN};
 
 /// Size and age limits of one stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -431,24 +403,23 @@ impl Settings {
             .collect()
     }
 
-    fn stream(
-        &self,
-        name: &str,
-        subjects: &str,
-        retention: RetentionPolicy,
-        limits: &StreamLimits,
-        about: &str,
-    ) -> stream::Config {
-        let window = if name == EVENTS {
+    /// A stream's configuration: its name, subjects and retention from
+    /// the wire contract, its limits from the settings.
+    fn stream(&self, stream: Stream, limits: &StreamLimits, about: &str) -> stream::Config {
+        let window = if stream == Stream::Events {
             self.events_duplicate_window_secs
         } else {
             self.duplicate_window_secs
         };
         stream::Config {
-            name: name.into(),
+            name: stream.name().into(),
             description: Some(about.into()),
-            subjects: vec![subjects.into()],
-            retention,
+            subjects: vec![stream.subjects()],
+            retention: if stream.is_interest() {
+                RetentionPolicy::Interest
+            } else {
+                RetentionPolicy::Limits
+            },
             storage: StorageType::File,
             num_replicas: self.replicas,
             discard: DiscardPolicy::New,
@@ -466,30 +437,22 @@ impl Settings {
     pub fn streams(&self) -> Vec<stream::Config> {
         vec![
             self.stream(
-                RAW,
-                "raw.>",
-                RetentionPolicy::Interest,
+                Stream::Raw,
                 &self.raw,
                 "Raw tracker frames: raw.<protocol>.<device_id>",
             ),
             self.stream(
-                PARSED,
-                "parsed.>",
-                RetentionPolicy::Interest,
+                Stream::Parsed,
                 &self.parsed,
                 "Normalized records: parsed.<protocol>.<device_id>",
             ),
             self.stream(
-                DEAD,
-                "dead.>",
-                RetentionPolicy::Limits,
+                Stream::Dead,
                 &self.dead,
                 "Given up on: dead.<raw|parsed>.<protocol>.<device_id>, reason in headers",
             ),
             self.stream(
-                EVENTS,
-                "events.>",
-                RetentionPolicy::Limits,
+                Stream::Events,
                 &self.events,
                 "Device events: events.<protocol>.<device_id>.<type>",
             ),
@@ -506,14 +469,11 @@ impl Settings {
             max_msgs_per_subject: 1,
         };
         stream::Config {
-            subjects: vec![format!("$KV.{SEEN_BUCKET}.>")],
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
             ..self.stream(
-                SEEN,
-                "unused",
-                RetentionPolicy::Limits,
+                Stream::Seen,
                 &limits,
                 "Record identities each device sent recently (key-value bucket seen, hamsters)",
             )
@@ -526,15 +486,12 @@ impl Settings {
     /// replicas and limits.
     pub fn devices_bucket(&self) -> stream::Config {
         stream::Config {
-            subjects: vec![format!("$KV.{DEVICES_BUCKET}.>")],
             max_messages_per_subject: 1,
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
             ..self.stream(
-                DEVICES,
-                "unused",
-                RetentionPolicy::Limits,
+                Stream::Devices,
                 &self.devices,
                 "Latest position per device (key-value bucket devices)",
             )
@@ -598,31 +555,21 @@ pub struct Scope {
 impl Scope {
     /// Everything (`fleetbus provision`, `just up`).
     pub fn all() -> Scope {
-        Scope {
-            streams: vec![RAW, PARSED, DEAD, EVENTS, DEVICES, SEEN],
-            consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
-        }
+        Scope::for_role(Role::Admin)
     }
 
     /// What a service of `role` ensures at start: the streams it reads and
-    /// writes, and the durable consumers of the streams it publishes into -
-    /// on an interest stream a message nobody is interested in yet is
-    /// dropped, so the consumer must exist before the first publish.
+    /// writes, and the durable consumers it needs (`Role::streams`,
+    /// `Role::durables`: derived from what the role uses, as its
+    /// permissions are).
     pub fn for_role(role: Role) -> Scope {
-        match role {
-            Role::Admin => Scope::all(),
-            Role::Gateway => Scope {
-                streams: vec![RAW],
-                consumers: vec![(RAW, HAMSTERS)],
-            },
-            Role::Hamster => Scope {
-                streams: vec![RAW, PARSED, DEAD, SEEN],
-                consumers: vec![(RAW, HAMSTERS), (PARSED, MONKEYS)],
-            },
-            Role::Monkey => Scope {
-                streams: vec![PARSED, DEAD, EVENTS, DEVICES],
-                consumers: vec![(PARSED, MONKEYS)],
-            },
+        Scope {
+            streams: role.streams().into_iter().map(Stream::name).collect(),
+            consumers: role
+                .durables()
+                .into_iter()
+                .map(|d| (d.stream().name(), d.name()))
+                .collect(),
         }
     }
 }
@@ -630,17 +577,6 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subjects_are_sanitized_tokens() {
-        assert_eq!(
-            raw_subject("teltonika", "356307042441013"),
-            "raw.teltonika.356307042441013"
-        );
-        assert_eq!(parsed_subject("gt06", "a.b*c>d e"), "parsed.gt06.a_b_c_d_e");
-        assert_eq!(dead_subject(DeadStage::Raw, "gt06", ""), "dead.raw.gt06._");
-        assert_eq!(dead_subject(DeadStage::Parsed, "x", "1"), "dead.parsed.x.1");
-    }
 
     #[test]
     fn defaults_are_valid_and_follow_the_rules() {

@@ -10,6 +10,7 @@
 //! did not finish in time; 2 when the cluster could not be reached or
 //! provisioning failed.
 
+use fleetbus_wire::names;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -333,9 +334,9 @@ pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
         let stats = Arc::new(Stats::default());
         let seen = if settings.deduplicate_records {
             let kv = js
-                .get_key_value(topology::SEEN_BUCKET)
+                .get_key_value(names::SEEN_BUCKET)
                 .await
-                .with_context(|| format!("key-value bucket {}", topology::SEEN_BUCKET))?;
+                .with_context(|| format!("key-value bucket {}", names::SEEN_BUCKET))?;
             Some(Seen::new(kv, topo.seen.records_per_device))
         } else {
             tracing::warn!(
@@ -346,8 +347,8 @@ pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
         let handler = Hamster::new(js.clone(), stats.clone(), seen);
         let plan = Plan {
             role: Role::Hamster,
-            stream: topology::RAW,
-            durable: topology::HAMSTERS,
+            stream: names::RAW,
+            durable: names::HAMSTERS,
             handler,
             concurrency: settings.concurrency,
             pull: settings.pull.clone(),
@@ -420,8 +421,8 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
         let handler = Monkey::new(js.clone(), processors).with_stats(stats.clone());
         let plan = Plan {
             role: Role::Monkey,
-            stream: topology::PARSED,
-            durable: topology::MONKEYS,
+            stream: names::PARSED,
+            durable: names::MONKEYS,
             concurrency: settings.concurrency,
             pull: settings.pull.clone(),
             policy: policy(settings.poison_after, settings.give_up_after, &topo.monkeys),

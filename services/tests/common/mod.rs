@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part
 
+use fleetbus_wire::names;
 use std::process::Output;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ pub async fn provisioned_cluster() -> Cluster {
     )
     .await
     .unwrap();
-    cluster.wait_stream_ready(topology::RAW).await.unwrap();
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
     cluster
 }
 
@@ -54,7 +55,7 @@ pub async fn gateway(cluster: &Cluster, config: GatewayConfig) -> Gateway {
 /// The EVENTS stream as (type, fix time) pairs, in stream order.
 pub async fn events(cluster: &Cluster) -> Vec<(String, String)> {
     cluster
-        .stream_messages(topology::EVENTS)
+        .stream_messages(names::EVENTS)
         .await
         .unwrap()
         .iter()

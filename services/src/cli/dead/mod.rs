@@ -32,29 +32,18 @@ use async_nats::jetstream::{self, publish::PublishAck};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use fleetbus_actors::dead::stage_name;
 use fleetbus_actors::{DeadKind, Downstream, DownstreamKind};
-use fleetbus_codec::identity::record_msg_id;
-use fleetbus_codec::wire::{
-    headers, origin, parsed_frame_msg_id, parsed_msg_id, raw_msg_id, subject_token, DeadStage,
-};
+use fleetbus_wire::dead::{replay_headers, DeadInfo, NoReplayTarget};
+use fleetbus_wire::headers;
+use fleetbus_wire::names::subject_token;
+use fleetbus_wire::{names, DeadStage, Envelope};
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::nats::{NatsArgs, Role};
-use crate::topology;
 
 pub mod rescue;
 
-/// The first token of every DEAD subject (`wire::dead_subject`; a test
-/// checks).
-const SUBJECT_ROOT: &str = "dead";
-/// Every `Fleetbus-Dead-*` header starts so (a test checks the constants);
-/// a replay removes them all, including ones added after this was written.
-const DEAD_PREFIX: &str = "Fleetbus-Dead-";
-/// JetStream's own headers: never copied into a replay (the letter's
-/// `Nats-Msg-Id` is its DEAD id, not the original's).
-const NATS_PREFIX: &str = "Nats-";
 /// The header a headers-only delivery carries instead of the payload: its
 /// length in bytes.
 const MSG_SIZE: &str = "Nats-Msg-Size";
@@ -141,14 +130,6 @@ impl Stage {
     }
 }
 
-/// The second token of a DEAD subject (as `wire::dead_subject` writes it).
-fn stage_token(stage: DeadStage) -> &'static str {
-    match stage {
-        DeadStage::Raw => "raw",
-        DeadStage::Parsed => "parsed",
-    }
-}
-
 /// Which letters: every given condition must hold.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Filter {
@@ -231,10 +212,11 @@ impl Filter {
     /// The subject filter that lets the server select by stage, protocol
     /// and device: `dead.<raw|parsed|*>.<protocol|*>.<device|*>`.
     pub fn subject(&self) -> String {
-        let stage = self.stage.map_or("*", |s| stage_token(s.dead_stage()));
+        let stage = self.stage.map_or("*", |s| s.dead_stage().token());
         let token = |v: &Option<String>| v.as_deref().map_or("*".into(), subject_token);
         format!(
-            "{SUBJECT_ROOT}.{stage}.{}.{}",
+            "{}.{stage}.{}.{}",
+            names::Stream::Dead.root(),
             token(&self.protocol),
             token(&self.device)
         )
@@ -246,7 +228,7 @@ impl Filter {
         let tokens = letter.subject_tokens();
         let token_is = |i: usize, want: &str| tokens.get(i).is_some_and(|t| *t == want);
         self.stage
-            .is_none_or(|s| token_is(1, stage_token(s.dead_stage())))
+            .is_none_or(|s| token_is(1, s.dead_stage().token()))
             && self
                 .protocol
                 .as_ref()
@@ -328,54 +310,18 @@ impl Letter {
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// A header's value as a number, `None` when absent or not one.
-    fn number<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
-        self.header(name).and_then(|v| v.parse().ok())
-    }
-
     fn subject_tokens(&self) -> Vec<&str> {
         self.subject.splitn(4, '.').collect()
     }
 
-    /// `hamster` or `monkey`: the header, else the subject's stage.
-    pub fn stage(&self) -> String {
-        if let Some(stage) = self.header(headers::DEAD_STAGE) {
-            return stage.to_string();
-        }
-        let token = self.subject_tokens().get(1).copied().unwrap_or("");
-        [DeadStage::Raw, DeadStage::Parsed]
-            .into_iter()
-            .find(|s| stage_token(*s) == token)
-            .map_or_else(|| token.to_string(), |s| stage_name(s).to_string())
-    }
-
-    fn is_hamster_letter(&self) -> bool {
-        self.stage() == stage_name(DeadStage::Raw)
-    }
-
-    /// Protocol and device: the headers, else the DEAD subject.
-    pub fn origin(&self) -> (String, String) {
-        // `dead.raw.gt06.1` without `dead.` reads as `wire::origin` expects
-        // a subject: `<stream>.<protocol>.<device>`.
-        let tail = self.subject.split_once('.').map_or("", |(_, rest)| rest);
-        origin(
-            tail,
-            self.header(headers::PROTOCOL),
-            self.header(headers::DEVICE),
-        )
+    /// What its headers (else its subject) say.
+    pub fn info(&self) -> DeadInfo {
+        DeadInfo::read(self)
     }
 
     /// What `ls --json` prints.
     pub fn listed(&self) -> Listed {
-        let (protocol, device) = self.origin();
-        let text = |name| self.header(name).map(str::to_string);
+        let info = self.info();
         let mut all = BTreeMap::new();
         for (name, values) in self.headers.iter() {
             if let Some(v) = values.first() {
@@ -386,21 +332,33 @@ impl Letter {
             sequence: self.sequence,
             stored: self.stored.to_rfc3339_opts(SecondsFormat::Millis, true),
             subject: self.subject.clone(),
-            stage: self.stage(),
-            kind: text(headers::DEAD_KIND),
-            reason: text(headers::DEAD_REASON),
-            protocol,
-            device,
-            stream: text(headers::DEAD_STREAM),
-            stream_sequence: self.number(headers::DEAD_SEQUENCE),
-            origin_subject: text(headers::DEAD_SUBJECT),
-            deliveries: self.number(headers::DEAD_DELIVERIES),
-            msg_id: text(headers::DEAD_MSG_ID),
-            record: self.number(headers::DEAD_RECORD),
-            raw_id: text(headers::RAW_ID),
+            stage: info.stage,
+            kind: info.kind,
+            reason: info.reason,
+            protocol: info.protocol,
+            device: info.device,
+            stream: info.stream,
+            stream_sequence: info.stream_sequence,
+            origin_subject: info.origin_subject,
+            deliveries: info.deliveries,
+            msg_id: info.msg_id,
+            record: info.record,
+            raw_id: info.raw_id,
             payload_bytes: self.payload_len,
             headers: all,
         }
+    }
+}
+
+impl Envelope for Letter {
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+    fn headers(&self) -> Option<&HeaderMap> {
+        Some(&self.headers)
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
     }
 }
 
@@ -449,7 +407,7 @@ pub enum DeadError {
 async fn open_dead(js: &jetstream::Context) -> Result<Stream, DeadError> {
     let deadline = Instant::now() + OPEN_WAIT;
     loop {
-        let error = match js.get_stream(topology::DEAD).await {
+        let error = match js.get_stream(names::DEAD).await {
             Ok(stream) => return Ok(stream),
             Err(e) => e,
         };
@@ -758,10 +716,8 @@ pub struct Plan {
 pub enum ReplayError {
     #[error("not in DEAD (replayed already, or expired)")]
     Missing,
-    #[error("no {} header: nowhere to put it back", headers::DEAD_SUBJECT)]
-    NoTarget,
-    #[error("its origin {0} is in DEAD itself")]
-    IntoDead(String),
+    #[error(transparent)]
+    Target(#[from] NoReplayTarget),
     #[error("it does not match the filters")]
     NotSelected,
     #[error("refused: {0}")]
@@ -809,67 +765,16 @@ impl Line {
     }
 }
 
-/// The `Nats-Msg-Id` a replay uses: the original one, or one derived the
-/// way its origin would have derived it.
-pub fn replay_msg_id(letter: &Letter) -> String {
-    if let Some(id) = letter.header(headers::DEAD_MSG_ID) {
-        return id.to_string();
-    }
-    let fallback = format!("replay:{}:{}", topology::DEAD, letter.sequence);
-    let raw_id = letter.header(headers::RAW_ID);
-    if letter.is_hamster_letter() {
-        // What the gateway derived (raw_msg_id tokenizes as the subjects do).
-        let (protocol, device) = letter.origin();
-        return raw_msg_id(&protocol, &device, &letter.payload);
-    }
-    if let Some(index) = letter.number(headers::DEAD_RECORD) {
-        let record = serde_json::from_slice::<fleetbus_codec::Record>(&letter.payload).ok();
-        return record
-            .as_ref()
-            .and_then(record_msg_id)
-            .or_else(|| raw_id.map(|raw| parsed_msg_id(raw, index)))
-            .unwrap_or(fallback);
-    }
-    match (raw_id, letter.number(headers::RECORDS)) {
-        // A frame's records in one message: the hamster's id for it.
-        (Some(raw), Some(n)) => parsed_frame_msg_id(raw, n),
-        // One record of a frame whose index is not known: an id of its
-        // own, since one of the frame's would risk a false duplicate.
-        (Some(raw), None) => format!("{raw}#{fallback}"),
-        _ => fallback,
-    }
-}
-
-/// The original headers: without the dead letter's and JetStream's own,
-/// `Nats-Msg-Id` set to `msg_id`.
-pub fn replay_headers(letter: &Letter, msg_id: &str) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for (name, values) in letter.headers.iter() {
-        let n: &str = name.as_ref();
-        if n.starts_with(DEAD_PREFIX) || n.starts_with(NATS_PREFIX) {
-            continue;
-        }
-        for v in values {
-            out.append(n, v.as_str());
-        }
-    }
-    out.insert(headers::MSG_ID, msg_id);
-    out
-}
-
-/// What to publish for `letter`.
+/// What to publish for `letter`: its payload, where it came from, under
+/// its original id (`fleetbus_wire::dead`).
 pub fn plan(letter: &Letter) -> Result<Plan, ReplayError> {
-    let subject = letter
-        .header(headers::DEAD_SUBJECT)
-        .ok_or(ReplayError::NoTarget)?;
-    if subject.split('.').next() == Some(SUBJECT_ROOT) {
-        return Err(ReplayError::IntoDead(subject.to_string()));
-    }
-    let msg_id = replay_msg_id(letter);
+    let info = letter.info();
+    let subject = info.replay_subject()?.to_string();
+    let msg_id = info.replay_msg_id(&letter.payload, letter.sequence);
     Ok(Plan {
         sequence: letter.sequence,
-        subject: subject.to_string(),
-        headers: replay_headers(letter, &msg_id),
+        subject,
+        headers: replay_headers(Some(&letter.headers), &msg_id),
         msg_id,
         payload: letter.payload.clone(),
     })
@@ -1143,7 +1048,7 @@ async fn delete(dead: &Stream, sequence: u64, retry_for: Duration) -> Result<(),
 
 /// `DEAD #7 -> raw.teltonika.1  id teltonika:1:…  stored as RAW #12, deleted from DEAD`.
 pub fn render_line(line: &Line, options: ReplayOptions) -> String {
-    let mut out = format!("{} #{}", topology::DEAD, line.sequence);
+    let mut out = format!("{} #{}", names::DEAD, line.sequence);
     if let Some((subject, id)) = &line.plan {
         let _ = write!(out, " -> {subject}  id {id}");
     }
@@ -1186,7 +1091,7 @@ pub fn summary(lines: &[Line], options: ReplayOptions) -> String {
     let mut out =
         format!("{total} {letters}: {stored} stored, {already} already stored, {failed} failed");
     if !options.keep {
-        let _ = write!(out, "; {deleted} deleted from {}", topology::DEAD);
+        let _ = write!(out, "; {deleted} deleted from {}", names::DEAD);
     }
     out
 }
@@ -1194,7 +1099,7 @@ pub fn summary(lines: &[Line], options: ReplayOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleetbus_codec::wire::dead_subject;
+    use fleetbus_wire::names::dead_subject;
 
     fn letter(stage: DeadStage, headers: &[(&str, &str)], payload: &[u8]) -> Letter {
         let mut h = HeaderMap::new();
@@ -1241,25 +1146,6 @@ mod tests {
         assert_eq!(Filter::default().subject(), "dead.*.*.*");
         assert!(Filter::default().is_empty());
         assert!(!device.is_empty());
-    }
-
-    #[test]
-    fn every_dead_header_has_the_prefix_a_replay_removes() {
-        for name in [
-            headers::DEAD_REASON,
-            headers::DEAD_KIND,
-            headers::DEAD_STAGE,
-            headers::DEAD_STREAM,
-            headers::DEAD_SEQUENCE,
-            headers::DEAD_SUBJECT,
-            headers::DEAD_DELIVERIES,
-            headers::DEAD_MSG_ID,
-            headers::DEAD_RECORD,
-        ] {
-            assert!(name.starts_with(DEAD_PREFIX), "{name}");
-        }
-        assert!(headers::MSG_ID.starts_with(NATS_PREFIX));
-        assert!(!headers::RAW_ID.starts_with(DEAD_PREFIX));
     }
 
     #[test]
@@ -1342,52 +1228,32 @@ mod tests {
     }
 
     #[test]
-    fn without_the_original_id_it_is_derived_as_its_origin_would() {
+    fn a_letter_without_a_target_is_not_planned() {
+        // How ids are derived is fleetbus_wire::dead's; the plan uses it.
         let raw = letter(
             DeadStage::Raw,
             &[(headers::DEAD_SUBJECT, "raw.teltonika.1")],
             b"frame",
         );
-        assert_eq!(replay_msg_id(&raw), raw_msg_id("teltonika", "1", b"frame"));
-
-        let mut p = fleetbus_codec::Position::new("1", "teltonika", Utc::now());
-        p.valid = true;
-        let record = fleetbus_codec::Record::Position(p);
-        let json = serde_json::to_vec(&record).unwrap();
-        let one = letter(
-            DeadStage::Parsed,
-            &[
-                (headers::DEAD_SUBJECT, "parsed.teltonika.1"),
-                (headers::DEAD_RECORD, "2"),
-                (headers::RAW_ID, "teltonika:1:ff"),
-            ],
-            &json,
-        );
-        assert_eq!(replay_msg_id(&one), record_msg_id(&record).unwrap());
-        let not_a_position = Letter {
-            payload: Bytes::from_static(b"{}"),
-            ..one.clone()
-        };
-        assert_eq!(replay_msg_id(&not_a_position), "teltonika:1:ff#2");
-
-        let frame = letter(
-            DeadStage::Parsed,
-            &[(headers::RAW_ID, "teltonika:1:ff"), (headers::RECORDS, "3")],
-            b"[]",
-        );
+        let p = plan(&raw).unwrap();
         assert_eq!(
-            replay_msg_id(&frame),
-            parsed_frame_msg_id("teltonika:1:ff", 3)
+            p.msg_id,
+            fleetbus_wire::ids::raw_msg_id("teltonika", "1", b"frame")
         );
         let bare = letter(DeadStage::Parsed, &[], b"{}");
-        assert_eq!(replay_msg_id(&bare), "replay:DEAD:9");
         let dead_target = letter(
             DeadStage::Raw,
             &[(headers::DEAD_SUBJECT, "dead.raw.teltonika.1")],
             b"x",
         );
-        assert!(matches!(plan(&dead_target), Err(ReplayError::IntoDead(_))));
-        assert_eq!(plan(&bare), Err(ReplayError::NoTarget));
+        assert!(matches!(
+            plan(&dead_target),
+            Err(ReplayError::Target(NoReplayTarget::IntoDead(_)))
+        ));
+        assert_eq!(
+            plan(&bare),
+            Err(ReplayError::Target(NoReplayTarget::NoTarget))
+        );
     }
 
     #[test]

@@ -25,17 +25,18 @@
 //! 180 s, longer than a sweep) and moves only what was below the floor
 //! before the wait and is still stored after it.
 
+use fleetbus_wire::names;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream::RawMessageErrorKind};
-use fleetbus_actors::dead::DeadLetter;
+use fleetbus_actors::dead;
 use fleetbus_actors::{DeadKind, DeadReason};
-use fleetbus_codec::wire::{headers, origin, DeadStage};
+use fleetbus_wire::dead::DeadLetter;
+use fleetbus_wire::{DeadStage, Envelope};
 
 use crate::cli::status;
 use crate::nats::{NatsArgs, Role};
-use crate::topology;
 
 #[derive(clap::Args, Debug)]
 pub struct RescueArgs {
@@ -77,7 +78,7 @@ struct Candidate {
 async fn candidates(client: &async_nats::Client) -> Vec<Candidate> {
     let state = status::collect(client, Duration::from_secs(3)).await;
     let mut out = Vec::new();
-    for stream in [topology::RAW, topology::PARSED] {
+    for stream in [names::RAW, names::PARSED] {
         let Some(s) = state.streams.iter().find(|s| s.name == stream) else {
             continue;
         };
@@ -137,8 +138,8 @@ pub async fn rescue(args: RescueArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut any = false;
     for (stage, stream) in [
-        (DeadStage::Raw, topology::RAW),
-        (DeadStage::Parsed, topology::PARSED),
+        (DeadStage::Raw, names::RAW),
+        (DeadStage::Parsed, names::PARSED),
     ] {
         let found = |list: &[Candidate]| list.iter().find(|c| c.stream == stream).cloned();
         let (Some(was), Some(now)) = (found(&before), found(&after)) else {
@@ -224,28 +225,23 @@ pub async fn move_range(
             }
             Err(e) => anyhow::bail!("message {seq}: {e}"),
         };
-        let get = |name| msg.headers.get(name).map(|v| v.as_str());
-        let (protocol, device) = origin(
-            msg.subject.as_str(),
-            get(headers::PROTOCOL),
-            get(headers::DEVICE),
-        );
-        DeadLetter {
+        let (protocol, device) = msg.origin();
+        let letter = DeadLetter {
             stage,
             protocol: &protocol,
             device: &device,
-            payload: msg.payload.clone(),
             original: Some(&msg.headers),
-            reason: &reason,
+            kind: reason.kind.as_str(),
+            reason: &reason.detail,
             stream,
             sequence: seq,
             subject: msg.subject.as_str(),
             deliveries,
             record: None,
-        }
-        .publish(js)
-        .await
-        .map_err(|e| anyhow::anyhow!("message {seq}: {e}"))?;
+        };
+        dead::publish(js, &letter, msg.payload.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("message {seq}: {e}"))?;
         match s.delete_message(seq).await {
             Ok(_) => out.moved += 1,
             // Acknowledged meanwhile: its copy in DEAD is one replay would

@@ -14,6 +14,7 @@
 //!   is unexpected: the simulator drives below the overspeed threshold and
 //!   raises no alarms.
 
+use fleetbus_wire::names;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,6 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::Key;
-use crate::topology;
 
 /// What the effects check found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -97,10 +97,10 @@ pub async fn check(
         devices: by_device.len(),
         ..Effects::default()
     };
-    let kv = retry(wait, || js.get_key_value(topology::DEVICES_BUCKET)).await?;
+    let kv = retry(wait, || js.get_key_value(names::DEVICES_BUCKET)).await?;
     for (device, records) in &by_device {
         let (newest, record) = records.last().expect("a device has records");
-        let key = fleetbus_codec::wire::key_token(device);
+        let key = names::device_key(device);
         let entry = retry(wait, || kv.get(&key)).await?;
         let got = entry
             .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
@@ -252,7 +252,7 @@ async fn read_events(
     js: &jetstream::Context,
     wait: Duration,
 ) -> anyhow::Result<BTreeMap<String, Vec<Event>>> {
-    let stream = retry(wait, || js.get_stream(topology::EVENTS)).await?;
+    let stream = retry(wait, || js.get_stream(names::EVENTS)).await?;
     let total = stream.cached_info().state.messages;
     let mut out: BTreeMap<String, Vec<Event>> = BTreeMap::new();
     if total == 0 {

@@ -1,0 +1,286 @@
+//! Who does what: every fleetbus login acts as one [`Role`], and what a
+//! role may do on the cluster is derived from what it reads and writes
+//! ([`Role::uses`]) — the NATS permissions in `nats-conf/accounts.conf`
+//! ([`permissions_conf`], kept equal by a test) and the streams and
+//! consumers a service ensures at start ([`Role::streams`],
+//! [`Role::durables`]) both come from that one list.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{DeadStage, Durable, Stream};
+
+/// A login's role; each has a user in `nats-conf/accounts.conf`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Provisioning, status, inspection: everything in the FLEETBUS account.
+    Admin,
+    /// Publishes raw frames into RAW.
+    Gateway,
+    /// Consumes RAW (durable `hamsters`), publishes into PARSED and DEAD.
+    Hamster,
+    /// Consumes PARSED (durable `monkeys`), publishes into EVENTS and DEAD.
+    Monkey,
+}
+
+/// One thing a role does with the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// Publishes into a stream, on these subjects.
+    Publish(Stream, String),
+    /// Pulls from a shared durable and acknowledges what it pulled.
+    Consume(Durable),
+    /// Reads keys of a bucket (direct gets) and writes them.
+    Bucket(Stream),
+}
+
+impl Use {
+    fn stream(&self) -> Stream {
+        match self {
+            Use::Publish(s, _) | Use::Bucket(s) => *s,
+            Use::Consume(d) => d.stream(),
+        }
+    }
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Gateway, Role::Hamster, Role::Monkey];
+
+    /// The role's name: its user name, its micro-service name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Gateway => "gateway",
+            Role::Hamster => "hamster",
+            Role::Monkey => "monkey",
+        }
+    }
+
+    /// What the role reads and writes; admin does everything (`None`).
+    pub fn uses(self) -> Option<Vec<Use>> {
+        let publish = |s: Stream| Use::Publish(s, s.subjects());
+        let dead = |stage: DeadStage| Use::Publish(Stream::Dead, stage.subjects());
+        Some(match self {
+            Role::Admin => return None,
+            Role::Gateway => vec![publish(Stream::Raw)],
+            Role::Hamster => vec![
+                Use::Consume(Durable::Hamsters),
+                publish(Stream::Parsed),
+                dead(DeadStage::Raw),
+                Use::Bucket(Stream::Seen),
+            ],
+            Role::Monkey => vec![
+                Use::Consume(Durable::Monkeys),
+                dead(DeadStage::Parsed),
+                publish(Stream::Events),
+                Use::Bucket(Stream::Devices),
+            ],
+        })
+    }
+
+    /// The streams a service of this role ensures at start: those it
+    /// reads or writes (all for admin).
+    pub fn streams(self) -> Vec<Stream> {
+        let Some(uses) = self.uses() else {
+            return Stream::ALL.to_vec();
+        };
+        Stream::ALL
+            .into_iter()
+            .filter(|s| uses.iter().any(|u| u.stream() == *s))
+            .collect()
+    }
+
+    /// The durables a service of this role ensures at start: those it
+    /// consumes, and those of the interest streams it publishes into — on
+    /// an interest stream a message nobody is interested in yet is dropped,
+    /// so the consumer must exist before the first publish.
+    pub fn durables(self) -> Vec<Durable> {
+        let Some(uses) = self.uses() else {
+            return Durable::ALL.to_vec();
+        };
+        Durable::ALL
+            .into_iter()
+            .filter(|d| {
+                uses.iter().any(|u| match u {
+                    Use::Consume(c) => c == d,
+                    Use::Publish(s, _) => *s == d.stream() && s.is_interest(),
+                    Use::Bucket(_) => false,
+                })
+            })
+            .collect()
+    }
+
+    /// `_INBOX.<role>`: the only inboxes the role may subscribe to (admin: any).
+    pub fn inbox_prefix(self) -> Option<String> {
+        match self {
+            Role::Admin => None,
+            other => Some(format!("_INBOX.{}", other.name())),
+        }
+    }
+
+    /// The environment variable nats-server reads this role's password from.
+    pub fn password_var(self) -> String {
+        format!("FLEETBUS_{}_PASSWORD", self.name().to_ascii_uppercase())
+    }
+
+    /// The subjects it may publish and subscribe to (`None`: any).
+    pub fn permissions(self) -> Option<Permissions> {
+        let uses = self.uses()?;
+        let mut publish = Vec::new();
+        for u in &uses {
+            match u {
+                Use::Publish(_, subjects) => publish.push(subjects.clone()),
+                Use::Consume(d) => {
+                    let (s, c) = (d.stream().name(), d.name());
+                    publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{s}.{c}"));
+                    publish.push(format!("$JS.ACK.{s}.{c}.>"));
+                }
+                Use::Bucket(s) => {
+                    publish.push(s.subjects());
+                    publish.push(format!("$JS.API.DIRECT.GET.{}", s.name()));
+                    publish.push(format!("$JS.API.DIRECT.GET.{}.>", s.name()));
+                }
+            }
+        }
+        // Ensuring at start: look up, create, update — never delete or purge.
+        for s in self.streams() {
+            for verb in ["INFO", "CREATE", "UPDATE"] {
+                publish.push(format!("$JS.API.STREAM.{verb}.{}", s.name()));
+            }
+        }
+        for d in self.durables() {
+            let (s, c) = (d.stream().name(), d.name());
+            for verb in ["INFO", "CREATE", "DURABLE.CREATE"] {
+                publish.push(format!("$JS.API.CONSUMER.{verb}.{s}.{c}"));
+            }
+        }
+        let name = self.name();
+        // Its inbox, and the micro-service requests every fleetbus program
+        // answers (`$SRV.INFO`, `$SRV.STATS.<role>`, …).
+        let subscribe = vec![
+            format!("_INBOX.{name}.>"),
+            "$SRV.*".to_string(),
+            format!("$SRV.*.{name}"),
+            format!("$SRV.*.{name}.>"),
+        ];
+        Some(Permissions { publish, subscribe })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one role may publish and subscribe to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+/// A list of subjects as nats-server's configuration writes one.
+fn quoted(subjects: &[String]) -> String {
+    subjects
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `<ROLE>_PERMISSIONS = { … }` blocks of `nats-conf/accounts.conf`,
+/// one per role but admin (whose block allows everything and is written
+/// by hand).
+pub fn permissions_conf() -> String {
+    let mut out = String::new();
+    for role in Role::ALL {
+        let Some(p) = role.permissions() else {
+            continue;
+        };
+        let uses = role.uses().unwrap_or_default();
+        out.push_str(&format!("# {role}:"));
+        for u in &uses {
+            out.push_str(&match u {
+                Use::Publish(s, subjects) => format!(" publishes {subjects} ({});", s.name()),
+                Use::Consume(d) => format!(" consumes {} ({});", d.stream().name(), d.name()),
+                Use::Bucket(s) => format!(" keeps bucket {};", s.bucket().unwrap_or("?")),
+            });
+        }
+        out.pop();
+        out.push('.');
+        out.push('\n');
+        out.push_str(&format!(
+            "{}_PERMISSIONS = {{\n  publish: {{\n    allow: [\n",
+            role.name().to_ascii_uppercase()
+        ));
+        for line in p.publish.chunks(3) {
+            out.push_str(&format!("      {}\n", quoted(line)));
+        }
+        out.push_str(&format!(
+            "    ]\n  }}\n  subscribe: {{ allow: [{}] }}\n  allow_responses: true\n}}\n\n",
+            quoted(&p.subscribe)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_ensures_what_it_touches() {
+        let streams = |r: Role| r.streams().iter().map(|s| s.name()).collect::<Vec<_>>();
+        let durables = |r: Role| r.durables().iter().map(|d| d.name()).collect::<Vec<_>>();
+        assert_eq!(streams(Role::Gateway), ["RAW"]);
+        assert_eq!(durables(Role::Gateway), ["hamsters"]);
+        assert_eq!(streams(Role::Hamster), ["RAW", "PARSED", "DEAD", "KV_seen"]);
+        assert_eq!(durables(Role::Hamster), ["hamsters", "monkeys"]);
+        assert_eq!(
+            streams(Role::Monkey),
+            ["PARSED", "DEAD", "EVENTS", "KV_devices"]
+        );
+        assert_eq!(durables(Role::Monkey), ["monkeys"]);
+        assert_eq!(Role::Admin.streams(), Stream::ALL);
+        assert_eq!(Role::Admin.permissions(), None);
+    }
+
+    #[test]
+    fn no_worker_may_delete_purge_or_touch_another_stage() {
+        for role in [Role::Gateway, Role::Hamster, Role::Monkey] {
+            let p = role.permissions().unwrap();
+            for s in &p.publish {
+                assert!(
+                    !s.contains("DELETE") && !s.contains("PURGE") && !s.contains("ROLLUP"),
+                    "{role}: {s}"
+                );
+                assert_ne!(s, ">", "{role}");
+            }
+            assert_eq!(p.subscribe[0], format!("_INBOX.{role}.>"));
+        }
+        let hamster = Role::Hamster.permissions().unwrap().publish;
+        assert!(hamster.contains(&"dead.raw.>".to_string()));
+        assert!(!hamster
+            .iter()
+            .any(|s| s.starts_with("events.") || s.contains("KV_devices")));
+        let gateway = Role::Gateway.permissions().unwrap().publish;
+        assert!(!gateway
+            .iter()
+            .any(|s| s.contains("MSG.NEXT") || s.starts_with("parsed")));
+    }
+}
