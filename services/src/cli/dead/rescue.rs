@@ -33,8 +33,8 @@ use fleetbus_actors::dead::DeadLetter;
 use fleetbus_actors::{DeadKind, DeadReason};
 use fleetbus_codec::wire::{headers, origin, DeadStage};
 
-use crate::cli::status;
 use crate::nats::{NatsArgs, Role};
+use crate::status;
 use crate::topology;
 
 #[derive(clap::Args, Debug)]
