@@ -7,5 +7,6 @@ pub mod nats;
 pub mod ops;
 pub mod registry;
 pub mod simulate;
+pub mod status;
 pub mod topology;
 pub mod worker;

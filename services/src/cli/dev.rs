@@ -24,8 +24,8 @@ use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::status;
 use crate::nats::{NatsArgs, Role, LOCAL_ADMIN};
+use crate::status;
 use crate::topology::{self, Scope, Settings};
 
 #[derive(clap::Args, Debug)]

@@ -35,8 +35,8 @@ use fleetbus_actors::{DeadKind, DeadReason};
 use fleetbus_wire::dead::DeadLetter;
 use fleetbus_wire::{DeadStage, Envelope};
 
-use crate::cli::status;
 use crate::nats::{NatsArgs, Role};
+use crate::status;
 
 #[derive(clap::Args, Debug)]
 pub struct RescueArgs {
