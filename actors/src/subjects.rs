@@ -80,7 +80,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_holder_per_subject_in_the_order_asked_and_nothing_left_after() {
         let s = Arc::new(Subjects::default());
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -92,7 +92,8 @@ mod tests {
                 let _g = s.lock("d1").await;
                 order.lock().unwrap().push(i);
             }));
-            // Ask in turn.
+            // Ask in turn (virtual time: the waiter runs up to its lock
+            // before the clock moves on).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Another subject is not held back.

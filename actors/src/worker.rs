@@ -39,13 +39,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
+// tokio's clock, not std's: the same in production, and tests can pause it.
+use tokio::time::Instant;
 
 use crate::gate::{self, Gate, Woken};
 use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
@@ -443,18 +445,16 @@ async fn hold<H: Handler>(
         Some(_) => a.gate.refused(why),
         None => held.guard = Some(a.gate.hold(why)),
     }
-    let longest = Duration::from_millis(a.config.hold_max_ms.max(100));
-    let pause =
-        (Duration::from_millis(100) * 2u32.saturating_pow(held.pauses.min(16))).min(longest);
+    let pause = hold_pause(held.pauses, a.config.hold_max_ms);
     held.pauses += 1;
     tracing::debug!(subject = %msg.subject, ?pause, "Holding a message: {why}.");
-    let until = tokio::time::Instant::now() + pause;
+    let until = Instant::now() + pause;
     loop {
         progress(msg).await;
         for m in behind {
             progress(m).await;
         }
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return true;
         }
@@ -464,6 +464,13 @@ async fn hold<H: Handler>(
             Woken::Elapsed => {}
         }
     }
+}
+
+/// The pause after a held message's `pauses`-th refusal (counting from
+/// 0): 100 ms doubling, up to `hold_max_ms` (at least 100 ms).
+fn hold_pause(pauses: u32, hold_max_ms: u64) -> Duration {
+    let longest = Duration::from_millis(hold_max_ms.max(100));
+    (Duration::from_millis(100) * 2u32.saturating_pow(pauses.min(16))).min(longest)
 }
 
 /// A message held for back-pressure: the gate's guard (closed while any
@@ -536,5 +543,15 @@ mod tests {
             ..p
         };
         assert_eq!(tiny.keepalive(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_held_message_is_tried_again_after_100_ms_doubling_up_to_hold_max() {
+        let pauses: Vec<_> = (0..8).map(|n| hold_pause(n, 5_000).as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(hold_pause(u32::MAX, 5_000), Duration::from_secs(5));
+        // hold_max_ms below the first pause: every pause is 100 ms.
+        assert_eq!(hold_pause(0, 0), Duration::from_millis(100));
+        assert_eq!(hold_pause(3, 10), Duration::from_millis(100));
     }
 }
