@@ -71,22 +71,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remembers_what_it_published_up_to_its_capacity() {
-        let p = Published::with_capacity(3);
-        assert!(!p.contains("a"));
-        p.insert("a");
-        p.insert("a");
-        assert!(p.contains("a"));
-        assert!(!p.contains("b"));
-        p.insert("b");
-        p.insert("c");
-        assert!(p.contains("a"), "a repeat takes no room");
-        p.insert("d");
-        assert!(!p.contains("a"), "the oldest is forgotten");
-        assert!(["b", "c", "d"].iter().all(|id| p.contains(id)));
-    }
-
-    #[test]
     fn remembers_capacity_frames_by_default() {
         assert_eq!(Published::default().capacity, CAPACITY);
     }

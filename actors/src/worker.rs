@@ -134,13 +134,9 @@ impl Policy {
 /// The pull worker actor.
 pub struct Worker<H>(std::marker::PhantomData<H>);
 
+/// What one worker gets: its process's share, and its own index.
 pub struct WorkerArgs<H> {
-    pub consumer: PullConsumer,
-    pub handler: Arc<H>,
-    pub stats: Arc<Stats>,
-    pub config: PullConfig,
-    pub policy: Policy,
-    pub gate: Arc<Gate>,
+    pub workers: PullWorkers<H>,
     pub index: usize,
 }
 
@@ -176,7 +172,7 @@ impl<H: Handler> Actor for Worker<H> {
         _: Pull,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let a = &state.args;
+        let (a, index) = (&state.args.workers, state.args.index);
         // While the gate is closed nothing new is pulled. Waiting a second
         // at a time lets a stop be processed between two of these.
         if !a.gate.wait_open(Duration::from_secs(1)).await {
@@ -191,7 +187,7 @@ impl<H: Handler> Actor for Worker<H> {
                 if since.elapsed() > Duration::from_secs(a.config.pull_failure_grace_secs) {
                     return Err(format!("pulling has failed for {:?}: {e}", since.elapsed()).into());
                 }
-                tracing::warn!(worker = a.index, "Pulling failed; trying again: {e}.");
+                tracing::warn!(worker = index, "Pulling failed; trying again: {e}.");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -200,7 +196,7 @@ impl<H: Handler> Actor for Worker<H> {
     }
 }
 
-async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Error> {
+async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Error> {
     let mut batch = a
         .consumer
         .batch()
@@ -265,7 +261,7 @@ async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Err
 /// where it must, once no other worker of the process handles the subject
 /// (reporting them in progress while they wait). Returns the subject.
 async fn subject_run<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     subject: String,
     msgs: Vec<jetstream::Message>,
 ) -> String {
@@ -312,7 +308,7 @@ async fn subject_run<H: Handler>(
 /// run to make (fewer than two). A redelivered message (a worker died
 /// holding it) is handled on its own by [`one`], so it cannot take others
 /// down with it.
-async fn run<H: Handler>(a: &WorkerArgs<H>, msgs: &[jetstream::Message]) -> Option<usize> {
+async fn run<H: Handler>(a: &PullWorkers<H>, msgs: &[jetstream::Message]) -> Option<usize> {
     let first = msgs.iter().take_while(|m| delivered(m) == 1).count();
     if first < 2 {
         return None;
@@ -335,7 +331,7 @@ fn delivered(msg: &jetstream::Message) -> i64 {
 /// when the process stops while downstream refuses) left to be redelivered.
 /// `behind` are the messages of its subject waiting for it.
 async fn one<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     msg: &jetstream::Message,
     behind: &[jetstream::Message],
 ) {
@@ -403,7 +399,7 @@ async fn one<H: Handler>(
 /// A suspect (delivered more than `poison_after` times: it may be what
 /// crashed the workers before) handled alone with panics caught.
 async fn isolated<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     msg: &jetstream::Message,
     delivered: i64,
 ) -> Outcome {
@@ -433,7 +429,7 @@ async fn isolated<H: Handler>(
 /// tries again. `false`: the process is stopping, and the message is left
 /// unacknowledged, to be redelivered after the ack wait.
 async fn hold<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     msg: &jetstream::Message,
     behind: &[jetstream::Message],
     why: &Downstream,
@@ -489,7 +485,7 @@ async fn progress(msg: &jetstream::Message) {
 /// Acknowledges a finished message. A plain ack, not a double ack: one
 /// that is lost only means a redelivery, which idempotent outputs make
 /// harmless, and not waiting saves a round trip per message.
-async fn ack<H: Handler>(a: &WorkerArgs<H>, msg: &jetstream::Message) {
+async fn ack<H: Handler>(a: &PullWorkers<H>, msg: &jetstream::Message) {
     if let Err(e) = msg.ack().await {
         a.stats.error();
         tracing::debug!(subject = %msg.subject, "Acknowledging failed (it will come again): {e}.");
@@ -508,20 +504,27 @@ pub struct PullWorkers<H> {
     pub gate: Arc<Gate>,
 }
 
+// Not derived: `H` itself need not be `Clone`.
+impl<H> Clone for PullWorkers<H> {
+    fn clone(&self) -> Self {
+        PullWorkers {
+            consumer: self.consumer.clone(),
+            handler: self.handler.clone(),
+            stats: self.stats.clone(),
+            config: self.config.clone(),
+            policy: self.policy.clone(),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
 impl<H: Handler> WorkerFactory for PullWorkers<H> {
     type Worker = Worker<H>;
     fn make(&self, index: usize) -> (Worker<H>, WorkerArgs<H>) {
+        let workers = self.clone();
         (
             Worker(std::marker::PhantomData),
-            WorkerArgs {
-                consumer: self.consumer.clone(),
-                handler: self.handler.clone(),
-                stats: self.stats.clone(),
-                config: self.config.clone(),
-                policy: self.policy.clone(),
-                gate: self.gate.clone(),
-                index,
-            },
+            WorkerArgs { workers, index },
         )
     }
 }
