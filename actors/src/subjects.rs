@@ -74,35 +74,3 @@ impl Drop for SubjectGuard<'_> {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn one_holder_per_subject_in_the_order_asked_and_nothing_left_after() {
-        let s = Arc::new(Subjects::default());
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let first = s.lock("d1").await;
-        let mut waiters = Vec::new();
-        for i in 0..3 {
-            let (s, order) = (s.clone(), order.clone());
-            waiters.push(tokio::spawn(async move {
-                let _g = s.lock("d1").await;
-                order.lock().unwrap().push(i);
-            }));
-            // Ask in turn.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Another subject is not held back.
-        drop(s.lock("d2").await);
-        assert!(order.lock().unwrap().is_empty(), "d1 is held");
-        drop(first);
-        for w in waiters {
-            w.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
-        assert!(s.is_empty(), "no subject remembered once done");
-    }
-}

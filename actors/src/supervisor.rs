@@ -27,10 +27,12 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde::{Deserialize, Serialize};
+// tokio's clock, not std's: the same in production, and tests can pause it.
+use tokio::time::Instant;
 
 use crate::stats::Stats;
 
@@ -343,148 +345,5 @@ impl<F: WorkerFactory> Actor for Supervisor<F> {
         }
         state.failed(&myself, index, why);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A worker that panics in `handle` the first `panics` times it is started.
-    struct Flaky {
-        starts: Arc<AtomicUsize>,
-        panics: usize,
-        fail_in_pre_start: bool,
-    }
-
-    impl Actor for Flaky {
-        type Msg = ();
-        type State = ();
-        type Arguments = ();
-        async fn pre_start(&self, myself: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
-            let n = self.starts.fetch_add(1, Ordering::SeqCst);
-            if self.fail_in_pre_start && n < self.panics {
-                panic!("pre_start panic {n}");
-            }
-            myself.send_message(())?;
-            Ok(())
-        }
-        async fn handle(
-            &self,
-            _: ActorRef<()>,
-            _: (),
-            _: &mut (),
-        ) -> Result<(), ActorProcessingErr> {
-            if self.starts.load(Ordering::SeqCst) <= self.panics {
-                panic!("handle panic");
-            }
-            Ok(())
-        }
-    }
-
-    struct FlakyFactory {
-        starts: Arc<AtomicUsize>,
-        panics: usize,
-        fail_in_pre_start: bool,
-    }
-
-    impl WorkerFactory for FlakyFactory {
-        type Worker = Flaky;
-        fn make(&self, _: usize) -> (Flaky, ()) {
-            (
-                Flaky {
-                    starts: self.starts.clone(),
-                    panics: self.panics,
-                    fail_in_pre_start: self.fail_in_pre_start,
-                },
-                (),
-            )
-        }
-    }
-
-    fn fast() -> SupervisorConfig {
-        SupervisorConfig {
-            max_restarts: 5,
-            window_secs: 60,
-            backoff_min_ms: 5,
-            backoff_max_ms: 50,
-            stable_after_secs: 30,
-        }
-    }
-
-    async fn wait_until(mut f: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !f() {
-            assert!(Instant::now() < deadline, "condition not met in 10 s");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let c = SupervisorConfig::default();
-        assert_eq!(c.backoff(1), Duration::from_millis(100));
-        assert_eq!(c.backoff(2), Duration::from_millis(200));
-        assert_eq!(c.backoff(4), Duration::from_millis(800));
-        assert_eq!(c.backoff(30), Duration::from_secs(10));
-    }
-
-    #[tokio::test]
-    async fn a_panicking_worker_is_restarted_and_shutdown_is_clean() {
-        let starts = Arc::new(AtomicUsize::new(0));
-        let stats = Arc::new(Stats::default());
-        let factory = FlakyFactory {
-            starts: starts.clone(),
-            panics: 3,
-            fail_in_pre_start: false,
-        };
-        let mut sup = Supervisor::start(factory, 1, fast(), stats.clone())
-            .await
-            .unwrap();
-        wait_until(|| starts.load(Ordering::SeqCst) == 4).await;
-        assert_eq!(stats.snapshot().restarts, 3);
-        assert_eq!(sup.exit(), None, "still running");
-        sup.shutdown();
-        assert_eq!(sup.wait().await, Exit::Shutdown);
-    }
-
-    #[tokio::test]
-    async fn a_failing_pre_start_is_retried() {
-        let starts = Arc::new(AtomicUsize::new(0));
-        let stats = Arc::new(Stats::default());
-        let factory = FlakyFactory {
-            starts: starts.clone(),
-            panics: 2,
-            fail_in_pre_start: true,
-        };
-        let mut sup = Supervisor::start(factory, 2, fast(), stats.clone())
-            .await
-            .unwrap();
-        // Slots 0 and 1 share the counter: two panicking starts, then two good ones.
-        wait_until(|| starts.load(Ordering::SeqCst) >= 4).await;
-        sup.shutdown();
-        assert_eq!(sup.wait().await, Exit::Shutdown);
-        assert_eq!(stats.snapshot().restarts, 2);
-    }
-
-    #[tokio::test]
-    async fn too_many_restarts_give_up() {
-        let starts = Arc::new(AtomicUsize::new(0));
-        let stats = Arc::new(Stats::default());
-        let factory = FlakyFactory {
-            starts: starts.clone(),
-            panics: usize::MAX,
-            fail_in_pre_start: false,
-        };
-        let mut sup = Supervisor::start(factory, 2, fast(), stats.clone())
-            .await
-            .unwrap();
-        match sup.wait().await {
-            Exit::GaveUp(why) => assert!(why.contains("handle panic"), "{why}"),
-            other => panic!("expected to give up, got {other:?}"),
-        }
-        // 5 restarts allowed, the 6th failure gives up.
-        assert_eq!(stats.snapshot().restarts, 5);
     }
 }

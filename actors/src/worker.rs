@@ -39,13 +39,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
+// tokio's clock, not std's: the same in production, and tests can pause it.
+use tokio::time::Instant;
 
 use crate::gate::{self, Gate, Woken};
 use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
@@ -132,13 +134,9 @@ impl Policy {
 /// The pull worker actor.
 pub struct Worker<H>(std::marker::PhantomData<H>);
 
+/// What one worker gets: its process's share, and its own index.
 pub struct WorkerArgs<H> {
-    pub consumer: PullConsumer,
-    pub handler: Arc<H>,
-    pub stats: Arc<Stats>,
-    pub config: PullConfig,
-    pub policy: Policy,
-    pub gate: Arc<Gate>,
+    pub workers: PullWorkers<H>,
     pub index: usize,
 }
 
@@ -174,7 +172,7 @@ impl<H: Handler> Actor for Worker<H> {
         _: Pull,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let a = &state.args;
+        let (a, index) = (&state.args.workers, state.args.index);
         // While the gate is closed nothing new is pulled. Waiting a second
         // at a time lets a stop be processed between two of these.
         if !a.gate.wait_open(Duration::from_secs(1)).await {
@@ -189,7 +187,7 @@ impl<H: Handler> Actor for Worker<H> {
                 if since.elapsed() > Duration::from_secs(a.config.pull_failure_grace_secs) {
                     return Err(format!("pulling has failed for {:?}: {e}", since.elapsed()).into());
                 }
-                tracing::warn!(worker = a.index, "Pulling failed; trying again: {e}.");
+                tracing::warn!(worker = index, "Pulling failed; trying again: {e}.");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
@@ -198,7 +196,7 @@ impl<H: Handler> Actor for Worker<H> {
     }
 }
 
-async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Error> {
+async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Error> {
     let mut batch = a
         .consumer
         .batch()
@@ -263,7 +261,7 @@ async fn pull_batch<H: Handler>(a: &WorkerArgs<H>) -> Result<(), async_nats::Err
 /// where it must, once no other worker of the process handles the subject
 /// (reporting them in progress while they wait). Returns the subject.
 async fn subject_run<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     subject: String,
     msgs: Vec<jetstream::Message>,
 ) -> String {
@@ -310,7 +308,7 @@ async fn subject_run<H: Handler>(
 /// run to make (fewer than two). A redelivered message (a worker died
 /// holding it) is handled on its own by [`one`], so it cannot take others
 /// down with it.
-async fn run<H: Handler>(a: &WorkerArgs<H>, msgs: &[jetstream::Message]) -> Option<usize> {
+async fn run<H: Handler>(a: &PullWorkers<H>, msgs: &[jetstream::Message]) -> Option<usize> {
     let first = msgs.iter().take_while(|m| delivered(m) == 1).count();
     if first < 2 {
         return None;
@@ -333,7 +331,7 @@ fn delivered(msg: &jetstream::Message) -> i64 {
 /// when the process stops while downstream refuses) left to be redelivered.
 /// `behind` are the messages of its subject waiting for it.
 async fn one<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     msg: &jetstream::Message,
     behind: &[jetstream::Message],
 ) {
@@ -401,7 +399,7 @@ async fn one<H: Handler>(
 /// A suspect (delivered more than `poison_after` times: it may be what
 /// crashed the workers before) handled alone with panics caught.
 async fn isolated<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     msg: &jetstream::Message,
     delivered: i64,
 ) -> Outcome {
@@ -431,7 +429,7 @@ async fn isolated<H: Handler>(
 /// tries again. `false`: the process is stopping, and the message is left
 /// unacknowledged, to be redelivered after the ack wait.
 async fn hold<H: Handler>(
-    a: &WorkerArgs<H>,
+    a: &PullWorkers<H>,
     msg: &jetstream::Message,
     behind: &[jetstream::Message],
     why: &Downstream,
@@ -443,18 +441,16 @@ async fn hold<H: Handler>(
         Some(_) => a.gate.refused(why),
         None => held.guard = Some(a.gate.hold(why)),
     }
-    let longest = Duration::from_millis(a.config.hold_max_ms.max(100));
-    let pause =
-        (Duration::from_millis(100) * 2u32.saturating_pow(held.pauses.min(16))).min(longest);
+    let pause = hold_pause(held.pauses, a.config.hold_max_ms);
     held.pauses += 1;
     tracing::debug!(subject = %msg.subject, ?pause, "Holding a message: {why}.");
-    let until = tokio::time::Instant::now() + pause;
+    let until = Instant::now() + pause;
     loop {
         progress(msg).await;
         for m in behind {
             progress(m).await;
         }
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return true;
         }
@@ -464,6 +460,13 @@ async fn hold<H: Handler>(
             Woken::Elapsed => {}
         }
     }
+}
+
+/// The pause after a held message's `pauses`-th refusal (counting from
+/// 0): 100 ms doubling, up to `hold_max_ms` (at least 100 ms).
+fn hold_pause(pauses: u32, hold_max_ms: u64) -> Duration {
+    let longest = Duration::from_millis(hold_max_ms.max(100));
+    (Duration::from_millis(100) * 2u32.saturating_pow(pauses.min(16))).min(longest)
 }
 
 /// A message held for back-pressure: the gate's guard (closed while any
@@ -482,7 +485,7 @@ async fn progress(msg: &jetstream::Message) {
 /// Acknowledges a finished message. A plain ack, not a double ack: one
 /// that is lost only means a redelivery, which idempotent outputs make
 /// harmless, and not waiting saves a round trip per message.
-async fn ack<H: Handler>(a: &WorkerArgs<H>, msg: &jetstream::Message) {
+async fn ack<H: Handler>(a: &PullWorkers<H>, msg: &jetstream::Message) {
     if let Err(e) = msg.ack().await {
         a.stats.error();
         tracing::debug!(subject = %msg.subject, "Acknowledging failed (it will come again): {e}.");
@@ -501,20 +504,27 @@ pub struct PullWorkers<H> {
     pub gate: Arc<Gate>,
 }
 
+// Not derived: `H` itself need not be `Clone`.
+impl<H> Clone for PullWorkers<H> {
+    fn clone(&self) -> Self {
+        PullWorkers {
+            consumer: self.consumer.clone(),
+            handler: self.handler.clone(),
+            stats: self.stats.clone(),
+            config: self.config.clone(),
+            policy: self.policy.clone(),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
 impl<H: Handler> WorkerFactory for PullWorkers<H> {
     type Worker = Worker<H>;
     fn make(&self, index: usize) -> (Worker<H>, WorkerArgs<H>) {
+        let workers = self.clone();
         (
             Worker(std::marker::PhantomData),
-            WorkerArgs {
-                consumer: self.consumer.clone(),
-                handler: self.handler.clone(),
-                stats: self.stats.clone(),
-                config: self.config.clone(),
-                policy: self.policy.clone(),
-                gate: self.gate.clone(),
-                index,
-            },
+            WorkerArgs { workers, index },
         )
     }
 }
@@ -536,5 +546,15 @@ mod tests {
             ..p
         };
         assert_eq!(tiny.keepalive(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_held_message_is_tried_again_after_100_ms_doubling_up_to_hold_max() {
+        let pauses: Vec<_> = (0..8).map(|n| hold_pause(n, 5_000).as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(hold_pause(u32::MAX, 5_000), Duration::from_secs(5));
+        // hold_max_ms below the first pause: every pause is 100 ms.
+        assert_eq!(hold_pause(0, 0), Duration::from_millis(100));
+        assert_eq!(hold_pause(3, 10), Duration::from_millis(100));
     }
 }
