@@ -1,6 +1,7 @@
-//! Small helpers shared by the text protocols (H02, GPS103, TK103): NMEA-style
-//! coordinates, `ddmmyy`/`hhmmss` dates and times, and Traccar's `network`
-//! object for cell towers. Everything takes device input and returns `None`
+//! Small helpers shared by the protocols that carry text (H02, GPS103,
+//! TK103, Suntech, Queclink's text and binary reports, Teltonika's command
+//! encoder): field checks, NMEA-style coordinates, `ddmmyy`/`hhmmss` dates
+//! and times, and Traccar's `network` object for cell towers. Everything takes device input and returns `None`
 //! rather than panicking on anything malformed.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};

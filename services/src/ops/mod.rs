@@ -1,6 +1,7 @@
-//! What every long-running fleetbus process needs besides its own job:
-//! logging, the health/metrics HTTP endpoint, signals and rate-limited
-//! warnings. Kept apart so the gateway and the workers behave the same.
+//! What the long-running fleetbus processes need besides their own job:
+//! logging, signals and rate-limited warnings (gateway and workers), and
+//! the health/metrics HTTP endpoint (the gateway's; workers report through
+//! their NATS micro-service stats instead, which `fleetbus status` reads).
 
 pub mod health;
 pub mod http;
