@@ -105,7 +105,7 @@ pub fn record_payload(record: &Record) -> Vec<u8> {
 }
 
 /// A dead letter read back.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct DeadInfo {
     /// `hamster` or `monkey` (the header, else the subject's stage; the
     /// subject's token as it is when it is neither).

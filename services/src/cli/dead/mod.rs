@@ -332,18 +332,7 @@ impl Letter {
             sequence: self.sequence,
             stored: self.stored.to_rfc3339_opts(SecondsFormat::Millis, true),
             subject: self.subject.clone(),
-            stage: info.stage,
-            kind: info.kind,
-            reason: info.reason,
-            protocol: info.protocol,
-            device: info.device,
-            stream: info.stream,
-            stream_sequence: info.stream_sequence,
-            origin_subject: info.origin_subject,
-            deliveries: info.deliveries,
-            msg_id: info.msg_id,
-            record: info.record,
-            raw_id: info.raw_id,
+            info,
             payload_bytes: self.payload_len,
             headers: all,
         }
@@ -371,22 +360,10 @@ pub struct Listed {
     pub stored: String,
     /// Its DEAD subject.
     pub subject: String,
-    /// `hamster` or `monkey`.
-    pub stage: String,
-    pub kind: Option<String>,
-    pub reason: Option<String>,
-    pub protocol: String,
-    pub device: String,
-    /// Stream, sequence and subject it came from.
-    pub stream: Option<String>,
-    pub stream_sequence: Option<u64>,
-    pub origin_subject: Option<String>,
-    pub deliveries: Option<i64>,
-    /// Its original `Nats-Msg-Id`.
-    pub msg_id: Option<String>,
-    /// Its index, when it is one record of a frame.
-    pub record: Option<usize>,
-    pub raw_id: Option<String>,
+    /// What its headers say (`fleetbus_wire::dead::DeadInfo`): stage,
+    /// kind, reason, protocol, device, where it came from, its ids.
+    #[serde(flatten)]
+    pub info: DeadInfo,
     pub payload_bytes: usize,
     /// Every header as stored.
     pub headers: BTreeMap<String, String>,
@@ -620,9 +597,11 @@ pub fn render_listing(listing: &Listing, width: usize) -> String {
         .shown
         .iter()
         .map(|letter| {
-            let l = letter.listed();
+            let Listed {
+                sequence, info: l, ..
+            } = letter.listed();
             vec![
-                l.sequence.to_string(),
+                sequence.to_string(),
                 letter.stored.to_rfc3339_opts(SecondsFormat::Secs, true),
                 l.stage,
                 l.kind.unwrap_or_else(|| "-".into()),
@@ -1283,8 +1262,8 @@ mod tests {
             render_listing(&Listing::default(), 100),
             "No dead letters match.\n"
         );
-        assert_eq!(l.listed().stage, "hamster");
-        assert_eq!(l.listed().deliveries, Some(2));
-        assert_eq!(l.listed().device, "1");
+        assert_eq!(l.listed().info.stage, "hamster");
+        assert_eq!(l.listed().info.deliveries, Some(2));
+        assert_eq!(l.listed().info.device, "1");
     }
 }
