@@ -7,11 +7,13 @@ mod common;
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
+use common::fixes::{moving, teltonika_frame as frame};
 use common::fleetbus;
+use common::streams::{header, messages_on};
 use fleetbus_actors::dead;
 use fleetbus_actors::DeadKind;
-use fleetbus_codec::{teltonika, Position, Record};
+use fleetbus_codec::Record;
 use fleetbus_e2e::{text, Cluster, Role};
 use fleetbus_wire::dead::{record_payload, DeadLetter};
 use fleetbus_wire::names;
@@ -53,35 +55,10 @@ async fn cluster() -> Cluster {
     cluster
 }
 
-fn position(imei: &str, minute: u32) -> Position {
-    let mut p = Position::new(
-        imei,
-        "teltonika",
-        Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
-    );
-    p.valid = true;
-    p.latitude = 54.6872;
-    p.longitude = 25.2797;
-    p.speed = 42.0;
-    p.satellites = Some(9);
-    p
-}
-
-/// A valid Teltonika frame of one fix.
-fn frame(imei: &str, minute: u32) -> Bytes {
-    teltonika::encode::codec8(&[position(imei, minute)]).unwrap()
-}
-
 /// The headers a gateway puts on a RAW frame.
 fn gateway_headers(imei: &str, frame: &[u8]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(
-        headers::MSG_ID,
-        ids::raw_msg_id("teltonika", imei, frame).as_str(),
-    );
-    h.insert(headers::PROTOCOL, "teltonika");
-    h.insert(headers::DEVICE, imei);
-    h.insert(headers::RECEIVED_AT, "2026-11-29T12:00:01.000Z");
+    let mut h =
+        common::fixes::gateway_headers("teltonika", imei, frame, "2026-11-29T12:00:01.000Z");
     h.insert(headers::GATEWAY, "gw-1");
     h.insert(headers::PEER, "10.0.0.7:40000");
     h
@@ -128,24 +105,13 @@ async fn store_raw(js: &jetstream::Context, imei: &str, payload: &Bytes) -> u64 
 
 /// RAW's messages of one device.
 async fn raw_of(cluster: &Cluster, imei: &str) -> Vec<jetstream::message::StreamMessage> {
-    let subject = raw_subject("teltonika", imei);
-    cluster
-        .stream_messages(names::RAW)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.subject.as_str() == subject)
-        .collect()
-}
-
-fn header<'a>(m: &'a jetstream::message::StreamMessage, name: &str) -> Option<&'a str> {
-    m.headers.get(name).map(|v| v.as_str())
+    messages_on(cluster, names::RAW, &raw_subject("teltonika", imei)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     let cluster = cluster().await;
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let js = common::js(&cluster, Role::Admin).await;
     let (one, two) = ("356307042441001", "356307042441002");
 
     let bad_crc = Bytes::from_static(b"\x00\x00\x00\x00\x00\x00\x00\x0f\x08\x01garbage");
@@ -154,7 +120,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     dead_frame(&js, two, &truncated, 12, "teltonika parse error: truncated").await;
 
     // One record of a frame the monkeys' processor called invalid.
-    let record = Record::Position(position(two, 3));
+    let record = Record::Position(moving(two, "teltonika", 3));
     let record_id = ids::record_msg_id(&record).unwrap();
     let record_json = Bytes::from(record_payload(&record));
     let raw_id = ids::raw_msg_id("teltonika", two, b"the frame");
@@ -282,7 +248,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     // Nothing there at all: unreachable.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+    let out = tokio::process::Command::new(common::fleetbus_bin())
         .args(["dead", "ls", "--nats-connect-wait", "0"])
         .args(["--nats-url", "nats://admin:admin@127.0.0.1:1"])
         .output()
@@ -295,7 +261,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_puts_a_frame_back_where_it_came_from_once() {
     let cluster = cluster().await;
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let js = common::js(&cluster, Role::Admin).await;
     let (x, y, z) = ("356307042441010", "356307042441011", "356307042441012");
     let (fx, fy, fz) = (frame(x, 1), frame(y, 2), frame(z, 3));
     dead_frame(&js, x, &fx, 7, "teltonika parse error: unknown codec").await;
@@ -392,7 +358,7 @@ async fn replay_puts_a_frame_back_where_it_came_from_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_its_target_refuses_keeps_the_letter() {
     let cluster = cluster().await;
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let js = common::js(&cluster, Role::Admin).await;
 
     // A frame stored, consumed and given up on minutes ago: RAW still
     // remembers its id (duplicate window) but no longer holds it. A replay
@@ -420,7 +386,7 @@ async fn a_replay_its_target_refuses_keeps_the_letter() {
 
     // RAW full: one frame stored, max_msgs capped at one.
     store_raw(&js, "356307042441099", &frame("356307042441099", 5)).await;
-    let held = cluster.stream_messages(names::RAW).await.unwrap().len();
+    let held = common::streams::messages(&cluster, names::RAW).await.len();
     assert_eq!(held, 1);
     let set_max = |max: i64| {
         let js = js.clone();

@@ -6,13 +6,10 @@ use fleetbus_wire::names;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
-use bytes::Bytes;
-use chrono::{TimeZone, Utc};
-use fleetbus_codec::{gt06, teltonika, Position, Protocol};
+use fleetbus_codec::{gt06, teltonika, Protocol};
 use fleetbus_e2e::{wait_for, Cluster, Role};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
-use fleetbus_services::topology;
+use fleetbus_services::topology::Settings;
 use fleetbus_wire::headers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,11 +18,23 @@ const ACK_WAIT: Duration = Duration::from_secs(20);
 
 mod common;
 
+use common::fixes::{moving as position, teltonika_frame};
+use common::metrics::{counter, error_metric, metric};
+use common::streams::{delete_hamsters_durable, header, raw, raw_subjects, stream_info};
 use common::{gateway, provisioned_cluster};
 
 /// Teltonika and GT06 on free ports, everything else off.
 fn config() -> GatewayConfig {
     common::gateway_config("gw-test")
+}
+
+/// A provisioned cluster, a gateway of `cfg` on it, and its Teltonika
+/// address.
+async fn start(cfg: GatewayConfig) -> (Cluster, Gateway, SocketAddr) {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, cfg).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    (cluster, gw, tel)
 }
 
 /// A device: one TCP connection.
@@ -78,24 +87,6 @@ impl Device {
     }
 }
 
-fn position(device: &str, protocol: &str, minute: u32) -> Position {
-    let mut p = Position::new(
-        device,
-        protocol,
-        Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
-    );
-    p.valid = true;
-    p.latitude = 54.6872;
-    p.longitude = 25.2797;
-    p.speed = 42.0;
-    p.satellites = Some(9);
-    p
-}
-
-fn teltonika_frame(imei: &str, minute: u32) -> Bytes {
-    teltonika::encode::codec8(&[position(imei, "teltonika", minute)]).unwrap()
-}
-
 /// A Teltonika device that logged in.
 async fn teltonika_device(addr: SocketAddr, imei: &str) -> Device {
     let mut d = Device::connect(addr).await;
@@ -118,53 +109,15 @@ fn replies(protocol: Protocol, frames: &[&[u8]]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Subjects of everything in RAW, with the `Nats-Msg-Id` of each.
-async fn raw(cluster: &Cluster) -> Vec<(String, String)> {
-    cluster
-        .stream_messages(names::RAW)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| {
-            let id = m
-                .headers
-                .get(headers::MSG_ID)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            (m.subject.to_string(), id)
-        })
-        .collect()
-}
-
-fn metric(gw: &Gateway, line_start: &str) -> u64 {
-    let text = gw.metrics.render();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
-}
-
-fn error_metric(gw: &Gateway, protocol: &str, stage: &str, error_type: &str) -> u64 {
-    metric(
-        gw,
-        &format!(
-            "fleetbus_gateway_errors_total{{protocol=\"{protocol}\",stage=\"{stage}\",error_type=\"{error_type}\"}}"
-        ),
-    )
-}
-
 // ---- sessions ------------------------------------------------------------------
 
 #[tokio::test]
 async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
-    let cluster = provisioned_cluster().await;
-    let gw = gateway(&cluster, config()).await;
+    let (cluster, gw, tel) = start(config()).await;
 
     // Teltonika: login answered 0x01, each AVL packet with its record count.
     let imei = "356307042441013";
-    let mut t = teltonika_device(gw.addr(Protocol::Teltonika).unwrap(), imei).await;
+    let mut t = teltonika_device(tel, imei).await;
     for minute in 0..3 {
         t.exchange(&teltonika_frame(imei, minute), &teltonika::encode::ack(1))
             .await;
@@ -183,10 +136,8 @@ async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
     g.exchange(&login, &expected[0]).await;
     g.exchange(&location, &expected[1]).await;
 
-    let stored = raw(&cluster).await;
-    let subjects: Vec<&str> = stored.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
-        subjects,
+        raw_subjects(&cluster).await,
         [
             format!("raw.teltonika.{imei}"),
             format!("raw.teltonika.{imei}"),
@@ -195,44 +146,27 @@ async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
         ],
         "three Teltonika packets (the resend deduplicated) and one GT06 location; logins are not stored"
     );
-    let first = &cluster.stream_messages(names::RAW).await.unwrap()[0];
+    let first = &common::streams::messages(&cluster, names::RAW).await[0];
     assert_eq!(
         &first.payload[..],
         &teltonika_frame(imei, 0)[..],
         "the frame's bytes, unchanged"
     );
-    let h = &first.headers;
-    assert_eq!(h.get(headers::PROTOCOL).unwrap().as_str(), "teltonika");
-    assert_eq!(h.get(headers::DEVICE).unwrap().as_str(), imei);
-    assert_eq!(h.get(headers::GATEWAY).unwrap().as_str(), "gw-test");
-    assert!(h
-        .get(headers::PEER)
-        .unwrap()
-        .as_str()
-        .starts_with("127.0.0.1:"));
-    assert!(h.get(headers::RECEIVED_AT).unwrap().as_str().ends_with('Z'));
-    assert_eq!(
-        metric(
-            &gw,
-            "fleetbus_gateway_frames_duplicate_total{protocol=\"teltonika\"}"
-        ),
-        1
-    );
-    assert_eq!(
-        metric(
-            &gw,
-            "fleetbus_gateway_acks_sent_total{protocol=\"teltonika\"}"
-        ),
-        5
-    );
+    let h = |name| header(first, name).unwrap();
+    assert_eq!(h(headers::PROTOCOL), "teltonika");
+    assert_eq!(h(headers::DEVICE), imei);
+    assert_eq!(h(headers::GATEWAY), "gw-test");
+    assert!(h(headers::PEER).starts_with("127.0.0.1:"));
+    assert!(h(headers::RECEIVED_AT).ends_with('Z'));
+    assert_eq!(counter(&gw, "frames_duplicate", "teltonika"), 1);
+    assert_eq!(counter(&gw, "acks_sent", "teltonika"), 5);
 }
 
 #[tokio::test]
 async fn pipelined_frames_are_acked_in_order_after_their_puback() {
-    let cluster = provisioned_cluster().await;
-    let gw = gateway(&cluster, config()).await;
+    let (cluster, _gw, tel) = start(config()).await;
     let imei = "356307042441014";
-    let mut d = teltonika_device(gw.addr(Protocol::Teltonika).unwrap(), imei).await;
+    let mut d = teltonika_device(tel, imei).await;
     // 40 packets in one write: more than the pipeline (16) holds.
     let mut burst = Vec::new();
     for minute in 0..40 {
@@ -247,7 +181,7 @@ async fn pipelined_frames_are_acked_in_order_after_their_puback() {
     let expected: Vec<String> = (0..40)
         .map(|m| fleetbus_wire::ids::raw_msg_id("teltonika", imei, &teltonika_frame(imei, m)))
         .collect();
-    let got: Vec<String> = stored.into_iter().map(|(_, id)| id).collect();
+    let got: Vec<String> = stored.into_iter().map(|(_, id, _)| id).collect();
     assert_eq!(got, expected);
 }
 
@@ -255,12 +189,12 @@ async fn pipelined_frames_are_acked_in_order_after_their_puback() {
 
 #[tokio::test]
 async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
-    let mut cluster = provisioned_cluster().await;
-    let mut cfg = config();
-    cfg.retry_for_secs = 3;
-    cfg.publish_timeout_ms = 500;
-    let gw = gateway(&cluster, cfg).await;
-    let addr = gw.addr(Protocol::Teltonika).unwrap();
+    let (mut cluster, gw, addr) = start(GatewayConfig {
+        retry_for_secs: 3,
+        publish_timeout_ms: 500,
+        ..config()
+    })
+    .await;
     let imei = "356307042441015";
     let frame = teltonika_frame(imei, 7);
 
@@ -274,9 +208,7 @@ async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
     assert_eq!(error_metric(&gw, "teltonika", "publish", "gave_up"), 1);
 
     // The device still has its data: once the cluster is back it resends.
-    cluster.start_all().unwrap();
-    cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(names::RAW).await.unwrap();
+    common::back_up(&mut cluster).await;
     let acked = wait_for(
         "the resent frame is acked",
         Duration::from_secs(60),
@@ -298,11 +230,11 @@ async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
 /// would forget data nobody kept.
 #[tokio::test]
 async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
-    let cluster = provisioned_cluster().await;
-    let mut cfg = config();
-    cfg.raw_check_ms = 100;
-    let gw = gateway(&cluster, cfg).await;
-    let addr = gw.addr(Protocol::Teltonika).unwrap();
+    let (cluster, gw, addr) = start(GatewayConfig {
+        raw_check_ms: 100,
+        ..config()
+    })
+    .await;
     let imei = "356307042441016";
     let mut d = teltonika_device(addr, imei).await;
     d.exchange(&teltonika_frame(imei, 1), &teltonika::encode::ack(1))
@@ -310,14 +242,8 @@ async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
     assert!(gw.raw_is_kept());
 
     // An operator deletes the hamsters' durable.
-    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    admin
-        .get_stream(names::RAW)
-        .await
-        .unwrap()
-        .delete_consumer(names::HAMSTERS)
-        .await
-        .unwrap();
+    let admin = common::js(&cluster, Role::Admin).await;
+    delete_hamsters_durable(&admin).await;
     wait_for("the gateway notices", Duration::from_secs(30), || async {
         Ok((!gw.raw_is_kept()).then_some(()))
     })
@@ -332,15 +258,7 @@ async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
     assert_eq!(error_metric(&gw, "teltonika", "publish", "no_consumer"), 1);
 
     // Provisioned again: frames are stored and acknowledged again.
-    let report = topology::provision(
-        &admin,
-        &topology::Settings::default(),
-        &topology::Scope::all(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    assert!(report.is_ok(), "{report}");
+    common::provision(&admin, &Settings::default()).await;
     wait_for(
         "the gateway stores again",
         Duration::from_secs(30),
@@ -361,9 +279,7 @@ async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
 
 #[tokio::test]
 async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
-    let mut cluster = provisioned_cluster().await;
-    let gw = gateway(&cluster, config()).await;
-    let addr = gw.addr(Protocol::Teltonika).unwrap();
+    let (mut cluster, _gw, addr) = start(config()).await;
     let imei = "356307042441016";
     let mut d = teltonika_device(addr, imei).await;
     let leader = cluster.stream_leader(names::RAW).await.unwrap();
@@ -386,7 +302,7 @@ async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
         started.elapsed()
     );
     let stored = raw(&cluster).await;
-    let mut ids: Vec<String> = stored.iter().map(|(_, id)| id.clone()).collect();
+    let mut ids: Vec<String> = stored.iter().map(|(_, id, _)| id.clone()).collect();
     assert_eq!(ids.len(), 30, "every acked frame is stored, once");
     ids.dedup();
     assert_eq!(ids.len(), 30);
@@ -397,9 +313,7 @@ async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn bad_input_is_refused_counted_and_harms_no_other_device() {
-    let cluster = provisioned_cluster().await;
-    let gw = gateway(&cluster, config()).await;
-    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    let (cluster, gw, tel) = start(config()).await;
     let gt = gw.addr(Protocol::Gt06).unwrap();
 
     // An honest device keeps working between every bad case.
@@ -475,10 +389,8 @@ async fn bad_input_is_refused_counted_and_harms_no_other_device() {
 
     // Nothing was published for refused input: the honest device's four
     // packets and the well-framed GT06 pair only.
-    let stored = raw(&cluster).await;
-    let subjects: Vec<&str> = stored.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
-        subjects,
+        raw_subjects(&cluster).await,
         [
             format!("raw.teltonika.{honest}").as_str(),
             &format!("raw.teltonika.{honest}"),
@@ -492,11 +404,11 @@ async fn bad_input_is_refused_counted_and_harms_no_other_device() {
 
 #[tokio::test]
 async fn idle_and_half_open_connections_are_closed() {
-    let cluster = provisioned_cluster().await;
-    let mut cfg = config();
-    cfg.idle_timeout_secs = 1;
-    let gw = gateway(&cluster, cfg).await;
-    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    let (cluster, gw, tel) = start(GatewayConfig {
+        idle_timeout_secs: 1,
+        ..config()
+    })
+    .await;
 
     let mut silent = Device::connect(tel).await;
     // Half a frame and then nothing: a stalled or half-open device.
@@ -514,11 +426,11 @@ async fn idle_and_half_open_connections_are_closed() {
 
 #[tokio::test]
 async fn a_connection_limit_refuses_the_excess_and_recovers() {
-    let cluster = provisioned_cluster().await;
-    let mut cfg = config();
-    cfg.max_connections = 2;
-    let gw = gateway(&cluster, cfg).await;
-    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    let (_cluster, gw, tel) = start(GatewayConfig {
+        max_connections: 2,
+        ..config()
+    })
+    .await;
 
     let a = teltonika_device(tel, "356307042441021").await;
     let mut b = teltonika_device(tel, "356307042441022").await;
@@ -567,9 +479,7 @@ async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
         limit >= 5_000,
         "open files limit {limit} is too low for this test"
     );
-    let cluster = provisioned_cluster().await;
-    let gw = gateway(&cluster, config()).await;
-    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    let (cluster, _gw, tel) = start(config()).await;
 
     // Every device connects and logs in first, then all send at once.
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(DEVICES + 1));
@@ -594,15 +504,8 @@ async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
     }
     eprintln!("{DEVICES} devices at once: all acked in {:?}", t.elapsed());
     assert_eq!(acked, DEVICES);
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    let info = js
-        .get_stream(names::RAW)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
+    let js = common::js(&cluster, Role::Admin).await;
+    let info = stream_info(&js, names::RAW).await.unwrap();
     assert_eq!(info.state.messages, DEVICES as u64);
     assert_eq!(
         info.state.subjects_count, DEVICES as u64,

@@ -1,18 +1,16 @@
 //! `fleetbus gateway` as a real process: configuration, the operations
 //! endpoint, registration, and a graceful stop on SIGTERM.
 
+mod common;
+
 use std::time::Duration;
 
+use common::fleetbus_bin as fleetbus;
 use fleetbus_codec::teltonika;
-use fleetbus_e2e::{http, wait_for, Cluster, Proc, Role, Spec};
-use fleetbus_services::topology::{self, Scope, Settings};
+use fleetbus_e2e::{http, wait_for, Proc, Role};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn fleetbus() -> &'static str {
-    env!("CARGO_BIN_EXE_fleetbus")
-}
 
 #[test]
 fn print_config_shows_the_effective_configuration() {
@@ -41,12 +39,10 @@ fn print_config_shows_the_effective_configuration() {
 #[test]
 fn an_invalid_configuration_reports_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fleetbus.toml");
-    std::fs::write(
-        &path,
+    let path = common::write_config(
+        dir.path(),
         "[gateway]\npipeline = 0\nmax_connections = 0\n[gateway.protocols.gt06]\nport = 5027\n",
-    )
-    .unwrap();
+    );
     let out = std::process::Command::new(fleetbus())
         .args(["gateway", "--config"])
         .arg(&path)
@@ -75,29 +71,18 @@ fn log_fields(proc: &Proc, message: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_gateway_process_serves_registers_and_drains_on_sigterm() {
-    let cluster = Cluster::start().await.unwrap();
-    let js = async_nats::jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    topology::provision(
-        &js,
-        &Settings::default(),
-        &Scope::all(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let cluster = common::provisioned_cluster().await;
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("fleetbus.toml");
     let mut toml = String::from(
         "[gateway]\nid = \"gw-proc\"\nbind = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\ndrain_delay_secs = 1\n",
     );
     for p in fleetbus_codec::Protocol::ALL {
         toml.push_str(&format!("[gateway.protocols.{}]\nport = 0\n", p.name()));
     }
-    std::fs::write(&conf, toml).unwrap();
-    let spec = Spec::new("gateway", fleetbus())
-        .args(["gateway", "--log-json", "--config"])
-        .arg(conf.to_string_lossy().to_string())
-        .envs(cluster.service_env(Role::Gateway));
+    let conf = common::write_config(dir.path(), &toml);
+    let spec = common::spec(&cluster, Role::Gateway, "gateway")
+        .args(["--log-json", "--config"])
+        .arg(conf.to_string_lossy().to_string());
     let mut gw = Proc::start(spec, dir.path()).unwrap();
 
     let http_port: u16 = wait_for(
@@ -152,18 +137,10 @@ async fn the_gateway_process_serves_registers_and_drains_on_sigterm() {
     assert!(metrics.contains("fleetbus_gateway_publish_duration_seconds_bucket"));
 
     // Registered: `fleetbus status` lists it.
-    let out = tokio::process::Command::new(fleetbus())
-        .args(["status", "--json"])
-        .envs(cluster.service_env(Role::Admin))
-        .output()
-        .await
-        .unwrap();
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let workers = status["workers"].as_array().cloned().unwrap_or_default();
+    let workers = common::registered(&cluster, "gateway").await;
     let me = workers
-        .iter()
-        .find(|w| w["name"] == "gateway")
-        .unwrap_or_else(|| panic!("gateway not registered: {status}"));
+        .first()
+        .unwrap_or_else(|| panic!("gateway not registered: {workers:?}"));
     assert_eq!(me["metadata"]["gateway_id"], "gw-proc");
     // With live counters: the frame stored above, the device still connected.
     assert_eq!(me["stats"]["frames_stored"], 1, "{me}");

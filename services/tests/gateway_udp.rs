@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use fleetbus_codec::{gl200, gps103, h02, Position, Protocol};
+use fleetbus_codec::{gl200, gps103, h02, Protocol};
 use fleetbus_e2e::{wait_for, Cluster};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
 use fleetbus_wire::headers;
@@ -17,6 +17,9 @@ use tokio::net::UdpSocket;
 
 mod common;
 
+use common::fixes::moving as position;
+use common::metrics::{counter, error_metric, wait_metric};
+use common::streams::{header, raw, raw_subjects};
 use common::{gateway, provisioned_cluster};
 
 /// A binary `+ACK` (36 bytes, no device id) from Traccar's Queclink tests.
@@ -27,11 +30,14 @@ const REPLY_WAIT: Duration = Duration::from_secs(20);
 
 /// H02, GPS103 and Queclink on free ports, TCP and UDP; everything else off.
 fn config() -> GatewayConfig {
-    let mut c = common::gateway_config("gw-udp");
-    for (name, l) in c.protocols.iter_mut() {
-        let on = matches!(name.as_str(), "h02" | "gps103" | "gl200");
-        l.enabled = on;
-        l.udp = on;
+    udp_config(&["h02", "gps103", "gl200"])
+}
+
+/// The protocols named on free ports, TCP and UDP; everything else off.
+fn udp_config(protocols: &[&str]) -> GatewayConfig {
+    let mut c = common::only_protocols("gw-udp", protocols);
+    for (_, l) in c.protocols.iter_mut() {
+        l.udp = l.enabled;
     }
     c
 }
@@ -90,19 +96,6 @@ impl Device {
     }
 }
 
-fn position(device: &str, protocol: &str, minute: u32) -> Position {
-    let mut p = Position::new(
-        device,
-        protocol,
-        Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
-    );
-    p.valid = true;
-    p.latitude = 54.6872;
-    p.longitude = 25.2797;
-    p.speed = 42.0;
-    p
-}
-
 /// An H02 `V1` position: answered `*HQ,<id>,V4,V1,<server time>#`.
 fn h02_position(id: &str, minute: u32) -> Vec<u8> {
     h02::encode::position(id, &position(id, "h02", minute), 0xFFFF_FBFF).to_vec()
@@ -119,61 +112,6 @@ fn assert_v1_reply(reply: &[u8], id: &str) {
         time.len() == 14 && time.bytes().all(|b| b.is_ascii_digit()),
         "{text}"
     );
-}
-
-/// Everything in RAW: subject, message id, payload.
-async fn raw(cluster: &Cluster) -> Vec<(String, String, Vec<u8>)> {
-    cluster
-        .stream_messages(names::RAW)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| {
-            let id = m
-                .headers
-                .get(headers::MSG_ID)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            (m.subject.to_string(), id, m.payload.to_vec())
-        })
-        .collect()
-}
-
-fn metric(gw: &Gateway, line_start: &str) -> u64 {
-    let text = gw.metrics.render();
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
-}
-
-fn counter(gw: &Gateway, family: &str, protocol: &str) -> u64 {
-    metric(
-        gw,
-        &format!("fleetbus_gateway_{family}_total{{protocol=\"{protocol}\"}}"),
-    )
-}
-
-fn error_metric(gw: &Gateway, protocol: &str, stage: &str, error_type: &str) -> u64 {
-    metric(
-        gw,
-        &format!(
-            "fleetbus_gateway_errors_total{{protocol=\"{protocol}\",stage=\"{stage}\",error_type=\"{error_type}\"}}"
-        ),
-    )
-}
-
-/// Waits until `f` gives `value`.
-async fn wait_metric(what: &str, value: u64, f: impl Fn() -> u64) {
-    wait_for(what, Duration::from_secs(20), || async {
-        let now = f();
-        anyhow::ensure!(now <= value, "{what}: {now}, more than {value}");
-        Ok((now == value).then_some(()))
-    })
-    .await
-    .unwrap();
 }
 
 // ---- storing and answering -------------------------------------------------------
@@ -203,16 +141,13 @@ async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
     assert_eq!(stored[0].1, raw_msg_id("h02", id, &pos));
     assert_eq!(stored[0].2, pos, "the message's bytes, unchanged");
     assert_eq!(stored[1].1, raw_msg_id("h02", id, &beat));
-    let first = &cluster.stream_messages(names::RAW).await.unwrap()[0];
-    let h = &first.headers;
-    assert_eq!(h.get(headers::PROTOCOL).unwrap().as_str(), "h02");
-    assert_eq!(h.get(headers::DEVICE).unwrap().as_str(), id);
-    assert_eq!(h.get(headers::GATEWAY).unwrap().as_str(), "gw-udp");
-    assert_eq!(
-        h.get(headers::PEER).unwrap().as_str(),
-        dev.addr().to_string()
-    );
-    assert!(h.get(headers::RECEIVED_AT).unwrap().as_str().ends_with('Z'));
+    let first = &common::streams::messages(&cluster, names::RAW).await[0];
+    let h = |name| header(first, name).unwrap();
+    assert_eq!(h(headers::PROTOCOL), "h02");
+    assert_eq!(h(headers::DEVICE), id);
+    assert_eq!(h(headers::GATEWAY), "gw-udp");
+    assert_eq!(h(headers::PEER), dev.addr().to_string());
+    assert!(h(headers::RECEIVED_AT).ends_with('Z'));
 
     // The device did not get its answers (say) and sends the datagram again,
     // from another port: answered again, stored once.
@@ -253,10 +188,8 @@ async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
     )
     .await;
 
-    let stored = raw(&cluster).await;
-    let subjects: Vec<&str> = stored.iter().map(|(s, ..)| s.as_str()).collect();
     assert_eq!(
-        subjects,
+        raw_subjects(&cluster).await,
         [
             format!("raw.h02.{id}").as_str(),
             &format!("raw.h02.{id}"),
@@ -264,6 +197,7 @@ async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
             &format!("raw.gl200.{qimei}"),
         ]
     );
+    let stored = raw(&cluster).await;
     assert_eq!(stored[2].2, sos);
     // The Queclink framer drops the closing `$`, over TCP as over UDP.
     assert_eq!(stored[3].2, report[..report.len() - 1].to_vec());
@@ -280,12 +214,7 @@ async fn teltonika_udp_packets_are_stored_and_answered_with_their_ids() {
     use fleetbus_codec::teltonika::encode::{codec8, udp_ack, udp_packet, AvlCodec, AvlRecord};
     use fleetbus_codec::{ParseContext, Record};
     let cluster = provisioned_cluster().await;
-    let mut c = common::gateway_config("gw-udp");
-    for (name, l) in c.protocols.iter_mut() {
-        l.enabled = name == "teltonika";
-        l.udp = name == "teltonika";
-    }
-    let gw = gateway(&cluster, c).await;
+    let gw = gateway(&cluster, udp_config(&["teltonika"])).await;
     let imei = "356307042441013";
     let fixes = [
         position(imei, "teltonika", 1),
@@ -416,26 +345,39 @@ async fn bad_datagrams_are_refused_whole_counted_and_not_published() {
 
 // ---- storage unavailable ---------------------------------------------------------
 
+/// Kills every node, then `dev` sends `datagram`, which the gateway
+/// receives (its metrics say so) and cannot store.
+async fn received_while_down(
+    cluster: &mut Cluster,
+    gw: &Gateway,
+    dev: &Device,
+    datagram: &[u8],
+    protocol: &str,
+) {
+    cluster.kill_all();
+    dev.send(datagram).await;
+    wait_metric(&format!("the {protocol} datagram is received"), 1, || {
+        counter(gw, "frames_received", protocol)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
     let mut cluster = provisioned_cluster().await;
-    let mut cfg = config();
-    cfg.retry_for_secs = 3;
-    cfg.publish_timeout_ms = 500;
-    cfg.udp_inflight = 1;
+    let cfg = GatewayConfig {
+        retry_for_secs: 3,
+        publish_timeout_ms: 500,
+        udp_inflight: 1,
+        ..config()
+    };
     let gw = gateway(&cluster, cfg).await;
     let addr = gw.udp_addr(Protocol::H02).unwrap();
     let id = "4210051418";
     let beat = h02::encode::heartbeat(id, 70).to_vec();
     let dev = Device::new(addr).await;
-
-    cluster.kill_all();
-    dev.send(&beat).await;
     // In flight (retrying) once it was received; the one slot is taken.
-    wait_metric("the heartbeat is received", 1, || {
-        counter(&gw, "frames_received", "h02")
-    })
-    .await;
+    received_while_down(&mut cluster, &gw, &dev, &beat, "h02").await;
     let other = Device::new(addr).await;
     other.send(&h02_position(id, 4)).await;
     wait_metric("the second datagram is dropped", 1, || {
@@ -453,9 +395,7 @@ async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
 
     // The device still has its data: once the cluster is back it resends,
     // gets its answer, and RAW has one copy.
-    cluster.start_all().unwrap();
-    cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(names::RAW).await.unwrap();
+    common::back_up(&mut cluster).await;
     let reply = wait_for(
         "the resent heartbeat is answered",
         Duration::from_secs(60),
@@ -475,10 +415,12 @@ async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
 #[tokio::test]
 async fn shutdown_stops_receiving_and_finishes_datagrams_in_flight() {
     let mut cluster = provisioned_cluster().await;
-    let mut cfg = config();
-    cfg.retry_for_secs = 90;
-    cfg.publish_timeout_ms = 500;
-    cfg.drain_timeout_secs = 90;
+    let cfg = GatewayConfig {
+        retry_for_secs: 90,
+        publish_timeout_ms: 500,
+        drain_timeout_secs: 90,
+        ..config()
+    };
     let gw = gateway(&cluster, cfg).await;
     let metrics = gw.metrics.clone();
     let addr = gw.udp_addr(Protocol::Gps103).unwrap();
@@ -487,12 +429,7 @@ async fn shutdown_stops_receiving_and_finishes_datagrams_in_flight() {
     let dev = Device::new(addr).await;
 
     // A datagram in flight while storage is down, then the stop.
-    cluster.kill_all();
-    dev.send(&sos).await;
-    wait_metric("the SOS is received", 1, || {
-        counter(&gw, "frames_received", "gps103")
-    })
-    .await;
+    received_while_down(&mut cluster, &gw, &dev, &sos, "gps103").await;
     let stopping = tokio::spawn(gw.shutdown());
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fleetbus_codec::identity::record_identity;
+use fleetbus_codec::identity::position_identity;
 use fleetbus_codec::{ParseContext, Position, Protocol, Record};
 use fleetbus_e2e::Cluster;
-use fleetbus_services::gateway::Gateway;
+use fleetbus_services::gateway::{Gateway, GatewayConfig};
 use fleetbus_services::simulate::protocols::{behaviour, Behaviour};
 use fleetbus_services::simulate::{self, Config, Queue, Reported, Resend, Summary};
 use fleetbus_wire::headers;
@@ -23,11 +23,32 @@ use tokio_util::sync::CancellationToken;
 mod common;
 
 use common::provisioned_cluster;
+use common::streams::{header, messages};
 
-async fn gateway(cluster: &Cluster, id: &str) -> Gateway {
-    let mut c = common::gateway_config(id);
+/// A gateway that gives up storing a frame after 5 s.
+async fn started(cluster: &Cluster, mut c: GatewayConfig) -> Gateway {
     c.retry_for_secs = 5;
     common::gateway(cluster, c).await
+}
+
+/// Teltonika and GT06.
+async fn gateway(cluster: &Cluster, id: &str) -> Gateway {
+    started(cluster, common::gateway_config(id)).await
+}
+
+/// Every protocol.
+async fn all_protocols_gateway(cluster: &Cluster, id: &str) -> Gateway {
+    let mut c = common::gateway_config(id);
+    for (_, l) in c.protocols.iter_mut() {
+        l.enabled = true;
+    }
+    started(cluster, c).await
+}
+
+/// A loopback address where nothing listens, like a dead primary server.
+fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
 fn config(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
@@ -48,36 +69,50 @@ fn config(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
     }
 }
 
+/// [`config`] for a mixed fleet: two devices per protocol the simulator
+/// speaks.
+fn mixed_fleet(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
+    let mut cfg = config(dir, gateways);
+    cfg.protocols = simulate::SUPPORTED.to_vec();
+    cfg.devices = 2 * simulate::SUPPORTED.len();
+    cfg
+}
+
+/// Runs the fleet to the end.
+async fn run(cfg: Config) -> Summary {
+    simulate::run(cfg, CancellationToken::new(), CancellationToken::new())
+        .await
+        .unwrap()
+}
+
 fn addrs(gws: &[&Gateway], p: Protocol) -> (Protocol, Vec<SocketAddr>) {
     (p, gws.iter().map(|g| g.addr(p).unwrap()).collect())
 }
 
-/// Every position in RAW, decoded with the codec, counted by (device, fix).
-async fn positions_in_raw(
-    cluster: &Cluster,
-) -> BTreeMap<(String, DateTime<Utc>), (usize, f64, f64)> {
-    let mut out = BTreeMap::new();
-    for m in cluster.stream_messages(names::RAW).await.unwrap() {
-        let protocol: Protocol = m
-            .headers
-            .get(headers::PROTOCOL)
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
-        let device = m.headers.get(headers::DEVICE).unwrap().as_str().to_string();
-        let records = protocol
-            .parse(&m.payload, &ParseContext::new(device.clone(), Utc::now()))
-            .unwrap();
-        for r in records {
-            if let Record::Position(p) = r {
-                let e = out.entry((p.device_id.clone(), p.fix_time)).or_insert((
-                    0,
-                    p.latitude,
-                    p.longitude,
-                ));
-                e.0 += 1;
-            }
+/// A fix in RAW: by (device, fix time), one copy per RAW message that
+/// carries it, in stream order.
+type InRaw = BTreeMap<(String, DateTime<Utc>), Vec<Position>>;
+
+/// Every RAW message decoded with the codec of its protocol header.
+async fn records_in_raw(cluster: &Cluster) -> Vec<Vec<Record>> {
+    let mut out = Vec::new();
+    for m in messages(cluster, names::RAW).await {
+        let protocol: Protocol = header(&m, headers::PROTOCOL).unwrap().parse().unwrap();
+        let device = header(&m, headers::DEVICE).unwrap().to_string();
+        let ctx = ParseContext::new(device, Utc::now());
+        out.push(protocol.parse(&m.payload, &ctx).unwrap());
+    }
+    out
+}
+
+/// Every position in RAW, with its copies.
+async fn positions_in_raw(cluster: &Cluster) -> InRaw {
+    let mut out = InRaw::new();
+    for r in records_in_raw(cluster).await.into_iter().flatten() {
+        if let Record::Position(p) = r {
+            out.entry((p.device_id.clone(), p.fix_time))
+                .or_default()
+                .push(p);
         }
     }
     out
@@ -99,10 +134,7 @@ async fn every_acknowledged_record_is_in_raw_once_with_its_values() {
     let dir = tempfile::tempdir().unwrap();
     // Devices know two gateways; the first address of each list is a port
     // where nothing listens, like a dead primary server.
-    let dead: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead = dead_addr();
     let mut gws = vec![
         addrs(&[&a, &b], Protocol::Teltonika),
         addrs(&[&a, &b], Protocol::Gt06),
@@ -110,13 +142,7 @@ async fn every_acknowledged_record_is_in_raw_once_with_its_values() {
     for (_, list) in gws.iter_mut() {
         list.insert(0, dead);
     }
-    let summary = simulate::run(
-        config(dir.path(), gws),
-        CancellationToken::new(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let summary = run(config(dir.path(), gws)).await;
     assert_eq!(summary.generated, 200);
     assert_eq!(summary.acked, 200);
     assert_eq!(summary.pending, 0);
@@ -130,10 +156,17 @@ async fn every_acknowledged_record_is_in_raw_once_with_its_values() {
     let raw = positions_in_raw(&cluster).await;
     assert_eq!(raw.len(), 200, "every record, and nothing else");
     for r in &reported {
-        let (count, lat, lon) = raw
+        let copies = raw
             .get(&(r.device_id.clone(), r.fix_time))
             .unwrap_or_else(|| panic!("{} {} acked but not in RAW", r.device_id, r.fix_time));
-        assert_eq!(*count, 1, "{} {} stored twice", r.device_id, r.fix_time);
+        assert_eq!(
+            copies.len(),
+            1,
+            "{} {} stored twice",
+            r.device_id,
+            r.fix_time
+        );
+        let (lat, lon) = (copies[0].latitude, copies[0].longitude);
         assert!((lat - r.latitude).abs() < 1e-5 && (lon - r.longitude).abs() < 1e-5);
     }
     // Both gateways took devices.
@@ -216,9 +249,7 @@ async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
     }
 
     // Cluster back; new simulator processes resume from the same queues.
-    cluster.start_all().unwrap();
-    cluster.wait_ready().await.unwrap();
-    cluster.wait_stream_ready(names::RAW).await.unwrap();
+    common::back_up(&mut cluster).await;
     let second = futures::future::join_all(configs.iter().map(|cfg| {
         simulate::run(
             cfg.clone(),
@@ -241,7 +272,7 @@ async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
     let same = of_fleet(&raw, 7);
     assert_eq!(same.len(), 200, "--resend same: every record");
     assert!(
-        same.iter().all(|(n, _, _)| *n == 1),
+        same.iter().all(|copies| copies.len() == 1),
         "--resend same: no record stored twice"
     );
     assert_eq!(
@@ -249,39 +280,6 @@ async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
         200,
         "--resend firmware: every record"
     );
-}
-
-/// Every position in RAW with its speed, counted by (device, protocol, fix).
-async fn positions_with_speed_in_raw(
-    cluster: &Cluster,
-) -> BTreeMap<(String, DateTime<Utc>), (usize, String, f64, f64, f64)> {
-    let mut out = BTreeMap::new();
-    for m in cluster.stream_messages(names::RAW).await.unwrap() {
-        let protocol: Protocol = m
-            .headers
-            .get(headers::PROTOCOL)
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
-        let device = m.headers.get(headers::DEVICE).unwrap().as_str().to_string();
-        let records = protocol
-            .parse(&m.payload, &ParseContext::new(device.clone(), Utc::now()))
-            .unwrap();
-        for r in records {
-            if let Record::Position(p) = r {
-                let e = out.entry((p.device_id.clone(), p.fix_time)).or_insert((
-                    0,
-                    p.protocol.clone(),
-                    p.latitude,
-                    p.longitude,
-                    p.speed,
-                ));
-                e.0 += 1;
-            }
-        }
-    }
-    out
 }
 
 /// A mixed fleet, two devices per protocol the simulator speaks, through
@@ -294,19 +292,11 @@ async fn positions_with_speed_in_raw(
 #[tokio::test]
 async fn every_protocol_delivers_each_acknowledged_record_once() {
     let cluster = provisioned_cluster().await;
-    let mut gws = Vec::new();
-    for id in ["gw-all-a", "gw-all-b"] {
-        let mut c = common::gateway_config(id);
-        c.retry_for_secs = 5;
-        for (_, l) in c.protocols.iter_mut() {
-            l.enabled = true;
-        }
-        gws.push(common::gateway(&cluster, c).await);
-    }
-    let dead: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let gws = [
+        all_protocols_gateway(&cluster, "gw-all-a").await,
+        all_protocols_gateway(&cluster, "gw-all-b").await,
+    ];
+    let dead = dead_addr();
     let gateways: Vec<(Protocol, Vec<SocketAddr>)> = simulate::SUPPORTED
         .iter()
         .map(|&p| {
@@ -316,24 +306,20 @@ async fn every_protocol_delivers_each_acknowledged_record_once() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path(), gateways);
-    cfg.protocols = simulate::SUPPORTED.to_vec();
-    cfg.devices = 2 * simulate::SUPPORTED.len();
+    let cfg = mixed_fleet(dir.path(), gateways);
     let records = cfg.devices as u64 * cfg.records;
-    let summary = simulate::run(cfg, CancellationToken::new(), CancellationToken::new())
-        .await
-        .unwrap();
+    let summary = run(cfg).await;
     assert_eq!(summary.generated, records);
     assert_eq!(summary.acked, records);
     assert_eq!(summary.pending, 0);
 
     let reported = report(dir.path());
     assert_eq!(reported.len() as u64, records);
-    let raw = positions_with_speed_in_raw(&cluster).await;
+    let raw = positions_in_raw(&cluster).await;
     assert_eq!(raw.len() as u64, records, "every record, and nothing else");
     let mut protocols = std::collections::BTreeSet::new();
     for r in &reported {
-        let (count, protocol, lat, lon, speed) = raw
+        let copies = raw
             .get(&(r.device_id.clone(), r.fix_time))
             .unwrap_or_else(|| {
                 panic!(
@@ -341,7 +327,20 @@ async fn every_protocol_delivers_each_acknowledged_record_once() {
                     r.protocol, r.device_id, r.fix_time
                 )
             });
-        assert_eq!(*count, 1, "{} {} stored twice", r.device_id, r.fix_time);
+        assert_eq!(
+            copies.len(),
+            1,
+            "{} {} stored twice",
+            r.device_id,
+            r.fix_time
+        );
+        let Position {
+            protocol,
+            latitude: lat,
+            longitude: lon,
+            speed,
+            ..
+        } = &copies[0];
         assert_eq!(protocol, &r.protocol);
         assert!(
             (lat - r.latitude).abs() < 1e-5
@@ -372,22 +371,6 @@ async fn lossy_proxy(target: SocketAddr, every: usize) -> SocketAddr {
     addr
 }
 
-/// Duplicates the gateway's RAW store reported, per protocol.
-fn duplicates(gw: &Gateway) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for line in gw.metrics.render().lines() {
-        let Some(rest) = line.strip_prefix("fleetbus_gateway_frames_duplicate_total{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.split_once("} ") else {
-            continue;
-        };
-        let protocol = labels.split('"').nth(1).unwrap_or_default().to_string();
-        *out.entry(protocol).or_default() += value.trim().parse::<u64>().unwrap_or(0);
-    }
-    out
-}
-
 /// A mixed fleet (two devices per protocol the simulator speaks) through
 /// two gateways behind [`lossy_proxy`]s that lose every third answer after
 /// the frame was stored, until every record is acknowledged.
@@ -403,12 +386,7 @@ async fn lossy_run(ids: [&str; 2], tune: impl FnOnce(&mut Config)) -> LossyRun {
     let cluster = provisioned_cluster().await;
     let mut gws = Vec::new();
     for id in ids {
-        let mut c = common::gateway_config(id);
-        c.retry_for_secs = 5;
-        for (_, l) in c.protocols.iter_mut() {
-            l.enabled = true;
-        }
-        gws.push(common::gateway(&cluster, c).await);
+        gws.push(all_protocols_gateway(&cluster, id).await);
     }
     let mut gateways: Vec<(Protocol, Vec<SocketAddr>)> = Vec::new();
     for &p in simulate::SUPPORTED.iter() {
@@ -419,14 +397,10 @@ async fn lossy_run(ids: [&str; 2], tune: impl FnOnce(&mut Config)) -> LossyRun {
         gateways.push((p, list));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path(), gateways);
-    cfg.protocols = simulate::SUPPORTED.to_vec();
-    cfg.devices = 2 * simulate::SUPPORTED.len();
+    let mut cfg = mixed_fleet(dir.path(), gateways);
     tune(&mut cfg);
     let records = cfg.devices as u64 * cfg.records;
-    let summary = simulate::run(cfg, CancellationToken::new(), CancellationToken::new())
-        .await
-        .unwrap();
+    let summary = run(cfg).await;
     eprintln!("{summary}");
     assert_eq!(summary.acked, records);
     assert_eq!(summary.pending, 0);
@@ -445,7 +419,7 @@ async fn lossy_run(ids: [&str; 2], tune: impl FnOnce(&mut Config)) -> LossyRun {
 fn duplicates_of_all(gws: &[Gateway]) -> BTreeMap<String, u64> {
     let mut dup: BTreeMap<String, u64> = BTreeMap::new();
     for g in gws {
-        let d = duplicates(g);
+        let d = common::metrics::per_protocol(g, "frames_duplicate");
         eprintln!("duplicates recognised per protocol by one gateway: {d:?}");
         for (p, n) in d {
             *dup.entry(p).or_default() += n;
@@ -468,14 +442,15 @@ async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
         cfg.records = 20;
     })
     .await;
-    let raw = positions_with_speed_in_raw(&run.cluster).await;
+    let raw = positions_in_raw(&run.cluster).await;
     assert_eq!(
         raw.len() as u64,
         run.records,
         "every record, and nothing else"
     );
-    for ((device, fix), (count, protocol, ..)) in &raw {
-        assert_eq!(*count, 1, "{protocol} {device} {fix} stored twice");
+    for ((device, fix), copies) in &raw {
+        let protocol = &copies[0].protocol;
+        assert_eq!(copies.len(), 1, "{protocol} {device} {fix} stored twice");
     }
     let dup = duplicates_of_all(&run.gateways);
     for p in simulate::SUPPORTED {
@@ -484,47 +459,6 @@ async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
             "{p}: no stored frame was resent ({dup:?})"
         );
     }
-}
-
-/// One record's copies in RAW: the protocol, and per RAW message that
-/// carries it the parsed position's identity, latitude and longitude.
-type Copies = (String, Vec<(u64, f64, f64)>);
-
-/// Every position in RAW, decoded with the codec, with its copies, by
-/// (device, fix time).
-async fn copies_in_raw(cluster: &Cluster) -> BTreeMap<(String, DateTime<Utc>), Copies> {
-    let mut out: BTreeMap<(String, DateTime<Utc>), Copies> = BTreeMap::new();
-    for m in cluster.stream_messages(names::RAW).await.unwrap() {
-        let protocol: Protocol = m
-            .headers
-            .get(headers::PROTOCOL)
-            .unwrap()
-            .as_str()
-            .parse()
-            .unwrap();
-        let device = m.headers.get(headers::DEVICE).unwrap().as_str().to_string();
-        let records = protocol
-            .parse(&m.payload, &ParseContext::new(device.clone(), Utc::now()))
-            .unwrap();
-        for r in records {
-            let identity = record_identity(&r);
-            if let (Record::Position(p), Some(identity)) = (r, identity) {
-                let Position {
-                    device_id,
-                    protocol,
-                    fix_time,
-                    latitude,
-                    longitude,
-                    ..
-                } = p;
-                out.entry((device_id, fix_time))
-                    .or_insert_with(|| (protocol, Vec::new()))
-                    .1
-                    .push((identity, latitude, longitude));
-            }
-        }
-    }
-    out
 }
 
 /// Acks lost after the frame was stored, for every protocol, with the
@@ -550,7 +484,7 @@ async fn every_protocol_resends_as_its_firmware_after_a_lost_ack() {
     .await;
     let reported = report(run.dir.path());
     assert_eq!(reported.len() as u64, run.records, "{}", run.summary);
-    let raw = copies_in_raw(&run.cluster).await;
+    let raw = positions_in_raw(&run.cluster).await;
     let acked: BTreeSet<(String, DateTime<Utc>)> = reported
         .iter()
         .map(|r| (r.device_id.clone(), r.fix_time))
@@ -571,12 +505,14 @@ async fn every_protocol_resends_as_its_firmware_after_a_lost_ack() {
     // Per protocol: records in more than one RAW message.
     let mut repeated: BTreeMap<String, usize> = BTreeMap::new();
     for r in &reported {
-        let (protocol, copies) = &raw[&(r.device_id.clone(), r.fix_time)];
-        assert_eq!(protocol, &r.protocol);
-        let (identity, lat, lon) = copies[0];
+        let copies = &raw[&(r.device_id.clone(), r.fix_time)];
+        assert_eq!(&copies[0].protocol, &r.protocol);
+        let (lat, lon) = (copies[0].latitude, copies[0].longitude);
+        // Per RAW message that carries it: the parsed position's identity.
+        let identities: Vec<u64> = copies.iter().map(position_identity).collect();
         assert!(
-            copies.iter().all(|c| c.0 == identity),
-            "{} {} {}: its copies in RAW are different records: {copies:?}",
+            identities.iter().all(|&c| c == identities[0]),
+            "{} {} {}: its copies in RAW are different records: {identities:?}",
             r.protocol,
             r.device_id,
             r.fix_time
@@ -680,11 +616,11 @@ async fn a_device_keeps_recording_while_unreachable_and_sends_its_backlog_in_ful
     let summary = fleet.await.unwrap().unwrap();
     assert_eq!((summary.generated, summary.acked), (30, 30));
     assert_eq!(positions_in_raw(&cluster).await.len(), 30);
-    let mut frames: Vec<usize> = Vec::new();
-    for m in cluster.stream_messages(names::RAW).await.unwrap() {
-        let ctx = ParseContext::new("d", Utc::now());
-        frames.push(Protocol::Teltonika.parse(&m.payload, &ctx).unwrap().len());
-    }
+    let frames: Vec<usize> = records_in_raw(&cluster)
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect();
     assert!(
         frames.iter().filter(|&&n| n == 10).count() >= 2,
         "the backlog went out in full frames of 10: {frames:?}"

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::fleetbus;
+use common::streams::{header, messages};
 use fleetbus_e2e::{text, wait_for, Cluster, Role};
 use fleetbus_services::registry::{self, Registration};
 use serde_json::Value;
@@ -131,6 +132,14 @@ async fn metrics(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, BTreeMap<St
     (out.status.code(), parse_metrics(&body))
 }
 
+/// `fleetbus status <extra>`: its exit status and its table.
+async fn status_table(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, String) {
+    let mut args = vec!["status"];
+    args.extend_from_slice(extra);
+    let out = fleetbus(cluster, &args).await;
+    (out.status.code(), text(&out))
+}
+
 /// Registers a micro service of `role` with its own login, as the worker
 /// programs do, answering `stats` with `stats`.
 async fn register(cluster: &Cluster, role: Role, stats: Value) -> Registration {
@@ -149,6 +158,17 @@ async fn register(cluster: &Cluster, role: Role, stats: Value) -> Registration {
     )
     .await
     .unwrap()
+}
+
+/// Publishes `payload` on `subject` as `role` and waits for its PubAck.
+async fn publish(cluster: &Cluster, role: Role, subject: &str, payload: &'static str) {
+    common::js(cluster, role)
+        .await
+        .publish(subject.to_string(), payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 }
 
 /// A provisioned cluster with a gateway, a hamster and a monkey
@@ -266,9 +286,8 @@ async fn provision_and_status_against_a_real_cluster() {
     assert_eq!(hamster["stats"]["processed"], 7, "{status:#}");
     assert_eq!(hamster["metadata"]["concurrency"], "2");
 
-    let out = fleetbus(&cluster, &["status"]).await;
-    assert_eq!(out.status.code(), Some(0));
-    let table = text(&out);
+    let (code, table) = status_table(&cluster, &[]).await;
+    assert_eq!(code, Some(0));
     assert!(table.starts_with("cluster fleetbus: HEALTHY"), "{table}");
     assert!(table.contains("RAW/hamsters"), "{table}");
     assert!(table.contains("dead=1 processed=7"), "{table}");
@@ -295,7 +314,7 @@ async fn provision_and_status_against_a_real_cluster() {
     );
 
     // Nothing there at all: unreachable.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+    let out = tokio::process::Command::new(common::fleetbus_bin())
         .args([
             "status",
             "--timeout",
@@ -312,13 +331,14 @@ async fn provision_and_status_against_a_real_cluster() {
 #[tokio::test]
 async fn a_stream_capped_at_its_count_is_full_and_degraded() {
     let (cluster, _stages) = healthy_cluster().await;
-    let admin = cluster.connect(Role::Admin).await.unwrap();
-    let js = jetstream::new(admin);
-    js.publish("events.teltonika.dev1.ignitionOn", "{}".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(
+        &cluster,
+        Role::Admin,
+        "events.teltonika.dev1.ignitionOn",
+        "{}",
+    )
+    .await;
+    let js = common::js(&cluster, Role::Admin).await;
 
     // The operator's cap: max_msgs at what it holds now.
     let mut events = js.get_stream("EVENTS").await.unwrap();
@@ -341,9 +361,8 @@ async fn a_stream_capped_at_its_count_is_full_and_degraded() {
     assert_eq!(stream["fill"], 1.0, "{stream:#}");
     assert!(stream["max_bytes"].as_i64().unwrap() > 0, "{stream:#}");
 
-    let out = fleetbus(&cluster, &["status"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    let table = text(&out);
+    let (code, table) = status_table(&cluster, &[]).await;
+    assert_eq!(code, Some(1));
     assert!(
         table.starts_with("cluster fleetbus: DEGRADED (") && table.contains("stream_full)"),
         "{table}"
@@ -372,13 +391,7 @@ async fn a_stream_capped_at_its_count_is_full_and_degraded() {
 #[tokio::test]
 async fn a_dead_letter_is_reported_as_recent() {
     let (cluster, _stages) = healthy_cluster().await;
-    let admin = cluster.connect(Role::Admin).await.unwrap();
-    let js = jetstream::new(admin);
-    js.publish("dead.raw.teltonika.dev1", "garbage".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(&cluster, Role::Admin, "dead.raw.teltonika.dev1", "garbage").await;
 
     let status = wait_status(&cluster, &[], &["dead_recent"]).await;
     let line = &problems_of(&status, "dead_recent")[0];
@@ -395,6 +408,7 @@ async fn a_dead_letter_is_reported_as_recent() {
     assert_eq!(m["fleetbus_dead_recent_messages"], 1.0);
 
     // Counting left no consumer behind on DEAD.
+    let js = common::js(&cluster, Role::Admin).await;
     let dead = js.get_stream("DEAD").await.unwrap();
     let mut names = dead.consumer_names();
     let mut left = Vec::new();
@@ -411,13 +425,7 @@ async fn a_dead_letter_is_reported_as_recent() {
 async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     let (cluster, mut stages) = healthy_cluster().await;
     stages.remove("hamster").unwrap().stop().await;
-    let gateway = cluster.connect(Role::Gateway).await.unwrap();
-    jetstream::new(gateway)
-        .publish("raw.teltonika.dev1", "frame".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(&cluster, Role::Gateway, "raw.teltonika.dev1", "frame").await;
 
     // Fresh: no lag yet under the default 60 s, but nobody to parse it.
     let status = wait_status(&cluster, &[], &["no_workers"]).await;
@@ -452,8 +460,7 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     );
     assert!(kinds(&status).contains(&"no_workers".to_string()));
 
-    let out = fleetbus(&cluster, &["status", "--max-lag-secs", "1"]).await;
-    let table = text(&out);
+    let (_, table) = status_table(&cluster, &["--max-lag-secs", "1"]).await;
     let row = table
         .lines()
         .find(|l| l.starts_with("RAW/hamsters "))
@@ -482,8 +489,7 @@ const YOUNG: &[&str] = &["--stranded-after-secs", "0"];
 #[tokio::test]
 async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
     let (cluster, _stages) = healthy_cluster().await;
-    let admin = cluster.connect(Role::Admin).await.unwrap();
-    let js = jetstream::new(admin);
+    let js = common::js(&cluster, Role::Admin).await;
 
     // RAW/hamsters as an older fleetbus provisioned it: finite deliveries
     // (with a short ack wait, so that the test runs out of them quickly).
@@ -527,13 +533,7 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
 
     // A frame delivered twice and never acknowledged: JetStream gives up
     // on it, and RAW keeps it.
-    let gateway = cluster.connect(Role::Gateway).await.unwrap();
-    jetstream::new(gateway)
-        .publish("raw.teltonika.dev1", "frame".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish(&cluster, Role::Gateway, "raw.teltonika.dev1", "frame").await;
     // The server notices that a message ran out of deliveries when it would
     // deliver it again, so a worker keeps pulling, as hamsters do, until a
     // pull past the ack wait gets nothing.
@@ -611,13 +611,12 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
         text(&out)
     );
     wait_status(&cluster, YOUNG, &["dead_recent"]).await;
-    let dead = cluster.stream_messages("DEAD").await.unwrap();
+    let dead = messages(&cluster, "DEAD").await;
     assert_eq!(dead.len(), 1);
-    let h = |name: &str| dead[0].headers.get(name).map(|v| v.to_string());
-    assert_eq!(h("Fleetbus-Dead-Kind").as_deref(), Some("exhausted"));
+    assert_eq!(header(&dead[0], "Fleetbus-Dead-Kind"), Some("exhausted"));
     // Provisioning made max_deliver unlimited: how often it was delivered
     // is no longer known, and DEAD does not pretend to.
-    assert_eq!(h("Fleetbus-Dead-Deliveries"), None);
+    assert_eq!(header(&dead[0], "Fleetbus-Dead-Deliveries"), None);
     assert_eq!(dead[0].payload.as_ref(), b"frame");
     let out = fleetbus(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
     assert!(
@@ -627,7 +626,7 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
     );
     let out = fleetbus(&cluster, &["dead", "replay", "--kind", "exhausted"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let raw = cluster.stream_messages("RAW").await.unwrap();
+    let raw = messages(&cluster, "RAW").await;
     assert_eq!(raw.len(), 1, "back in RAW");
     assert_eq!(raw[0].payload.as_ref(), b"frame");
 }

@@ -8,30 +8,18 @@ mod common;
 use fleetbus_wire::names;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use bytes::Bytes;
-use chrono::{TimeZone, Utc};
-use fleetbus_codec::{teltonika, Position, Protocol};
-use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
-use fleetbus_services::gateway::{Gateway, GatewayConfig};
-use fleetbus_services::topology::{self, Scope, Settings};
-use serde_json::Value;
+use common::fixes::{at_minute, position_at};
+use common::streams::{stream_count, wait_latest};
+use common::WAIT;
+use fleetbus_codec::{teltonika, Protocol};
+use fleetbus_e2e::{wait_for, Proc, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const WAIT: Duration = Duration::from_secs(60);
-
 fn fix(imei: &str, minute: u32, ignition: bool, speed: f64) -> Bytes {
-    let mut p = Position::new(
-        imei,
-        "teltonika",
-        Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
-    );
-    p.valid = true;
-    p.latitude = 54.6872;
-    p.longitude = 25.2797;
+    let mut p = position_at(imei, "teltonika", at_minute(minute));
     p.speed = speed;
-    p.satellites = Some(9);
     p.set("ignition", ignition);
     teltonika::encode::codec8(&[p]).unwrap()
 }
@@ -50,36 +38,17 @@ async fn exchange(stream: &mut TcpStream, frame: &[u8], reply: &[u8]) {
 async fn a_device_s_fixes_become_its_latest_position_and_events() {
     let t0 = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start().await.unwrap();
-    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    topology::provision(&admin, &Settings::default(), &Scope::all(), WAIT)
-        .await
-        .unwrap();
+    let cluster = common::provisioned_cluster().await;
+    let admin = common::js(&cluster, Role::Admin).await;
 
     // One worker each, so that the fixes are handled in the order sent.
-    let worker = |role: Role| {
-        Spec::new(role.name(), env!("CARGO_BIN_EXE_fleetbus"))
-            .args([role.name(), "--concurrency", "1"])
-            .envs(cluster.service_env(role))
-    };
+    let worker =
+        |role: Role| common::spec(&cluster, role, role.name()).args(["--concurrency", "1"]);
     let mut hamster = Proc::start(worker(Role::Hamster), dir.path()).unwrap();
     let mut monkey = Proc::start(worker(Role::Monkey), dir.path()).unwrap();
 
-    let mut config = GatewayConfig {
-        id: "gw-pipeline".into(),
-        bind: [127, 0, 0, 1].into(),
-        ..GatewayConfig::default()
-    };
-    for (name, listener) in config.protocols.iter_mut() {
-        listener.port = 0;
-        listener.enabled = name == "teltonika";
-    }
-    let client = cluster
-        .connect_options(Role::Gateway)
-        .connect(cluster.client_urls())
-        .await
-        .unwrap();
-    let gateway = Gateway::start(config, client).await.unwrap();
+    let config = common::only_protocols("gw-pipeline", &["teltonika"]);
+    let gateway = common::gateway(&cluster, config).await;
 
     let imei = "356307042441013";
     let mut device = TcpStream::connect(gateway.addr(Protocol::Teltonika).unwrap())
@@ -101,34 +70,13 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
         .await;
     }
 
-    let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
-    let entry: Value = wait_for("the latest position", WAIT, || async {
-        let Some(value) = kv.get(imei).await? else {
-            return Ok(None);
-        };
-        let v: Value = serde_json::from_slice(&value)?;
-        Ok((v["position"]["fix_time"] == "2026-11-29T12:40:00.000Z").then_some(v))
-    })
-    .await
-    .unwrap();
+    let entry = wait_latest(&admin, imei, "2026-11-29T12:40:00.000Z").await;
     assert_eq!(entry["position"]["attributes"]["ignition"], false);
     assert_eq!(entry["position"]["latitude"], 54.6872);
 
     wait_for("PARSED processed", WAIT, || async {
-        let parsed = admin
-            .get_stream(names::PARSED)
-            .await?
-            .info()
-            .await?
-            .state
-            .messages;
-        let events = admin
-            .get_stream(names::EVENTS)
-            .await?
-            .info()
-            .await?
-            .state
-            .messages;
+        let parsed = stream_count(&admin, names::PARSED).await?;
+        let events = stream_count(&admin, names::EVENTS).await?;
         Ok((parsed == 0 && events >= 3).then_some(()))
     })
     .await
@@ -147,21 +95,11 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(events, expected, "the late 12:20 fix changes nothing");
-    let dead = admin
-        .get_stream(names::DEAD)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
-    assert_eq!(dead, 0);
+    assert_eq!(stream_count(&admin, names::DEAD).await.unwrap(), 0);
 
     gateway.shutdown().await;
     for p in [&mut hamster, &mut monkey] {
-        let status = p.terminate(Duration::from_secs(30)).await.unwrap();
-        assert_eq!(status.code(), Some(0), "{}", p.log_tail(20));
+        common::stop(p).await;
     }
     eprintln!("pipeline test: {:?}", t0.elapsed());
 }

@@ -7,6 +7,7 @@ mod common;
 
 use fleetbus_wire::names;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,21 +17,24 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
+use common::streams::{header_string as header, messages, stream_count, wait_counts};
+use common::{registered, wait_registered, WAIT};
 use fleetbus_actors::hamster::Hamster;
 use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
-use fleetbus_actors::{Exit, Gate, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig};
+use fleetbus_actors::{
+    Exit, Gate, Handler, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig,
+    SupervisorHandle,
+};
 use fleetbus_codec::teltonika::encode::codec8;
 use fleetbus_codec::{Position, Record};
 use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
-use fleetbus_services::topology::{self, Scope, Settings};
+use fleetbus_services::topology::{GroupSettings, Settings};
 use fleetbus_wire::headers;
 use fleetbus_wire::ids::{parsed_frame_msg_id, parsed_msg_id, raw_msg_id, record_msg_id};
 use fleetbus_wire::names::raw_subject;
 use fleetbus_wire::parsed::{read_records, ParsedMeta, FRAME_MESSAGE_MAX_BYTES};
 use futures::StreamExt;
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Short ack waits so that redeliveries happen within a test.
 const CONFIG: &str = r#"
@@ -60,17 +64,29 @@ give_up_after = 4
 "#;
 
 fn write_config(dir: &Path) -> PathBuf {
-    let path = dir.join("fleetbus.toml");
-    std::fs::write(&path, CONFIG).unwrap();
-    path
+    common::write_config(dir, CONFIG)
 }
 
-async fn provision(cluster: &Cluster, settings: &Settings) {
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    let report = topology::provision(&js, settings, &Scope::all(), WAIT)
-        .await
-        .unwrap();
-    assert!(report.is_ok(), "{report}");
+/// A directory with [`CONFIG`] in it, its path, its settings, a cluster
+/// provisioned with them, and two logins to it: admin, and a hamster's (to
+/// publish into PARSED as hamsters do).
+type Setup = (
+    tempfile::TempDir,
+    PathBuf,
+    Settings,
+    Cluster,
+    jetstream::Context,
+    jetstream::Context,
+);
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let settings = Settings::load(Some(&config)).unwrap();
+    let cluster = common::provisioned_cluster_with(&settings).await;
+    let admin = common::js(&cluster, Role::Admin).await;
+    let hamster = common::js(&cluster, Role::Hamster).await;
+    (dir, config, settings, cluster, admin, hamster)
 }
 
 fn t(sec: u32) -> DateTime<Utc> {
@@ -78,12 +94,7 @@ fn t(sec: u32) -> DateTime<Utc> {
 }
 
 fn position(device: &str, sec: u32) -> Position {
-    let mut p = Position::new(device, "teltonika", t(sec));
-    p.valid = true;
-    p.latitude = 54.6872;
-    p.longitude = 25.2797;
-    p.satellites = Some(9);
-    p
+    common::fixes::position_at(device, "teltonika", t(sec))
 }
 
 /// A Codec 8 frame with two fixes, as a device sends it (`n` makes it unique).
@@ -94,6 +105,20 @@ fn frame(device: &str, n: u32) -> Bytes {
         p
     };
     codec8(&[at(0), at(1)]).unwrap()
+}
+
+/// Teltonika frames `frame(device(n), n)` for every `n` in `ns`, as
+/// [`publish_raw`] takes them.
+fn teltonika_frames(
+    ns: Range<u32>,
+    device: impl Fn(u32) -> String,
+) -> Vec<(String, String, Bytes)> {
+    ns.map(|n| {
+        let d = device(n);
+        let f = frame(&d, n);
+        ("teltonika".to_string(), d, f)
+    })
+    .collect()
 }
 
 /// Publishes one message and waits for its PubAck; like the gateway, a
@@ -124,11 +149,7 @@ async fn publish_stored(js: &jetstream::Context, subject: &str, h: HeaderMap, pa
 async fn publish_raw(js: &jetstream::Context, frames: &[(String, String, Bytes)]) -> Vec<String> {
     let message = |(protocol, device, frame): &(String, String, Bytes)| {
         let id = raw_msg_id(protocol, device, frame);
-        let mut h = HeaderMap::new();
-        h.insert(headers::MSG_ID, id.as_str());
-        h.insert(headers::PROTOCOL, protocol.as_str());
-        h.insert(headers::DEVICE, device.as_str());
-        h.insert(headers::RECEIVED_AT, "2024-05-01T12:00:00.000Z");
+        let h = common::fixes::gateway_headers(protocol, device, frame, "2024-05-01T12:00:00.000Z");
         (id, raw_subject(protocol, device), h, frame.clone())
     };
     let publish = |(_, subject, h, frame): &(String, String, HeaderMap, Bytes)| {
@@ -156,28 +177,6 @@ async fn publish_raw(js: &jetstream::Context, frames: &[(String, String, Bytes)]
     ids
 }
 
-async fn stream_count(js: &jetstream::Context, stream: &str) -> anyhow::Result<u64> {
-    Ok(js.get_stream(stream).await?.info().await?.state.messages)
-}
-
-/// Waits until every stream named holds exactly that many messages.
-async fn wait_counts(js: &jetstream::Context, what: &str, want: &[(&str, u64)]) {
-    let seen = std::sync::Mutex::new(Vec::new());
-    let result = wait_for(what, WAIT, || async {
-        let mut now = Vec::new();
-        for (stream, _) in want {
-            now.push((stream.to_string(), stream_count(js, stream).await?));
-        }
-        let done = now.iter().zip(want).all(|((_, got), (_, n))| got == n);
-        *seen.lock().unwrap() = now;
-        Ok(done.then_some(()))
-    })
-    .await;
-    if let Err(e) = result {
-        panic!("{e:#}: counts {:?}, wanted {want:?}", seen.lock().unwrap());
-    }
-}
-
 /// Takes the one message waiting on `consumer` `times` times without
 /// finishing it (a nak stands for a worker that died holding it), as if
 /// every worker that took it had died.
@@ -201,7 +200,7 @@ async fn deliver_unfinished(consumer: &PullConsumer, times: i64) {
 /// `<raw id>#n-1` and must say so in their message's id.
 async fn record_ids_in_parsed(cluster: &Cluster) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
-    for m in cluster.stream_messages(names::PARSED).await.unwrap() {
+    for m in messages(cluster, names::PARSED).await {
         let id = header(&m, headers::MSG_ID);
         let (records, array) = read_records(&m.payload).unwrap();
         assert!(array, "{id}: PARSED holds arrays");
@@ -220,11 +219,28 @@ async fn record_ids_in_parsed(cluster: &Cluster) -> BTreeMap<String, usize> {
     ids
 }
 
-fn header(m: &jetstream::message::StreamMessage, name: &str) -> String {
-    m.headers
-        .get(name)
-        .map(|v| v.to_string())
-        .unwrap_or_default()
+/// In-process workers as a worker process runs them: short pull waits
+/// (`config` says the rest), the test's delivery policy for `group`
+/// (poison after 2 deliveries, give up after 4).
+fn pull_workers<H>(
+    consumer: PullConsumer,
+    handler: H,
+    stats: &Arc<Stats>,
+    config: PullConfig,
+    group: &GroupSettings,
+    gate: &Arc<Gate>,
+) -> PullWorkers<H> {
+    PullWorkers {
+        consumer,
+        handler: Arc::new(handler),
+        stats: stats.clone(),
+        config: PullConfig {
+            expires_ms: 500,
+            ..config
+        },
+        policy: fleetbus_services::worker::policy(2, 4, group),
+        gate: gate.clone(),
+    }
 }
 
 /// In-process hamster workers as a hamster process runs them (small
@@ -236,39 +252,45 @@ fn hamster_workers(
     settings: &Settings,
     gate: &Arc<Gate>,
 ) -> PullWorkers<Hamster> {
-    PullWorkers {
-        consumer: consumer.clone(),
-        handler: Arc::new(handler),
-        stats: stats.clone(),
-        config: PullConfig {
-            batch: 8,
-            expires_ms: 500,
-            ..PullConfig::default()
-        },
-        policy: fleetbus_services::worker::policy(2, 4, &settings.hamsters),
-        gate: gate.clone(),
-    }
+    let config = PullConfig {
+        batch: 8,
+        ..PullConfig::default()
+    };
+    pull_workers(
+        consumer.clone(),
+        handler,
+        stats,
+        config,
+        &settings.hamsters,
+        gate,
+    )
+}
+
+/// A supervisor of `n` workers of `workers`, counting into their stats.
+async fn supervise<H: Handler>(
+    workers: PullWorkers<H>,
+    n: usize,
+    config: SupervisorConfig,
+) -> SupervisorHandle {
+    let stats = workers.stats.clone();
+    Supervisor::start(workers, n, config, stats).await.unwrap()
+}
+
+/// Asks every worker to stop, and the supervisor must end in a shutdown.
+async fn shut_down(supervisor: &mut SupervisorHandle) {
+    supervisor.shutdown();
+    assert_eq!(supervisor.wait().await, Exit::Shutdown);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_doubled() {
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings::load(Some(&write_config(dir.path()))).unwrap();
-    let cluster = Cluster::start().await.unwrap();
-    provision(&cluster, &settings).await;
-    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
+    let (_dir, _, settings, cluster, admin, _) = setup().await;
 
     // 20 good frames (two records each) and one that crashes every worker.
-    let mut frames: Vec<(String, String, Bytes)> = (0..20)
-        .map(|i| {
-            let device = format!("3563070424{i:05}");
-            let f = frame(&device, i);
-            ("teltonika".to_string(), device, f)
-        })
-        .collect();
+    let mut frames = teltonika_frames(0..20, |i| format!("3563070424{i:05}"));
     frames.push(("teltonika".into(), "poison".into(), frame("poison", 7)));
-    let gateway = jetstream::new(cluster.connect(Role::Gateway).await.unwrap());
+    let gateway = common::js(&cluster, Role::Gateway).await;
     let raw_ids = publish_raw(&gateway, &frames).await;
 
     // A hamster process's insides, in-process, with a fault injected after
@@ -302,17 +324,15 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         .with_after_publish(hook)
         .with_before_parse(poison);
     let gate = Gate::new();
-    let mut supervisor = Supervisor::start(
+    let mut supervisor = supervise(
         hamster_workers(&consumer, handler, &stats, &settings, &gate),
         2,
         SupervisorConfig {
             backoff_min_ms: 20,
             ..SupervisorConfig::default()
         },
-        stats.clone(),
     )
-    .await
-    .unwrap();
+    .await;
 
     // Every frame ends up parsed (or dead), RAW is empty.
     wait_counts(&admin, "RAW drained", &[(names::RAW, 0), (names::DEAD, 1)]).await;
@@ -335,7 +355,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     );
     // The poison frame: twice a crash, then parsed alone, where its panic
     // is caught and it goes to DEAD.
-    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
+    let dead = messages(&cluster, names::DEAD).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].subject.as_str(), "dead.raw.teltonika.poison");
     assert_eq!(header(&dead[0], headers::DEAD_STAGE), "hamster");
@@ -363,8 +383,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     // Graceful stop, then a frame whose workers all died holding it more
     // than give_up_after times: DEAD unparsed, as one that kills processes.
     gate.stop();
-    supervisor.shutdown();
-    assert_eq!(supervisor.wait().await, Exit::Shutdown);
+    shut_down(&mut supervisor).await;
     publish_raw(
         &gateway,
         &[(
@@ -375,37 +394,23 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     )
     .await;
     deliver_unfinished(&consumer, 4).await;
-    let mut again = Supervisor::start(
-        hamster_workers(
-            &consumer,
-            Hamster::new(js.clone(), stats.clone(), None),
-            &stats,
-            &settings,
-            &Gate::new(),
-        ),
-        1,
-        SupervisorConfig::default(),
-        stats.clone(),
-    )
-    .await
-    .unwrap();
+    let handler = Hamster::new(js.clone(), stats.clone(), None);
+    let hamsters = hamster_workers(&consumer, handler, &stats, &settings, &Gate::new());
+    let mut again = supervise(hamsters, 1, SupervisorConfig::default()).await;
     wait_counts(
         &admin,
         "RAW empty again",
         &[(names::RAW, 0), (names::DEAD, 2)],
     )
     .await;
-    let moved = cluster
-        .stream_messages(names::DEAD)
+    let moved = messages(&cluster, names::DEAD)
         .await
-        .unwrap()
         .into_iter()
         .find(|m| m.subject.as_str() == "dead.raw.teltonika.exhausted")
         .expect("the exhausted frame in DEAD");
     assert_eq!(header(&moved, headers::DEAD_KIND), "exhausted");
     assert_eq!(header(&moved, headers::DEAD_DELIVERIES), "5");
-    again.shutdown();
-    assert_eq!(again.wait().await, Exit::Shutdown);
+    shut_down(&mut again).await;
     drop(client);
     eprintln!("in-process hamster test: {:?}", t0.elapsed());
 }
@@ -436,30 +441,18 @@ async fn live_stats(
     out
 }
 
-async fn status_workers(cluster: &Cluster, name: &str) -> Vec<Value> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
-        .args(["status", "--json"])
-        .envs(cluster.service_env(Role::Admin))
-        .output()
-        .await
-        .unwrap();
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    status["workers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|w| w["name"] == name)
-        .collect()
-}
-
 fn worker(cluster: &Cluster, role: Role, name: &str, config: &Path, extra: &[&str]) -> Spec {
-    Spec::new(name, env!("CARGO_BIN_EXE_fleetbus"))
-        .arg(role.name())
+    common::spec(cluster, role, name)
         .args(["--config", config.to_str().unwrap()])
         .args(extra.iter().copied())
-        .envs(cluster.service_env(role))
         .env("RUST_LOG", "info")
+}
+
+/// `hamster-<x>` with `-c 2` and small batches: a backlog lasts long
+/// enough to kill one mid-way.
+fn batching_hamster(cluster: &Cluster, name: &str, config: &Path) -> Spec {
+    worker(cluster, Role::Hamster, name, config, &["-c", "2"])
+        .env("FLEETBUS_HAMSTER__PULL__BATCH", "16")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,22 +465,12 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     let admin = jetstream::new(admin_client.clone());
 
     // The first hamster provisions what it needs by itself.
-    let mut a = Proc::start(
-        worker(&cluster, Role::Hamster, "hamster-a", &config, &["-c", "2"])
-            // Small batches: the backlog lasts long enough to kill one mid-way.
-            .env("FLEETBUS_HAMSTER__PULL__BATCH", "16"),
-        dir.path(),
-    )
-    .unwrap();
-    wait_for("hamster-a registered", WAIT, || async {
-        Ok((status_workers(&cluster, "hamster").await.len() == 1).then_some(()))
-    })
-    .await
-    .unwrap();
+    let mut a = Proc::start(batching_hamster(&cluster, "hamster-a", &config), dir.path()).unwrap();
+    wait_registered(&cluster, "hamster", 1).await;
 
     // Garbage and an unknown protocol go to DEAD, with their reasons, and
     // do not hold up the frames behind them.
-    let gateway = jetstream::new(cluster.connect(Role::Gateway).await.unwrap());
+    let gateway = common::js(&cluster, Role::Gateway).await;
     let mut frames = vec![
         (
             "teltonika".to_string(),
@@ -509,7 +492,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         &[(names::DEAD, 2), (names::PARSED, 1)],
     )
     .await;
-    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
+    let dead = messages(&cluster, names::DEAD).await;
     let reasons: BTreeMap<String, String> = dead
         .iter()
         .map(|m| (m.subject.to_string(), header(m, headers::DEAD_REASON)))
@@ -524,44 +507,24 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     );
 
     // SIGTERM: it finishes, deregisters and exits 0.
-    let status = a.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", a.log_tail(20));
+    common::stop(&mut a).await;
     assert!(a.log().contains("stopped"), "{}", a.log_tail(20));
-    wait_for("no hamster registered", WAIT, || async {
-        Ok(status_workers(&cluster, "hamster")
-            .await
-            .is_empty()
-            .then_some(()))
-    })
-    .await
-    .unwrap();
+    wait_registered(&cluster, "hamster", 0).await;
 
     // A backlog while no hamster runs.
-    let frames: Vec<(String, String, Bytes)> = (0..4000)
-        .map(|i| {
-            let device = format!("86{:013}", i % 300);
-            let f = frame(&device, i);
-            ("teltonika".to_string(), device, f)
-        })
-        .collect();
-    let load_ids = publish_raw(&gateway, &frames).await;
+    let fleet = |i: u32| format!("86{:013}", i % 300);
+    let load_ids = publish_raw(&gateway, &teltonika_frames(0..4000, fleet)).await;
 
     // Two processes, each joining with nothing but the cluster and its
     // login; both take a share of the work.
     a.restart().unwrap();
-    let mut b = Proc::start(
-        worker(&cluster, Role::Hamster, "hamster-b", &config, &["-c", "2"])
-            // Small batches: the backlog lasts long enough to kill one mid-way.
-            .env("FLEETBUS_HAMSTER__PULL__BATCH", "16"),
-        dir.path(),
-    )
-    .unwrap();
+    let mut b = Proc::start(batching_hamster(&cluster, "hamster-b", &config), dir.path()).unwrap();
     let pids: BTreeSet<String> = [a.pid().unwrap(), b.pid().unwrap()]
         .iter()
         .map(u32::to_string)
         .collect();
     let ids_by_pid = wait_for("both hamsters in fleetbus status", WAIT, || async {
-        let workers = status_workers(&cluster, "hamster").await;
+        let workers = registered(&cluster, "hamster").await;
         let seen: BTreeMap<String, String> = workers
             .iter()
             .map(|w| {
@@ -597,14 +560,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     // kill -9 one of them in the middle of the backlog. On a fast machine
     // the first backlog may be gone already: add more work right before
     // the kill, so hamster-a dies holding a batch whatever the speed.
-    let more: Vec<(String, String, Bytes)> = (4000..8000)
-        .map(|i| {
-            let device = format!("86{:013}", i % 300);
-            let f = frame(&device, i);
-            ("teltonika".to_string(), device, f)
-        })
-        .collect();
-    let more_ids = publish_raw(&gateway, &more).await;
+    let more_ids = publish_raw(&gateway, &teltonika_frames(4000..8000, fleet)).await;
     let left = stream_count(&admin, names::RAW).await.unwrap();
     a.kill();
     eprintln!("killed hamster-a with {left} frames still in RAW");
@@ -629,8 +585,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     assert_eq!(got, expected);
     let doubled: Vec<_> = parsed.iter().filter(|(_, &n)| n > 1).take(5).collect();
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
-    let (records, _) =
-        read_records(&cluster.stream_messages(names::PARSED).await.unwrap()[0].payload).unwrap();
+    let (records, _) = read_records(&messages(&cluster, names::PARSED).await[0].payload).unwrap();
     assert!(records.iter().all(|r| r.kind() == "position"));
 
     // What hamster-a held, if it held anything at the instant of the kill,
@@ -644,16 +599,8 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         "hamster-b redelivered {} frames of hamster-a",
         stats[&b_id]["redelivered"].as_u64().unwrap_or(0)
     );
-    let status = b.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", b.log_tail(20));
-    wait_for("no hamster registered", WAIT, || async {
-        Ok(status_workers(&cluster, "hamster")
-            .await
-            .is_empty()
-            .then_some(()))
-    })
-    .await
-    .unwrap();
+    common::stop(&mut b).await;
+    wait_registered(&cluster, "hamster", 0).await;
     assert!(b.log().contains("stopped"), "{}", b.log_tail(20));
 
     // Workers that keep failing: the process gives up with status 1 (for
@@ -666,18 +613,8 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         dir.path(),
     )
     .unwrap();
-    wait_for("hamster-c registered", WAIT, || async {
-        Ok((status_workers(&cluster, "hamster").await.len() == 1).then_some(()))
-    })
-    .await
-    .unwrap();
-    admin
-        .get_stream(names::RAW)
-        .await
-        .unwrap()
-        .delete_consumer(names::HAMSTERS)
-        .await
-        .unwrap();
+    wait_registered(&cluster, "hamster", 1).await;
+    common::streams::delete_hamsters_durable(&admin).await;
     let status = c.wait_exit(WAIT).await.expect("hamster-c gave up");
     assert_eq!(status.code(), Some(1), "{}", c.log_tail(20));
     assert!(
@@ -705,17 +642,18 @@ async fn publish_parsed(js: &jetstream::Context, id: &str, record: &Record) {
     publish_stored(js, &out.subject, out.headers, out.payload).await;
 }
 
+/// Something that is not a record at all, on `subject` of PARSED.
+async fn publish_junk(js: &jetstream::Context, subject: &str) {
+    let mut h = HeaderMap::new();
+    h.insert(headers::MSG_ID, "junk#0");
+    publish_stored(js, subject, h, "{not json".into()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fixes() {
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let (dir, config, _, cluster, admin, hamster) = setup().await;
     let archive = dir.path().join("archive");
-    let cluster = Cluster::start().await.unwrap();
-    let settings = Settings::load(Some(&config)).unwrap();
-    provision(&cluster, &settings).await;
-    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
 
     // One worker, so records are handled in stream order.
     let mut monkey = Proc::start(
@@ -751,20 +689,9 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         publish_parsed(&hamster, id, record).await;
     }
     // And something that is not a record at all.
-    let mut h = HeaderMap::new();
-    h.insert(headers::MSG_ID, "junk#0");
-    publish_stored(&hamster, "parsed.teltonika.junk", h, "{not json".into()).await;
+    publish_junk(&hamster, "parsed.teltonika.junk").await;
 
-    let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
-    let latest: Value = wait_for("latest position", WAIT, || async {
-        let Some(entry) = kv.get(device).await? else {
-            return Ok(None);
-        };
-        let v: Value = serde_json::from_slice(&entry)?;
-        Ok((v["position"]["fix_time"] == "2024-05-01T12:00:40.000Z").then_some(v))
-    })
-    .await
-    .unwrap();
+    let latest = common::streams::wait_latest(&admin, device, "2024-05-01T12:00:40.000Z").await;
     assert_eq!(
         latest["source"],
         record_msg_id(&input[3].1).unwrap(),
@@ -784,21 +711,19 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         &[(names::DEAD, 1), (names::PARSED, 0)],
     )
     .await;
-    let events: Vec<(String, String, String)> = cluster
-        .stream_messages(names::EVENTS)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let v: Value = serde_json::from_slice(&m.payload).unwrap();
-            let what = v["alarm"].as_str().unwrap_or(v["type"].as_str().unwrap());
-            (
-                m.subject.to_string(),
-                what.to_string(),
-                v["fix_time"].as_str().unwrap()[17..19].to_string(),
-            )
-        })
-        .collect();
+    let events: Vec<(String, String, String)> =
+        common::streams::json_messages(&cluster, names::EVENTS)
+            .await
+            .into_iter()
+            .map(|(subject, v)| {
+                let what = v["alarm"].as_str().unwrap_or(v["type"].as_str().unwrap());
+                (
+                    subject,
+                    what.to_string(),
+                    v["fix_time"].as_str().unwrap()[17..19].to_string(),
+                )
+            })
+            .collect();
     let e = |kind: &str, what: &str, sec: &str| {
         (
             format!("events.teltonika.{device}.{kind}"),
@@ -816,7 +741,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         ],
         "transitions in fix-time order, the late fix's alarm, nothing twice"
     );
-    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
+    let dead = messages(&cluster, names::DEAD).await;
     assert_eq!(dead[0].subject.as_str(), "dead.parsed.teltonika.junk");
     assert_eq!(header(&dead[0], headers::DEAD_STAGE), "monkey");
     assert!(header(&dead[0], headers::DEAD_REASON).contains("not a fleetbus record"));
@@ -838,8 +763,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     ids.sort();
     assert_eq!(lines, ids);
 
-    let status = monkey.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
+    common::stop(&mut monkey).await;
     eprintln!("monkey process test: {:?}", t0.elapsed());
 }
 
@@ -848,13 +772,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
 /// device's entry for many fixes), with the same outcome as one by one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
-    let cluster = Cluster::start().await.unwrap();
-    let settings = Settings::load(Some(&config)).unwrap();
-    provision(&cluster, &settings).await;
-    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
+    let (dir, config, _, cluster, admin, hamster) = setup().await;
 
     // 60 fixes a second apart, ignition on for 10 s, off for 10 s, …; a
     // message that is no record at all in the middle of them.
@@ -864,10 +782,7 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
         p.set("ignition", (sec / 10) % 2 == 1);
         publish_parsed(&hamster, &format!("b{sec}#0"), &Record::Position(p)).await;
         if sec == 30 {
-            let mut h = HeaderMap::new();
-            h.insert(headers::MSG_ID, "junk#0");
-            let subject = format!("parsed.teltonika.{device}");
-            publish_stored(&hamster, &subject, h, "{not json".into()).await;
+            publish_junk(&hamster, &format!("parsed.teltonika.{device}")).await;
         }
     }
     let mut monkey = Proc::start(
@@ -914,8 +829,7 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
         ],
         "every transition once, in order"
     );
-    let status = monkey.terminate(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(status.code(), Some(0), "{}", monkey.log_tail(20));
+    common::stop(&mut monkey).await;
 }
 
 /// A user's processor: fails in the ways a real one does. Calls are
@@ -966,12 +880,7 @@ async fn monkeys_info(admin: &jetstream::Context) -> jetstream::consumer::Info {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_dead() {
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings::load(Some(&write_config(dir.path()))).unwrap();
-    let cluster = Cluster::start().await.unwrap();
-    provision(&cluster, &settings).await;
-    let admin = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    let hamster = jetstream::new(cluster.connect(Role::Hamster).await.unwrap());
+    let (_dir, _, settings, cluster, admin, hamster) = setup().await;
     for device in ["fine", "blip", "down", "invalid"] {
         let record = Record::Position(position(device, 1));
         publish_parsed(&hamster, &format!("{device}#0"), &record).await;
@@ -995,7 +904,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     let body = serde_json::to_vec(&frame).unwrap();
     publish_stored(&hamster, "parsed.teltonika.framed", h, body.into()).await;
 
-    let js = jetstream::new(cluster.connect(Role::Monkey).await.unwrap());
+    let js = common::js(&cluster, Role::Monkey).await;
     let calls = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
     let back = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
@@ -1004,28 +913,20 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
         calls: calls.clone(),
         back: back.clone(),
     })];
-    let mut supervisor = Supervisor::start(
-        PullWorkers {
-            consumer: js
-                .get_consumer_from_stream(names::MONKEYS, names::PARSED)
-                .await
-                .unwrap(),
-            handler: Arc::new(Monkey::new(js.clone(), processors).with_stats(stats.clone())),
-            stats: stats.clone(),
-            config: PullConfig {
-                expires_ms: 500,
-                hold_max_ms: 200,
-                ..PullConfig::default()
-            },
-            policy: fleetbus_services::worker::policy(2, 4, &settings.monkeys),
-            gate: gate.clone(),
+    let monkeys = pull_workers(
+        js.get_consumer_from_stream(names::MONKEYS, names::PARSED)
+            .await
+            .unwrap(),
+        Monkey::new(js.clone(), processors).with_stats(stats.clone()),
+        &stats,
+        PullConfig {
+            hold_max_ms: 200,
+            ..PullConfig::default()
         },
-        1,
-        SupervisorConfig::default(),
-        stats.clone(),
-    )
-    .await
-    .unwrap();
+        &settings.monkeys,
+        &gate,
+    );
+    let mut supervisor = supervise(monkeys, 1, SupervisorConfig::default()).await;
 
     // Everything but the record whose database is down is done; that one
     // is held, far longer than its ack wait (1 s) and than every backoff,
@@ -1069,7 +970,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
 
     // The rejected record of the frame went to DEAD alone; its neighbours
     // were processed and the message acknowledged.
-    let dead = cluster.stream_messages(names::DEAD).await.unwrap();
+    let dead = messages(&cluster, names::DEAD).await;
     let alone = dead
         .iter()
         .find(|m| m.subject.as_str() == "dead.parsed.teltonika.framed")
@@ -1113,8 +1014,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     );
     assert!(calls.contains_key("framed@01"), "{calls:?}");
     gate.stop();
-    supervisor.shutdown();
-    assert_eq!(supervisor.wait().await, Exit::Shutdown);
+    shut_down(&mut supervisor).await;
     assert_eq!(stats.snapshot().dead, 2, "one message and one record");
     eprintln!("processor test: {:?}", t0.elapsed());
 }

@@ -1,35 +1,71 @@
-//! What the service tests share: a provisioned cluster, an in-process
-//! gateway on free ports, and reading the events the monkeys derived.
+//! What the service tests share: provisioned clusters, an in-process
+//! gateway on free ports, the `fleetbus` binary as a process (commands,
+//! worker specs, registrations), and, in the submodules, fixes and frames
+//! ([`fixes`]), reading streams and headers ([`streams`]) and a gateway's
+//! metrics ([`metrics`]).
 
 #![allow(dead_code)] // each test file uses its own part
 
-use fleetbus_wire::names;
+pub mod fixes;
+pub mod metrics;
+pub mod streams;
+
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use fleetbus_e2e::{Cluster, Role};
+use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
 use fleetbus_services::topology::{self, Scope, Settings};
+use fleetbus_wire::names;
+use serde_json::Value;
+
+/// How long the tests wait for a cluster or a worker to get somewhere.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A JetStream context logged in as `role`, knowing every node.
+pub async fn js(cluster: &Cluster, role: Role) -> jetstream::Context {
+    jetstream::new(cluster.connect(role).await.unwrap())
+}
+
+/// Provisions every stream and consumer with `settings`, which must go
+/// without a problem.
+pub async fn provision(admin: &jetstream::Context, settings: &Settings) {
+    let report = topology::provision(admin, settings, &Scope::all(), WAIT)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{report}");
+}
 
 /// A three-node cluster with every stream and consumer, RAW led.
 pub async fn provisioned_cluster() -> Cluster {
+    provisioned_cluster_with(&Settings::default()).await
+}
+
+/// [`provisioned_cluster`] with these settings.
+pub async fn provisioned_cluster_with(settings: &Settings) -> Cluster {
     let cluster = Cluster::start().await.unwrap();
-    let js = jetstream::new(cluster.connect(Role::Admin).await.unwrap());
-    topology::provision(
-        &js,
-        &Settings::default(),
-        &Scope::all(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    provision(&js(&cluster, Role::Admin).await, settings).await;
     cluster.wait_stream_ready(names::RAW).await.unwrap();
     cluster
 }
 
+/// Starts every node of a cluster that was killed again, and waits until
+/// it is ready and RAW has a leader.
+pub async fn back_up(cluster: &mut Cluster) {
+    cluster.start_all().unwrap();
+    cluster.wait_ready().await.unwrap();
+    cluster.wait_stream_ready(names::RAW).await.unwrap();
+}
+
 /// Teltonika and GT06 on free loopback ports, everything else off.
 pub fn gateway_config(id: &str) -> GatewayConfig {
+    only_protocols(id, &["teltonika", "gt06"])
+}
+
+/// The protocols named on free loopback ports, TCP only, everything else off.
+pub fn only_protocols(id: &str, protocols: &[&str]) -> GatewayConfig {
     let mut c = GatewayConfig {
         id: id.into(),
         bind: [127, 0, 0, 1].into(),
@@ -37,7 +73,7 @@ pub fn gateway_config(id: &str) -> GatewayConfig {
     };
     for (name, l) in c.protocols.iter_mut() {
         l.port = 0;
-        l.enabled = name == "teltonika" || name == "gt06";
+        l.enabled = protocols.contains(&name.as_str());
     }
     c
 }
@@ -54,13 +90,10 @@ pub async fn gateway(cluster: &Cluster, config: GatewayConfig) -> Gateway {
 
 /// The EVENTS stream as (type, fix time) pairs, in stream order.
 pub async fn events(cluster: &Cluster) -> Vec<(String, String)> {
-    cluster
-        .stream_messages(names::EVENTS)
+    streams::json_messages(cluster, names::EVENTS)
         .await
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        .into_iter()
+        .map(|(_, v)| {
             (
                 v["type"].as_str().unwrap().to_string(),
                 v["fix_time"].as_str().unwrap().to_string(),
@@ -69,12 +102,61 @@ pub async fn events(cluster: &Cluster) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The `fleetbus` binary this crate built.
+pub fn fleetbus_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetbus")
+}
+
 /// Runs the `fleetbus` binary as admin against `cluster`.
 pub async fn fleetbus(cluster: &Cluster, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetbus"))
+    tokio::process::Command::new(fleetbus_bin())
         .args(args)
         .envs(cluster.service_env(Role::Admin))
         .output()
         .await
         .expect("fleetbus runs")
+}
+
+/// `fleetbus <role>` as a process named `name`, logged in as `role`;
+/// the caller adds its arguments.
+pub fn spec(cluster: &Cluster, role: Role, name: &str) -> Spec {
+    Spec::new(name, fleetbus_bin())
+        .arg(role.name())
+        .envs(cluster.service_env(role))
+}
+
+/// Writes `text` as `fleetbus.toml` in `dir`; its path.
+pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("fleetbus.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// SIGTERM, and the process must exit 0 within 30 s.
+pub async fn stop(p: &mut Proc) {
+    let status = p.terminate(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", p.log_tail(20));
+}
+
+/// The workers named `name` that `fleetbus status --json` lists (none
+/// where it printed no report).
+pub async fn registered(cluster: &Cluster, name: &str) -> Vec<Value> {
+    let out = fleetbus(cluster, &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["workers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|w| w["name"] == name)
+        .collect()
+}
+
+/// Waits until `fleetbus status` lists exactly `n` workers named `name`.
+pub async fn wait_registered(cluster: &Cluster, name: &str, n: usize) {
+    wait_for(&format!("{n} {name} registered"), WAIT, || async {
+        Ok((registered(cluster, name).await.len() == n).then_some(()))
+    })
+    .await
+    .unwrap();
 }
