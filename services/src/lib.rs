@@ -2,6 +2,8 @@
 //! module so that tests can drive them without a child process.
 
 pub mod cli;
+pub mod config;
+pub mod exit;
 pub mod gateway;
 pub mod nats;
 pub mod ops;

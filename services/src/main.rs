@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fleetbus_services::cli;
+use fleetbus_services::exit::{self, Exit};
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +42,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors; anything else is a wrong
+        // command line (exit 64, the table in fleetbus_services::exit).
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Ok.into()
+            };
+        }
+    };
     let result = match cli.command {
         Command::Decode(args) => cli::decode::run(args),
         Command::Gateway(args) => cli::gateway::run(args),
@@ -58,7 +71,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("fleetbus: {err:#}");
-            ExitCode::FAILURE
+            exit::of_error(&err).into()
         }
     }
 }

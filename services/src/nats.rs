@@ -8,10 +8,14 @@
 //! so `nats://admin:admin@127.0.0.1:4222` works as it does with the `nats` CLI.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, ServerAddr};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, ConfigError};
 
 /// Client URLs of the local cluster started by `just up`.
 pub const LOCAL_URLS: &str = "nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224";
@@ -23,12 +27,16 @@ pub const LOCAL_ADMIN: (&str, &str) = ("admin", "admin");
 /// whose permissions are derived from what the role reads and writes.
 pub use fleetbus_wire::Role;
 
-/// Connection options shared by every `fleetbus` program.
-#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+/// Connection options shared by every `fleetbus` program. Each may also
+/// come from the `[nats]` table of the config file ([`NatsArgs::layered`]);
+/// a flag or its `FLEETBUS_NATS_*` variable wins over the file.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NatsArgs {
     /// NATS URLs, comma separated: list every node of the cluster. A
-    /// `user:password@` in a URL is used as the login.
-    #[arg(long = "nats-url", env = "FLEETBUS_NATS_URL", value_delimiter = ',', default_value = LOCAL_URLS)]
+    /// `user:password@` in a URL is used as the login. Default: the local
+    /// cluster of `just up`.
+    #[arg(long = "nats-url", env = "FLEETBUS_NATS_URL", value_delimiter = ',')]
     pub urls: Vec<String>,
     /// User name (with --nats-password).
     #[arg(long = "nats-user", env = "FLEETBUS_NATS_USER")]
@@ -43,24 +51,59 @@ pub struct NatsArgs {
     /// A NATS credentials file (JWT + nkey seed), instead of user/password.
     #[arg(long = "nats-creds", env = "FLEETBUS_NATS_CREDS", conflicts_with_all = ["user", "password"])]
     pub creds: Option<PathBuf>,
-    /// How long to keep trying to connect at start, in seconds (0: one try).
-    #[arg(
-        long = "nats-connect-wait",
-        env = "FLEETBUS_NATS_CONNECT_WAIT",
-        default_value_t = 60
-    )]
-    pub connect_wait_secs: u64,
+    /// How long to keep trying to connect at start, in seconds (0: one try;
+    /// default 60).
+    #[arg(long = "nats-connect-wait", env = "FLEETBUS_NATS_CONNECT_WAIT")]
+    pub connect_wait_secs: Option<u64>,
 }
 
-impl Default for NatsArgs {
-    fn default() -> Self {
+/// How long a program keeps trying to connect at start by default.
+pub const DEFAULT_CONNECT_WAIT_SECS: u64 = 60;
+
+impl NatsArgs {
+    /// These options over the `[nats]` table of `file` (and its
+    /// `FLEETBUS_NATS__*` variables): what is given here wins, field by field.
+    pub fn layered(&self, file: Option<&Path>) -> Result<NatsArgs, ConfigError> {
+        let table: NatsArgs = config::table(file, "nats", Figment::new())?;
+        let login_given = self.user.is_some() || self.password.is_some() || self.creds.is_some();
+        Ok(NatsArgs {
+            urls: if self.urls.is_empty() {
+                table.urls
+            } else {
+                self.urls.clone()
+            },
+            // A login is one thing: given here, the file's does not mix in.
+            user: if login_given { self.user.clone() } else { table.user },
+            password: if login_given {
+                self.password.clone()
+            } else {
+                table.password
+            },
+            creds: if login_given { self.creds.clone() } else { table.creds },
+            connect_wait_secs: self.connect_wait_secs.or(table.connect_wait_secs),
+        })
+    }
+
+    /// As `--print-config` shows it: the password hidden, defaults filled.
+    pub fn effective(&self) -> NatsArgs {
         NatsArgs {
-            urls: LOCAL_URLS.split(',').map(str::to_string).collect(),
-            user: None,
-            password: None,
-            creds: None,
-            connect_wait_secs: 60,
+            urls: self.urls_or_local(),
+            password: self.password.as_ref().map(|_| "***".to_string()),
+            connect_wait_secs: Some(self.connect_wait()),
+            ..self.clone()
         }
+    }
+
+    fn urls_or_local(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            LOCAL_URLS.split(',').map(str::to_string).collect()
+        } else {
+            self.urls.clone()
+        }
+    }
+
+    fn connect_wait(&self) -> u64 {
+        self.connect_wait_secs.unwrap_or(DEFAULT_CONNECT_WAIT_SECS)
     }
 }
 
@@ -118,7 +161,7 @@ impl NatsArgs {
     /// when no login is given at all (not on the command line, not in the
     /// environment, not in a URL).
     pub fn or_local_admin(mut self) -> NatsArgs {
-        let url_has_login = self.urls.iter().any(|u| split_login(u).1.is_some());
+        let url_has_login = self.urls_or_local().iter().any(|u| split_login(u).1.is_some());
         if self.user.is_none() && self.creds.is_none() && !url_has_login {
             self.user = Some(LOCAL_ADMIN.0.into());
             self.password = Some(LOCAL_ADMIN.1.into());
@@ -130,7 +173,12 @@ impl NatsArgs {
     pub fn config(&self, role: Role, name: impl Into<String>) -> Result<NatsConfig, NatsError> {
         let mut servers = Vec::new();
         let mut url_login = None;
-        for raw in self.urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+        for raw in self
+            .urls_or_local()
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+        {
             let (bare, login) = split_login(raw);
             if url_login.is_none() {
                 url_login = login;
@@ -161,7 +209,7 @@ impl NatsArgs {
             auth,
             role,
             name: name.into(),
-            connect_wait: Duration::from_secs(self.connect_wait_secs),
+            connect_wait: Duration::from_secs(self.connect_wait()),
         })
     }
 }
@@ -362,6 +410,31 @@ mod tests {
         );
         let given = parse(&["--nats-url", "nats://x:y@h:1"]).or_local_admin();
         assert_eq!(given.user, None);
+    }
+
+    #[test]
+    fn the_config_file_fills_what_no_flag_gives() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "f.toml",
+                "[nats]\nurls = [\"nats://a:4222\", \"nats://b:4222\"]\nuser = \"hamster\"\npassword = \"pw\"\n",
+            )?;
+            let file = Some(Path::new("f.toml"));
+            let from_file = parse(&[]).layered(file).unwrap();
+            assert_eq!(from_file.urls, ["nats://a:4222", "nats://b:4222"]);
+            assert_eq!(from_file.user.as_deref(), Some("hamster"));
+            let cfg = from_file.config(Role::Hamster, "t").unwrap();
+            assert_eq!(cfg.servers.len(), 2);
+            assert_eq!(cfg.connect_wait, Duration::from_secs(60));
+            // A login on the command line replaces the file's whole.
+            let flag = parse(&["--nats-creds", "x.creds", "--nats-url", "nats://c:1"])
+                .layered(file)
+                .unwrap();
+            assert_eq!((flag.user, flag.password), (None, None));
+            assert_eq!(flag.urls, ["nats://c:1"]);
+            assert_eq!(from_file.effective().password.as_deref(), Some("***"));
+            Ok(())
+        });
     }
 
     #[test]

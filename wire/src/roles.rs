@@ -164,7 +164,8 @@ impl Role {
         }
         for d in self.durables() {
             let (s, c) = (d.stream().name(), d.name());
-            for verb in ["INFO", "CREATE", "DURABLE.CREATE"] {
+            // Create and update are both CONSUMER.CREATE (with an action).
+            for verb in ["INFO", "CREATE"] {
                 publish.push(format!("$JS.API.CONSUMER.{verb}.{s}.{c}"));
             }
         }

@@ -217,7 +217,7 @@ async fn run_system(
     let admin = NatsArgs {
         user: Some(LOCAL_ADMIN.0.into()),
         password: Some(LOCAL_ADMIN.1.into()),
-        connect_wait_secs: 120,
+        connect_wait_secs: Some(120),
         ..NatsArgs::default()
     };
     let config = admin.config(Role::Admin, "fleetbus-dev")?;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,6 +13,8 @@ use figment::providers::Serialized;
 use figment::Figment;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{ConfigArgs, Effective};
+use crate::exit::Exit;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::nats::{NatsArgs, Role};
 use crate::ops::{self, health::Health};
@@ -24,14 +25,10 @@ use crate::topology::{self, Settings};
 pub struct Args {
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// A TOML config file: its `[gateway]` table overrides the defaults
-    /// (`FLEETBUS_GATEWAY__…` variables override the file, flags override
-    /// both), its `[topology]` table the stream settings.
-    #[arg(long, env = "FLEETBUS_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Print the effective configuration as TOML and exit.
-    #[arg(long)]
-    pub print_config: bool,
+    /// `--config` (its `[gateway]`, `[topology]` and `[nats]` tables),
+    /// `--print-config`, `--log-json`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Gateway id (default: the host name).
     #[arg(long)]
     pub id: Option<String>,
@@ -44,9 +41,6 @@ pub struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long)]
     pub http: Option<SocketAddr>,
-    /// Log JSON lines.
-    #[arg(long)]
-    pub log_json: bool,
 }
 
 impl Args {
@@ -65,7 +59,7 @@ impl Args {
         if let Some(http) = &self.http {
             f = f.merge(Serialized::default("http", http));
         }
-        if self.log_json {
+        if self.cfg.log_json {
             f = f.merge(Serialized::default("log_json", true));
         }
         f
@@ -73,29 +67,23 @@ impl Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match GatewayConfig::load(args.config.as_deref(), args.flags()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fleetbus gateway: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let settings = Settings::load(args.config.as_deref())?;
-    if args.print_config {
-        print!("{}", config.to_toml());
-        let nats = args.nats.config(Role::Gateway, "gateway")?;
-        println!(
-            "\n# NATS (flags / FLEETBUS_NATS_* variables)\n# urls = {:?}\n# auth = {:?}",
-            nats.urls(),
-            nats.auth
-        );
-        return Ok(ExitCode::SUCCESS);
+    let file = args.cfg.config.as_deref();
+    let config = GatewayConfig::load(file, args.flags())?;
+    let settings = Settings::load(file)?;
+    let nats = args.nats.layered(file)?;
+    if args.cfg.print_config {
+        Effective::new()
+            .table("gateway", &config)?
+            .table("topology", &settings)?
+            .table("nats", &nats.effective())?
+            .print()?;
+        return Ok(Exit::Ok.into());
     }
     ops::logging::init(config.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args.nats, config, settings))
+    runtime.block_on(serve(nats, config, settings))
 }
 
 async fn serve(
@@ -189,9 +177,5 @@ async fn serve(
     client.flush().await.ok();
     stop_http.cancel();
     tracing::info!(connections_cut = left, "The gateway stopped.");
-    Ok(if left == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(if left == 0 { Exit::Ok } else { Exit::Unclean }.into())
 }

@@ -2,16 +2,18 @@
 //! as `services/src/topology` describes them. Idempotent; services do the
 //! same for their own resources at every start.
 //!
-//! Exit status: 0 when the cluster matches the code (created, updated or
-//! unchanged), 1 when JetStream refused to change something in place (the
-//! report says what and why), 2 when the cluster could not be reached.
+//! Exit status (`crate::exit`): 0 when the cluster matches the code
+//! (created, updated or unchanged), 1 when JetStream refused to change
+//! something in place (the report says what and why), 2 when the cluster
+//! could not be reached, 78 when the configuration is wrong.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::config::{ConfigArgs, Effective};
+use crate::exit::Exit;
 use crate::nats::{NatsArgs, Role};
 use crate::topology::{self, ProvisionError, Scope, Settings};
 
@@ -19,10 +21,9 @@ use crate::topology::{self, ProvisionError, Scope, Settings};
 pub struct Args {
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// A TOML config file whose `[topology]` table overrides the defaults
-    /// (`FLEETBUS_TOPOLOGY__…` variables override both).
-    #[arg(long, env = "FLEETBUS_CONFIG")]
-    pub config: Option<PathBuf>,
+    /// `--config` (its `[topology]` and `[nats]` tables), `--print-config`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// How long to wait for the cluster (leader elections), in seconds.
     #[arg(long, default_value_t = 60)]
     pub wait: u64,
@@ -32,22 +33,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(args.config.as_deref())?;
+    let file = args.cfg.config.as_deref();
+    let settings = Settings::load(file)?;
+    let nats = args.nats.layered(file)?.or_local_admin();
+    if args.cfg.print_config {
+        Effective::new()
+            .table("topology", &settings)?
+            .table("nats", &nats.effective())?
+            .print()?;
+        return Ok(Exit::Ok.into());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut config = args
-            .nats
-            .clone()
-            .or_local_admin()
-            .config(Role::Admin, "fleetbus-provision")?;
+        let mut config = nats.config(Role::Admin, "fleetbus-provision")?;
         config.connect_wait = Duration::from_secs(args.wait);
         let client = match config.connect().await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("fleetbus provision: {e}");
-                return Ok(ExitCode::from(2));
+                return Ok(Exit::Unreachable.into());
             }
         };
         let js = async_nats::jetstream::new(client.clone());
@@ -62,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(r) => r,
             Err(e @ ProvisionError::Unavailable { .. }) => {
                 eprintln!("fleetbus provision: {e}");
-                return Ok(ExitCode::from(2));
+                return Ok(Exit::Unreachable.into());
             }
             Err(e) => return Err(e).context("provisioning failed"),
         };
@@ -72,10 +78,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             print!("{report}");
         }
-        Ok(if report.is_ok() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok(Exit::problems_unless(report.is_ok()).into())
     })
 }

@@ -1,8 +1,9 @@
 //! `fleetbus simulate`: a fleet of virtual trackers (see docs/simulator.md).
 //!
-//! Exit status: 0 when everything generated was acknowledged, 1 when
-//! records are still pending in the queue (stopped early), 2 on bad
-//! arguments.
+//! Settings: the `[simulate]` table of `--config`, `FLEETBUS_SIMULATE__…`
+//! variables, flags (`crate::config`). Exit status (`crate::exit`): 0 when
+//! everything generated was acknowledged, 1 when records are still pending
+//! in the queue (stopped early), 78 on a bad configuration.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -10,71 +11,169 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use figment::providers::Serialized;
+use figment::Figment;
 use fleetbus_codec::Protocol;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{ConfigArgs, ConfigError, Effective};
+use crate::exit::Exit;
 use crate::simulate::{self, protocols, Config, Resend, SUPPORTED};
 
-#[derive(clap::Args, Debug)]
+/// The flags: each sets one field of the `[simulate]` table ([`Settings`]),
+/// over the config file and `FLEETBUS_SIMULATE__…` variables.
+#[derive(clap::Args, Debug, Default)]
 pub struct Args {
-    /// Virtual devices.
-    #[arg(long, default_value_t = 10)]
-    pub devices: usize,
+    /// Virtual devices (default 10).
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// Protocols, assigned to devices in turn: teltonika, gt06, h02, gps103,
     /// tk103, jt808, ruptela, meitrack, gl200 (not suntech: it has no
-    /// acknowledgement).
-    #[arg(long, value_delimiter = ',', default_value = "teltonika,gt06")]
-    pub protocols: Vec<Protocol>,
-    /// Fleet number (0-999), part of every IMEI: 35<fleet><device index>.
-    #[arg(long, default_value_t = 1)]
-    pub fleet: u32,
-    /// Milliseconds between two records of one device.
-    #[arg(long, default_value_t = 1000)]
-    pub interval_ms: u64,
-    /// Records per device, then stop once all are acknowledged (0: run until stopped).
-    #[arg(long, default_value_t = 0)]
-    pub records: u64,
+    /// acknowledgement). Default: teltonika,gt06.
+    #[arg(long, value_delimiter = ',')]
+    pub protocols: Option<Vec<Protocol>>,
+    /// Fleet number (0-999), part of every IMEI: 35, the fleet, the
+    /// device's index (default 1).
+    #[arg(long)]
+    pub fleet: Option<u32>,
+    /// Milliseconds between two records of one device (default 1000).
+    #[arg(long)]
+    pub interval_ms: Option<u64>,
+    /// Records per device, then stop once all are acknowledged (0, the
+    /// default: run until stopped).
+    #[arg(long)]
+    pub records: Option<u64>,
     /// Stop generating after this many seconds, deliver what is queued, exit.
     #[arg(long)]
     pub duration_secs: Option<u64>,
     /// Records per frame where the protocol allows several (Teltonika up to
-    /// 255, Ruptela up to 40, Meitrack up to 64; others always 1).
-    #[arg(long, default_value_t = 1)]
-    pub per_frame: usize,
+    /// 255, Ruptela up to 40, Meitrack up to 64; others always 1; default 1).
+    #[arg(long)]
+    pub per_frame: Option<usize>,
     /// How a device resends records whose ack it did not get (a lost
-    /// answer, a cut connection).
-    #[arg(long, value_enum, default_value_t = Resend::Firmware)]
-    pub resend: Resend,
+    /// answer, a cut connection; default firmware).
+    #[arg(long, value_enum)]
+    pub resend: Option<Resend>,
     /// Gateways of one protocol, in the order devices try them:
     /// `teltonika=10.0.0.1:5027,10.0.0.2:5027`. Repeatable. Protocols
     /// without one use --hosts and --port-offsets.
     #[arg(long = "gateway", value_name = "PROTOCOL=ADDR[,ADDR…]")]
     pub gateways: Vec<String>,
-    /// Gateway hosts for protocols without --gateway.
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
-    pub hosts: Vec<String>,
+    /// Gateway hosts for protocols without --gateway (default 127.0.0.1).
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Option<Vec<String>>,
     /// Added to each protocol's default port, one gateway per offset (the
-    /// default matches `just up`: three gateways on +0, +100, +200).
-    #[arg(long, value_delimiter = ',', default_value = "0,100,200")]
-    pub port_offsets: Vec<u16>,
-    /// The fleet's outbound queue (SQLite); a restarted simulator resumes from
-    /// it. `:memory:` keeps it in memory instead: faster, lost when the
-    /// simulator stops (benchmarks).
-    #[arg(long, default_value = "fleetbus-simulator.db")]
-    pub queue: PathBuf,
+    /// default, 0,100,200, matches `just up`: three gateways).
+    #[arg(long, value_delimiter = ',')]
+    pub port_offsets: Option<Vec<u16>>,
+    /// The fleet's outbound queue (SQLite; default fleetbus-simulator.db); a
+    /// restarted simulator resumes from it. `:memory:` keeps it in memory
+    /// instead: faster, lost when the simulator stops (benchmarks).
+    #[arg(long)]
+    pub queue: Option<PathBuf>,
     /// Append every acknowledged record to this file (JSON lines), for `fleetbus verify`.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Seconds to wait for an acknowledgement before trying the next gateway.
-    #[arg(long, default_value_t = 45)]
+    /// Seconds to wait for an acknowledgement before trying the next
+    /// gateway (default 45).
+    #[arg(long)]
+    pub ack_timeout_secs: Option<u64>,
+    /// Seconds between progress lines on stderr (0: none; default 2).
+    #[arg(long)]
+    pub progress_secs: Option<u64>,
+    /// `--config` (its `[simulate]` table), `--print-config`, `--log-json`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
+}
+
+/// The `[simulate]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub devices: usize,
+    pub protocols: Vec<String>,
+    pub fleet: u32,
+    pub interval_ms: u64,
+    pub records: u64,
+    pub duration_secs: Option<u64>,
+    pub per_frame: usize,
+    pub resend: Resend,
+    pub gateways: Vec<String>,
+    pub hosts: Vec<String>,
+    pub port_offsets: Vec<u16>,
+    pub queue: PathBuf,
+    pub report: Option<PathBuf>,
     pub ack_timeout_secs: u64,
-    /// Seconds between progress lines on stderr (0: none).
-    #[arg(long, default_value_t = 2)]
     pub progress_secs: u64,
 }
 
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            devices: 10,
+            protocols: vec!["teltonika".into(), "gt06".into()],
+            fleet: 1,
+            interval_ms: 1000,
+            records: 0,
+            duration_secs: None,
+            per_frame: 1,
+            resend: Resend::Firmware,
+            gateways: Vec::new(),
+            hosts: vec!["127.0.0.1".into()],
+            port_offsets: vec![0, 100, 200],
+            queue: "fleetbus-simulator.db".into(),
+            report: None,
+            ack_timeout_secs: 45,
+            progress_secs: 2,
+        }
+    }
+}
+
 impl Args {
-    fn config(&self) -> anyhow::Result<Config> {
+    /// The flags that were given, as the last configuration layer.
+    fn flags(&self) -> Figment {
+        let mut f = Figment::new();
+        macro_rules! given {
+            ($($key:ident: $value:expr),* $(,)?) => {
+                $(if let Some(v) = $value {
+                    f = f.merge(Serialized::default(stringify!($key), v));
+                })*
+            };
+        }
+        let protocols = self
+            .protocols
+            .as_ref()
+            .map(|p| p.iter().map(|p| p.name()).collect::<Vec<_>>());
+        given! {
+            devices: self.devices,
+            protocols: protocols,
+            fleet: self.fleet,
+            interval_ms: self.interval_ms,
+            records: self.records,
+            duration_secs: self.duration_secs,
+            per_frame: self.per_frame,
+            resend: self.resend,
+            gateways: (!self.gateways.is_empty()).then_some(&self.gateways),
+            hosts: self.hosts.as_ref(),
+            port_offsets: self.port_offsets.as_ref(),
+            queue: self.queue.as_ref(),
+            report: self.report.as_ref(),
+            ack_timeout_secs: self.ack_timeout_secs,
+            progress_secs: self.progress_secs,
+        }
+        f
+    }
+
+    /// Defaults → `[simulate]` of `--config` → `FLEETBUS_SIMULATE__…` → flags.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        crate::config::table(self.cfg.config.as_deref(), "simulate", self.flags())
+    }
+}
+
+impl Settings {
+    /// The simulator's configuration; every problem at once.
+    pub fn config(&self) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         if self.devices == 0 {
             problems.push("--devices must be > 0".to_string());
@@ -85,7 +184,14 @@ impl Args {
         if self.per_frame == 0 || self.per_frame > 255 {
             problems.push("--per-frame must be 1..=255".to_string());
         }
-        for p in &self.protocols {
+        let mut speak = Vec::new();
+        for name in &self.protocols {
+            match name.parse::<Protocol>() {
+                Ok(p) => speak.push(p),
+                Err(e) => problems.push(format!("protocols: {e}")),
+            }
+        }
+        for p in &speak {
             if let Some(why) = protocols::unsupported_reason(*p) {
                 problems.push(format!(
                     "the simulator cannot speak {p}: {why} (it speaks {})",
@@ -100,7 +206,7 @@ impl Args {
                 Err(e) => problems.push(format!("--gateway {spec}: {e:#}")),
             }
         }
-        for p in &self.protocols {
+        for p in &speak {
             if gateways.iter().any(|(q, _)| q == p) {
                 continue;
             }
@@ -118,11 +224,11 @@ impl Args {
             gateways.push((*p, addrs));
         }
         if !problems.is_empty() {
-            bail!("invalid arguments:\n  - {}", problems.join("\n  - "));
+            return Err(ConfigError(problems));
         }
         Ok(Config {
             devices: self.devices,
-            protocols: self.protocols.clone(),
+            protocols: speak,
             fleet: self.fleet,
             interval: Duration::from_millis(self.interval_ms),
             records: self.records,
@@ -161,14 +267,13 @@ fn parse_gateway(spec: &str) -> anyhow::Result<(Protocol, Vec<SocketAddr>)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match args.config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("fleetbus simulate: {e:#}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    crate::ops::logging::init(false);
+    let settings = args.settings()?;
+    if args.cfg.print_config {
+        Effective::new().table("simulate", &settings)?.print()?;
+        return Ok(Exit::Ok.into());
+    }
+    let config = settings.config()?;
+    crate::ops::logging::init(args.cfg.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -207,10 +312,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let summary = simulate::run(config, stop, stop_now).await?;
         eprintln!("{summary}");
-        Ok(if summary.pending == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        Ok(Exit::problems_unless(summary.pending == 0).into())
     })
 }

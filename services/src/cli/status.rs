@@ -11,6 +11,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::ConfigArgs;
+use crate::exit::Exit;
 use crate::nats::NatsArgs;
 use crate::status::{metrics, query, render, Status, Thresholds};
 
@@ -18,6 +20,9 @@ use crate::status::{metrics, query, render, Status, Thresholds};
 pub struct Args {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// `--config` (its `[nats]` table), `--print-config`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Print one JSON object instead of tables.
     #[arg(long, conflicts_with = "metrics")]
     pub json: bool,
@@ -34,11 +39,14 @@ pub struct Args {
 /// Asks the cluster once, prints the report as asked and exits with its
 /// verdict ([`exit_code`]).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(nats) = args.cfg.admin_nats(&args.nats)? else {
+        return Ok(Exit::Ok.into());
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let status = runtime.block_on(query(
-        args.nats.clone().or_local_admin(),
+        nats,
         Duration::from_secs(args.timeout),
         &args.thresholds,
     ));
@@ -55,12 +63,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// 0 healthy, 1 degraded, 2 unreachable.
 pub fn exit_code(status: &Status) -> ExitCode {
     if !status.reachable {
-        ExitCode::from(2)
-    } else if !status.healthy {
-        ExitCode::from(1)
+        Exit::Unreachable
     } else {
-        ExitCode::SUCCESS
+        Exit::problems_unless(status.healthy)
     }
+    .into()
 }
 
 #[cfg(test)]

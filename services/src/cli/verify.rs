@@ -37,6 +37,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::Value;
 
+use crate::config::ConfigArgs;
+use crate::exit::Exit;
 use crate::nats::{NatsArgs, Role};
 use crate::simulate::Reported;
 
@@ -44,6 +46,9 @@ use crate::simulate::Reported;
 pub struct Args {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// `--config` (its `[nats]` table), `--print-config`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// The durable consumer on PARSED to read through.
     #[arg(long, default_value = "verify")]
     pub consumer: String,
@@ -51,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     pub prepare: bool,
     /// The simulator's report (`fleetbus simulate --report`).
-    #[arg(long, required_unless_present_any = ["prepare", "tap"])]
+    #[arg(long, required_unless_present_any = ["prepare", "tap", "print_config"])]
     pub report: Option<PathBuf>,
     /// Follow the consumer and append every record to this file (JSON
     /// lines) before acknowledging it, until SIGTERM or SIGINT.
@@ -222,22 +227,18 @@ fn read_tap(path: &std::path::Path) -> anyhow::Result<Parsed> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Some(nats) = args.cfg.admin_nats(&args.nats)? else {
+        return Ok(Exit::Ok.into());
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let client = match args
-            .nats
-            .clone()
-            .or_local_admin()
-            .config(Role::Admin, "fleetbus-verify")?
-            .connect()
-            .await
-        {
+        let client = match nats.config(Role::Admin, "fleetbus-verify")?.connect().await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("fleetbus verify: {e}");
-                return Ok(ExitCode::from(2));
+                return Ok(Exit::Unreachable.into());
             }
         };
         let js = jetstream::new(client);
@@ -284,7 +285,7 @@ where
         Ok(e) => e,
         Err(e) => {
             eprintln!("fleetbus verify: {e:#}");
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Usage.into());
         }
     };
     let parsed = parsed(expected.clone()).await?;
@@ -300,11 +301,7 @@ where
     } else {
         print!("{}", render(&outcome));
     }
-    Ok(if outcome.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(Exit::problems_unless(outcome.ok()).into())
 }
 
 /// The verify consumer on PARSED, created if missing. Right after a

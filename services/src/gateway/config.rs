@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use fleetbus_codec::Protocol;
 use serde::{Deserialize, Serialize};
@@ -138,31 +137,13 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Everything wrong with a configuration, one problem per line.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid gateway configuration:\n  - {}", .0.join("\n  - "))]
-pub struct ConfigError(pub Vec<String>);
+pub use crate::config::ConfigError;
 
 impl GatewayConfig {
     /// Defaults → `[gateway]` of `file` → `FLEETBUS_GATEWAY__…` → `flags`
     /// (only the keys set), validated.
     pub fn load(file: Option<&Path>, flags: Figment) -> Result<GatewayConfig, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(GatewayConfig::default()));
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(ConfigError(vec![format!(
-                    "config file {} does not exist",
-                    path.display()
-                )]));
-            }
-            fig = fig.merge(Figment::from(Toml::file_exact(path)).focus("gateway"));
-        }
-        fig = fig
-            .merge(Env::prefixed("FLEETBUS_GATEWAY__").split("__"))
-            .merge(flags);
-        let config: GatewayConfig = fig
-            .extract()
-            .map_err(|e| ConfigError(e.into_iter().map(|e| e.to_string()).collect()))?;
+        let config: GatewayConfig = crate::config::table(file, "gateway", flags)?;
         config.validate()?;
         Ok(config)
     }
@@ -337,6 +318,7 @@ fn toml_string<T: Serialize>(value: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::providers::Serialized;
 
     fn flags(pairs: &[(&str, &str)]) -> Figment {
         let mut f = Figment::new();

@@ -84,7 +84,10 @@ pub fn ack(p: Protocol) -> Ack {
 /// How devices resend records whose ack they did not get (`--resend`).
 /// The variants' comments are the CLI's help, hence plain text; what each
 /// does is [`Behaviour`], and [`behaviour`] maps one to the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Resend {
     /// Each protocol as its real devices: teltonika, ruptela, meitrack
     /// re-pack; gt06, jt808, gl200 re-encode; h02, gps103, tk103 send the

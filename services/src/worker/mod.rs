@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::PullConsumer};
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use fleetbus_actors::hamster::Hamster;
 use fleetbus_actors::monkey::devices::{Devices, DevicesConfig};
@@ -32,6 +31,8 @@ use fleetbus_actors::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{ConfigArgs, ConfigError, Effective};
+use crate::exit;
 use crate::nats::{NatsArgs, Role};
 use crate::registry;
 use crate::topology::{self, Settings};
@@ -41,23 +42,16 @@ use crate::topology::{self, Settings};
 pub struct CommonArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// A TOML config file: `[topology]` and the role's table (`[hamster]`
-    /// or `[monkey]`) override the defaults; `FLEETBUS_TOPOLOGY__…` and
-    /// `FLEETBUS_<ROLE>__…` variables override both.
-    #[arg(long, env = "FLEETBUS_CONFIG")]
-    pub config: Option<PathBuf>,
+    /// `--config` (its `[topology]`, `[nats]` and the role's table,
+    /// `[hamster]` or `[monkey]`), `--print-config`, `--log-json`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Workers in this process (default: the config's `concurrency`).
     #[arg(long, short = 'c', alias = "workers")]
     pub concurrency: Option<usize>,
-    /// Print the effective configuration (TOML, loadable with --config) and exit.
-    #[arg(long)]
-    pub print_config: bool,
     /// Longest graceful stop on SIGTERM, seconds.
     #[arg(long, default_value_t = 30)]
     pub shutdown_grace: u64,
-    /// Log as JSON lines.
-    #[arg(long, env = "FLEETBUS_LOG_JSON")]
-    pub log_json: bool,
 }
 
 /// `[hamster]`.
@@ -132,45 +126,22 @@ impl Default for MonkeySettings {
 pub fn load<T: Serialize + DeserializeOwned + Default>(
     config: Option<&Path>,
     table: &str,
-) -> anyhow::Result<T> {
-    let mut fig = Figment::from(Serialized::defaults(T::default()));
-    if let Some(path) = config {
-        fig = fig.merge(Figment::from(Toml::file_exact(path)).focus(table));
-    }
-    fig =
-        fig.merge(Env::prefixed(&format!("FLEETBUS_{}__", table.to_ascii_uppercase())).split("__"));
-    fig.extract()
-        .with_context(|| format!("cannot read the [{table}] settings"))
-}
-
-/// Everything one worker process runs with.
-#[derive(Serialize)]
-struct Effective<'a, T: Serialize> {
-    topology: &'a Settings,
-    #[serde(flatten)]
-    role: BTreeMap<&'static str, &'a T>,
+) -> Result<T, ConfigError> {
+    crate::config::table(config, table, Figment::new())
 }
 
 /// The effective settings as a config file (`--print-config`).
 pub fn render_config<T: Serialize>(
     topology: &Settings,
+    nats: &NatsArgs,
     name: &'static str,
     role: &T,
 ) -> anyhow::Result<String> {
-    let effective = Effective {
-        topology,
-        role: BTreeMap::from([(name, role)]),
-    };
-    Ok(toml::to_string_pretty(&effective)?)
-}
-
-fn print_config<T: Serialize>(
-    topology: &Settings,
-    name: &'static str,
-    role: &T,
-) -> anyhow::Result<()> {
-    print!("{}", render_config(topology, name, role)?);
-    Ok(())
+    Effective::new()
+        .table("topology", topology)?
+        .table(name, role)?
+        .table("nats", &nats.effective())?
+        .render()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -193,38 +164,56 @@ struct Plan<H> {
     metadata: BTreeMap<String, String>,
 }
 
-/// Connects as `role` and provisions the role's scope. `None`: already
-/// reported, exit 2.
-async fn connect(
+/// What a worker process starts from: the topology, its NATS options and
+/// its role's table, layered; `None` when `--print-config` printed them.
+fn configure<T: Serialize + DeserializeOwned + Default>(
     common: &CommonArgs,
+    role: &'static str,
+    adjust: impl FnOnce(&mut T),
+) -> anyhow::Result<Option<(Settings, NatsArgs, T)>> {
+    let file = common.cfg.config.as_deref();
+    let topo = Settings::load(file)?;
+    let nats = common.nats.layered(file)?;
+    let mut settings: T = load(file, role)?;
+    adjust(&mut settings);
+    if common.cfg.print_config {
+        print!("{}", render_config(&topo, &nats, role, &settings)?);
+        return Ok(None);
+    }
+    crate::ops::logging::init(common.cfg.log_json);
+    Ok(Some((topo, nats, settings)))
+}
+
+/// Connects as `role` and provisions the role's scope; the exit status
+/// when that fails (it is logged).
+async fn connect(
+    nats: &NatsArgs,
     role: Role,
     topology_settings: &Settings,
-) -> Option<(async_nats::Client, jetstream::Context)> {
+) -> Result<(async_nats::Client, jetstream::Context), exit::Exit> {
     let name = format!(
         "fleetbus-{}-{}-{}",
         role.name(),
         crate::ops::hostname(),
         std::process::id()
     );
-    let client = match common.nats.config(role, name) {
-        Ok(config) => match config.connect().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("{e}");
-                return None;
-            }
-        },
-        Err(e) => {
-            tracing::error!("{e}");
-            return None;
-        }
-    };
+    let config = nats.config(role, name).map_err(|e| {
+        tracing::error!("{e}");
+        exit::Exit::Config
+    })?;
+    let client = config.connect().await.map_err(|e| {
+        tracing::error!("{e}");
+        exit::Exit::Unreachable
+    })?;
     let js = jetstream::new(client.clone());
     if let Err(e) = topology::ensure(&js, topology_settings, role).await {
         tracing::error!("provisioning failed: {e}");
-        return None;
+        return Err(match e {
+            topology::ProvisionError::Unavailable { .. } => exit::Exit::Unreachable,
+            _ => exit::Exit::Config,
+        });
     }
-    Some((client, js))
+    Ok((client, js))
 }
 
 async fn serve<H: Handler>(
@@ -287,49 +276,48 @@ async fn serve<H: Handler>(
             gate.stop();
             supervisor.shutdown();
             match tokio::time::timeout(grace, supervisor.wait()).await {
-                Ok(_) => ExitCode::SUCCESS,
+                Ok(_) => exit::Exit::Ok,
                 Err(_) => {
                     tracing::error!(
                         "workers did not finish within {grace:?}; their messages will be redelivered"
                     );
-                    ExitCode::from(1)
+                    exit::Exit::Unclean
                 }
             }
         }
-        None => match supervisor.exit() {
-            Some(Exit::GaveUp(why)) => {
+        None => {
+            if let Some(Exit::GaveUp(why)) = supervisor.exit() {
                 tracing::error!("giving up: {why}");
-                ExitCode::from(1)
             }
-            _ => ExitCode::from(1),
-        },
+            exit::Exit::Problems
+        }
     };
     registration.stop().await;
     let _ = client.flush().await;
     tracing::info!(stats = ?stats.snapshot(), "stopped");
-    Ok(code)
+    Ok(code.into())
 }
 
 /// `fleetbus hamster`.
 pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
-    let topo = Settings::load(common.config.as_deref())?;
-    let mut settings: HamsterSettings = load(common.config.as_deref(), "hamster")?;
-    if let Some(n) = common.concurrency {
-        settings.concurrency = n;
-    }
-    if common.print_config {
-        print_config(&topo, "hamster", &settings)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    crate::ops::logging::init(common.log_json);
+    let Some((topo, nats, settings)) =
+        configure(&common, "hamster", |s: &mut HamsterSettings| {
+            if let Some(n) = common.concurrency {
+                s.concurrency = n;
+            }
+        })?
+    else {
+        return Ok(exit::Exit::Ok.into());
+    };
     check(
         settings.concurrency,
         settings.poison_after,
         settings.give_up_after,
     )?;
     runtime()?.block_on(async {
-        let Some((client, js)) = connect(&common, Role::Hamster, &topo).await else {
-            return Ok(ExitCode::from(2));
+        let (client, js) = match connect(&nats, Role::Hamster, &topo).await {
+            Ok(c) => c,
+            Err(code) => return Ok(code.into()),
         };
         let stats = Arc::new(Stats::default());
         let seen = if settings.deduplicate_records {
@@ -370,30 +358,29 @@ pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
 
 /// `fleetbus monkey`.
 pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let topo = Settings::load(common.config.as_deref())?;
-    let mut settings: MonkeySettings = load(common.config.as_deref(), "monkey")?;
-    if let Some(n) = common.concurrency {
-        settings.concurrency = n;
-    }
-    if let Some(dir) = archive {
-        settings.file.dir = Some(dir);
-        if !settings.processors.iter().any(|p| p == "file") {
-            settings.processors.push("file".into());
+    let Some((topo, nats, settings)) = configure(&common, "monkey", |s: &mut MonkeySettings| {
+        if let Some(n) = common.concurrency {
+            s.concurrency = n;
         }
-    }
-    if common.print_config {
-        print_config(&topo, "monkey", &settings)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    crate::ops::logging::init(common.log_json);
+        if let Some(dir) = archive {
+            s.file.dir = Some(dir);
+            if !s.processors.iter().any(|p| p == "file") {
+                s.processors.push("file".into());
+            }
+        }
+    })?
+    else {
+        return Ok(exit::Exit::Ok.into());
+    };
     check(
         settings.concurrency,
         settings.poison_after,
         settings.give_up_after,
     )?;
     runtime()?.block_on(async {
-        let Some((client, js)) = connect(&common, Role::Monkey, &topo).await else {
-            return Ok(ExitCode::from(2));
+        let (client, js) = match connect(&nats, Role::Monkey, &topo).await {
+            Ok(c) => c,
+            Err(code) => return Ok(code.into()),
         };
         let mut processors: Vec<Arc<dyn DynProcessor>> = Vec::new();
         for name in &settings.processors {
@@ -511,7 +498,7 @@ mod tests {
         let mut m = MonkeySettings::default();
         m.file.dir = Some("/var/lib/fleetbus".into());
         m.devices.overspeed_kmh = 95.5;
-        let text = render_config(&Settings::default(), "monkey", &m).unwrap();
+        let text = render_config(&Settings::default(), &NatsArgs::default(), "monkey", &m).unwrap();
         std::fs::write(&path, text).unwrap();
         assert_eq!(load::<MonkeySettings>(Some(&path), "monkey").unwrap(), m);
         assert_eq!(Settings::load(Some(&path)).unwrap(), Settings::default());

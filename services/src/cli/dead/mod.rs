@@ -40,6 +40,8 @@ use fleetbus_wire::{names, DeadStage, Envelope};
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::config::ConfigArgs;
+use crate::exit::Exit;
 use crate::nats::{NatsArgs, Role};
 
 pub mod rescue;
@@ -73,6 +75,9 @@ pub enum Command {
 pub struct LsArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// `--config` (its `[nats]` table), `--print-config`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     #[command(flatten)]
     pub filter: Filter,
     /// Show at most this many letters, oldest first (0: all); the summary
@@ -88,6 +93,9 @@ pub struct LsArgs {
 pub struct ReplayArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// `--config` (its `[nats]` table), `--print-config`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     #[command(flatten)]
     pub filter: Filter,
     /// Replay these DEAD sequences (repeat, or separate with commas); the
@@ -487,15 +495,22 @@ fn deliver_policy(since: Option<DateTime<Utc>>) -> DeliverPolicy {
     }
 }
 
-/// Connects as admin; `None` (and the reason on stderr) when the cluster
-/// cannot be reached.
-async fn connect(nats: &NatsArgs, name: &str) -> anyhow::Result<Option<jetstream::Context>> {
-    let config = nats.clone().or_local_admin().config(Role::Admin, name)?;
+/// Connects as admin; the exit status (the reason on stderr) when it
+/// cannot, or `Ok` when `--print-config` printed the options instead.
+async fn connect(
+    nats: &NatsArgs,
+    cfg: &ConfigArgs,
+    name: &str,
+) -> anyhow::Result<Result<jetstream::Context, Exit>> {
+    let Some(nats) = cfg.admin_nats(nats)? else {
+        return Ok(Err(Exit::Ok));
+    };
+    let config = nats.config(Role::Admin, name)?;
     match config.connect().await {
-        Ok(client) => Ok(Some(jetstream::new(client))),
+        Ok(client) => Ok(Ok(jetstream::new(client))),
         Err(e) => {
             eprintln!("fleetbus dead: {e}");
-            Ok(None)
+            Ok(Err(Exit::Unreachable))
         }
     }
 }
@@ -526,14 +541,15 @@ pub struct Listing {
 }
 
 async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let Some(js) = connect(&args.nats, "fleetbus-dead-ls").await? else {
-        return Ok(ExitCode::from(2));
+    let js = match connect(&args.nats, &args.cfg, "fleetbus-dead-ls").await? {
+        Ok(js) => js,
+        Err(code) => return Ok(code.into()),
     };
     let listing = match list(&js, &args.filter, args.limit).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("fleetbus dead ls: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Unreachable.into());
         }
     };
     if args.json {
@@ -542,7 +558,7 @@ async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", render_listing(&listing, terminal_width()));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok.into())
 }
 
 /// Reads every matching letter, keeps the first `limit` (0: all).
@@ -773,28 +789,29 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             "fleetbus dead replay: say which letters: a filter (--stage, --kind, --reason, \
              --protocol, --device, --since, --until), --seq N, or --all for every letter in DEAD"
         );
-        return Ok(ExitCode::from(2));
+        return Ok(Exit::Usage.into());
     }
-    let Some(js) = connect(&args.nats, "fleetbus-dead-replay").await? else {
-        return Ok(ExitCode::from(2));
+    let js = match connect(&args.nats, &args.cfg, "fleetbus-dead-replay").await? {
+        Ok(js) => js,
+        Err(code) => return Ok(code.into()),
     };
     let dead = match open_dead(&js).await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("fleetbus dead replay: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Unreachable.into());
         }
     };
     let selected = match select(dead.clone(), &args).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("fleetbus dead replay: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Unreachable.into());
         }
     };
     if selected.is_empty() {
         println!("No dead letters match: nothing replayed.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok.into());
     }
     let options = ReplayOptions {
         dry_run: args.dry_run,
@@ -809,11 +826,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         lines.push(line);
     }
     println!("{}", summary(&lines, options));
-    Ok(if lines.iter().all(Line::ok) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(Exit::problems_unless(lines.iter().all(Line::ok)).into())
 }
 
 /// The DEAD sequences to replay, oldest first: the given ones, else every

@@ -35,6 +35,8 @@ use fleetbus_actors::{DeadKind, DeadReason};
 use fleetbus_wire::dead::DeadLetter;
 use fleetbus_wire::{DeadStage, Envelope};
 
+use crate::config::ConfigArgs;
+use crate::exit::Exit;
 use crate::nats::{NatsArgs, Role};
 use crate::status;
 
@@ -42,6 +44,9 @@ use crate::status;
 pub struct RescueArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    /// `--config` (its `[nats]` table), `--print-config`.
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
     /// Say what would be moved; change nothing (and do not wait).
     #[arg(long)]
     pub dry_run: bool,
@@ -96,22 +101,21 @@ async fn candidates(client: &async_nats::Client) -> Vec<Candidate> {
 }
 
 pub async fn rescue(args: RescueArgs) -> anyhow::Result<ExitCode> {
-    let config = args
-        .nats
-        .clone()
-        .or_local_admin()
-        .config(Role::Admin, "fleetbus-dead-rescue")?;
+    let Some(nats) = args.cfg.admin_nats(&args.nats)? else {
+        return Ok(Exit::Ok.into());
+    };
+    let config = nats.config(Role::Admin, "fleetbus-dead-rescue")?;
     let client = match config.connect().await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fleetbus dead: {e}");
-            return Ok(ExitCode::from(2));
+            return Ok(Exit::Unreachable.into());
         }
     };
     let before = candidates(&client).await;
     if before.is_empty() {
         println!("No stream holds messages its consumers gave up on.");
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok.into());
     }
     if !args.dry_run && args.settle_secs > 0 {
         for Candidate {
@@ -185,11 +189,7 @@ pub async fn rescue(args: RescueArgs) -> anyhow::Result<ExitCode> {
              acknowledged them)."
         );
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Exit::problems_unless(!failed).into())
 }
 
 /// Copies every stored message of `stream` from `first` to `floor` to DEAD,
