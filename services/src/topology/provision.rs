@@ -1,16 +1,47 @@
 //! Idempotent provisioning: create what is missing, update in place what
 //! differs and JetStream lets change, report clearly what it refuses.
 //!
-//! Only the settings fleetbus manages are compared (see [`diff_stream`] and
-//! [`diff_consumer`]); anything else an operator set by hand is kept.
+//! Only the settings fleetbus manages are compared and set, each listed once
+//! in [`STREAM_SETTINGS`] or [`CONSUMER_SETTINGS`]; anything else an
+//! operator set by hand is kept.
+//!
+//! JetStream is called through async-nats' typed API, not hand-built
+//! requests: the request bodies (a stream's config; a consumer's
+//! `stream_name`, `config` and `action`) and the answers' types are then
+//! async-nats' own, and the error kinds it gives say "not found" and
+//! "already exists" without parsing JSON here. Each call publishes to one
+//! subject a service login may use (`nats-conf/accounts.conf`, derived from
+//! wire/src/roles.rs):
+//!
+//! | call | subject |
+//! | --- | --- |
+//! | `Context::get_stream` | `$JS.API.STREAM.INFO.<stream>` |
+//! | `Context::create_stream` | `$JS.API.STREAM.CREATE.<stream>` |
+//! | `Context::update_stream` | `$JS.API.STREAM.UPDATE.<stream>` |
+//! | `Stream::consumer_info` (handle from `get_stream_no_info`, no request) | `$JS.API.CONSUMER.INFO.<stream>.<durable>` |
+//! | `Context::create_consumer_strict_on_stream` (action `create`) | `$JS.API.CONSUMER.CREATE.<stream>.<durable>` |
+//! | `Context::update_consumer_on_stream` (action `update`) | `$JS.API.CONSUMER.CREATE.<stream>.<durable>` |
+//!
+//! async-nats appends a consumer's `filter_subject` to the create subject;
+//! the durables here have none (a test keeps it so), so no call leaves
+//! that list. Nothing is hand-built: what async-nats does not do itself -
+//! retrying while the cluster elects, telling the race with another creator
+//! from a refusal - is done here on its typed errors (`Failure`).
 
 use std::fmt;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, response::Response, stream, ErrorCode};
-use serde::de::DeserializeOwned;
+use async_nats::jetstream::context::{
+    ConsumerInfoError, ConsumerInfoErrorKind, CreateStreamError, CreateStreamErrorKind,
+    GetStreamError, GetStreamErrorKind,
+};
+use async_nats::jetstream::stream::{
+    ConsumerCreateStrictError, ConsumerCreateStrictErrorKind, ConsumerUpdateError,
+    ConsumerUpdateErrorKind,
+};
+use async_nats::jetstream::{self, consumer, stream, ErrorCode};
 use serde::Serialize;
-use serde_json::json;
 
 use super::{Scope, Settings, SettingsError};
 use crate::nats::Role;
@@ -140,43 +171,96 @@ fn transient(e: &jetstream::Error) -> bool {
         .contains(&e.error_code())
 }
 
-struct Api<'a> {
-    js: &'a jetstream::Context,
-    wait: Duration,
+/// A typed call's error as provisioning reads it.
+#[derive(Debug, PartialEq)]
+struct Failure {
+    /// JetStream's error code, when it answered with an error (also where
+    /// async-nats turned the code into an error kind of its own).
+    code: Option<ErrorCode>,
+    /// No answer (timed out, no responders, request failed) or an
+    /// election under way: worth another try.
+    retry: bool,
+    /// JetStream's own text where it gave one (as `Display` of
+    /// [`jetstream::Error`]), async-nats' otherwise.
+    text: String,
 }
 
-impl Api<'_> {
-    /// One JetStream API call, retried while the cluster cannot answer.
-    /// The outer error is "no answer"; the inner one is JetStream's own.
-    async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
-        &self,
-        subject: &str,
-        body: &B,
-    ) -> Result<Result<T, jetstream::Error>, ProvisionError> {
-        let deadline = Instant::now() + self.wait;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let last = match self
-                .js
-                .request::<_, _, Response<T>>(subject.to_string(), body)
-                .await
-            {
-                Ok(Response::Ok(value)) => return Ok(Ok(value)),
-                Ok(Response::Err { error }) if !transient(&error) => return Ok(Err(error)),
-                Ok(Response::Err { error }) => error.to_string(),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() + pause > deadline {
-                return Err(ProvisionError::Unavailable {
-                    subject: subject.into(),
-                    waited: self.wait,
-                    last,
-                });
+/// `From<typed error> for Failure`, one row per error type: its kind, the
+/// kinds that mean no answer, and the kinds async-nats made of a JetStream
+/// error code (so that the code is not lost).
+macro_rules! failures {
+    ($($error:ident($kind:ident) { no_answer: $($none:ident)|+; codes: $($coded:ident => $code:ident),* })*) => {$(
+        impl From<$error> for Failure {
+            fn from(e: $error) -> Failure {
+                let (code, retry, text) = match e.kind() {
+                    $kind::JetStream(j) => (Some(j.error_code()), transient(&j), j.to_string()),
+                    $($kind::$none)|+ => (None, true, e.to_string()),
+                    $($kind::$coded => (Some(ErrorCode::$code), false, e.to_string()),)*
+                    _ => (None, false, e.to_string()),
+                };
+                Failure { code, retry, text }
             }
-            tracing::debug!(subject, error = %last, "JetStream not ready, retrying");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
         }
+    )*};
+}
+
+failures! {
+    GetStreamError(GetStreamErrorKind) { no_answer: Request; codes: }
+    CreateStreamError(CreateStreamErrorKind) {
+        no_answer: JetStreamUnavailable | TimedOut | Response;
+        codes: NotFound => STREAM_NOT_FOUND
+    }
+    ConsumerInfoError(ConsumerInfoErrorKind) {
+        no_answer: Request | TimedOut | NoResponders;
+        codes: NotFound => CONSUMER_NOT_FOUND, StreamNotFound => STREAM_NOT_FOUND,
+            Offline => CONSUMER_OFFLINE
+    }
+    ConsumerCreateStrictError(ConsumerCreateStrictErrorKind) {
+        no_answer: Request | TimedOut;
+        codes: AlreadyExists => CONSUMER_ALREADY_EXISTS
+    }
+    ConsumerUpdateError(ConsumerUpdateErrorKind) {
+        no_answer: Request | TimedOut;
+        codes: DoesNotExist => CONSUMER_DOES_NOT_EXIST
+    }
+}
+
+impl Failure {
+    fn refused(self, subject: String) -> ProvisionError {
+        ProvisionError::Refused {
+            subject,
+            error: self.text,
+        }
+    }
+}
+
+/// One typed JetStream call, retried for up to `wait` while the cluster
+/// cannot answer. `subject` is the one the call publishes to (without
+/// `$JS.API.`), named in errors. The outer error is "no answer"; the inner
+/// one is JetStream's own.
+async fn retrying<T, F: Future<Output = Result<T, Failure>>>(
+    wait: Duration,
+    subject: &str,
+    call: impl Fn() -> F,
+) -> Result<Result<T, Failure>, ProvisionError> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let last = match call().await {
+            Ok(value) => return Ok(Ok(value)),
+            Err(failure) if !failure.retry => return Ok(Err(failure)),
+            Err(failure) => failure.text,
+        };
+        if Instant::now() + pause > deadline {
+            return Err(ProvisionError::Unavailable {
+                subject: subject.into(),
+                waited: wait,
+                last,
+            });
+        }
+        tracing::debug!(subject, error = %last, "JetStream not ready, retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -189,14 +273,17 @@ pub async fn provision(
     wait: Duration,
 ) -> Result<Report, ProvisionError> {
     settings.validate()?;
-    let api = Api { js, wait };
     let mut report = Report::default();
     for desired in settings
         .streams()
         .into_iter()
         .filter(|s| scope.streams.contains(&s.name.as_str()))
     {
-        let outcome = ensure_stream(&api, &desired).await?;
+        let spec = StreamSpec {
+            js,
+            config: &desired,
+        };
+        let outcome = ensure_one(&spec, wait).await?;
         report.items.push(Item {
             kind: "stream",
             name: desired.name.clone(),
@@ -204,18 +291,22 @@ pub async fn provision(
         });
     }
     for (stream, desired) in settings.consumers() {
-        let name = desired.durable_name.clone().unwrap_or_default();
+        let spec = ConsumerSpec {
+            js,
+            stream,
+            config: &desired,
+        };
         if !scope
             .consumers
             .iter()
-            .any(|(s, c)| *s == stream && *c == name)
+            .any(|(s, c)| *s == stream && *c == spec.name())
         {
             continue;
         }
-        let outcome = ensure_consumer(&api, stream, &desired).await?;
+        let outcome = ensure_one(&spec, wait).await?;
         report.items.push(Item {
             kind: "consumer",
-            name: format!("{stream}/{name}"),
+            name: format!("{stream}/{}", spec.name()),
             outcome,
         });
     }
@@ -260,45 +351,57 @@ pub async fn ensure(
     Ok(report)
 }
 
-async fn ensure_stream(api: &Api<'_>, desired: &stream::Config) -> Result<Outcome, ProvisionError> {
-    let name = &desired.name;
+/// The three calls provisioning makes on a resource.
+#[derive(Clone, Copy)]
+enum Call {
+    Info,
+    Create,
+    Update,
+}
+
+/// A stream or durable consumer as provisioning handles it: its desired
+/// configuration and managed settings, the typed calls that look it up,
+/// create and update it, and the error codes that mean "it does not
+/// exist" and "another creator was first".
+trait Resource {
+    type Config: Clone + 'static;
+    const SETTINGS: Managed<Self::Config>;
+    const MISSING: ErrorCode;
+    const TAKEN: &'static [ErrorCode];
+    fn desired(&self) -> &Self::Config;
+    /// The subject `call` publishes to (without `$JS.API.`), for errors.
+    fn subject(&self, call: Call) -> String;
+    async fn look(&self) -> Result<Self::Config, Failure>;
+    async fn create(&self) -> Result<(), Failure>;
+    async fn update(&self, merged: &Self::Config) -> Result<Self::Config, Failure>;
+}
+
+async fn ensure_one<R: Resource>(it: &R, wait: Duration) -> Result<Outcome, ProvisionError> {
+    let (desired, settings) = (it.desired(), R::SETTINGS);
     // A few rounds: another service may create it between our look and our create.
     for _ in 0..5 {
-        let info_subject = format!("STREAM.INFO.{name}");
-        let current = match api
-            .call::<stream::Info, _>(&info_subject, &json!({}))
-            .await?
-        {
-            Ok(info) => info.config,
-            Err(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                let subject = format!("STREAM.CREATE.{name}");
-                match api.call::<stream::Info, _>(&subject, desired).await? {
-                    Ok(_) => return Ok(Outcome::Created),
-                    Err(e) if e.error_code() == ErrorCode::STREAM_NAME_EXIST => continue,
-                    Err(e) => {
-                        return Err(ProvisionError::Refused {
-                            subject,
-                            error: e.to_string(),
-                        })
-                    }
+        let info = it.subject(Call::Info);
+        let current = match retrying(wait, &info, || it.look()).await? {
+            Ok(current) => current,
+            Err(e) if e.code == Some(R::MISSING) => {
+                let create = it.subject(Call::Create);
+                match retrying(wait, &create, || it.create()).await? {
+                    Ok(()) => return Ok(Outcome::Created),
+                    Err(e) if e.code.is_some_and(|c| R::TAKEN.contains(&c)) => continue,
+                    Err(e) => return Err(e.refused(create)),
                 }
             }
-            Err(e) => {
-                return Err(ProvisionError::Refused {
-                    subject: info_subject,
-                    error: e.to_string(),
-                })
-            }
+            Err(e) => return Err(e.refused(info)),
         };
-        let changes = diff_stream(&current, desired);
+        let changes = settings.diff(&current, desired);
         if changes.is_empty() {
             return Ok(Outcome::Unchanged);
         }
-        let merged = merge_stream(&current, desired);
-        let subject = format!("STREAM.UPDATE.{name}");
+        let merged = settings.merge(&current, desired);
+        let update = it.subject(Call::Update);
         return Ok(
-            match api.call::<stream::Info, _>(&subject, &merged).await? {
-                Ok(updated) => match diff_stream(&updated.config, desired) {
+            match retrying(wait, &update, || it.update(&merged)).await? {
+                Ok(updated) => match settings.diff(&updated, desired) {
                     left if left.is_empty() => Outcome::Updated { changes },
                     left => Outcome::Rejected {
                         changes: left,
@@ -307,88 +410,116 @@ async fn ensure_stream(api: &Api<'_>, desired: &stream::Config) -> Result<Outcom
                 },
                 Err(e) => Outcome::Rejected {
                     changes,
-                    error: e.to_string(),
+                    error: e.text,
                 },
             },
         );
     }
     Err(ProvisionError::Refused {
-        subject: format!("STREAM.CREATE.{name}"),
+        subject: it.subject(Call::Create),
         error: "raced with another creator".into(),
     })
 }
 
-async fn ensure_consumer(
-    api: &Api<'_>,
-    stream: &str,
-    desired: &consumer::Config,
-) -> Result<Outcome, ProvisionError> {
-    let name = desired.durable_name.clone().unwrap_or_default();
-    let create_subject = format!("CONSUMER.CREATE.{stream}.{name}");
-    for _ in 0..5 {
-        let info_subject = format!("CONSUMER.INFO.{stream}.{name}");
-        let current = match api
-            .call::<consumer::Info, _>(&info_subject, &json!({}))
-            .await?
-        {
-            Ok(info) => info.config,
-            Err(e) if e.error_code() == ErrorCode::CONSUMER_NOT_FOUND => {
-                let body = json!({ "stream_name": stream, "config": desired, "action": "create" });
-                match api
-                    .call::<consumer::Info, _>(&create_subject, &body)
-                    .await?
-                {
-                    Ok(_) => return Ok(Outcome::Created),
-                    Err(e)
-                        if e.error_code() == ErrorCode::CONSUMER_ALREADY_EXISTS
-                            || e.error_code() == ErrorCode::CONSUMER_NAME_EXIST =>
-                    {
-                        continue
-                    }
-                    Err(e) => {
-                        return Err(ProvisionError::Refused {
-                            subject: create_subject,
-                            error: e.to_string(),
-                        })
-                    }
-                }
-            }
-            Err(e) => {
-                return Err(ProvisionError::Refused {
-                    subject: info_subject,
-                    error: e.to_string(),
-                })
-            }
-        };
-        let changes = diff_consumer(&current, desired);
-        if changes.is_empty() {
-            return Ok(Outcome::Unchanged);
-        }
-        let merged = merge_consumer(&current, desired);
-        let body = json!({ "stream_name": stream, "config": merged, "action": "update" });
-        return Ok(
-            match api
-                .call::<consumer::Info, _>(&create_subject, &body)
-                .await?
-            {
-                Ok(updated) => match diff_consumer(&updated.config, desired) {
-                    left if left.is_empty() => Outcome::Updated { changes },
-                    left => Outcome::Rejected {
-                        changes: left,
-                        error: "the server kept its values".into(),
-                    },
-                },
-                Err(e) => Outcome::Rejected {
-                    changes,
-                    error: e.to_string(),
-                },
-            },
-        );
+/// A stream, by its desired configuration.
+struct StreamSpec<'a> {
+    js: &'a jetstream::Context,
+    config: &'a stream::Config,
+}
+
+impl Resource for StreamSpec<'_> {
+    type Config = stream::Config;
+    const SETTINGS: Managed<stream::Config> = STREAM_SETTINGS;
+    const MISSING: ErrorCode = ErrorCode::STREAM_NOT_FOUND;
+    const TAKEN: &'static [ErrorCode] = &[ErrorCode::STREAM_NAME_EXIST];
+
+    fn desired(&self) -> &stream::Config {
+        self.config
     }
-    Err(ProvisionError::Refused {
-        subject: create_subject,
-        error: "raced with another creator".into(),
-    })
+
+    fn subject(&self, call: Call) -> String {
+        let op = match call {
+            Call::Info => "INFO",
+            Call::Create => "CREATE",
+            Call::Update => "UPDATE",
+        };
+        format!("STREAM.{op}.{}", self.config.name)
+    }
+
+    async fn look(&self) -> Result<stream::Config, Failure> {
+        let stream = self.js.get_stream(&self.config.name).await?;
+        Ok(stream.cached_info().config.clone())
+    }
+
+    async fn create(&self) -> Result<(), Failure> {
+        self.js.create_stream(self.config).await?;
+        Ok(())
+    }
+
+    async fn update(&self, merged: &stream::Config) -> Result<stream::Config, Failure> {
+        Ok(self.js.update_stream(merged).await?.config)
+    }
+}
+
+/// A durable consumer of `stream`, by its desired configuration.
+struct ConsumerSpec<'a> {
+    js: &'a jetstream::Context,
+    stream: &'a str,
+    config: &'a consumer::Config,
+}
+
+impl ConsumerSpec<'_> {
+    fn name(&self) -> &str {
+        self.config.durable_name.as_deref().unwrap_or_default()
+    }
+}
+
+impl Resource for ConsumerSpec<'_> {
+    type Config = consumer::Config;
+    const SETTINGS: Managed<consumer::Config> = CONSUMER_SETTINGS;
+    const MISSING: ErrorCode = ErrorCode::CONSUMER_NOT_FOUND;
+    const TAKEN: &'static [ErrorCode] = &[
+        ErrorCode::CONSUMER_ALREADY_EXISTS,
+        ErrorCode::CONSUMER_NAME_EXIST,
+    ];
+
+    fn desired(&self) -> &consumer::Config {
+        self.config
+    }
+
+    fn subject(&self, call: Call) -> String {
+        // Creating and updating publish to the same subject; the request's
+        // `action` tells them apart.
+        let op = match call {
+            Call::Info => "INFO",
+            Call::Create | Call::Update => "CREATE",
+        };
+        format!("CONSUMER.{op}.{}.{}", self.stream, self.name())
+    }
+
+    async fn look(&self) -> Result<consumer::Config, Failure> {
+        // A handle without a request (`get_stream` would call STREAM.INFO
+        // first, for nothing).
+        let stream = self.js.get_stream_no_info(self.stream).await?;
+        Ok(stream.consumer_info(self.name()).await?.config)
+    }
+
+    async fn create(&self) -> Result<(), Failure> {
+        // Strict: action `create`, so that an existing consumer with other
+        // settings is reported (and compared), never overwritten here.
+        self.js
+            .create_consumer_strict_on_stream(self.config.clone(), self.stream)
+            .await?;
+        Ok(())
+    }
+
+    async fn update(&self, merged: &consumer::Config) -> Result<consumer::Config, Failure> {
+        let updated = self
+            .js
+            .update_consumer_on_stream(merged.clone(), self.stream)
+            .await?;
+        Ok(updated.cached_info().config.clone())
+    }
 }
 
 /// A duration as people write it: `10s`, `15m`, `7d`, `250ms`, `0`.
@@ -413,181 +544,107 @@ fn lower<T: fmt::Debug>(v: &T) -> String {
     format!("{v:?}").to_lowercase()
 }
 
-fn changes(fields: Vec<(&'static str, String, String)>) -> Vec<Change> {
-    fields
-        .into_iter()
-        .filter(|(_, current, desired)| current != desired)
-        .map(|(field, current, desired)| Change {
-            field,
-            current,
-            desired,
-        })
-        .collect()
+fn text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
 }
 
-/// The managed stream settings that differ.
-pub fn diff_stream(current: &stream::Config, desired: &stream::Config) -> Vec<Change> {
-    let subjects = |c: &stream::Config| {
-        let mut s = c.subjects.clone();
-        s.sort();
-        s.join(",")
-    };
-    let (c, d) = (current, desired);
-    changes(vec![
-        ("subjects", subjects(c), subjects(d)),
-        ("retention", lower(&c.retention), lower(&d.retention)),
-        ("storage", lower(&c.storage), lower(&d.storage)),
-        (
-            "replicas",
-            c.num_replicas.to_string(),
-            d.num_replicas.to_string(),
-        ),
-        ("discard", lower(&c.discard), lower(&d.discard)),
-        (
-            "max_bytes",
-            c.max_bytes.to_string(),
-            d.max_bytes.to_string(),
-        ),
-        ("max_age", human(c.max_age), human(d.max_age)),
-        (
-            "max_msgs",
-            c.max_messages.to_string(),
-            d.max_messages.to_string(),
-        ),
-        (
-            "max_msgs_per_subject",
-            c.max_messages_per_subject.to_string(),
-            d.max_messages_per_subject.to_string(),
-        ),
-        (
-            "max_consumers",
-            c.max_consumers.to_string(),
-            d.max_consumers.to_string(),
-        ),
-        (
-            "duplicate_window",
-            human(c.duplicate_window),
-            human(d.duplicate_window),
-        ),
-        (
-            "description",
-            c.description.clone().unwrap_or_default(),
-            d.description.clone().unwrap_or_default(),
-        ),
-    ])
+/// A list in a stable order: the server may keep another.
+fn sorted(list: &[String]) -> String {
+    let mut list = list.to_vec();
+    list.sort();
+    list.join(",")
 }
 
-/// `current` with every managed setting taken from `desired`.
-pub fn merge_stream(current: &stream::Config, desired: &stream::Config) -> stream::Config {
-    stream::Config {
-        subjects: desired.subjects.clone(),
-        retention: desired.retention,
-        storage: desired.storage,
-        num_replicas: desired.num_replicas,
-        discard: desired.discard,
-        max_bytes: desired.max_bytes,
-        max_age: desired.max_age,
-        max_messages: desired.max_messages,
-        max_messages_per_subject: desired.max_messages_per_subject,
-        max_consumers: desired.max_consumers,
-        duplicate_window: desired.duplicate_window,
-        description: desired.description.clone(),
-        ..current.clone()
-    }
+/// One managed setting: its name in a diff, how its value reads there, and
+/// how a merge takes it from the desired configuration.
+pub struct Field<C: 'static> {
+    pub name: &'static str,
+    show: fn(&C) -> String,
+    take: fn(&mut C, &C),
 }
 
-/// The managed consumer settings that differ.
-pub fn diff_consumer(current: &consumer::Config, desired: &consumer::Config) -> Vec<Change> {
-    let backoff = |c: &consumer::Config| {
-        c.backoff
+/// The managed settings of one kind of resource: what is compared and
+/// what is set, from one list.
+pub struct Managed<C: 'static>(pub &'static [Field<C>]);
+
+impl<C: Clone> Managed<C> {
+    /// The managed settings that differ, in the table's order.
+    pub fn diff(&self, current: &C, desired: &C) -> Vec<Change> {
+        self.0
             .iter()
-            .map(|d| human(*d))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let filters = |c: &consumer::Config| {
-        let mut f = c.filter_subjects.clone();
-        if !c.filter_subject.is_empty() {
-            f.push(c.filter_subject.clone());
-        }
-        f.sort();
-        f.join(",")
-    };
-    let (c, d) = (current, desired);
-    changes(vec![
-        (
-            "durable_name",
-            c.durable_name.clone().unwrap_or_default(),
-            d.durable_name.clone().unwrap_or_default(),
-        ),
-        (
-            "deliver_subject",
-            c.deliver_subject.clone().unwrap_or_default(),
-            d.deliver_subject.clone().unwrap_or_default(),
-        ),
-        (
-            "deliver_policy",
-            lower(&c.deliver_policy),
-            lower(&d.deliver_policy),
-        ),
-        ("ack_policy", lower(&c.ack_policy), lower(&d.ack_policy)),
-        ("ack_wait", human(c.ack_wait), human(d.ack_wait)),
-        ("backoff", backoff(c), backoff(d)),
-        (
-            "max_deliver",
-            c.max_deliver.to_string(),
-            d.max_deliver.to_string(),
-        ),
-        (
-            "max_ack_pending",
-            c.max_ack_pending.to_string(),
-            d.max_ack_pending.to_string(),
-        ),
-        (
-            "replay_policy",
-            lower(&c.replay_policy),
-            lower(&d.replay_policy),
-        ),
-        (
-            "replicas",
-            c.num_replicas.to_string(),
-            d.num_replicas.to_string(),
-        ),
-        (
-            "inactive_threshold",
-            human(c.inactive_threshold),
-            human(d.inactive_threshold),
-        ),
-        ("filter_subjects", filters(c), filters(d)),
-        (
-            "description",
-            c.description.clone().unwrap_or_default(),
-            d.description.clone().unwrap_or_default(),
-        ),
-    ])
-}
+            .filter_map(|f| {
+                let (current, desired) = ((f.show)(current), (f.show)(desired));
+                (current != desired).then_some(Change {
+                    field: f.name,
+                    current,
+                    desired,
+                })
+            })
+            .collect()
+    }
 
-/// `current` with every managed setting taken from `desired`.
-pub fn merge_consumer(current: &consumer::Config, desired: &consumer::Config) -> consumer::Config {
-    consumer::Config {
-        durable_name: desired.durable_name.clone(),
-        name: desired.name.clone().or_else(|| current.name.clone()),
-        deliver_subject: desired.deliver_subject.clone(),
-        deliver_policy: desired.deliver_policy,
-        ack_policy: desired.ack_policy,
-        ack_wait: desired.ack_wait,
-        backoff: desired.backoff.clone(),
-        max_deliver: desired.max_deliver,
-        max_ack_pending: desired.max_ack_pending,
-        replay_policy: desired.replay_policy,
-        num_replicas: desired.num_replicas,
-        inactive_threshold: desired.inactive_threshold,
-        filter_subject: desired.filter_subject.clone(),
-        filter_subjects: desired.filter_subjects.clone(),
-        description: desired.description.clone(),
-        ..current.clone()
+    /// `current` with every managed setting taken from `desired`.
+    pub fn merge(&self, current: &C, desired: &C) -> C {
+        let mut merged = current.clone();
+        for f in self.0 {
+            (f.take)(&mut merged, desired);
+        }
+        merged
     }
 }
+
+/// A table of managed settings, one row each: `"name" => members: how it
+/// reads`. Diffing compares what the row reads, merging copies its members
+/// from the desired configuration: one row makes both, so no setting is
+/// compared and not set, or set and not compared.
+macro_rules! managed {
+    ($($name:literal => $($member:ident),+ : $show:expr;)*) => {
+        Managed(&[$(Field {
+            name: $name,
+            show: $show,
+            take: |merged, desired| { $(merged.$member = Clone::clone(&desired.$member);)+ },
+        }),*])
+    };
+}
+
+/// The managed stream settings. The name is not one: it is what the
+/// stream is looked up by.
+pub const STREAM_SETTINGS: Managed<stream::Config> = managed! {
+    "subjects" => subjects: |c| sorted(&c.subjects);
+    "retention" => retention: |c| lower(&c.retention);
+    "storage" => storage: |c| lower(&c.storage);
+    "replicas" => num_replicas: |c| c.num_replicas.to_string();
+    "discard" => discard: |c| lower(&c.discard);
+    "max_bytes" => max_bytes: |c| c.max_bytes.to_string();
+    "max_age" => max_age: |c| human(c.max_age);
+    "max_msgs" => max_messages: |c| c.max_messages.to_string();
+    "max_msgs_per_subject" => max_messages_per_subject: |c| c.max_messages_per_subject.to_string();
+    "max_consumers" => max_consumers: |c| c.max_consumers.to_string();
+    "duplicate_window" => duplicate_window: |c| human(c.duplicate_window);
+    "description" => description: |c| text(&c.description);
+};
+
+/// The managed consumer settings. `name` is not one: it is what the
+/// durable is looked up by, and the server keeps it equal to the durable
+/// name; a merge keeps the server's.
+pub const CONSUMER_SETTINGS: Managed<consumer::Config> = managed! {
+    "durable_name" => durable_name: |c| text(&c.durable_name);
+    "deliver_subject" => deliver_subject: |c| text(&c.deliver_subject);
+    "deliver_policy" => deliver_policy: |c| lower(&c.deliver_policy);
+    "ack_policy" => ack_policy: |c| lower(&c.ack_policy);
+    "ack_wait" => ack_wait: |c| human(c.ack_wait);
+    "backoff" => backoff: |c| c.backoff.iter().map(|d| human(*d)).collect::<Vec<_>>().join(",");
+    "max_deliver" => max_deliver: |c| c.max_deliver.to_string();
+    "max_ack_pending" => max_ack_pending: |c| c.max_ack_pending.to_string();
+    "replay_policy" => replay_policy: |c| lower(&c.replay_policy);
+    "replicas" => num_replicas: |c| c.num_replicas.to_string();
+    "inactive_threshold" => inactive_threshold: |c| human(c.inactive_threshold);
+    "filter_subjects" => filter_subject, filter_subjects: |c| {
+        let single = (!c.filter_subject.is_empty()).then(|| c.filter_subject.clone());
+        sorted(&[c.filter_subjects.clone(), single.into_iter().collect()].concat())
+    };
+    "description" => description: |c| text(&c.description);
+};
 
 #[cfg(test)]
 mod tests {
@@ -595,13 +652,128 @@ mod tests {
     use async_nats::jetstream::stream::RetentionPolicy;
 
     #[test]
+    fn every_managed_setting_is_both_compared_and_set() {
+        // From defaults, a merge takes every setting the diff compares (and
+        // keeps the name the resource is looked up by).
+        let s = Settings::default();
+        for desired in s.streams() {
+            let current = stream::Config {
+                name: desired.name.clone(),
+                ..Default::default()
+            };
+            assert!(!STREAM_SETTINGS.diff(&current, &desired).is_empty());
+            let merged = STREAM_SETTINGS.merge(&current, &desired);
+            assert_eq!(STREAM_SETTINGS.diff(&merged, &desired), vec![]);
+            assert_eq!(merged.name, desired.name);
+        }
+        for (_, desired) in s.consumers() {
+            let current = consumer::Config {
+                name: desired.name.clone(),
+                ..Default::default()
+            };
+            let merged = CONSUMER_SETTINGS.merge(&current, &desired);
+            assert_eq!(CONSUMER_SETTINGS.diff(&merged, &desired), vec![]);
+            assert_eq!(
+                merged, desired,
+                "consumer() sets a setting CONSUMER_SETTINGS does not manage"
+            );
+        }
+        let names = |t: &[&str]| {
+            let mut sorted = t.to_vec();
+            sorted.sort();
+            sorted.dedup();
+            sorted.len() == t.len()
+        };
+        assert!(names(
+            &STREAM_SETTINGS.0.iter().map(|f| f.name).collect::<Vec<_>>()
+        ));
+        assert!(names(
+            &CONSUMER_SETTINGS
+                .0
+                .iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+        ));
+    }
+
+    #[test]
+    fn consumers_are_created_on_the_subjects_the_roles_may_use() {
+        // async-nats names the consumer by `name` (else the durable name)
+        // in CONSUMER.CREATE.<stream>.<name> and appends a filter subject:
+        // the permissions list the subject without one.
+        // (The e2e cluster test provisions each role with its own login.)
+        for (stream, c) in Settings::default().consumers() {
+            assert!(c.durable_name.is_some(), "{stream}");
+            assert_eq!(c.name, c.durable_name, "{stream}");
+            assert!(c.filter_subject.is_empty(), "{stream}");
+        }
+    }
+
+    #[test]
+    fn typed_errors_read_as_provisioning_needs() {
+        let js = |code: usize, err_code: u64, description: &str| -> jetstream::Error {
+            serde_json::from_value(serde_json::json!({
+                "code": code, "err_code": err_code, "description": description
+            }))
+            .unwrap()
+        };
+        // An election: JetStream's text, retried.
+        let f = Failure::from(GetStreamError::new(GetStreamErrorKind::JetStream(js(
+            503,
+            10008,
+            "JetStream system temporarily unavailable",
+        ))));
+        assert!(f.retry);
+        assert_eq!(
+            f.text,
+            "JetStream system temporarily unavailable (code 503, error code 10008)"
+        );
+        // Not found, told by the code.
+        let f = Failure::from(GetStreamError::new(GetStreamErrorKind::JetStream(js(
+            404,
+            10059,
+            "stream not found",
+        ))));
+        assert_eq!(
+            (f.code, f.retry),
+            (Some(ErrorCode::STREAM_NOT_FOUND), false)
+        );
+        // Kinds async-nats made of a code keep it.
+        let f = Failure::from(ConsumerInfoError::new(ConsumerInfoErrorKind::NotFound));
+        assert_eq!(f.code, Some(ErrorCode::CONSUMER_NOT_FOUND));
+        let f = Failure::from(ConsumerCreateStrictError::new(
+            ConsumerCreateStrictErrorKind::AlreadyExists,
+        ));
+        assert!(ConsumerSpec::TAKEN.contains(&f.code.unwrap()));
+        // No answer: retried.
+        for f in [
+            Failure::from(ConsumerInfoError::new(ConsumerInfoErrorKind::TimedOut)),
+            Failure::from(CreateStreamError::new(
+                CreateStreamErrorKind::JetStreamUnavailable,
+            )),
+            Failure::from(ConsumerUpdateError::new(ConsumerUpdateErrorKind::Request)),
+        ] {
+            assert_eq!((f.code, f.retry), (None, true), "{f:?}");
+        }
+        // A refusal: neither retried nor mistaken for a race.
+        let f = Failure::from(CreateStreamError::new(CreateStreamErrorKind::JetStream(
+            js(
+                400,
+                10052,
+                "stream configuration update can not change storage type",
+            ),
+        )));
+        assert!(!f.retry && !StreamSpec::TAKEN.contains(&f.code.unwrap()));
+    }
+
+    #[test]
     fn identical_configs_have_no_diff() {
         let s = Settings::default();
         for stream in s.streams() {
-            assert!(diff_stream(&stream, &stream).is_empty());
+            assert!(STREAM_SETTINGS.diff(&stream, &stream).is_empty());
         }
         for (_, c) in s.consumers() {
-            assert!(diff_consumer(&c, &c).is_empty());
+            assert!(CONSUMER_SETTINGS.diff(&c, &c).is_empty());
         }
     }
 
@@ -613,7 +785,7 @@ mod tests {
         current.max_bytes = 10;
         current.duplicate_window = Duration::from_secs(120);
         current.retention = RetentionPolicy::WorkQueue;
-        let d = diff_stream(&current, &desired);
+        let d = STREAM_SETTINGS.diff(&current, &desired);
         let text: Vec<String> = d.iter().map(ToString::to_string).collect();
         assert_eq!(
             text,
@@ -632,17 +804,17 @@ mod tests {
         let mut current = desired.clone();
         current.allow_direct = true;
         current.max_bytes = 1;
-        let merged = merge_stream(&current, &desired);
+        let merged = STREAM_SETTINGS.merge(&current, &desired);
         assert!(merged.allow_direct);
-        assert!(diff_stream(&merged, &desired).is_empty());
+        assert!(STREAM_SETTINGS.diff(&merged, &desired).is_empty());
 
         let (_, desired) = s.consumers().remove(0);
         let mut current = desired.clone();
         current.max_waiting = 77;
         current.max_ack_pending = 3;
-        let merged = merge_consumer(&current, &desired);
+        let merged = CONSUMER_SETTINGS.merge(&current, &desired);
         assert_eq!(merged.max_waiting, 77);
-        assert!(diff_consumer(&merged, &desired).is_empty());
+        assert!(CONSUMER_SETTINGS.diff(&merged, &desired).is_empty());
     }
 
     #[test]
