@@ -131,6 +131,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn defaults_then_file_then_environment_then_flags() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("f.toml", "[demo]\na = 1\nb = \"file\"\n")?;
@@ -138,24 +139,38 @@ mod tests {
             let d: Demo = table(None, "demo", Figment::new()).unwrap();
             assert_eq!(d, Demo::default());
             let d: Demo = table(Some(path), "demo", Figment::new()).unwrap();
-            assert_eq!(d, Demo { a: 1, b: "file".into() });
+            assert_eq!(
+                d,
+                Demo {
+                    a: 1,
+                    b: "file".into()
+                }
+            );
             jail.set_env("FLEETBUS_DEMO__A", "2");
             let d: Demo = table(Some(path), "demo", Figment::new()).unwrap();
             assert_eq!(d.a, 2);
             let flags = Figment::from(Serialized::default("a", 3));
             let d: Demo = table(Some(path), "demo", flags).unwrap();
-            assert_eq!(d, Demo { a: 3, b: "file".into() });
+            assert_eq!(
+                d,
+                Demo {
+                    a: 3,
+                    b: "file".into()
+                }
+            );
             Ok(())
         });
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn every_problem_at_once_and_a_missing_file_is_one() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[demo]\na = \"x\"\nc = 1\n")?;
             let e = table::<Demo>(Some(Path::new("bad.toml")), "demo", Figment::new()).unwrap_err();
             assert!(!e.0.is_empty(), "{e}");
-            let e = table::<Demo>(Some(Path::new("none.toml")), "demo", Figment::new()).unwrap_err();
+            let e =
+                table::<Demo>(Some(Path::new("none.toml")), "demo", Figment::new()).unwrap_err();
             assert_eq!(e, ConfigError::one("config file none.toml does not exist"));
             Ok(())
         });
@@ -164,12 +179,24 @@ mod tests {
     #[test]
     fn the_effective_configuration_loads_again() {
         let text = Effective::new()
-            .table("demo", &Demo { a: 7, b: "x".into() })
+            .table(
+                "demo",
+                &Demo {
+                    a: 7,
+                    b: "x".into(),
+                },
+            )
             .unwrap()
             .render()
             .unwrap();
         let back: toml::Table = text.parse().unwrap();
         let d: Demo = back["demo"].clone().try_into().unwrap();
-        assert_eq!(d, Demo { a: 7, b: "x".into() });
+        assert_eq!(
+            d,
+            Demo {
+                a: 7,
+                b: "x".into()
+            }
+        );
     }
 }

@@ -73,13 +73,21 @@ impl NatsArgs {
                 self.urls.clone()
             },
             // A login is one thing: given here, the file's does not mix in.
-            user: if login_given { self.user.clone() } else { table.user },
+            user: if login_given {
+                self.user.clone()
+            } else {
+                table.user
+            },
             password: if login_given {
                 self.password.clone()
             } else {
                 table.password
             },
-            creds: if login_given { self.creds.clone() } else { table.creds },
+            creds: if login_given {
+                self.creds.clone()
+            } else {
+                table.creds
+            },
             connect_wait_secs: self.connect_wait_secs.or(table.connect_wait_secs),
         })
     }
@@ -161,7 +169,10 @@ impl NatsArgs {
     /// when no login is given at all (not on the command line, not in the
     /// environment, not in a URL).
     pub fn or_local_admin(mut self) -> NatsArgs {
-        let url_has_login = self.urls_or_local().iter().any(|u| split_login(u).1.is_some());
+        let url_has_login = self
+            .urls_or_local()
+            .iter()
+            .any(|u| split_login(u).1.is_some());
         if self.user.is_none() && self.creds.is_none() && !url_has_login {
             self.user = Some(LOCAL_ADMIN.0.into());
             self.password = Some(LOCAL_ADMIN.1.into());
@@ -265,12 +276,16 @@ impl NatsConfig {
             .ping_interval(Duration::from_secs(2))
             .event_callback(|event| async move {
                 match event {
-                    async_nats::Event::Connected => tracing::info!("nats: connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("nats: disconnected"),
-                    async_nats::Event::LameDuckMode => {
-                        tracing::info!("nats: server entering lame-duck mode")
+                    async_nats::Event::Connected => tracing::info!("Connected to NATS."),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("Disconnected from NATS; reconnecting.")
                     }
-                    other => tracing::debug!("nats: {other}"),
+                    async_nats::Event::LameDuckMode => {
+                        tracing::info!(
+                            "The NATS server is entering lame-duck mode; moving to another."
+                        )
+                    }
+                    other => tracing::debug!(event = %other, "A NATS connection event."),
                 }
             });
         if let Some(prefix) = self.role.inbox_prefix() {
@@ -307,7 +322,7 @@ impl NatsConfig {
                             source,
                         });
                     }
-                    tracing::info!(urls = %self.urls(), error = %source, "waiting for NATS");
+                    tracing::info!(urls = %self.urls(), error = %source, "Waiting for NATS.");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
                 }
@@ -413,6 +428,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn the_config_file_fills_what_no_flag_gives() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -93,7 +93,7 @@ pub async fn register(
             let _ = request.respond(Ok(body.into())).await;
         }
     });
-    tracing::info!(service = spec.role.name(), %id, "registered as a NATS micro service");
+    tracing::info!(service = spec.role.name(), %id, "Registered as a NATS micro service.");
     Ok(Registration {
         service,
         id,
@@ -111,6 +111,6 @@ impl Registration {
     pub async fn stop(self) {
         let _ = self.service.stop().await;
         self.endpoint.abort();
-        tracing::info!(id = %self.id, "deregistered");
+        tracing::info!(id = %self.id, "Deregistered.");
     }
 }

@@ -245,7 +245,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     // Listing changed nothing; an unknown kind is a usage error.
     assert_eq!(ls_json(&cluster, &[]).await, all);
     let out = fleetbus(&cluster, &["dead", "ls", "--kind", "bogus"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(64), "EX_USAGE: {}", text(&out));
 
     // Nothing there at all: unreachable.
     let out = tokio::process::Command::new(common::fleetbus_bin())
@@ -271,7 +271,7 @@ async fn replay_puts_a_frame_back_where_it_came_from_once() {
 
     // No selection at all: refused, nothing touched.
     let (code, out) = replay(&cluster, &[]).await;
-    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(code, Some(64), "EX_USAGE: {out}");
     assert!(out.contains("--all"), "{out}");
     assert_eq!(ls_json(&cluster, &[]).await.len(), 3);
 

@@ -37,7 +37,7 @@ fn print_config_shows_the_effective_configuration() {
 }
 
 #[test]
-fn an_invalid_configuration_reports_every_problem_and_exits_2() {
+fn an_invalid_configuration_reports_every_problem_and_exits_78() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::write_config(
         dir.path(),
@@ -49,7 +49,7 @@ fn an_invalid_configuration_reports_every_problem_and_exits_2() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG: {err}");
     for needle in [
         "pipeline must be > 0",
         "max_connections must be > 0",

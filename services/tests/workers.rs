@@ -508,7 +508,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
 
     // SIGTERM: it finishes, deregisters and exits 0.
     common::stop(&mut a).await;
-    assert!(a.log().contains("stopped"), "{}", a.log_tail(20));
+    assert!(a.log().contains("Stopped."), "{}", a.log_tail(20));
     wait_registered(&cluster, "hamster", 0).await;
 
     // A backlog while no hamster runs.
@@ -601,7 +601,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     );
     common::stop(&mut b).await;
     wait_registered(&cluster, "hamster", 0).await;
-    assert!(b.log().contains("stopped"), "{}", b.log_tail(20));
+    assert!(b.log().contains("Stopped."), "{}", b.log_tail(20));
 
     // Workers that keep failing: the process gives up with status 1 (for
     // systemd or Kubernetes to restart it). Here the durable is deleted

@@ -85,7 +85,15 @@ pub fn ack(p: Protocol) -> Ack {
 /// The variants' comments are the CLI's help, hence plain text; what each
 /// does is [`Behaviour`], and [`behaviour`] maps one to the other.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Resend {

@@ -258,7 +258,7 @@ async fn retrying<T, F: Future<Output = Result<T, Failure>>>(
                 last,
             });
         }
-        tracing::debug!(subject, error = %last, "JetStream not ready, retrying");
+        tracing::debug!(subject, error = %last, "JetStream is not ready; trying again.");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
@@ -332,19 +332,19 @@ pub async fn ensure(
     for item in &report.items {
         match &item.outcome {
             Outcome::Created => {
-                tracing::info!(kind = item.kind, name = %item.name, "provisioned: created")
+                tracing::info!(kind = item.kind, name = %item.name, "Provisioned: created.")
             }
             Outcome::Unchanged => {
-                tracing::debug!(kind = item.kind, name = %item.name, "provisioned: unchanged")
+                tracing::debug!(kind = item.kind, name = %item.name, "Provisioned: unchanged.")
             }
             Outcome::Updated { changes } => {
                 let changes: Vec<String> = changes.iter().map(Change::to_string).collect();
-                tracing::info!(kind = item.kind, name = %item.name, ?changes, "provisioned: updated in place")
+                tracing::info!(kind = item.kind, name = %item.name, ?changes, "Provisioned: updated in place.")
             }
             Outcome::Rejected { changes, error } => {
                 let changes: Vec<String> = changes.iter().map(Change::to_string).collect();
                 tracing::error!(kind = item.kind, name = %item.name, ?changes, %error,
-                    "provisioning: JetStream refused to update; the old settings stay in force")
+                    "JetStream refused to update it; the old settings stay in force.")
             }
         }
     }

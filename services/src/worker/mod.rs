@@ -198,16 +198,16 @@ async fn connect(
         std::process::id()
     );
     let config = nats.config(role, name).map_err(|e| {
-        tracing::error!("{e}");
+        tracing::error!(error = %e, "The NATS options are wrong.");
         exit::Exit::Config
     })?;
     let client = config.connect().await.map_err(|e| {
-        tracing::error!("{e}");
+        tracing::error!(error = %e, "Cannot connect to NATS.");
         exit::Exit::Unreachable
     })?;
     let js = jetstream::new(client.clone());
     if let Err(e) = topology::ensure(&js, topology_settings, role).await {
-        tracing::error!("provisioning failed: {e}");
+        tracing::error!(error = %e, "Provisioning this role's streams and consumers failed.");
         return Err(match e {
             topology::ProvisionError::Unavailable { .. } => exit::Exit::Unreachable,
             _ => exit::Exit::Config,
@@ -270,7 +270,10 @@ async fn serve<H: Handler>(
     };
     let code = match signal {
         Some(name) => {
-            tracing::info!("{name}: stopping pulls, finishing in-flight messages");
+            tracing::info!(
+                signal = name,
+                "Stopping: no more pulls; finishing the messages in flight."
+            );
             // Messages held for back-pressure are let go (redelivered after
             // the ack wait); everything else in flight is finished.
             gate.stop();
@@ -279,7 +282,8 @@ async fn serve<H: Handler>(
                 Ok(_) => exit::Exit::Ok,
                 Err(_) => {
                     tracing::error!(
-                        "workers did not finish within {grace:?}; their messages will be redelivered"
+                        ?grace,
+                        "The workers did not finish within the shutdown grace; their messages will be redelivered."
                     );
                     exit::Exit::Unclean
                 }
@@ -287,25 +291,24 @@ async fn serve<H: Handler>(
         }
         None => {
             if let Some(Exit::GaveUp(why)) = supervisor.exit() {
-                tracing::error!("giving up: {why}");
+                tracing::error!(why = %why, "The supervisor gave up.");
             }
             exit::Exit::Problems
         }
     };
     registration.stop().await;
     let _ = client.flush().await;
-    tracing::info!(stats = ?stats.snapshot(), "stopped");
+    tracing::info!(stats = ?stats.snapshot(), "Stopped.");
     Ok(code.into())
 }
 
 /// `fleetbus hamster`.
 pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
-    let Some((topo, nats, settings)) =
-        configure(&common, "hamster", |s: &mut HamsterSettings| {
-            if let Some(n) = common.concurrency {
-                s.concurrency = n;
-            }
-        })?
+    let Some((topo, nats, settings)) = configure(&common, "hamster", |s: &mut HamsterSettings| {
+        if let Some(n) = common.concurrency {
+            s.concurrency = n;
+        }
+    })?
     else {
         return Ok(exit::Exit::Ok.into());
     };
