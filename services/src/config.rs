@@ -34,19 +34,34 @@ pub struct ConfigArgs {
     pub log_json: bool,
 }
 
-impl ConfigArgs {
+impl ProgramArgs {
     /// For the admin tools (`status`, `verify`, `dead …`), whose only table
     /// is `[nats]`: their NATS options over the file's, with the local
     /// cluster's admin login when none is given anywhere; `None` when
     /// `--print-config` printed them.
-    pub fn admin_nats(&self, nats: &NatsArgs) -> anyhow::Result<Option<NatsArgs>> {
-        let nats = nats.layered(self.config.as_deref())?.or_local_admin();
-        if self.print_config {
+    pub fn admin_nats(&self) -> anyhow::Result<Option<NatsArgs>> {
+        let nats = self
+            .nats
+            .layered(self.cfg.config.as_deref())?
+            .or_local_admin();
+        if self.cfg.print_config {
             Effective::new().table("nats", &nats.effective())?.print()?;
             return Ok(None);
         }
         Ok(Some(nats))
     }
+}
+
+/// What every program that connects to the cluster takes besides its own
+/// options: where the cluster is and how to log in (also the `[nats]`
+/// table), and `--config`, `--print-config`, `--log-json`. Which tables of
+/// the file a program reads: docs/operations.md.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub cfg: ConfigArgs,
 }
 
 /// Everything wrong with a configuration, one problem per line.

@@ -119,6 +119,15 @@ fn a_wrong_configuration_exits_78_and_a_wrong_command_line_64() {
     for needle in ["--devices must be > 0", "cannot speak suntech"] {
         assert!(text(&out).contains(needle), "{needle:?} in {}", text(&out));
     }
+    let bad = common::write_config(
+        dir.path(),
+        "[hamster]\nconcurrency = 0\npoison_after = 5\ngive_up_after = 5\n",
+    );
+    let out = run(&["hamster"], &["--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    for needle in ["concurrency must be at least 1", "give_up_after (5) larger"] {
+        assert!(text(&out).contains(needle), "{needle:?} in {}", text(&out));
+    }
     let out = run(&["dead", "replay"], &[]);
     assert_eq!(
         out.status.code(),

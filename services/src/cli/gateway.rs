@@ -13,7 +13,7 @@ use figment::providers::Serialized;
 use figment::Figment;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigArgs, Effective};
+use crate::config::{Effective, ProgramArgs};
 use crate::exit::Exit;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::nats::{NatsArgs, Role};
@@ -24,11 +24,7 @@ use crate::topology::{self, Settings};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[gateway]`, `[topology]` and `[nats]` tables),
-    /// `--print-config`, `--log-json`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     /// Gateway id (default: the host name).
     #[arg(long)]
     pub id: Option<String>,
@@ -59,7 +55,7 @@ impl Args {
         if let Some(http) = &self.http {
             f = f.merge(Serialized::default("http", http));
         }
-        if self.cfg.log_json {
+        if self.program.cfg.log_json {
             f = f.merge(Serialized::default("log_json", true));
         }
         f
@@ -67,11 +63,11 @@ impl Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let file = args.cfg.config.as_deref();
+    let file = args.program.cfg.config.as_deref();
     let config = GatewayConfig::load(file, args.flags())?;
     let settings = Settings::load(file)?;
-    let nats = args.nats.layered(file)?;
-    if args.cfg.print_config {
+    let nats = args.program.nats.layered(file)?;
+    if args.program.cfg.print_config {
         Effective::new()
             .table("gateway", &config)?
             .table("topology", &settings)?

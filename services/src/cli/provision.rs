@@ -12,18 +12,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{ConfigArgs, Effective};
+use crate::config::{Effective, ProgramArgs};
 use crate::exit::Exit;
-use crate::nats::{NatsArgs, Role};
+use crate::nats::Role;
 use crate::topology::{self, ProvisionError, Scope, Settings};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[topology]` and `[nats]` tables), `--print-config`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     /// How long to wait for the cluster (leader elections), in seconds.
     #[arg(long, default_value_t = 60)]
     pub wait: u64,
@@ -33,10 +30,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let file = args.cfg.config.as_deref();
+    let file = args.program.cfg.config.as_deref();
     let settings = Settings::load(file)?;
-    let nats = args.nats.layered(file)?.or_local_admin();
-    if args.cfg.print_config {
+    let nats = args.program.nats.layered(file)?.or_local_admin();
+    if args.program.cfg.print_config {
         Effective::new()
             .table("topology", &settings)?
             .table("nats", &nats.effective())?

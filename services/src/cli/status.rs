@@ -11,18 +11,14 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::ConfigArgs;
+use crate::config::ProgramArgs;
 use crate::exit::Exit;
-use crate::nats::NatsArgs;
 use crate::status::{metrics, query, render, Status, Thresholds};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[nats]` table), `--print-config`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     /// Print one JSON object instead of tables.
     #[arg(long, conflicts_with = "metrics")]
     pub json: bool,
@@ -39,7 +35,7 @@ pub struct Args {
 /// Asks the cluster once, prints the report as asked and exits with its
 /// verdict ([`exit_code`]).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(nats) = args.cfg.admin_nats(&args.nats)? else {
+    let Some(nats) = args.program.admin_nats()? else {
         return Ok(Exit::Ok.into());
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -37,18 +37,15 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::Value;
 
-use crate::config::ConfigArgs;
+use crate::config::ProgramArgs;
 use crate::exit::Exit;
-use crate::nats::{NatsArgs, Role};
+use crate::nats::Role;
 use crate::simulate::Reported;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[nats]` table), `--print-config`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     /// The durable consumer on PARSED to read through.
     #[arg(long, default_value = "verify")]
     pub consumer: String,
@@ -227,7 +224,7 @@ fn read_tap(path: &std::path::Path) -> anyhow::Result<Parsed> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(nats) = args.cfg.admin_nats(&args.nats)? else {
+    let Some(nats) = args.program.admin_nats()? else {
         return Ok(Exit::Ok.into());
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -31,7 +31,7 @@ use fleetbus_actors::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigArgs, ConfigError, Effective};
+use crate::config::{ConfigError, Effective, ProgramArgs};
 use crate::exit;
 use crate::nats::{NatsArgs, Role};
 use crate::registry;
@@ -41,11 +41,7 @@ use crate::topology::{self, Settings};
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[topology]`, `[nats]` and the role's table,
-    /// `[hamster]` or `[monkey]`), `--print-config`, `--log-json`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     /// Workers in this process (default: the config's `concurrency`).
     #[arg(long, short = 'c', alias = "workers")]
     pub concurrency: Option<usize>,
@@ -166,21 +162,22 @@ struct Plan<H> {
 
 /// What a worker process starts from: the topology, its NATS options and
 /// its role's table, layered; `None` when `--print-config` printed them.
-fn configure<T: Serialize + DeserializeOwned + Default>(
+fn configure<T: Serialize + DeserializeOwned + Default + Limits>(
     common: &CommonArgs,
     role: &'static str,
     adjust: impl FnOnce(&mut T),
 ) -> anyhow::Result<Option<(Settings, NatsArgs, T)>> {
-    let file = common.cfg.config.as_deref();
+    let file = common.program.cfg.config.as_deref();
     let topo = Settings::load(file)?;
-    let nats = common.nats.layered(file)?;
+    let nats = common.program.nats.layered(file)?;
     let mut settings: T = load(file, role)?;
     adjust(&mut settings);
-    if common.cfg.print_config {
+    check(&settings)?;
+    if common.program.cfg.print_config {
         print!("{}", render_config(&topo, &nats, role, &settings)?);
         return Ok(None);
     }
-    crate::ops::logging::init(common.cfg.log_json);
+    crate::ops::logging::init(common.program.cfg.log_json);
     Ok(Some((topo, nats, settings)))
 }
 
@@ -312,11 +309,6 @@ pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
     else {
         return Ok(exit::Exit::Ok.into());
     };
-    check(
-        settings.concurrency,
-        settings.poison_after,
-        settings.give_up_after,
-    )?;
     runtime()?.block_on(async {
         let (client, js) = match connect(&nats, Role::Hamster, &topo).await {
             Ok(c) => c,
@@ -375,11 +367,6 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
     else {
         return Ok(exit::Exit::Ok.into());
     };
-    check(
-        settings.concurrency,
-        settings.poison_after,
-        settings.give_up_after,
-    )?;
     runtime()?.block_on(async {
         let (client, js) = match connect(&nats, Role::Monkey, &topo).await {
             Ok(c) => c,
@@ -460,14 +447,42 @@ pub fn live_stats(stats: &Stats, gate: &Gate) -> serde_json::Value {
     v
 }
 
-fn check(concurrency: usize, poison_after: i64, give_up_after: i64) -> anyhow::Result<()> {
-    anyhow::ensure!(concurrency > 0, "concurrency must be at least 1");
-    anyhow::ensure!(
-        poison_after >= 1 && give_up_after > poison_after,
-        "poison_after ({poison_after}) must be at least 1 and give_up_after ({give_up_after}) \
-         larger than it"
-    );
-    Ok(())
+/// What both workers' tables hold and [`check`] judges.
+trait Limits {
+    /// `concurrency`, `poison_after`, `give_up_after`.
+    fn limits(&self) -> (usize, i64, i64);
+}
+
+impl Limits for HamsterSettings {
+    fn limits(&self) -> (usize, i64, i64) {
+        (self.concurrency, self.poison_after, self.give_up_after)
+    }
+}
+
+impl Limits for MonkeySettings {
+    fn limits(&self) -> (usize, i64, i64) {
+        (self.concurrency, self.poison_after, self.give_up_after)
+    }
+}
+
+/// Every problem of a worker's table at once.
+fn check(settings: &impl Limits) -> Result<(), ConfigError> {
+    let (concurrency, poison_after, give_up_after) = settings.limits();
+    let mut problems = Vec::new();
+    if concurrency == 0 {
+        problems.push("concurrency must be at least 1".to_string());
+    }
+    if poison_after < 1 || give_up_after <= poison_after {
+        problems.push(format!(
+            "poison_after ({poison_after}) must be at least 1 and give_up_after \
+             ({give_up_after}) larger than it"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError(problems))
+    }
 }
 
 #[cfg(test)]

@@ -40,9 +40,9 @@ use fleetbus_wire::{names, DeadStage, Envelope};
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::config::ConfigArgs;
+use crate::config::ProgramArgs;
 use crate::exit::Exit;
-use crate::nats::{NatsArgs, Role};
+use crate::nats::Role;
 
 pub mod rescue;
 
@@ -74,10 +74,7 @@ pub enum Command {
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[nats]` table), `--print-config`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     #[command(flatten)]
     pub filter: Filter,
     /// Show at most this many letters, oldest first (0: all); the summary
@@ -92,10 +89,7 @@ pub struct LsArgs {
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[nats]` table), `--print-config`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     #[command(flatten)]
     pub filter: Filter,
     /// Replay these DEAD sequences (repeat, or separate with commas); the
@@ -498,11 +492,10 @@ fn deliver_policy(since: Option<DateTime<Utc>>) -> DeliverPolicy {
 /// Connects as admin; the exit status (the reason on stderr) when it
 /// cannot, or `Ok` when `--print-config` printed the options instead.
 async fn connect(
-    nats: &NatsArgs,
-    cfg: &ConfigArgs,
+    program: &ProgramArgs,
     name: &str,
 ) -> anyhow::Result<Result<jetstream::Context, Exit>> {
-    let Some(nats) = cfg.admin_nats(nats)? else {
+    let Some(nats) = program.admin_nats()? else {
         return Ok(Err(Exit::Ok));
     };
     let config = nats.config(Role::Admin, name)?;
@@ -541,7 +534,7 @@ pub struct Listing {
 }
 
 async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let js = match connect(&args.nats, &args.cfg, "fleetbus-dead-ls").await? {
+    let js = match connect(&args.program, "fleetbus-dead-ls").await? {
         Ok(js) => js,
         Err(code) => return Ok(code.into()),
     };
@@ -791,7 +784,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(Exit::Usage.into());
     }
-    let js = match connect(&args.nats, &args.cfg, "fleetbus-dead-replay").await? {
+    let js = match connect(&args.program, "fleetbus-dead-replay").await? {
         Ok(js) => js,
         Err(code) => return Ok(code.into()),
     };

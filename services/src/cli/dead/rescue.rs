@@ -35,18 +35,15 @@ use fleetbus_actors::{DeadKind, DeadReason};
 use fleetbus_wire::dead::DeadLetter;
 use fleetbus_wire::{DeadStage, Envelope};
 
-use crate::config::ConfigArgs;
+use crate::config::ProgramArgs;
 use crate::exit::Exit;
-use crate::nats::{NatsArgs, Role};
+use crate::nats::Role;
 use crate::status;
 
 #[derive(clap::Args, Debug)]
 pub struct RescueArgs {
     #[command(flatten)]
-    pub nats: NatsArgs,
-    /// `--config` (its `[nats]` table), `--print-config`.
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
+    pub program: ProgramArgs,
     /// Say what would be moved; change nothing (and do not wait).
     #[arg(long)]
     pub dry_run: bool,
@@ -101,7 +98,7 @@ async fn candidates(client: &async_nats::Client) -> Vec<Candidate> {
 }
 
 pub async fn rescue(args: RescueArgs) -> anyhow::Result<ExitCode> {
-    let Some(nats) = args.cfg.admin_nats(&args.nats)? else {
+    let Some(nats) = args.program.admin_nats()? else {
         return Ok(Exit::Ok.into());
     };
     let config = nats.config(Role::Admin, "fleetbus-dead-rescue")?;
