@@ -35,6 +35,7 @@ use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
 use fleetbus_e2e::{cpu, Cluster, ClusterOptions, Proc, Role, System, SystemOptions};
+use fleetbus_wire::names;
 use futures::StreamExt;
 
 const STREAM: &str = "BENCH";
@@ -726,7 +727,7 @@ async fn pipeline(
     let mut watch = loop {
         let watch = async {
             let kv = js
-                .get_key_value("devices")
+                .get_key_value(names::DEVICES_BUCKET)
                 .await
                 .map_err(|e| e.to_string())?;
             kv.watch_many(sampled.iter())
@@ -794,7 +795,10 @@ async fn pipeline(
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let mut line = format!("{:>5.1}s", started.elapsed().as_secs_f64());
-                for (stream, name) in [("RAW", "hamsters"), ("PARSED", "monkeys")] {
+                for (stream, name) in [
+                    (names::RAW, names::HAMSTERS),
+                    (names::PARSED, names::MONKEYS),
+                ] {
                     if let Ok(mut c) = js
                         .get_consumer_from_stream::<consumer::pull::Config, _, _>(name, stream)
                         .await
@@ -819,9 +823,11 @@ async fn pipeline(
         sim.log_tail(5)
     );
     // Done when the monkeys have acknowledged everything.
-    let monkeys = js.get_consumer_from_stream::<consumer::pull::Config, _, _>("monkeys", "PARSED");
+    let monkeys =
+        js.get_consumer_from_stream::<consumer::pull::Config, _, _>(names::MONKEYS, names::PARSED);
     let mut monkeys = monkeys.await?;
-    let hamsters = js.get_consumer_from_stream::<consumer::pull::Config, _, _>("hamsters", "RAW");
+    let hamsters =
+        js.get_consumer_from_stream::<consumer::pull::Config, _, _>(names::HAMSTERS, names::RAW);
     let mut hamsters = hamsters.await?;
     loop {
         // An info that fails (a consumer leader moving) is asked again.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tempfile::TempDir;
 
+use fleetbus_wire::names;
+
 use crate::{fleetbus_bin, http, wait_for, Cluster, ClusterOptions, Proc, Role, Spec};
 
 /// What to run beside the cluster.
@@ -354,7 +356,7 @@ impl System {
         let last = std::sync::Mutex::new(String::new());
         let drained = wait_for("the pipeline drained", within, || async {
             let mut left = Vec::new();
-            for stream in ["RAW", "PARSED"] {
+            for stream in [names::RAW, names::PARSED] {
                 let mut s = admin.get_stream(stream).await?;
                 let n = s.info().await?.state.messages;
                 let mut consumers = s.consumers();

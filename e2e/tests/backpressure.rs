@@ -21,6 +21,7 @@ use fleetbus_e2e::scenario::{
 use fleetbus_e2e::{wait_for, Role, System, SystemOptions};
 use fleetbus_wire::headers;
 use fleetbus_wire::ids::raw_msg_id;
+use fleetbus_wire::names;
 use fleetbus_wire::names::raw_subject;
 
 /// Every timeout and redelivery horizon short, so that a hold of 30 s
@@ -83,7 +84,7 @@ async fn held_back(sys: &System, js: &jetstream::Context, dead: u64, what: &str)
     let mut last = Vec::new();
     while tokio::time::Instant::now() < until {
         assert_eq!(
-            messages(js, "DEAD").await,
+            messages(js, names::DEAD).await,
             dead,
             "nothing acknowledged goes to DEAD while held back"
         );
@@ -113,17 +114,17 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
     for m in &sys.monkeys {
         m.pause();
     }
-    let parsed_cap = messages(&js, "PARSED").await as i64 + 30;
-    set_max_msgs(&js, "PARSED", parsed_cap).await;
+    let parsed_cap = messages(&js, names::PARSED).await as i64 + 30;
+    set_max_msgs(&js, names::PARSED, parsed_cap).await;
     wait_for("PARSED full", Duration::from_secs(60), || async {
-        Ok((messages(&js, "PARSED").await as i64 >= parsed_cap).then_some(()))
+        Ok((messages(&js, names::PARSED).await as i64 >= parsed_cap).then_some(()))
     })
     .await
     .unwrap();
-    let raw_cap = messages(&js, "RAW").await as i64 + 60;
-    set_max_msgs(&js, "RAW", raw_cap).await;
+    let raw_cap = messages(&js, names::RAW).await as i64 + 60;
+    set_max_msgs(&js, names::RAW, raw_cap).await;
     wait_for("RAW full", Duration::from_secs(60), || async {
-        Ok((messages(&js, "RAW").await as i64 >= raw_cap).then_some(()))
+        Ok((messages(&js, names::RAW).await as i64 >= raw_cap).then_some(()))
     })
     .await
     .unwrap();
@@ -133,11 +134,11 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
     // resend): a trickle, not the fleet's 100 records a second.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let acked = sys.reported("sim");
-    let raw_stored = last_sequence(&js, "RAW").await;
-    let last = held_back(&sys, &js, 0, "PARSED").await;
+    let raw_stored = last_sequence(&js, names::RAW).await;
+    let last = held_back(&sys, &js, 0, names::PARSED).await;
     let (acked_meanwhile, stored_meanwhile) = (
         sys.reported("sim") - acked,
-        last_sequence(&js, "RAW").await - raw_stored,
+        last_sequence(&js, names::RAW).await - raw_stored,
     );
     assert!(
         acked_meanwhile as u64 <= stored_meanwhile * 5,
@@ -157,8 +158,8 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
     for m in &sys.monkeys {
         m.resume();
     }
-    set_max_msgs(&js, "PARSED", -1).await;
-    set_max_msgs(&js, "RAW", -1).await;
+    set_max_msgs(&js, names::PARSED, -1).await;
+    set_max_msgs(&js, names::RAW, -1).await;
     assert_delivered_once_out_of_order(
         &mut sys,
         &mut sim,
@@ -166,7 +167,7 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
         2000,
     )
     .await;
-    assert_eq!(messages(&js, "DEAD").await, 0);
+    assert_eq!(messages(&js, names::DEAD).await, 0);
 }
 
 /// Frames no parser accepts while DEAD takes nothing more: the hamster
@@ -177,7 +178,7 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
 async fn a_full_dead_holds_bad_frames_back_and_loses_nothing() {
     let mut sys = system(1).await;
     let js = admin(&sys).await;
-    set_max_msgs(&js, "DEAD", 1).await;
+    set_max_msgs(&js, names::DEAD, 1).await;
     let f = fleet(20, 60, 200);
     let mut sim = start_fleet(&sys, &args(&f));
     acked_at_least(&sys, 100).await;
@@ -202,15 +203,15 @@ async fn a_full_dead_holds_bad_frames_back_and_loses_nothing() {
     wait_for(
         "the first bad frame in DEAD",
         Duration::from_secs(60),
-        || async { Ok((messages(&js, "DEAD").await == 1).then_some(())) },
+        || async { Ok((messages(&js, names::DEAD).await == 1).then_some(())) },
     )
     .await
     .unwrap();
-    let last = held_back(&sys, &js, 1, "DEAD").await;
+    let last = held_back(&sys, &js, 1, names::DEAD).await;
     eprintln!("DEAD full for {HOLD:?}; status said: {last:?}");
-    set_max_msgs(&js, "DEAD", -1).await;
+    set_max_msgs(&js, names::DEAD, -1).await;
     assert_delivered_once(&mut sys, &mut sim, "DEAD full", 1200).await;
-    let dead = sys.cluster.stream_messages("DEAD").await.unwrap();
+    let dead = sys.cluster.stream_messages(names::DEAD).await.unwrap();
     assert_eq!(dead.len(), 5, "every bad frame, once");
     for m in &dead {
         assert_eq!(
@@ -228,17 +229,17 @@ async fn a_full_dead_holds_bad_frames_back_and_loses_nothing() {
 async fn a_full_events_stream_holds_the_monkeys_back_and_loses_no_event() {
     let mut sys = system(1).await;
     let js = admin(&sys).await;
-    set_max_msgs(&js, "EVENTS", 1).await;
+    set_max_msgs(&js, names::EVENTS, 1).await;
     let f = fleet(20, 60, 200);
     let mut sim = start_fleet(&sys, &args(&f));
     wait_for("EVENTS full", Duration::from_secs(120), || async {
-        Ok((messages(&js, "EVENTS").await == 1).then_some(()))
+        Ok((messages(&js, names::EVENTS).await == 1).then_some(()))
     })
     .await
     .unwrap();
-    let last = held_back(&sys, &js, 0, "EVENTS").await;
+    let last = held_back(&sys, &js, 0, names::EVENTS).await;
     eprintln!("EVENTS full for {HOLD:?}; status said: {last:?}");
-    set_max_msgs(&js, "EVENTS", -1).await;
+    set_max_msgs(&js, names::EVENTS, -1).await;
     let report = assert_delivered_once(&mut sys, &mut sim, "EVENTS full", 1200).await;
     assert!(report.contains("40 of 40 expected events once"), "{report}");
 }

@@ -76,9 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(Exit::Ok.into());
     }
     ops::logging::init(config.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::cli::service_runtime()?;
     runtime.block_on(serve(nats, config, settings))
 }
 

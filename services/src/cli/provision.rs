@@ -40,9 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .print()?;
         return Ok(Exit::Ok.into());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::cli::tool_runtime()?;
     runtime.block_on(async {
         let mut config = nats.config(Role::Admin, "fleetbus-provision")?;
         config.connect_wait = Duration::from_secs(args.wait);

@@ -274,9 +274,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let config = settings.config()?;
     crate::ops::logging::init(args.cfg.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::cli::service_runtime()?;
     runtime.block_on(async move {
         let stop = CancellationToken::new();
         let stop_now = CancellationToken::new();

@@ -38,9 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(nats) = args.program.admin_nats()? else {
         return Ok(Exit::Ok.into());
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::cli::tool_runtime()?;
     let status = runtime.block_on(query(
         nats,
         Duration::from_secs(args.timeout),

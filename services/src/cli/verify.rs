@@ -227,9 +227,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(nats) = args.program.admin_nats()? else {
         return Ok(Exit::Ok.into());
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::cli::tool_runtime()?;
     runtime.block_on(async move {
         let client = match nats.config(Role::Admin, "fleetbus-verify")?.connect().await {
             Ok(c) => c,

@@ -140,12 +140,6 @@ pub fn render_config<T: Serialize>(
         .render()
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// What differs between the two roles once connected.
 struct Plan<H> {
     role: Role,
@@ -309,7 +303,7 @@ pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
     else {
         return Ok(exit::Exit::Ok.into());
     };
-    runtime()?.block_on(async {
+    crate::cli::service_runtime()?.block_on(async {
         let (client, js) = match connect(&nats, Role::Hamster, &topo).await {
             Ok(c) => c,
             Err(code) => return Ok(code.into()),
@@ -367,7 +361,7 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
     else {
         return Ok(exit::Exit::Ok.into());
     };
-    runtime()?.block_on(async {
+    crate::cli::service_runtime()?.block_on(async {
         let (client, js) = match connect(&nats, Role::Monkey, &topo).await {
             Ok(c) => c,
             Err(code) => return Ok(code.into()),

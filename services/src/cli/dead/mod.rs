@@ -508,17 +508,11 @@ async fn connect(
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::Ls(args) => runtime()?.block_on(ls(args)),
-        Command::Replay(args) => runtime()?.block_on(replay(args)),
-        Command::Rescue(args) => runtime()?.block_on(rescue::rescue(args)),
+        Command::Ls(args) => crate::cli::tool_runtime()?.block_on(ls(args)),
+        Command::Replay(args) => crate::cli::tool_runtime()?.block_on(replay(args)),
+        Command::Rescue(args) => crate::cli::tool_runtime()?.block_on(rescue::rescue(args)),
     }
 }
 

@@ -14,6 +14,7 @@
 //!   is unexpected: the simulator drives below the overspeed threshold and
 //!   raises no alarms.
 
+use fleetbus_wire::device::DeviceEntry;
 use fleetbus_wire::names;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -102,23 +103,22 @@ pub async fn check(
         let (newest, record) = records.last().expect("a device has records");
         let key = names::device_key(device);
         let entry = retry(wait, || kv.get(&key)).await?;
+        // Read as the contract describes it: an entry that does not decode
+        // as one is as wrong as a missing one.
         let got = entry
-            .and_then(|v| serde_json::from_slice::<Value>(&v).ok())
-            .map(|v| v["position"].clone());
+            .and_then(|v| serde_json::from_slice::<DeviceEntry>(&v).ok())
+            .map(|e| e.position);
         let same = got.as_ref().is_some_and(|p| {
-            p["fix_time"]
-                .as_str()
-                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-                == Some(**newest)
-                && p["latitude"] == record["latitude"]
-                && p["longitude"] == record["longitude"]
+            p.fix_time == **newest
+                && Some(p.latitude) == record["latitude"].as_f64()
+                && Some(p.longitude) == record["longitude"].as_f64()
         });
         if same {
             out.latest_ok += 1;
         } else {
             out.latest_wrong.push(format!(
                 "{device}: latest position {} instead of the record of {}",
-                got.map(|p| p["fix_time"].to_string())
+                got.map(|p| p.fix_time.to_rfc3339())
                     .unwrap_or_else(|| "missing".into()),
                 newest.to_rfc3339()
             ));
