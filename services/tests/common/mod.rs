@@ -1,14 +1,16 @@
 //! What the service tests share: provisioned clusters, an in-process
 //! gateway on free ports, the `fleetbus` binary as a process (commands,
 //! worker specs, registrations), and, in the submodules, fixes and frames
-//! ([`fixes`]), reading streams and headers ([`streams`]) and a gateway's
-//! metrics ([`metrics`]).
+//! ([`fixes`]), reading streams and headers ([`streams`]), a gateway's
+//! metrics ([`metrics`]) and what the hamster and monkey tests share
+//! ([`workers`]).
 
 #![allow(dead_code)] // each test file uses its own part
 
 pub mod fixes;
 pub mod metrics;
 pub mod streams;
+pub mod workers;
 
 use std::path::Path;
 use std::process::Output;
