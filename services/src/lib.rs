@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod dead;
+pub mod dev;
 pub mod exit;
 pub mod gateway;
 pub mod nats;
@@ -11,4 +13,5 @@ pub mod registry;
 pub mod simulate;
 pub mod status;
 pub mod topology;
+pub mod verify;
 pub mod worker;

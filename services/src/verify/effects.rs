@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::Value;
 
-use super::Key;
+use super::report::Key;
 
 /// What the effects check found.
 #[derive(Debug, Default, serde::Serialize)]
@@ -52,23 +52,6 @@ impl Effects {
     /// latest position is right and no event is wrong or duplicated.
     pub fn ok_but_for_order(&self) -> bool {
         self.latest_wrong.is_empty() && self.events_wrong.is_empty()
-    }
-
-    pub fn render(&self) -> String {
-        let mut s = format!(
-            "effects: {} devices, {} with their newest record as latest position; {} of {} expected events once, {} problems, {} devices missing transitions\n",
-            self.devices,
-            self.latest_ok,
-            self.events_ok,
-            self.events_expected,
-            self.latest_wrong.len() + self.events_wrong.len(),
-            self.events_missing.len()
-        );
-        let all = self.latest_wrong.iter().chain(&self.events_wrong);
-        for item in all.chain(&self.events_missing).take(20) {
-            s.push_str(&format!("  effect: {item}\n"));
-        }
-        s
     }
 }
 
