@@ -58,88 +58,74 @@ pub struct Metrics {
     registry: Arc<Registry>,
 }
 
+/// A new metric of kind `M`, registered under `name` (after the prefix).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Default + Clone,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("fleetbus_gateway");
-        let connections_accepted = Family::default();
-        registry.register(
-            "connections_accepted",
-            "Device connections accepted",
-            connections_accepted.clone(),
-        );
-        let connections_open = Family::default();
-        registry.register(
-            "connections_open",
-            "Device connections open now",
-            connections_open.clone(),
-        );
-        let frames_received = Family::default();
-        registry.register(
-            "frames_received",
-            "Complete frames read from devices",
-            frames_received.clone(),
-        );
-        let bytes_received = Family::default();
-        registry.register(
-            "bytes_received",
-            "Bytes of complete frames read from devices",
-            bytes_received.clone(),
-        );
-        let frames_stored = Family::default();
-        registry.register(
-            "frames_stored",
-            "Frames stored in RAW (PubAck received), duplicates included",
-            frames_stored.clone(),
-        );
-        let frames_duplicate = Family::default();
-        registry.register(
-            "frames_duplicate",
-            "Stored frames JetStream recognised as resends (same Nats-Msg-Id)",
-            frames_duplicate.clone(),
-        );
-        let acks_sent = Family::default();
-        registry.register("acks_sent", "Replies written to devices", acks_sent.clone());
-        let publish_retries = Family::default();
-        registry.register(
-            "publish_retries",
-            "Publishes tried again after an error or a missing PubAck",
-            publish_retries.clone(),
-        );
+        let mut r = Registry::with_prefix("fleetbus_gateway");
         let publish_duration = Family::<ProtocolLabel, Histogram>::new_with_constructor(|| {
             // 0.5 ms .. ~33 s: a healthy quorum write takes a few ms, a
             // leader election several seconds.
             Histogram::new(exponential_buckets(0.0005, 2.0, 17))
         });
-        registry.register(
+        r.register(
             "publish_duration_seconds",
             "From a frame's first publish attempt to its PubAck",
             publish_duration.clone(),
         );
-        let raw_consumers = Gauge::default();
-        registry.register(
-            "raw_consumers",
-            "Consumers of RAW at the last check; while 0 no frame is stored or acknowledged",
-            raw_consumers.clone(),
-        );
-        let errors = Family::default();
-        registry.register(
-            "errors",
-            "Refused input and failures, by stage and error type",
-            errors.clone(),
-        );
         Metrics {
-            connections_accepted,
-            connections_open,
-            frames_received,
-            bytes_received,
-            frames_stored,
-            frames_duplicate,
-            acks_sent,
-            publish_retries,
+            connections_accepted: registered(
+                &mut r,
+                "connections_accepted",
+                "Device connections accepted",
+            ),
+            connections_open: registered(&mut r, "connections_open", "Device connections open now"),
+            frames_received: registered(
+                &mut r,
+                "frames_received",
+                "Complete frames read from devices",
+            ),
+            bytes_received: registered(
+                &mut r,
+                "bytes_received",
+                "Bytes of complete frames read from devices",
+            ),
+            frames_stored: registered(
+                &mut r,
+                "frames_stored",
+                "Frames stored in RAW (PubAck received), duplicates included",
+            ),
+            frames_duplicate: registered(
+                &mut r,
+                "frames_duplicate",
+                "Stored frames JetStream recognised as resends (same Nats-Msg-Id)",
+            ),
+            acks_sent: registered(&mut r, "acks_sent", "Replies written to devices"),
+            publish_retries: registered(
+                &mut r,
+                "publish_retries",
+                "Publishes tried again after an error or a missing PubAck",
+            ),
             publish_duration,
-            errors,
-            raw_consumers,
-            registry: Arc::new(registry),
+            errors: registered(
+                &mut r,
+                "errors",
+                "Refused input and failures, by stage and error type",
+            ),
+            raw_consumers: registered(
+                &mut r,
+                "raw_consumers",
+                "Consumers of RAW at the last check; while 0 no frame is stored or acknowledged",
+            ),
+            registry: Arc::new(r),
         }
     }
 
