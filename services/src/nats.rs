@@ -65,7 +65,9 @@ impl NatsArgs {
     /// `FLEETBUS_NATS__*` variables): what is given here wins, field by field.
     pub fn layered(&self, file: Option<&Path>) -> Result<NatsArgs, ConfigError> {
         let table: NatsArgs = config::table(file, "nats", Figment::new())?;
-        let login_given = self.user.is_some() || self.password.is_some() || self.creds.is_some();
+        let url_login = self.urls.iter().any(|u| split_login(u).1.is_some());
+        let login_given =
+            url_login || self.user.is_some() || self.password.is_some() || self.creds.is_some();
         Ok(NatsArgs {
             urls: if self.urls.is_empty() {
                 table.urls
@@ -448,6 +450,11 @@ mod tests {
                 .unwrap();
             assert_eq!((flag.user, flag.password), (None, None));
             assert_eq!(flag.urls, ["nats://c:1"]);
+            // So does a login inside a URL.
+            let in_url = parse(&["--nats-url", "nats://a:b@c:1"])
+                .layered(file)
+                .unwrap();
+            assert_eq!((in_url.user, in_url.password), (None, None));
             assert_eq!(from_file.effective().password.as_deref(), Some("***"));
             Ok(())
         });

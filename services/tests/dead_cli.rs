@@ -302,16 +302,7 @@ async fn replay_puts_a_frame_back_where_it_came_from_once() {
         header(m, headers::RECEIVED_AT),
         Some("2026-11-29T12:00:01.000Z")
     );
-    for name in [
-        headers::DEAD_REASON,
-        headers::DEAD_KIND,
-        headers::DEAD_STAGE,
-        headers::DEAD_STREAM,
-        headers::DEAD_SEQUENCE,
-        headers::DEAD_SUBJECT,
-        headers::DEAD_DELIVERIES,
-        headers::DEAD_MSG_ID,
-    ] {
+    for name in headers::DEAD_ALL {
         assert_eq!(
             header(m, name),
             None,

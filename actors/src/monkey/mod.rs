@@ -292,8 +292,10 @@ impl Monkey {
     /// the others go on. Back-pressure holds the whole message, which the
     /// processors' idempotence makes safe to process again.
     async fn handle_frame(&self, msg: &jetstream::Message, records: &[(Record, Meta)]) -> Outcome {
-        let mut together = true;
-        for p in &self.processors {
+        // One record goes straight to `process`: a run of one would only
+        // do the same work twice when a processor refuses it.
+        let mut together = records.len() > 1;
+        for p in self.processors.iter().filter(|_| together) {
             if let Err(e) = p.process_run_boxed(records).await {
                 tracing::debug!(
                     processor = p.name(),

@@ -21,8 +21,8 @@
 //! file. The fault suite does that.
 //!
 //! Exit status: 0 when nothing is missing, duplicated or altered (and the
-//! effects are right); 1 otherwise; 2 when the cluster or the report cannot
-//! be read.
+//! effects are right); 1 otherwise; 2 when the cluster cannot be reached;
+//! 64 when the report cannot be read (`crate::exit`).
 //!
 //! This file holds the flags, what it prints and what it exits with; how
 //! PARSED, the report, the tap and the effects are read and judged is

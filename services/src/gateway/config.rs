@@ -279,15 +279,6 @@ impl GatewayConfig {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
     }
-
-    /// The effective configuration as TOML, for `--print-config`.
-    pub fn to_toml(&self) -> String {
-        #[derive(Serialize)]
-        struct File<'a> {
-            gateway: &'a GatewayConfig,
-        }
-        toml_string(&File { gateway: self })
-    }
 }
 
 /// Protocols that can be served over UDP: their datagram framer cuts a
@@ -309,11 +300,6 @@ pub const UDP_BY_DEFAULT: &[Protocol] = &[Protocol::H02, Protocol::Gps103, Proto
 
 /// A frame is one NATS message; the server's default max_payload is 1 MiB.
 pub const MAX_FRAME_CEILING: usize = 1 << 20;
-
-fn toml_string<T: Serialize>(value: &T) -> String {
-    // figment reads TOML but does not write it; the `toml` crate does.
-    toml::to_string_pretty(value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-}
 
 #[cfg(test)]
 mod tests {
@@ -431,7 +417,13 @@ mod tests {
     fn printed_config_loads_back_unchanged() {
         figment::Jail::expect_with(|jail| {
             let c = GatewayConfig::default();
-            jail.create_file("printed.toml", &c.to_toml())?;
+            // What --print-config prints (crate::config::Effective).
+            let printed = crate::config::Effective::new()
+                .table("gateway", &c)
+                .unwrap()
+                .render()
+                .unwrap();
+            jail.create_file("printed.toml", &printed)?;
             let back =
                 GatewayConfig::load(Some(Path::new("printed.toml")), Figment::new()).unwrap();
             assert_eq!(back, c);

@@ -5,10 +5,11 @@
 //! is in flight (letting go of what downstream still refuses), deregister
 //! and exit 0. How it works: docs/workers.md.
 //!
-//! Exit status: 0 after a graceful stop; 1 when the supervisor gave up
-//! (workers kept dying: restart intensity exceeded) or the graceful stop
-//! did not finish in time; 2 when the cluster could not be reached or
-//! provisioning failed.
+//! Exit status (`crate::exit`): 0 after a graceful stop; 1 when the
+//! supervisor gave up (workers kept dying: restart intensity exceeded); 3
+//! when the graceful stop did not finish in time; 2 when the cluster could
+//! not be reached; 78 for a wrong configuration or a stream the cluster
+//! refuses to change.
 
 use fleetbus_wire::names;
 use std::collections::BTreeMap;

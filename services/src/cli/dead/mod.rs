@@ -12,10 +12,10 @@
 //! This file holds their flags and what they print and exit with; how DEAD
 //! is read, listed, replayed and rescued is [`crate::dead`].
 //!
-//! Exit status: `ls` 0 (also when nothing matches), 2 when the cluster
-//! cannot be reached. `replay` 0 when every selected letter was stored (or
-//! already was), 1 when some failed, 2 when the cluster cannot be reached
-//! or nothing says which letters to replay.
+//! Exit status (`crate::exit`): `ls` 0 (also when nothing matches), 2 when
+//! the cluster cannot be reached. `replay` 0 when every selected letter was
+//! stored (or already was), 1 when some failed, 2 when the cluster cannot
+//! be reached, 64 when nothing says which letters to replay.
 
 use std::process::ExitCode;
 use std::time::Duration;
