@@ -7,9 +7,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::fleetbus_bin as fleetbus;
+use common::assert_config_refused;
+use fleetbus_e2e::text;
 
 /// Every program that connects to the cluster, with the arguments it needs
 /// besides the common ones.
@@ -25,32 +26,14 @@ const PROGRAMS: &[&[&str]] = &[
     &["dead", "rescue"],
 ];
 
+/// `fleetbus <args> <extra>`, nothing from the environment.
 fn run(args: &[&str], extra: &[&str]) -> Output {
-    Command::new(fleetbus())
-        .args(args)
-        .args(extra)
-        // Nothing from the environment running the tests.
-        .env_remove("FLEETBUS_CONFIG")
-        .env_remove("FLEETBUS_NATS_URL")
-        .env_remove("FLEETBUS_NATS_USER")
-        .env_remove("FLEETBUS_NATS_PASSWORD")
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::fleetbus_alone(&[args, extra].concat())
 }
 
 #[test]
 fn every_program_prints_its_configuration_with_the_nats_table_of_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(
-        dir.path(),
+    let (dir, path) = common::config_file(
         "[nats]\nurls = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\nuser = \"ops\"\npassword = \"secret\"\n",
     );
     let config = path.to_str().unwrap();
@@ -96,38 +79,21 @@ fn every_program_prints_its_configuration_with_the_nats_table_of_the_file() {
 
 #[test]
 fn a_wrong_configuration_exits_78_and_a_wrong_command_line_64() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(dir.path(), "[nats]\nurl = \"nats://typo:4222\"\n");
-    let config = path.to_str().unwrap();
     for program in PROGRAMS {
-        let out = run(program, &["--config", config]);
-        assert_eq!(out.status.code(), Some(78), "{program:?}: {}", text(&out));
-        assert!(
-            text(&out).contains("url"),
-            "{program:?} names the field: {}",
-            text(&out)
-        );
+        assert_config_refused(program, "[nats]\nurl = \"nats://typo:4222\"\n", &["url"]);
         let out = run(program, &["--no-such-flag"]);
         assert_eq!(out.status.code(), Some(64), "{program:?}: {}", text(&out));
     }
-    let bad = common::write_config(
-        dir.path(),
+    assert_config_refused(
+        &["simulate"],
         "[simulate]\ndevices = 0\nprotocols = [\"suntech\"]\n",
+        &["--devices must be > 0", "cannot speak suntech"],
     );
-    let out = run(&["simulate"], &["--config", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
-    for needle in ["--devices must be > 0", "cannot speak suntech"] {
-        assert!(text(&out).contains(needle), "{needle:?} in {}", text(&out));
-    }
-    let bad = common::write_config(
-        dir.path(),
+    assert_config_refused(
+        &["hamster"],
         "[hamster]\nconcurrency = 0\npoison_after = 5\ngive_up_after = 5\n",
+        &["concurrency must be at least 1", "give_up_after (5) larger"],
     );
-    let out = run(&["hamster"], &["--config", bad.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
-    for needle in ["concurrency must be at least 1", "give_up_after (5) larger"] {
-        assert!(text(&out).contains(needle), "{needle:?} in {}", text(&out));
-    }
     let out = run(&["dead", "replay"], &[]);
     assert_eq!(
         out.status.code(),

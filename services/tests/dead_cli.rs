@@ -9,8 +9,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::Utc;
 use common::fixes::{moving, teltonika_frame as frame};
-use common::fleetbus;
 use common::streams::{header, messages_on};
+use common::{fleetbus, fleetbus_ok};
 use fleetbus_actors::dead;
 use fleetbus_actors::DeadKind;
 use fleetbus_codec::Record;
@@ -124,15 +124,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     let record_id = ids::record_msg_id(&record).unwrap();
     let record_json = Bytes::from(record_payload(&record));
     let raw_id = ids::raw_msg_id("teltonika", two, b"the frame");
-    let mut parsed = HeaderMap::new();
-    parsed.insert(
-        headers::MSG_ID,
-        ids::parsed_frame_msg_id(&raw_id, 2).as_str(),
-    );
-    parsed.insert(headers::RAW_ID, raw_id.as_str());
-    parsed.insert(headers::RECORDS, "2");
-    parsed.insert(headers::PROTOCOL, "teltonika");
-    parsed.insert(headers::DEVICE, two);
+    let parsed = common::fixes::parsed_headers("teltonika", two, &raw_id, 2);
     let letter = DeadLetter {
         stage: DeadStage::Parsed,
         protocol: "teltonika",
@@ -151,9 +143,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
         .unwrap();
 
     // The table: every letter, its reason, and a count by kind.
-    let out = fleetbus(&cluster, &["dead", "ls"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let table = text(&out);
+    let table = fleetbus_ok(&cluster, &["dead", "ls"]).await;
     assert!(table.starts_with("SEQ"), "{table}");
     assert_eq!(
         table.lines().filter(|l| l.contains("356307042441")).count(),
@@ -223,13 +213,8 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
     assert_eq!(ls_json(&cluster, &["--since", &later]).await.len(), 0);
 
     // Nothing matching is not an error, and it says so.
-    let out = fleetbus(&cluster, &["dead", "ls", "--since", &later]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("No dead letters match"),
-        "{}",
-        text(&out)
-    );
+    let out = fleetbus_ok(&cluster, &["dead", "ls", "--since", &later]).await;
+    assert!(out.contains("No dead letters match"), "{out}");
 
     // --limit shows the oldest, the summary still counts all.
     let out = fleetbus(&cluster, &["dead", "ls", "--limit", "1"]).await;

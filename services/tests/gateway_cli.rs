@@ -38,25 +38,15 @@ fn print_config_shows_the_effective_configuration() {
 
 #[test]
 fn an_invalid_configuration_reports_every_problem_and_exits_78() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::write_config(
-        dir.path(),
+    common::assert_config_refused(
+        &["gateway"],
         "[gateway]\npipeline = 0\nmax_connections = 0\n[gateway.protocols.gt06]\nport = 5027\n",
+        &[
+            "pipeline must be > 0",
+            "max_connections must be > 0",
+            "port 5027 is also used",
+        ],
     );
-    let out = std::process::Command::new(fleetbus())
-        .args(["gateway", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(78), "EX_CONFIG: {err}");
-    for needle in [
-        "pipeline must be > 0",
-        "max_connections must be > 0",
-        "port 5027 is also used",
-    ] {
-        assert!(err.contains(needle), "{needle:?} missing in {err}");
-    }
 }
 
 /// The `fields` of the first JSON log line whose message is `message`.
@@ -72,14 +62,13 @@ fn log_fields(proc: &Proc, message: &str) -> Vec<Value> {
 #[tokio::test]
 async fn the_gateway_process_serves_registers_and_drains_on_sigterm() {
     let cluster = common::provisioned_cluster().await;
-    let dir = tempfile::tempdir().unwrap();
     let mut toml = String::from(
         "[gateway]\nid = \"gw-proc\"\nbind = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\ndrain_delay_secs = 1\n",
     );
     for p in fleetbus_codec::Protocol::ALL {
         toml.push_str(&format!("[gateway.protocols.{}]\nport = 0\n", p.name()));
     }
-    let conf = common::write_config(dir.path(), &toml);
+    let (dir, conf) = common::config_file(&toml);
     let spec = common::spec(&cluster, Role::Gateway, "gateway")
         .args(["--log-json", "--config"])
         .arg(conf.to_string_lossy().to_string());

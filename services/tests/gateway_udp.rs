@@ -345,40 +345,48 @@ async fn bad_datagrams_are_refused_whole_counted_and_not_published() {
 
 // ---- storage unavailable ---------------------------------------------------------
 
-/// Kills every node, then `dev` sends `datagram`, which the gateway
-/// receives (its metrics say so) and cannot store.
+/// [`config`] for storage that goes away: publishes time out after 500 ms
+/// and are tried again for `retry_for_secs`.
+fn retrying_for(retry_for_secs: u64) -> GatewayConfig {
+    GatewayConfig {
+        retry_for_secs,
+        publish_timeout_ms: 500,
+        ..config()
+    }
+}
+
+/// A cluster and a gateway of `cfg` on it; then every node is killed and
+/// a device sends `datagram` to the `protocol` socket, which the gateway
+/// receives (its metrics say so) and cannot store. The cluster, the
+/// gateway and that device.
 async fn received_while_down(
-    cluster: &mut Cluster,
-    gw: &Gateway,
-    dev: &Device,
+    cfg: GatewayConfig,
+    protocol: Protocol,
     datagram: &[u8],
-    protocol: &str,
-) {
+) -> (Cluster, Gateway, Device) {
+    let mut cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, cfg).await;
+    let dev = Device::new(gw.udp_addr(protocol).unwrap()).await;
     cluster.kill_all();
     dev.send(datagram).await;
     wait_metric(&format!("the {protocol} datagram is received"), 1, || {
-        counter(gw, "frames_received", protocol)
+        counter(&gw, "frames_received", protocol.name())
     })
     .await;
+    (cluster, gw, dev)
 }
 
 #[tokio::test]
 async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
-    let mut cluster = provisioned_cluster().await;
-    let cfg = GatewayConfig {
-        retry_for_secs: 3,
-        publish_timeout_ms: 500,
-        udp_inflight: 1,
-        ..config()
-    };
-    let gw = gateway(&cluster, cfg).await;
-    let addr = gw.udp_addr(Protocol::H02).unwrap();
     let id = "4210051418";
     let beat = h02::encode::heartbeat(id, 70).to_vec();
-    let dev = Device::new(addr).await;
+    let cfg = GatewayConfig {
+        udp_inflight: 1,
+        ..retrying_for(3)
+    };
     // In flight (retrying) once it was received; the one slot is taken.
-    received_while_down(&mut cluster, &gw, &dev, &beat, "h02").await;
-    let other = Device::new(addr).await;
+    let (mut cluster, gw, dev) = received_while_down(cfg, Protocol::H02, &beat).await;
+    let other = Device::new(dev.gateway).await;
     other.send(&h02_position(id, 4)).await;
     wait_metric("the second datagram is dropped", 1, || {
         error_metric(&gw, "h02", "frame", "overload")
@@ -414,22 +422,15 @@ async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
 
 #[tokio::test]
 async fn shutdown_stops_receiving_and_finishes_datagrams_in_flight() {
-    let mut cluster = provisioned_cluster().await;
-    let cfg = GatewayConfig {
-        retry_for_secs: 90,
-        publish_timeout_ms: 500,
-        drain_timeout_secs: 90,
-        ..config()
-    };
-    let gw = gateway(&cluster, cfg).await;
-    let metrics = gw.metrics.clone();
-    let addr = gw.udp_addr(Protocol::Gps103).unwrap();
     let imei = "359586015829803";
     let sos = gps103::encode::position(imei, "help me", &position(imei, "gps103", 5));
-    let dev = Device::new(addr).await;
-
+    let cfg = GatewayConfig {
+        drain_timeout_secs: 90,
+        ..retrying_for(90)
+    };
     // A datagram in flight while storage is down, then the stop.
-    received_while_down(&mut cluster, &gw, &dev, &sos, "gps103").await;
+    let (mut cluster, gw, dev) = received_while_down(cfg, Protocol::Gps103, &sos).await;
+    let metrics = gw.metrics.clone();
     let stopping = tokio::spawn(gw.shutdown());
     cluster.start_all().unwrap();
     cluster.wait_ready().await.unwrap();

@@ -19,7 +19,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::streams::{header_string as header, messages, stream_count, wait_counts};
 use common::workers::{
-    position, publish_stored, pull_workers, setup, shut_down, supervise, worker, write_config,
+    position, publish_stored, pull_workers, setup, shut_down, supervise, worker, CONFIG,
 };
 use common::{registered, wait_registered, WAIT};
 use fleetbus_actors::hamster::Hamster;
@@ -326,8 +326,7 @@ fn batching_hamster(cluster: &Cluster, name: &str, config: &Path) -> Spec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage() {
     let t0 = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let (dir, config) = common::config_file(CONFIG);
     let cluster = Cluster::start().await.unwrap();
     let admin_client = cluster.connect(Role::Admin).await.unwrap();
     let admin = jetstream::new(admin_client.clone());

@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +24,9 @@ use common::WAIT;
 use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
 use fleetbus_actors::{Gate, PullConfig, Stats, SupervisorConfig};
 use fleetbus_codec::Record;
-use fleetbus_e2e::{wait_for, Proc, Role};
+use fleetbus_e2e::{wait_for, Cluster, Proc, Role};
 use fleetbus_wire::headers;
-use fleetbus_wire::ids::{parsed_frame_msg_id, record_msg_id};
+use fleetbus_wire::ids::record_msg_id;
 use fleetbus_wire::names;
 use fleetbus_wire::parsed::{read_records, ParsedMeta, FRAME_MESSAGE_MAX_BYTES};
 use serde_json::Value;
@@ -54,24 +55,36 @@ async fn publish_junk(js: &jetstream::Context, subject: &str) {
     publish_stored(js, subject, h, "{not json".into()).await;
 }
 
+/// `fleetbus monkey` with one worker, so that records are handled in
+/// stream order, and the `extra` arguments.
+fn one_monkey(cluster: &Cluster, dir: &Path, config: &Path, extra: &[&str]) -> Proc {
+    let args = [&["-c", "1"][..], extra].concat();
+    Proc::start(worker(cluster, Role::Monkey, "monkey", config, &args), dir).unwrap()
+}
+
+/// Waits until the monkeys drained PARSED and the one junk message a test
+/// sends among its records is in DEAD.
+async fn wait_drained_with_junk_dead(admin: &jetstream::Context) {
+    wait_counts(
+        admin,
+        "PARSED drained, the junk in DEAD",
+        &[(names::DEAD, 1), (names::PARSED, 0)],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fixes() {
     let t0 = Instant::now();
     let (dir, config, _, cluster, admin, hamster) = setup().await;
     let archive = dir.path().join("archive");
 
-    // One worker, so records are handled in stream order.
-    let mut monkey = Proc::start(
-        worker(
-            &cluster,
-            Role::Monkey,
-            "monkey",
-            &config,
-            &["-c", "1", "--archive", archive.to_str().unwrap()],
-        ),
+    let mut monkey = one_monkey(
+        &cluster,
         dir.path(),
-    )
-    .unwrap();
+        &config,
+        &["--archive", archive.to_str().unwrap()],
+    );
 
     let device = "356307042441013";
     let fix = |sec: u32, ignition: bool, speed: f64, alarm: Option<&str>| {
@@ -110,12 +123,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
     })
     .await
     .unwrap();
-    wait_counts(
-        &admin,
-        "dead junk and drained PARSED",
-        &[(names::DEAD, 1), (names::PARSED, 0)],
-    )
-    .await;
+    wait_drained_with_junk_dead(&admin).await;
     let events: Vec<(String, String, String)> =
         common::streams::json_messages(&cluster, names::EVENTS)
             .await
@@ -190,17 +198,8 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
             publish_junk(&hamster, &format!("parsed.teltonika.{device}")).await;
         }
     }
-    let mut monkey = Proc::start(
-        worker(&cluster, Role::Monkey, "monkey", &config, &["-c", "1"]),
-        dir.path(),
-    )
-    .unwrap();
-    wait_counts(
-        &admin,
-        "PARSED drained, the junk in DEAD",
-        &[(names::DEAD, 1), (names::PARSED, 0)],
-    )
-    .await;
+    let mut monkey = one_monkey(&cluster, dir.path(), &config, &[]);
+    wait_drained_with_junk_dead(&admin).await;
 
     let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
     let entry = kv.entry(device).await.unwrap().expect("the device's entry");
@@ -300,12 +299,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
             Record::Position(p)
         })
         .collect();
-    let mut h = HeaderMap::new();
-    h.insert(headers::MSG_ID, parsed_frame_msg_id("framed", 3).as_str());
-    h.insert(headers::RAW_ID, "framed");
-    h.insert(headers::RECORDS, "3");
-    h.insert(headers::PROTOCOL, "teltonika");
-    h.insert(headers::DEVICE, "framed");
+    let h = common::fixes::parsed_headers("teltonika", "framed", "framed", 3);
     let body = serde_json::to_vec(&frame).unwrap();
     publish_stored(&hamster, "parsed.teltonika.framed", h, body.into()).await;
 

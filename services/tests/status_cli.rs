@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::fleetbus;
 use common::streams::{header, messages};
+use common::{fleetbus, fleetbus_ok};
 use fleetbus_e2e::{text, wait_for, Cluster, Role};
 use fleetbus_services::registry::{self, Registration};
 use serde_json::Value;
@@ -120,24 +120,28 @@ fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     out
 }
 
-async fn metrics(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, BTreeMap<String, f64>) {
+/// `fleetbus status --metrics <extra>`, which must exit `exit` (the same
+/// status as the report it renders): its series.
+async fn metrics(cluster: &Cluster, extra: &[&str], exit: i32) -> BTreeMap<String, f64> {
     let mut args = vec!["status", "--metrics"];
     args.extend_from_slice(extra);
     let out = fleetbus(cluster, &args).await;
     let body = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(out.status.code(), Some(exit), "{args:?}: {}", text(&out));
     assert!(
         body.contains("# TYPE fleetbus_status_healthy gauge"),
         "{body}"
     );
-    (out.status.code(), parse_metrics(&body))
+    parse_metrics(&body)
 }
 
-/// `fleetbus status <extra>`: its exit status and its table.
-async fn status_table(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, String) {
+/// `fleetbus status <extra>`, which must exit `exit`: its table.
+async fn status_table(cluster: &Cluster, extra: &[&str], exit: i32) -> String {
     let mut args = vec!["status"];
     args.extend_from_slice(extra);
     let out = fleetbus(cluster, &args).await;
-    (out.status.code(), text(&out))
+    assert_eq!(out.status.code(), Some(exit), "{args:?}: {}", text(&out));
+    text(&out)
 }
 
 /// Registers a micro service of `role` with its own login, as the worker
@@ -176,8 +180,7 @@ async fn publish(cluster: &Cluster, role: Role, subject: &str, payload: &'static
 /// the only thing wrong.
 async fn healthy_cluster() -> (Cluster, BTreeMap<&'static str, Registration>) {
     let cluster = Cluster::start().await.unwrap();
-    let out = fleetbus(&cluster, &["provision"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    fleetbus_ok(&cluster, &["provision"]).await;
     let mut stages = BTreeMap::new();
     for (name, role) in [
         ("gateway", Role::Gateway),
@@ -209,13 +212,8 @@ async fn provision_and_status_against_a_real_cluster() {
         "{status:#}"
     );
 
-    let out = fleetbus(&cluster, &["provision"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("RAW              created"),
-        "{}",
-        text(&out)
-    );
+    let out = fleetbus_ok(&cluster, &["provision"]).await;
+    assert!(out.contains("RAW              created"), "{out}");
     let out = fleetbus(&cluster, &["provision", "--json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -286,15 +284,13 @@ async fn provision_and_status_against_a_real_cluster() {
     assert_eq!(hamster["stats"]["processed"], 7, "{status:#}");
     assert_eq!(hamster["metadata"]["concurrency"], "2");
 
-    let (code, table) = status_table(&cluster, &[]).await;
-    assert_eq!(code, Some(0));
+    let table = status_table(&cluster, &[], 0).await;
     assert!(table.starts_with("cluster fleetbus: HEALTHY"), "{table}");
     assert!(table.contains("RAW/hamsters"), "{table}");
     assert!(table.contains("dead=1 processed=7"), "{table}");
 
     // Healthy in metrics too, with every kind at 0.
-    let (code, m) = metrics(&cluster, &[]).await;
-    assert_eq!(code, Some(0));
+    let m = metrics(&cluster, &[], 0).await;
     assert_eq!(m["fleetbus_status_healthy"], 1.0);
     assert_eq!(m["fleetbus_status_problems{kind=\"stream_full\"}"], 0.0);
     assert_eq!(m["fleetbus_workers{role=\"hamster\"}"], 1.0);
@@ -361,8 +357,7 @@ async fn a_stream_capped_at_its_count_is_full_and_degraded() {
     assert_eq!(stream["fill"], 1.0, "{stream:#}");
     assert!(stream["max_bytes"].as_i64().unwrap() > 0, "{stream:#}");
 
-    let (code, table) = status_table(&cluster, &[]).await;
-    assert_eq!(code, Some(1));
+    let table = status_table(&cluster, &[], 1).await;
     assert!(
         table.starts_with("cluster fleetbus: DEGRADED (") && table.contains("stream_full)"),
         "{table}"
@@ -374,8 +369,7 @@ async fn a_stream_capped_at_its_count_is_full_and_degraded() {
     assert!(row.contains(" 100% "), "{table}");
 
     // Metrics say the same, with the same exit status.
-    let (code, m) = metrics(&cluster, &[]).await;
-    assert_eq!(code, Some(1));
+    let m = metrics(&cluster, &[], 1).await;
     assert_eq!(m["fleetbus_status_healthy"], 0.0);
     assert_eq!(m["fleetbus_status_problems{kind=\"stream_full\"}"], 1.0);
     assert_eq!(m["fleetbus_status_problems{kind=\"dead_recent\"}"], 0.0);
@@ -402,8 +396,7 @@ async fn a_dead_letter_is_reported_as_recent() {
     assert_eq!(status["dead_recent"]["messages"], 1, "{status:#}");
     assert_eq!(status["dead_recent"]["window_secs"], 900, "{status:#}");
 
-    let (code, m) = metrics(&cluster, &[]).await;
-    assert_eq!(code, Some(1));
+    let m = metrics(&cluster, &[], 1).await;
     assert_eq!(m["fleetbus_status_problems{kind=\"dead_recent\"}"], 1.0);
     assert_eq!(m["fleetbus_dead_recent_messages"], 1.0);
 
@@ -460,7 +453,7 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     );
     assert!(kinds(&status).contains(&"no_workers".to_string()));
 
-    let (_, table) = status_table(&cluster, &["--max-lag-secs", "1"]).await;
+    let table = status_table(&cluster, &["--max-lag-secs", "1"], 1).await;
     let row = table
         .lines()
         .find(|l| l.starts_with("RAW/hamsters "))
@@ -468,8 +461,7 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     let oldest = row.split_whitespace().nth(3).unwrap();
     assert!(oldest.ends_with('s') && oldest != "-", "{table}");
 
-    let (code, m) = metrics(&cluster, &["--max-lag-secs", "1"]).await;
-    assert_eq!(code, Some(1));
+    let m = metrics(&cluster, &["--max-lag-secs", "1"], 1).await;
     assert_eq!(m["fleetbus_status_healthy"], 0.0);
     assert_eq!(m["fleetbus_workers{role=\"hamster\"}"], 0.0);
     assert_eq!(m["fleetbus_status_problems{kind=\"consumer_lag\"}"], 1.0);
@@ -588,28 +580,17 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
 
     // Provisioning makes the durable unlimited again; what it gave up on
     // stays stranded.
-    let out = fleetbus(&cluster, &["provision"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    fleetbus_ok(&cluster, &["provision"]).await;
     wait_status(&cluster, YOUNG, &["stranded"]).await;
 
     // `fleetbus dead rescue` moves it to DEAD (a dry run first changes
     // nothing); status is healthy but for the recent dead letter, and a
     // replay puts the frame back into RAW, where the hamsters get it again.
-    let out = fleetbus(&cluster, &["dead", "rescue", "--dry-run"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("RAW: sequences 1..=1"),
-        "{}",
-        text(&out)
-    );
+    let out = fleetbus_ok(&cluster, &["dead", "rescue", "--dry-run"]).await;
+    assert!(out.contains("RAW: sequences 1..=1"), "{out}");
     wait_status(&cluster, YOUNG, &["stranded"]).await;
-    let out = fleetbus(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("RAW: 1 moved to DEAD"),
-        "{}",
-        text(&out)
-    );
+    let out = fleetbus_ok(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
+    assert!(out.contains("RAW: 1 moved to DEAD"), "{out}");
     wait_status(&cluster, YOUNG, &["dead_recent"]).await;
     let dead = messages(&cluster, "DEAD").await;
     assert_eq!(dead.len(), 1);
@@ -624,8 +605,7 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
         "a second rescue finds nothing: {}",
         text(&out)
     );
-    let out = fleetbus(&cluster, &["dead", "replay", "--kind", "exhausted"]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    fleetbus_ok(&cluster, &["dead", "replay", "--kind", "exhausted"]).await;
     let raw = messages(&cluster, "RAW").await;
     assert_eq!(raw.len(), 1, "back in RAW");
     assert_eq!(raw[0].payload.as_ref(), b"frame");

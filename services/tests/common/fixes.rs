@@ -1,5 +1,5 @@
-//! Fixes and frames as devices send them, and the headers a gateway puts
-//! on a RAW frame.
+//! Fixes and frames as devices send them, the headers a gateway puts on a
+//! RAW frame, and those a hamster puts on a PARSED message of a frame.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -45,5 +45,21 @@ pub fn gateway_headers(protocol: &str, device: &str, frame: &[u8], received_at: 
     h.insert(headers::PROTOCOL, protocol);
     h.insert(headers::DEVICE, device);
     h.insert(headers::RECEIVED_AT, received_at);
+    h
+}
+
+/// The headers a hamster puts on the PARSED message of the `records`
+/// records of RAW frame `raw_id`: its message id, the RAW id, the record
+/// count, protocol and device (no arrival time, gateway or model).
+pub fn parsed_headers(protocol: &str, device: &str, raw_id: &str, records: usize) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        headers::MSG_ID,
+        ids::parsed_frame_msg_id(raw_id, records).as_str(),
+    );
+    h.insert(headers::RAW_ID, raw_id);
+    h.insert(headers::RECORDS, records.to_string().as_str());
+    h.insert(headers::PROTOCOL, protocol);
+    h.insert(headers::DEVICE, device);
     h
 }

@@ -1,6 +1,7 @@
 //! What the service tests share: provisioned clusters, an in-process
-//! gateway on free ports, the `fleetbus` binary as a process (commands,
-//! worker specs, registrations), and, in the submodules, fixes and frames
+//! gateway on free ports, configuration files, the `fleetbus` binary as a
+//! process (commands, a configuration it must refuse, worker specs,
+//! registrations), and, in the submodules, fixes and frames
 //! ([`fixes`]), reading streams and headers ([`streams`]), a gateway's
 //! metrics ([`metrics`]) and what the hamster and monkey tests share
 //! ([`workers`]).
@@ -12,12 +13,12 @@ pub mod metrics;
 pub mod streams;
 pub mod workers;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
+use fleetbus_e2e::{text, wait_for, Cluster, Proc, Role, Spec};
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
 use fleetbus_services::topology::{self, Scope, Settings};
 use fleetbus_wire::names;
@@ -119,6 +120,14 @@ pub async fn fleetbus(cluster: &Cluster, args: &[&str]) -> Output {
         .expect("fleetbus runs")
 }
 
+/// [`fleetbus`], which must exit 0: everything it printed (stdout, then
+/// stderr).
+pub async fn fleetbus_ok(cluster: &Cluster, args: &[&str]) -> String {
+    let out = fleetbus(cluster, args).await;
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
 /// `fleetbus <role>` as a process named `name`, logged in as `role`;
 /// the caller adds its arguments.
 pub fn spec(cluster: &Cluster, role: Role, name: &str) -> Spec {
@@ -127,11 +136,43 @@ pub fn spec(cluster: &Cluster, role: Role, name: &str) -> Spec {
         .envs(cluster.service_env(role))
 }
 
-/// Writes `text` as `fleetbus.toml` in `dir`; its path.
-pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
-    let path = dir.join("fleetbus.toml");
+/// A fresh directory with `text` as its `fleetbus.toml`: the directory
+/// (the file is gone when it is dropped) and the file's path.
+pub fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleetbus.toml");
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
+}
+
+/// `fleetbus <args>` as a process with nothing from the environment
+/// running the tests (no `FLEETBUS_CONFIG`, no NATS URL or login), so that
+/// only the arguments and files a test gives count.
+pub fn fleetbus_alone(args: &[&str]) -> Output {
+    std::process::Command::new(fleetbus_bin())
+        .args(args)
+        .env_remove("FLEETBUS_CONFIG")
+        .env_remove("FLEETBUS_NATS_URL")
+        .env_remove("FLEETBUS_NATS_USER")
+        .env_remove("FLEETBUS_NATS_PASSWORD")
+        .output()
+        .unwrap()
+}
+
+/// `fleetbus <args> --config <a file of toml>` must refuse the file as
+/// every program refuses a wrong configuration: exit 78 (EX_CONFIG), each
+/// of `problems` named on stderr.
+pub fn assert_config_refused(args: &[&str], toml: &str, problems: &[&str]) {
+    let (_dir, path) = config_file(toml);
+    let out = fleetbus_alone(&[args, &["--config", path.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for problem in problems {
+        assert!(
+            err.contains(problem),
+            "{args:?}: {problem:?} missing in {err}"
+        );
+    }
 }
 
 /// SIGTERM, and the process must exit 0 within 30 s.

@@ -48,11 +48,6 @@ poison_after = 2
 give_up_after = 4
 "#;
 
-/// Writes [`CONFIG`] as `fleetbus.toml` in `dir`; its path.
-pub fn write_config(dir: &Path) -> PathBuf {
-    super::write_config(dir, CONFIG)
-}
-
 /// A directory with [`CONFIG`] in it, its path, its settings, a cluster
 /// provisioned with them, and two logins to it: admin, and a hamster's (to
 /// publish into PARSED as hamsters do).
@@ -66,8 +61,7 @@ pub type Setup = (
 );
 
 pub async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let (dir, config) = super::config_file(CONFIG);
     let settings = Settings::load(Some(&config)).unwrap();
     let cluster = super::provisioned_cluster_with(&settings).await;
     let admin = super::js(&cluster, Role::Admin).await;
