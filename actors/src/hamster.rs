@@ -26,7 +26,6 @@ use fleetbus_wire::parsed::{ParsedMeta, FRAME_MESSAGE_MAX_BYTES};
 use fleetbus_wire::raw::{raw_id_of, RawFrame};
 use fleetbus_wire::DeadStage;
 
-use crate::dead::dead_letter;
 use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
 use crate::published::Published;
 use crate::seen::Seen;
@@ -146,12 +145,8 @@ impl Handler for Hamster {
         outcome
     }
 
-    async fn dead_letter(
-        &self,
-        msg: &jetstream::Message,
-        reason: &DeadReason,
-    ) -> Result<(), Downstream> {
-        dead_letter(&self.js, DeadStage::Raw, msg, reason).await
+    fn dead_letters(&self) -> (&jetstream::Context, DeadStage) {
+        (&self.js, DeadStage::Raw)
     }
 }
 

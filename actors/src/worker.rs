@@ -35,6 +35,7 @@
 //! between batches: every message pulled is finished first, except held
 //! ones, which are let go when the gate is stopped.
 
+use fleetbus_wire::DeadStage;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -62,13 +63,10 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles one message.
     fn handle(&self, msg: &jetstream::Message) -> impl Future<Output = Outcome> + Send;
 
-    /// Publishes a copy of `msg` to DEAD with `reason` and waits for the
-    /// PubAck; the worker then terminates the original.
-    fn dead_letter(
-        &self,
-        msg: &jetstream::Message,
-        reason: &DeadReason,
-    ) -> impl Future<Output = Result<(), Downstream>> + Send;
+    /// Where a message nobody can process goes: the context the worker
+    /// publishes its copy to DEAD with (waiting for the PubAck before it
+    /// terminates the original), and the stage the message was at.
+    fn dead_letters(&self) -> (&jetstream::Context, DeadStage);
 
     /// Handles messages of one subject (first deliveries, in stream order)
     /// together, with the same guarantees as [`Handler::handle`] for each.
@@ -374,7 +372,8 @@ async fn one<H: Handler>(
     };
     // DEAD refusing the copy is back-pressure like any other.
     loop {
-        match a.handler.dead_letter(msg, &reason).await {
+        let (js, stage) = a.handler.dead_letters();
+        match crate::dead::dead_letter(js, stage, msg, &reason).await {
             Ok(()) => {
                 if let Err(e) = msg.ack_with(AckKind::Term).await {
                     // Redelivered then, and dead-lettered again under the

@@ -28,9 +28,11 @@ fn config() -> GatewayConfig {
     common::gateway_config("gw-test")
 }
 
-/// A provisioned cluster, a gateway of `cfg` on it, and its Teltonika
-/// address.
-async fn start(cfg: GatewayConfig) -> (Cluster, Gateway, SocketAddr) {
+/// A provisioned cluster, a gateway on it of [`config`] as `set` changes
+/// it (what the test is about), and its Teltonika address.
+async fn start(set: impl FnOnce(&mut GatewayConfig)) -> (Cluster, Gateway, SocketAddr) {
+    let mut cfg = config();
+    set(&mut cfg);
     let cluster = provisioned_cluster().await;
     let gw = gateway(&cluster, cfg).await;
     let tel = gw.addr(Protocol::Teltonika).unwrap();
@@ -113,7 +115,7 @@ fn replies(protocol: Protocol, frames: &[&[u8]]) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
-    let (cluster, gw, tel) = start(config()).await;
+    let (cluster, gw, tel) = start(|_| {}).await;
 
     // Teltonika: login answered 0x01, each AVL packet with its record count.
     let imei = "356307042441013";
@@ -164,7 +166,7 @@ async fn teltonika_and_gt06_sessions_end_in_raw_with_their_headers() {
 
 #[tokio::test]
 async fn pipelined_frames_are_acked_in_order_after_their_puback() {
-    let (cluster, _gw, tel) = start(config()).await;
+    let (cluster, _gw, tel) = start(|_| {}).await;
     let imei = "356307042441014";
     let mut d = teltonika_device(tel, imei).await;
     // 40 packets in one write: more than the pipeline (16) holds.
@@ -189,10 +191,9 @@ async fn pipelined_frames_are_acked_in_order_after_their_puback() {
 
 #[tokio::test]
 async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
-    let (mut cluster, gw, addr) = start(GatewayConfig {
-        retry_for_secs: 3,
-        publish_timeout_ms: 500,
-        ..config()
+    let (mut cluster, gw, addr) = start(|c| {
+        c.retry_for_secs = 3;
+        c.publish_timeout_ms = 500;
     })
     .await;
     let imei = "356307042441015";
@@ -230,11 +231,7 @@ async fn no_ack_while_the_cluster_is_down_and_one_stored_copy_after() {
 /// would forget data nobody kept.
 #[tokio::test]
 async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
-    let (cluster, gw, addr) = start(GatewayConfig {
-        raw_check_ms: 100,
-        ..config()
-    })
-    .await;
+    let (cluster, gw, addr) = start(|c| c.raw_check_ms = 100).await;
     let imei = "356307042441016";
     let mut d = teltonika_device(addr, imei).await;
     d.exchange(&teltonika_frame(imei, 1), &teltonika::encode::ack(1))
@@ -279,7 +276,7 @@ async fn no_ack_while_raw_has_no_consumer_to_keep_frames() {
 
 #[tokio::test]
 async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
-    let (mut cluster, _gw, addr) = start(config()).await;
+    let (mut cluster, _gw, addr) = start(|_| {}).await;
     let imei = "356307042441016";
     let mut d = teltonika_device(addr, imei).await;
     let leader = cluster.stream_leader(names::RAW).await.unwrap();
@@ -313,7 +310,7 @@ async fn kill_9_of_the_raw_leader_mid_session_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn bad_input_is_refused_counted_and_harms_no_other_device() {
-    let (cluster, gw, tel) = start(config()).await;
+    let (cluster, gw, tel) = start(|_| {}).await;
     let gt = gw.addr(Protocol::Gt06).unwrap();
 
     // An honest device keeps working between every bad case.
@@ -404,11 +401,7 @@ async fn bad_input_is_refused_counted_and_harms_no_other_device() {
 
 #[tokio::test]
 async fn idle_and_half_open_connections_are_closed() {
-    let (cluster, gw, tel) = start(GatewayConfig {
-        idle_timeout_secs: 1,
-        ..config()
-    })
-    .await;
+    let (cluster, gw, tel) = start(|c| c.idle_timeout_secs = 1).await;
 
     let mut silent = Device::connect(tel).await;
     // Half a frame and then nothing: a stalled or half-open device.
@@ -426,11 +419,7 @@ async fn idle_and_half_open_connections_are_closed() {
 
 #[tokio::test]
 async fn a_connection_limit_refuses_the_excess_and_recovers() {
-    let (_cluster, gw, tel) = start(GatewayConfig {
-        max_connections: 2,
-        ..config()
-    })
-    .await;
+    let (_cluster, gw, tel) = start(|c| c.max_connections = 2).await;
 
     let a = teltonika_device(tel, "356307042441021").await;
     let mut b = teltonika_device(tel, "356307042441022").await;
@@ -479,7 +468,7 @@ async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
         limit >= 5_000,
         "open files limit {limit} is too low for this test"
     );
-    let (cluster, _gw, tel) = start(config()).await;
+    let (cluster, _gw, tel) = start(|_| {}).await;
 
     // Every device connects and logs in first, then all send at once.
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(DEVICES + 1));

@@ -95,25 +95,24 @@ async fn what_the_workers_publish_matches_the_published_schemas() {
     let gateway = common::gateway(&cluster, config).await;
     let gateways = SUPPORTED
         .iter()
-        .map(|&p| (p, vec![gateway.addr(p).unwrap()]))
+        .map(|&p| simulate::gateway_spec(p, &[gateway.addr(p).unwrap()]))
         .collect();
     // 24 records a device: the simulator turns the ignition over after 20,
     // so devices whose protocol carries it raise events; frames of 3.
     let summary = simulate::run(
         Config {
             devices: SUPPORTED.len() * 2,
-            protocols: SUPPORTED.to_vec(),
+            protocols: SUPPORTED.map(|p| p.name().into()).to_vec(),
             fleet: 11,
-            interval: Duration::from_millis(10),
+            interval_ms: 10,
             records: 24,
-            duration: None,
             per_frame: 3,
             resend: Resend::Firmware,
             gateways,
             queue: dir.path().join("queue.db"),
-            report: None,
-            ack_timeout: Duration::from_secs(20),
-            progress: None,
+            ack_timeout_secs: 20,
+            progress_secs: 0,
+            ..Config::default()
         },
         CancellationToken::new(),
         CancellationToken::new(),

@@ -54,18 +54,22 @@ fn dead_addr() -> SocketAddr {
 fn config(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
     Config {
         devices: 20,
-        protocols: vec![Protocol::Teltonika, Protocol::Gt06],
+        protocols: vec!["teltonika".into(), "gt06".into()],
         fleet: 7,
-        interval: Duration::from_millis(10),
+        interval_ms: 10,
         records: 10,
-        duration: None,
+        duration_secs: None,
         per_frame: 3,
         resend: Resend::Firmware,
-        gateways,
+        gateways: gateways
+            .iter()
+            .map(|(p, addrs)| simulate::gateway_spec(*p, addrs))
+            .collect(),
         queue: dir.join("queue.db"),
         report: Some(dir.join("report.jsonl")),
-        ack_timeout: Duration::from_secs(20),
-        progress: None,
+        ack_timeout_secs: 20,
+        progress_secs: 0,
+        ..Config::default()
     }
 }
 
@@ -73,7 +77,7 @@ fn config(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
 /// speaks.
 fn mixed_fleet(dir: &Path, gateways: Vec<(Protocol, Vec<SocketAddr>)>) -> Config {
     let mut cfg = config(dir, gateways);
-    cfg.protocols = simulate::SUPPORTED.to_vec();
+    cfg.protocols = simulate::SUPPORTED.map(|p| p.name().into()).to_vec();
     cfg.devices = 2 * simulate::SUPPORTED.len();
     cfg
 }
@@ -213,7 +217,7 @@ async fn a_stopped_simulator_resumes_from_its_queue_without_duplicates() {
         .map(|(&(fleet, resend), dir)| Config {
             fleet,
             resend,
-            ack_timeout: Duration::from_secs(2),
+            ack_timeout_secs: 2,
             ..config(dir.path(), gws.clone())
         })
         .collect();
@@ -478,7 +482,7 @@ async fn every_protocol_resends_as_its_firmware_after_a_lost_ack() {
         // a re-packed frame then holds more records than the one it
         // replaces (a full frame re-packed is the same frame again).
         cfg.per_frame = 40;
-        cfg.interval = Duration::from_millis(25);
+        cfg.interval_ms = 25;
         cfg.records = 30;
     })
     .await;
@@ -588,8 +592,8 @@ async fn a_device_keeps_recording_while_unreachable_and_sends_its_backlog_in_ful
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         devices: 1,
-        protocols: vec![Protocol::Teltonika],
-        interval: Duration::from_millis(20),
+        protocols: vec!["teltonika".into()],
+        interval_ms: 20,
         records: 30,
         per_frame: 10,
         ..config(dir.path(), vec![(Protocol::Teltonika, vec![addr])])

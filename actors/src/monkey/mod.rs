@@ -51,7 +51,7 @@ use fleetbus_wire::ids::stored_msg_id;
 use fleetbus_wire::parsed::ParsedMessage;
 use fleetbus_wire::DeadStage;
 
-use crate::dead::{dead_letter, dead_letter_record};
+use crate::dead::dead_letter_record;
 use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
 use crate::stats::Stats;
 use crate::worker::Handler;
@@ -276,12 +276,8 @@ impl Handler for Monkey {
         self.handle_frame(msg, &records).await
     }
 
-    async fn dead_letter(
-        &self,
-        msg: &jetstream::Message,
-        reason: &DeadReason,
-    ) -> Result<(), Downstream> {
-        dead_letter(&self.js, DeadStage::Parsed, msg, reason).await
+    fn dead_letters(&self) -> (&jetstream::Context, DeadStage) {
+        (&self.js, DeadStage::Parsed)
     }
 }
 

@@ -5,23 +5,19 @@
 //! everything generated was acknowledged, 1 when records are still pending
 //! in the queue (stopped early), 78 on a bad configuration.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
 use figment::providers::Serialized;
 use figment::Figment;
 use fleetbus_codec::Protocol;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigArgs, ConfigError, Effective};
 use crate::exit::Exit;
-use crate::simulate::{self, protocols, Config, Resend, SUPPORTED};
+use crate::simulate::{self, Config, Resend};
 
-/// The flags: each sets one field of the `[simulate]` table ([`Settings`]),
+/// The flags: each sets one field of the `[simulate]` table ([`Config`]),
 /// over the config file and `FLEETBUS_SIMULATE__…` variables.
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -87,49 +83,6 @@ pub struct Args {
     pub cfg: ConfigArgs,
 }
 
-/// The `[simulate]` table.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    pub devices: usize,
-    pub protocols: Vec<String>,
-    pub fleet: u32,
-    pub interval_ms: u64,
-    pub records: u64,
-    pub duration_secs: Option<u64>,
-    pub per_frame: usize,
-    pub resend: Resend,
-    pub gateways: Vec<String>,
-    pub hosts: Vec<String>,
-    pub port_offsets: Vec<u16>,
-    pub queue: PathBuf,
-    pub report: Option<PathBuf>,
-    pub ack_timeout_secs: u64,
-    pub progress_secs: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Settings {
-        Settings {
-            devices: 10,
-            protocols: vec!["teltonika".into(), "gt06".into()],
-            fleet: 1,
-            interval_ms: 1000,
-            records: 0,
-            duration_secs: None,
-            per_frame: 1,
-            resend: Resend::Firmware,
-            gateways: Vec::new(),
-            hosts: vec!["127.0.0.1".into()],
-            port_offsets: vec![0, 100, 200],
-            queue: "fleetbus-simulator.db".into(),
-            report: None,
-            ack_timeout_secs: 45,
-            progress_secs: 2,
-        }
-    }
-}
-
 impl Args {
     /// The flags that were given, as the last configuration layer.
     fn flags(&self) -> Figment {
@@ -166,113 +119,18 @@ impl Args {
     }
 
     /// Defaults → `[simulate]` of `--config` → `FLEETBUS_SIMULATE__…` → flags.
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
+    pub fn config(&self) -> Result<Config, ConfigError> {
         crate::config::table(self.cfg.config.as_deref(), "simulate", self.flags())
     }
 }
 
-impl Settings {
-    /// The simulator's configuration; every problem at once.
-    pub fn config(&self) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        if self.devices == 0 {
-            problems.push("--devices must be > 0".to_string());
-        }
-        if self.interval_ms == 0 {
-            problems.push("--interval-ms must be > 0".to_string());
-        }
-        if self.per_frame == 0 || self.per_frame > 255 {
-            problems.push("--per-frame must be 1..=255".to_string());
-        }
-        let mut speak = Vec::new();
-        for name in &self.protocols {
-            match name.parse::<Protocol>() {
-                Ok(p) => speak.push(p),
-                Err(e) => problems.push(format!("protocols: {e}")),
-            }
-        }
-        for p in &speak {
-            if let Some(why) = protocols::unsupported_reason(*p) {
-                problems.push(format!(
-                    "the simulator cannot speak {p}: {why} (it speaks {})",
-                    SUPPORTED.map(|p| p.name()).join(", ")
-                ));
-            }
-        }
-        let mut gateways: Vec<(Protocol, Vec<SocketAddr>)> = Vec::new();
-        for spec in &self.gateways {
-            match parse_gateway(spec) {
-                Ok(g) => gateways.push(g),
-                Err(e) => problems.push(format!("--gateway {spec}: {e:#}")),
-            }
-        }
-        for p in &speak {
-            if gateways.iter().any(|(q, _)| q == p) {
-                continue;
-            }
-            let mut addrs = Vec::new();
-            for host in &self.hosts {
-                for off in &self.port_offsets {
-                    let port = p.default_port().checked_add(*off);
-                    match port.map(|port| resolve(&format!("{host}:{port}"))) {
-                        Some(Ok(a)) => addrs.push(a),
-                        Some(Err(e)) => problems.push(format!("{host}: {e:#}")),
-                        None => problems.push(format!("port offset {off} is too large")),
-                    }
-                }
-            }
-            gateways.push((*p, addrs));
-        }
-        if !problems.is_empty() {
-            return Err(ConfigError(problems));
-        }
-        Ok(Config {
-            devices: self.devices,
-            protocols: speak,
-            fleet: self.fleet,
-            interval: Duration::from_millis(self.interval_ms),
-            records: self.records,
-            duration: self.duration_secs.map(Duration::from_secs),
-            per_frame: self.per_frame,
-            resend: self.resend,
-            gateways,
-            queue: self.queue.clone(),
-            report: self.report.clone(),
-            ack_timeout: Duration::from_secs(self.ack_timeout_secs.max(1)),
-            progress: (self.progress_secs > 0).then(|| Duration::from_secs(self.progress_secs)),
-        })
-    }
-}
-
-fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    addr.to_socket_addrs()?
-        .next()
-        .with_context(|| format!("{addr} resolves to nothing"))
-}
-
-fn parse_gateway(spec: &str) -> anyhow::Result<(Protocol, Vec<SocketAddr>)> {
-    let (proto, addrs) = spec
-        .split_once('=')
-        .context("expected PROTOCOL=ADDR[,ADDR…]")?;
-    let protocol: Protocol = proto.parse()?;
-    let addrs = addrs
-        .split(',')
-        .filter(|a| !a.trim().is_empty())
-        .map(|a| resolve(a.trim()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if addrs.is_empty() {
-        bail!("no address");
-    }
-    Ok((protocol, addrs))
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings = args.settings()?;
+    let config = args.config()?;
     if args.cfg.print_config {
-        Effective::new().table("simulate", &settings)?.print()?;
+        Effective::new().table("simulate", &config)?.print()?;
         return Ok(Exit::Ok.into());
     }
-    let config = settings.config()?;
+    config.check()?;
     crate::ops::logging::init(args.cfg.log_json);
     let runtime = crate::cli::service_runtime()?;
     runtime.block_on(async move {

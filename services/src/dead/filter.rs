@@ -163,30 +163,19 @@ mod tests {
 
     #[test]
     fn the_subject_filter_is_what_the_workers_write() {
-        let filter = Filter {
-            stage: Some(Stage::Hamster),
-            protocol: Some("teltonika".into()),
-            device: Some("a.b".into()),
+        let of = |stage, protocol: Option<&str>, device: Option<&str>| Filter {
+            stage,
+            protocol: protocol.map(Into::into),
+            device: device.map(Into::into),
             ..Filter::default()
         };
-        assert_eq!(
-            filter.subject(),
-            dead_subject(DeadStage::Raw, "teltonika", "a.b")
-        );
-        let monkey = Filter {
-            stage: Some(Stage::Monkey),
-            protocol: Some("gt06".into()),
-            device: Some("1".into()),
-            ..Filter::default()
-        };
-        assert_eq!(
-            monkey.subject(),
-            dead_subject(DeadStage::Parsed, "gt06", "1")
-        );
-        let device = Filter {
-            device: Some("356307042441013".into()),
-            ..Filter::default()
-        };
+        let hamster = of(Some(Stage::Hamster), Some("teltonika"), Some("a.b"));
+        let raw = dead_subject(DeadStage::Raw, "teltonika", "a.b");
+        assert_eq!(hamster.subject(), raw);
+        let monkey = of(Some(Stage::Monkey), Some("gt06"), Some("1"));
+        let parsed = dead_subject(DeadStage::Parsed, "gt06", "1");
+        assert_eq!(monkey.subject(), parsed);
+        let device = of(None, None, Some("356307042441013"));
         assert_eq!(device.subject(), "dead.*.*.356307042441013");
         assert_eq!(Filter::default().subject(), "dead.*.*.*");
         assert!(Filter::default().is_empty());

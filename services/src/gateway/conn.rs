@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::{ProtocolLabel, Stage};
 use super::publish::{store, StoreError};
-use super::Shared;
+use super::{Shared, Via};
 
 /// One listener's settings, shared by its connections.
 #[derive(Debug)]
@@ -98,7 +98,7 @@ pub async fn serve(
                             shared.metrics.acks_sent.get_or_create(&label).inc();
                         }
                         Ok(Err(_)) | Err(_) => {
-                            shared.refuse(name, Stage::connection, "write_failed", &peer,
+                            shared.refuse(Via::Tcp, name, Stage::connection, "write_failed", &peer,
                                 "could not write an acknowledgement to the device");
                             break;
                         }
@@ -107,7 +107,7 @@ pub async fn serve(
                 Err(err) => {
                     // Not stored: no ack for this frame or any later one.
                     // The device still has the data and sends it again.
-                    shared.refuse(name, Stage::publish, err.error_type(), &peer, &err.to_string());
+                    shared.refuse(Via::Tcp, name, Stage::publish, err.error_type(), &peer, &err.to_string());
                     break;
                 }
             },
@@ -115,7 +115,7 @@ pub async fn serve(
                 closing = Some(End::Shutdown);
             }
             _ = sleep_until(idle_deadline), if closing.is_none() && pending.is_empty() => {
-                shared.refuse(name, Stage::connection, "idle_timeout", &peer,
+                shared.refuse(Via::Tcp, name, Stage::connection, "idle_timeout", &peer,
                     &format!("no complete frame for {} s", idle.as_secs()));
                 closing = Some(End::Refused);
             }
@@ -128,7 +128,7 @@ pub async fn serve(
                             // Reset by peer and the like: the device left.
                             closing = Some(End::Eof);
                         } else {
-                            shared.refuse(name, Stage::frame, kind, &peer, &err.to_string());
+                            shared.refuse(Via::Tcp, name, Stage::frame, kind, &peer, &err.to_string());
                             closing = Some(End::Refused);
                         }
                     }
@@ -138,13 +138,13 @@ pub async fn serve(
                         shared.metrics.bytes_received.get_or_create(&label).inc_by(frame.len() as u64);
                         match session.on_frame(&frame) {
                             Err(err) => {
-                                shared.refuse(name, Stage::session, err.reason(), &peer, &err.to_string());
+                                shared.refuse(Via::Tcp, name, Stage::session, err.reason(), &peer, &err.to_string());
                                 closing = Some(End::Refused);
                             }
                             Ok(handled) => match answer_for(handled, frame, &session, &spec, &shared, peer) {
                                 Ok(answer) => pending.push_back(answer),
                                 Err(reason) => {
-                                    shared.refuse(name, Stage::session, reason, &peer,
+                                    shared.refuse(Via::Tcp, name, Stage::session, reason, &peer,
                                         "a data frame came before the device identified itself");
                                     closing = Some(End::Refused);
                                 }

@@ -42,11 +42,20 @@ pub struct Shared {
     log: RateLimited,
 }
 
+/// How a device reached the gateway, for [`Shared::refuse`]'s log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    Tcp,
+    Udp,
+}
+
 impl Shared {
     /// Counts a refusal or failure and logs it, at most once a second per
-    /// reason (a flood of garbage must not flood the logs).
+    /// reason (a flood of garbage must not flood the logs). A TCP device
+    /// loses its connection; a UDP device gets no reply to the datagram.
     fn refuse(
         &self,
+        via: Via,
         protocol: &'static str,
         stage: Stage,
         error_type: &'static str,
@@ -54,9 +63,14 @@ impl Shared {
         detail: &str,
     ) {
         self.metrics.error(protocol, stage, error_type);
-        if let Some(suppressed) = self.log.allow(error_type) {
-            tracing::warn!(protocol, %peer, ?stage, error_type, suppressed,
-                "Closing a device connection without acknowledgement: {detail}.");
+        let Some(suppressed) = self.log.allow(error_type) else {
+            return;
+        };
+        match via {
+            Via::Tcp => tracing::warn!(protocol, %peer, ?stage, error_type, suppressed,
+                "Closing a device connection without acknowledgement: {detail}."),
+            Via::Udp => tracing::warn!(protocol, transport = "udp", %peer, ?stage, error_type,
+                suppressed, "Not acknowledging a device datagram: {detail}."),
         }
     }
 }
@@ -304,6 +318,7 @@ async fn accept_loop(
                     // while so a connection storm costs little.
                     drop(stream);
                     shared.refuse(
+                        Via::Tcp,
                         name,
                         Stage::accept,
                         "connection_limit",

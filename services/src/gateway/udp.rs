@@ -49,7 +49,7 @@ use tokio_util::task::TaskTracker;
 
 use super::conn::{answer_for, ListenerSpec, Pending};
 use super::metrics::{ProtocolLabel, Stage};
-use super::Shared;
+use super::{Shared, Via};
 
 /// Larger than any UDP payload (at most 65,507 bytes over IPv4, 65,527 over
 /// IPv6 without jumbograms), so a datagram is never silently truncated.
@@ -101,8 +101,8 @@ pub(super) async fn receive_loop(
                     drop(permit);
                 });
             }
-            Err(_) => refuse(
-                &shared,
+            Err(_) => shared.refuse(
+                Via::Udp,
                 name,
                 Stage::frame,
                 "overload",
@@ -139,13 +139,13 @@ async fn serve_datagram(
                 ),
                 other => (other.reason(), other.to_string()),
             };
-            refuse(shared, name, Stage::frame, error_type, &peer, &detail);
+            shared.refuse(Via::Udp, name, Stage::frame, error_type, &peer, &detail);
             return;
         }
     };
     if frames.is_empty() {
-        refuse(
-            shared,
+        shared.refuse(
+            Via::Udp,
             name,
             Stage::frame,
             "malformed",
@@ -171,8 +171,8 @@ async fn serve_datagram(
         let handled = match session.on_frame(&frame) {
             Ok(handled) => handled,
             Err(err) => {
-                refuse(
-                    shared,
+                shared.refuse(
+                    Via::Udp,
                     name,
                     Stage::session,
                     err.reason(),
@@ -185,8 +185,8 @@ async fn serve_datagram(
         match answer_for(handled, frame, &session, spec, shared, peer) {
             Ok(answer) => answers.push(answer),
             Err(reason) => {
-                refuse(
-                    shared,
+                shared.refuse(
+                    Via::Udp,
                     name,
                     Stage::session,
                     reason,
@@ -219,8 +219,8 @@ async fn serve_datagram(
                     shared.metrics.acks_sent.get_or_create(&label).inc();
                 }
                 Ok(Err(_)) | Err(_) => {
-                    refuse(
-                        shared,
+                    shared.refuse(
+                        Via::Udp,
                         name,
                         Stage::connection,
                         "write_failed",
@@ -233,8 +233,8 @@ async fn serve_datagram(
             Err(err) => {
                 // Not stored: no reply for this message or any later one
                 // of the datagram. The device still has the data.
-                refuse(
-                    shared,
+                shared.refuse(
+                    Via::Udp,
                     name,
                     Stage::publish,
                     err.error_type(),
@@ -268,23 +268,6 @@ where
         )));
     }
     Ok(frames)
-}
-
-/// Counts a refused datagram (or reply) and logs it, at most once a second
-/// per error type, like the TCP side.
-fn refuse(
-    shared: &Shared,
-    protocol: &'static str,
-    stage: Stage,
-    error_type: &'static str,
-    peer: &SocketAddr,
-    detail: &str,
-) {
-    shared.metrics.error(protocol, stage, error_type);
-    if let Some(suppressed) = shared.log.allow(error_type) {
-        tracing::warn!(protocol, transport = "udp", %peer, ?stage, error_type, suppressed,
-            "Not acknowledging a device datagram: {detail}.");
-    }
 }
 
 #[cfg(test)]

@@ -39,12 +39,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         .queue
         .device(&id, protocol, Utc::now().timestamp())
         .await?;
-    let addrs: Vec<SocketAddr> = cfg
-        .gateways
-        .iter()
-        .find(|(p, _)| *p == protocol)
-        .map(|(_, a)| a.clone())
-        .unwrap_or_default();
+    let addrs = fleet.resolved.gateways_of(protocol).to_vec();
     // Spread the fleet over the gateways; each device then walks the list.
     let mut server = index % addrs.len();
     let per_frame = protocols::per_frame(protocol, cfg.per_frame);
@@ -58,7 +53,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
     // interval (which queues up in every stage and is what latency
     // figures would then measure).
     let phase = cfg
-        .interval
+        .interval()
         .mul_f64(index as f64 / cfg.devices.max(1) as f64);
     let mut next_record = Instant::now() + phase;
     let mut conn: Option<Connection> = None;
@@ -76,7 +71,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         // a connection or a backoff is recorded now, and the backlog goes
         // out in frames of up to `per_frame` records.
         let now = Instant::now();
-        if now > next_record + cfg.interval * FAR_BEHIND {
+        if now > next_record + cfg.interval() * FAR_BEHIND {
             // Not a slow uplink but a stopped clock (the process was
             // suspended): resume the schedule from now.
             next_record = now;
@@ -86,7 +81,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
             fleet.queue.push(&id, next_seq, &p).await?;
             fleet.stats.generated.fetch_add(1, Ordering::Relaxed);
             next_seq += 1;
-            next_record += cfg.interval;
+            next_record += cfg.interval();
         }
         let generating = generating_at(next_seq);
         let Some(frame) = fleet.queue.next_frame(&id, per_frame).await? else {
@@ -102,7 +97,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         };
         if conn.is_none() {
             let addr = addrs[server];
-            match Connection::open(addr, protocol, &imei, cfg.ack_timeout).await {
+            match Connection::open(addr, protocol, &imei, cfg.ack_timeout()).await {
                 Ok(c) => {
                     conn = Some(c);
                     backoff = BACKOFF_MIN;

@@ -5,53 +5,24 @@
 //! re-encoded or byte for byte, `--resend`), and a device moves to its next
 //! server when a connection fails. See docs/simulator.md.
 
+mod config;
 mod device;
 mod memory;
 pub mod protocols;
 pub mod queue;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use fleetbus_codec::{Position, Protocol};
+use fleetbus_codec::Position;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub use config::{gateway_spec, Config, Resolved};
 pub use protocols::{Resend, SUPPORTED};
 pub use queue::Queue;
-
-/// What to simulate.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub devices: usize,
-    /// Protocols, assigned to devices in turn.
-    pub protocols: Vec<Protocol>,
-    /// Distinguishes fleets: part of every IMEI.
-    pub fleet: u32,
-    /// A new record per device every `interval`.
-    pub interval: Duration,
-    /// Records per device; 0 = until stopped.
-    pub records: u64,
-    /// Stop generating after this long (records already generated are
-    /// still delivered); `None` = no limit.
-    pub duration: Option<Duration>,
-    /// Records per frame, where the protocol allows several (Teltonika).
-    pub per_frame: usize,
-    /// How devices resend records whose ack they did not get.
-    pub resend: Resend,
-    /// Gateway addresses per protocol, in the order a device tries them.
-    pub gateways: Vec<(Protocol, Vec<SocketAddr>)>,
-    pub queue: PathBuf,
-    pub report: Option<PathBuf>,
-    /// Wait for an acknowledgement this long before reconnecting.
-    pub ack_timeout: Duration,
-    /// Print a progress line this often (`None`: quiet).
-    pub progress: Option<Duration>,
-}
 
 /// One acknowledged record, as `--report` writes it (one JSON line each).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +105,8 @@ impl std::fmt::Display for Summary {
 /// Shared by every device of the fleet.
 pub(crate) struct Fleet {
     pub config: Config,
+    /// The protocols and gateways the config names.
+    pub resolved: Resolved,
     pub queue: Queue,
     pub stats: Stats,
     report: Option<Mutex<std::fs::File>>,
@@ -175,23 +148,7 @@ pub async fn run(
     stop: CancellationToken,
     stop_now: CancellationToken,
 ) -> anyhow::Result<Summary> {
-    anyhow::ensure!(config.devices > 0, "--devices must be > 0");
-    anyhow::ensure!(!config.protocols.is_empty(), "no protocol to simulate");
-    for p in &config.protocols {
-        if let Some(why) = protocols::unsupported_reason(*p) {
-            anyhow::bail!(
-                "the simulator cannot speak {p}: {why} (it speaks {})",
-                SUPPORTED.map(|p| p.name()).join(", ")
-            );
-        }
-        anyhow::ensure!(
-            config
-                .gateways
-                .iter()
-                .any(|(q, addrs)| q == p && !addrs.is_empty()),
-            "no gateway address for {p}"
-        );
-    }
+    let resolved = config.check()?;
     let queue = Queue::open(&config.queue)?;
     let report = match &config.report {
         Some(path) => Some(Mutex::new(
@@ -205,20 +162,21 @@ pub async fn run(
     let started = Instant::now();
     let fleet = Arc::new(Fleet {
         config: config.clone(),
+        resolved: resolved.clone(),
         queue,
         stats: Stats::default(),
         report,
         stop_generating: stop.clone(),
         stop_all: stop_now.clone(),
     });
-    if let Some(d) = config.duration {
+    if let Some(d) = config.duration() {
         let stop = stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(d).await;
             stop.cancel();
         });
     }
-    let progress = config.progress.map(|every| {
+    let progress = config.progress().map(|every| {
         let fleet = fleet.clone();
         tokio::spawn(async move {
             let mut last = (Instant::now(), 0u64);
@@ -241,7 +199,7 @@ pub async fn run(
     });
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..config.devices {
-        let protocol = config.protocols[i % config.protocols.len()];
+        let protocol = resolved.protocols[i % resolved.protocols.len()];
         let fleet = fleet.clone();
         tasks.spawn(device::run(fleet, i, protocol));
     }

@@ -234,6 +234,19 @@ impl FileQueue {
 }
 
 impl Queue {
+    /// One operation on either backend: `memory` at once in memory, `file`
+    /// in the writer thread (its result once committed).
+    async fn run<T: Send + 'static>(
+        &self,
+        memory: impl FnOnce(&MemoryQueue) -> Result<T, QueueError>,
+        file: impl FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        match &self.backend {
+            Backend::Memory(m) => memory(m),
+            Backend::File(f) => f.call(file).await,
+        }
+    }
+
     /// The device's state, registering it on first sight.
     pub async fn device(
         &self,
@@ -241,32 +254,33 @@ impl Queue {
         protocol: Protocol,
         base_time: i64,
     ) -> Result<DeviceState, QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return m.device(id, protocol, base_time),
-        };
-        let id = id.to_string();
-        file.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO devices (id, protocol, next_seq, base_time, next_frame)
+        let key = id.to_string();
+        self.run(
+            |m| m.device(id, protocol, base_time),
+            move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO devices (id, protocol, next_seq, base_time, next_frame)
                  VALUES (?1, ?2, 0, ?3, 1)",
-            )?
-            .execute(params![id, protocol.name(), base_time])?;
-            let (stored, next_seq, base_time): (String, i64, i64) = conn
-                .prepare_cached("SELECT protocol, next_seq, base_time FROM devices WHERE id = ?1")?
-                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            if stored != protocol.name() {
-                return Err(QueueError::ProtocolChanged {
-                    device: id,
-                    stored,
-                    wanted: protocol.name().into(),
-                });
-            }
-            Ok(DeviceState {
-                next_seq: next_seq as u64,
-                base_time,
-            })
-        })
+                )?
+                .execute(params![key, protocol.name(), base_time])?;
+                let (stored, next_seq, base_time): (String, i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT protocol, next_seq, base_time FROM devices WHERE id = ?1",
+                    )?
+                    .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                if stored != protocol.name() {
+                    return Err(QueueError::ProtocolChanged {
+                        device: key,
+                        stored,
+                        wanted: protocol.name().into(),
+                    });
+                }
+                Ok(DeviceState {
+                    next_seq: next_seq as u64,
+                    base_time,
+                })
+            },
+        )
         .await
     }
 
@@ -277,19 +291,21 @@ impl Queue {
         seq: u64,
         position: &Position,
     ) -> Result<(), QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return m.push(device, seq, position),
+        // Only the file stores the record as JSON.
+        let json = match &self.backend {
+            Backend::File(_) => serde_json::to_string(position)?,
+            Backend::Memory(_) => String::new(),
         };
-        let json = serde_json::to_string(position)?;
-        let device = device.to_string();
-        file.call(move |conn| {
+        let key = device.to_string();
+        self.run(
+            |m| m.push(device, seq, position),
+            move |conn| {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO records (device, seq, frame, position) VALUES (?1, ?2, NULL, ?3)",
             )?
-            .execute(params![device, seq as i64, json])?;
+            .execute(params![key, seq as i64, json])?;
             conn.prepare_cached("UPDATE devices SET next_seq = MAX(next_seq, ?2) WHERE id = ?1")?
-                .execute(params![device, (seq + 1) as i64])?;
+                .execute(params![key, (seq + 1) as i64])?;
             Ok(())
         })
         .await
@@ -303,50 +319,40 @@ impl Queue {
         device: &str,
         per_frame: usize,
     ) -> Result<Option<QueuedFrame>, QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return m.next_frame(device, per_frame),
-        };
-        let device = device.to_string();
-        file.call(move |conn| next_frame(conn, &device, per_frame))
-            .await
+        let key = device.to_string();
+        self.run(
+            |m| m.next_frame(device, per_frame),
+            move |conn| next_frame(conn, &key, per_frame),
+        )
+        .await
     }
 
     /// The gateway acknowledged `frame`: forget its records.
     pub async fn acked(&self, device: &str, frame: u64) -> Result<usize, QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return m.acked(device, frame),
-        };
-        let device = device.to_string();
-        file.call(move |conn| {
-            Ok(conn
-                .prepare_cached("DELETE FROM records WHERE device = ?1 AND frame = ?2")?
-                .execute(params![device, frame as i64])?)
-        })
-        .await
+        let sql = "DELETE FROM records WHERE device = ?1 AND frame = ?2";
+        self.on_frame(device, frame, |m| m.acked(device, frame), sql)
+            .await
     }
 
     /// `frame` went out and got no ack, and goes out again as it is: count
     /// the attempt. The frame's new attempt number, or `None` when `frame`
     /// is not the device's formed frame (acknowledged or regrouped).
     pub async fn retry(&self, device: &str, frame: u64) -> Result<Option<u32>, QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return m.retry(device, frame),
-        };
-        let device = device.to_string();
-        file.call(move |conn| {
-            let attempt: Option<i64> = conn
-                .prepare_cached(
-                    "UPDATE devices SET attempt = attempt + 1 WHERE id = ?1 AND ?2 =
+        let key = device.to_string();
+        self.run(
+            |m| m.retry(device, frame),
+            move |conn| {
+                let attempt: Option<i64> = conn
+                    .prepare_cached(
+                        "UPDATE devices SET attempt = attempt + 1 WHERE id = ?1 AND ?2 =
                        (SELECT MIN(frame) FROM records WHERE device = ?1 AND frame IS NOT NULL)
                      RETURNING attempt",
-                )?
-                .query_row(params![device, frame as i64], |r| r.get(0))
-                .optional()?;
-            Ok(attempt.map(|a| a as u32))
-        })
+                    )?
+                    .query_row(params![key, frame as i64], |r| r.get(0))
+                    .optional()?;
+                Ok(attempt.map(|a| a as u32))
+            },
+        )
         .await
     }
 
@@ -356,31 +362,40 @@ impl Queue {
     /// these lead). How many records were in the frame (0 when `frame` is
     /// not the device's formed frame).
     pub async fn regroup(&self, device: &str, frame: u64) -> Result<usize, QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return m.regroup(device, frame),
-        };
-        let device = device.to_string();
-        file.call(move |conn| {
+        let sql = "UPDATE records SET frame = NULL WHERE device = ?1 AND frame = ?2";
+        self.on_frame(device, frame, |m| m.regroup(device, frame), sql)
+            .await
+    }
+
+    /// A statement `sql` on one frame of a device (`?1`, `?2`): the records
+    /// it touched.
+    async fn on_frame(
+        &self,
+        device: &str,
+        frame: u64,
+        memory: impl FnOnce(&MemoryQueue) -> Result<usize, QueueError>,
+        sql: &'static str,
+    ) -> Result<usize, QueueError> {
+        let key = device.to_string();
+        self.run(memory, move |conn| {
             Ok(conn
-                .prepare_cached("UPDATE records SET frame = NULL WHERE device = ?1 AND frame = ?2")?
-                .execute(params![device, frame as i64])?)
+                .prepare_cached(sql)?
+                .execute(params![key, frame as i64])?)
         })
         .await
     }
 
     /// Records not yet acknowledged, whole fleet.
     pub async fn pending(&self) -> Result<u64, QueueError> {
-        let file = match &self.backend {
-            Backend::File(f) => f,
-            Backend::Memory(m) => return Ok(m.pending()),
-        };
-        file.call(|conn| {
-            let n: i64 = conn
-                .prepare_cached("SELECT COUNT(*) FROM records")?
-                .query_row([], |r| r.get(0))?;
-            Ok(n as u64)
-        })
+        self.run(
+            |m| Ok(m.pending()),
+            |conn| {
+                let n: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM records")?
+                    .query_row([], |r| r.get(0))?;
+                Ok(n as u64)
+            },
+        )
         .await
     }
 }
@@ -446,19 +461,18 @@ mod tests {
 
     #[tokio::test]
     async fn frames_are_formed_once_and_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
+        let (_dir, path) = queue_path();
         let q = Queue::open(&path).unwrap();
         let st = q.device("d1", Protocol::Teltonika, 1000).await.unwrap();
         assert_eq!(st.next_seq, 0);
         for s in 0..5 {
             q.push("d1", s, &pos("d1", 1000 + s as i64)).await.unwrap();
         }
-        let f1 = q.next_frame("d1", 2).await.unwrap().unwrap();
+        let f1 = formed(&q, "d1", 2).await;
         assert_eq!(f1.positions.len(), 2);
         // Not acked: the same frame again, even after new records came.
         q.push("d1", 5, &pos("d1", 1005)).await.unwrap();
-        let again = q.next_frame("d1", 3).await.unwrap().unwrap();
+        let again = formed(&q, "d1", 3).await;
         assert_eq!(again.frame, f1.frame);
         assert_eq!(again.positions, f1.positions);
         drop(q);
@@ -479,10 +493,10 @@ mod tests {
                 .base_time,
             1000
         );
-        let same = q.next_frame("d1", 3).await.unwrap().unwrap();
+        let same = formed(&q, "d1", 3).await;
         assert_eq!(same.positions, f1.positions);
         assert_eq!(q.acked("d1", same.frame).await.unwrap(), 2);
-        let next = q.next_frame("d1", 3).await.unwrap().unwrap();
+        let next = formed(&q, "d1", 3).await;
         assert!(next.frame > same.frame);
         assert_eq!(next.positions.len(), 3);
         q.acked("d1", next.frame).await.unwrap();
@@ -494,11 +508,26 @@ mod tests {
     }
 
     /// Both queues, fresh: the file and the memory.
+    /// Where a test's queue file goes: a fresh directory (removed when the
+    /// guard is dropped) and the file's path in it.
+    fn queue_path() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        (dir, path)
+    }
+
     fn both(dir: &Path) -> [Queue; 2] {
         [
             Queue::open(&dir.join("q.db")).unwrap(),
             Queue::open(Path::new(MEMORY)).unwrap(),
         ]
+    }
+
+    /// A device of `protocol` (its records from second 1000 on) with
+    /// records `seqs` queued.
+    async fn device_with(q: &Queue, device: &str, protocol: Protocol, seqs: std::ops::Range<u64>) {
+        q.device(device, protocol, 1000).await.unwrap();
+        pushed(q, device, seqs).await;
     }
 
     async fn pushed(q: &Queue, device: &str, seqs: std::ops::Range<u64>) {
@@ -509,6 +538,12 @@ mod tests {
         }
     }
 
+    /// The device's next frame, which the test knows is pending.
+    async fn formed(q: &Queue, device: &str, per_frame: usize) -> QueuedFrame {
+        let frame = q.next_frame(device, per_frame).await.unwrap();
+        frame.expect("a frame is pending")
+    }
+
     fn seconds(f: &QueuedFrame) -> Vec<i64> {
         f.positions.iter().map(|p| p.fix_time.timestamp()).collect()
     }
@@ -517,13 +552,12 @@ mod tests {
     async fn a_retried_frame_keeps_its_records_and_counts_its_attempts() {
         let dir = tempfile::tempdir().unwrap();
         for q in both(dir.path()) {
-            q.device("d1", Protocol::Gt06, 1000).await.unwrap();
-            pushed(&q, "d1", 0..2).await;
-            let first = q.next_frame("d1", 1).await.unwrap().unwrap();
+            device_with(&q, "d1", Protocol::Gt06, 0..2).await;
+            let first = formed(&q, "d1", 1).await;
             assert_eq!(first.attempt, 0);
             assert_eq!(q.retry("d1", first.frame).await.unwrap(), Some(1));
             assert_eq!(q.retry("d1", first.frame).await.unwrap(), Some(2));
-            let again = q.next_frame("d1", 1).await.unwrap().unwrap();
+            let again = formed(&q, "d1", 1).await;
             assert_eq!(
                 (again.frame, again.attempt, &again.positions),
                 (first.frame, 2, &first.positions)
@@ -534,7 +568,7 @@ mod tests {
                 None,
                 "an acknowledged frame is not retried"
             );
-            let next = q.next_frame("d1", 1).await.unwrap().unwrap();
+            let next = formed(&q, "d1", 1).await;
             assert!(next.frame > first.frame);
             assert_eq!(next.attempt, 0, "a new frame starts at attempt 0");
         }
@@ -544,14 +578,13 @@ mod tests {
     async fn a_regrouped_frame_goes_out_anew_with_the_records_that_came_since() {
         let dir = tempfile::tempdir().unwrap();
         for q in both(dir.path()) {
-            q.device("d1", Protocol::Teltonika, 1000).await.unwrap();
-            pushed(&q, "d1", 0..2).await;
-            let first = q.next_frame("d1", 4).await.unwrap().unwrap();
+            device_with(&q, "d1", Protocol::Teltonika, 0..2).await;
+            let first = formed(&q, "d1", 4).await;
             assert_eq!(seconds(&first), [1000, 1001]);
             pushed(&q, "d1", 2..7).await;
             assert_eq!(q.regroup("d1", first.frame).await.unwrap(), 2);
             assert_eq!(q.pending().await.unwrap(), 7, "no record forgotten");
-            let repacked = q.next_frame("d1", 4).await.unwrap().unwrap();
+            let repacked = formed(&q, "d1", 4).await;
             assert!(repacked.frame > first.frame, "a new frame");
             assert_eq!(repacked.attempt, 0);
             assert_eq!(
@@ -562,30 +595,27 @@ mod tests {
             assert_eq!(q.acked("d1", first.frame).await.unwrap(), 0, "stale");
             assert_eq!(q.regroup("d1", first.frame).await.unwrap(), 0, "stale");
             assert_eq!(q.acked("d1", repacked.frame).await.unwrap(), 4);
-            let rest = q.next_frame("d1", 4).await.unwrap().unwrap();
+            let rest = formed(&q, "d1", 4).await;
             assert_eq!(seconds(&rest), [1004, 1005, 1006]);
         }
     }
 
     #[tokio::test]
     async fn attempts_and_regroupings_survive_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
+        let (_dir, path) = queue_path();
         let q = Queue::open(&path).unwrap();
-        q.device("a", Protocol::Gt06, 1000).await.unwrap();
-        q.device("b", Protocol::Teltonika, 1000).await.unwrap();
-        pushed(&q, "a", 0..1).await;
-        pushed(&q, "b", 0..3).await;
-        let a = q.next_frame("a", 1).await.unwrap().unwrap();
+        device_with(&q, "a", Protocol::Gt06, 0..1).await;
+        device_with(&q, "b", Protocol::Teltonika, 0..3).await;
+        let a = formed(&q, "a", 1).await;
         q.retry("a", a.frame).await.unwrap();
-        let b = q.next_frame("b", 2).await.unwrap().unwrap();
+        let b = formed(&q, "b", 2).await;
         q.regroup("b", b.frame).await.unwrap();
         drop(q);
         // A restarted simulator sends what this one would have sent.
         let q = Queue::open(&path).unwrap();
-        let a2 = q.next_frame("a", 1).await.unwrap().unwrap();
+        let a2 = formed(&q, "a", 1).await;
         assert_eq!((a2.frame, a2.attempt), (a.frame, 1));
-        let b2 = q.next_frame("b", 3).await.unwrap().unwrap();
+        let b2 = formed(&q, "b", 3).await;
         assert!(b2.frame > b.frame);
         assert_eq!(seconds(&b2), [1000, 1001, 1002]);
     }
@@ -595,8 +625,7 @@ mod tests {
     /// bytes the old simulator sent.
     #[tokio::test]
     async fn a_queue_file_of_an_older_simulator_is_upgraded_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.db");
+        let (_dir, path) = queue_path();
         {
             let old = Connection::open(&path).unwrap();
             let p = serde_json::to_string(&pos("d1", 1000)).unwrap();
@@ -612,13 +641,13 @@ mod tests {
             .unwrap();
         }
         let q = Queue::open(&path).unwrap();
-        let f = q.next_frame("d1", 1).await.unwrap().unwrap();
+        let f = formed(&q, "d1", 1).await;
         assert_eq!((f.frame, f.attempt, seconds(&f)), (5, 0, vec![1000]));
         assert_eq!(q.retry("d1", 5).await.unwrap(), Some(1));
         drop(q);
         // Opened again (the column is there now): nothing changes.
         let q = Queue::open(&path).unwrap();
-        assert_eq!(q.next_frame("d1", 1).await.unwrap().unwrap().attempt, 1);
+        assert_eq!(formed(&q, "d1", 1).await.attempt, 1);
     }
 
     /// The memory queue answers every operation as the file does: the
@@ -732,8 +761,7 @@ mod tests {
 
     #[tokio::test]
     async fn operations_of_many_devices_share_commits_and_a_failure_stays_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
+        let (_dir, path) = queue_path();
         let q = std::sync::Arc::new(Queue::open(&path).unwrap());
         q.device("d0", Protocol::Teltonika, 1000).await.unwrap();
         let mut tasks = tokio::task::JoinSet::new();
@@ -766,7 +794,7 @@ mod tests {
         // All of it committed: a reopened queue sees the same.
         let q = Queue::open(&path).unwrap();
         assert_eq!(q.pending().await.unwrap(), 50);
-        let f = q.next_frame("d7", 3).await.unwrap().unwrap();
+        let f = formed(&q, "d7", 3).await;
         assert_eq!(f.positions.len(), 1);
         assert_eq!(f.positions[0].fix_time.timestamp(), 1003);
     }

@@ -4,11 +4,13 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
+use std::ops::Deref;
+
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::health::{fill, stages};
-use super::model::{Kind, Status};
+use super::model::{ConsumerStatus, Kind, Status, StreamStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
@@ -49,15 +51,13 @@ pub fn metrics(status: &Status) -> Result<String, std::fmt::Error> {
         "1 when fleetbus status reached the cluster, else 0",
         gauge(i64::from(status.reachable)),
     );
-    let problems = Family::<KindLabel, Gauge>::default();
-    for kind in Kind::ALL {
+    let problems = family(Kind::ALL.into_iter().map(|kind| {
         let n = status.problem_kinds.iter().filter(|k| **k == kind).count();
-        problems
-            .get_or_create(&KindLabel {
-                kind: kind.as_str().into(),
-            })
-            .set(n as i64);
-    }
+        let label = KindLabel {
+            kind: kind.as_str().into(),
+        };
+        (label, n as i64)
+    }));
     registry.register(
         "status_problems",
         "Problems fleetbus status reports, by kind",
@@ -76,6 +76,39 @@ fn gauge(v: i64) -> Gauge {
     let g = Gauge::default();
     g.set(v);
     g
+}
+
+/// A family of gauges, one series a row: integer or float gauges, by the
+/// rows' values.
+fn family<L, N: Value>(rows: impl IntoIterator<Item = (L, N)>) -> Family<L, N::Gauge>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let f = Family::<L, N::Gauge>::default();
+    for (label, v) in rows {
+        v.set(f.get_or_create(&label).deref());
+    }
+    f
+}
+
+/// A value a gauge reads, and the gauge that reads it.
+trait Value {
+    type Gauge: Default;
+    fn set(self, gauge: &Self::Gauge);
+}
+
+impl Value for i64 {
+    type Gauge = Gauge;
+    fn set(self, gauge: &Gauge) {
+        gauge.set(self);
+    }
+}
+
+impl Value for f64 {
+    type Gauge = FloatGauge;
+    fn set(self, gauge: &FloatGauge) {
+        gauge.set(self);
+    }
 }
 
 /// The samples of each metric in label order (the encoder writes them in
@@ -105,19 +138,17 @@ fn sorted_samples(text: &str) -> String {
 }
 
 fn register_streams(registry: &mut Registry, status: &Status) {
-    let messages = Family::<StreamLabel, Gauge>::default();
-    let stored = Family::<StreamLabel, Gauge>::default();
-    let fill_ratio = Family::<StreamLabel, FloatGauge>::default();
-    for s in &status.streams {
-        let label = StreamLabel {
-            stream: s.name.clone(),
-        };
-        messages.get_or_create(&label).set(s.messages as i64);
-        stored.get_or_create(&label).set(s.bytes as i64);
-        if let Some(f) = fill(s) {
-            fill_ratio.get_or_create(&label).set(f.ratio);
-        }
-    }
+    let streams = &status.streams;
+    let label = |s: &StreamStatus| StreamLabel {
+        stream: s.name.clone(),
+    };
+    let messages = family(streams.iter().map(|s| (label(s), s.messages as i64)));
+    let stored = family(streams.iter().map(|s| (label(s), s.bytes as i64)));
+    let fill_ratio: Family<_, FloatGauge> = family(
+        streams
+            .iter()
+            .filter_map(|s| Some((label(s), fill(s)?.ratio))),
+    );
     registry.register("stream_messages", "Messages a stream holds", messages);
     registry.register("stream_bytes", "Bytes a stream holds (per replica)", stored);
     registry.register(
@@ -138,20 +169,18 @@ fn register_streams(registry: &mut Registry, status: &Status) {
 }
 
 fn register_consumers(registry: &mut Registry, status: &Status) {
-    let pending = Family::<ConsumerLabels, Gauge>::default();
-    let ack_pending = Family::<ConsumerLabels, Gauge>::default();
-    let oldest = Family::<ConsumerLabels, FloatGauge>::default();
-    for c in &status.consumers {
-        let labels = ConsumerLabels {
-            stream: c.stream.clone(),
-            consumer: c.name.clone(),
-        };
-        pending.get_or_create(&labels).set(c.pending as i64);
-        ack_pending.get_or_create(&labels).set(c.ack_pending as i64);
-        oldest
-            .get_or_create(&labels)
-            .set(c.oldest_unacked_secs.unwrap_or(0.0));
-    }
+    let consumers = &status.consumers;
+    let labels = |c: &ConsumerStatus| ConsumerLabels {
+        stream: c.stream.clone(),
+        consumer: c.name.clone(),
+    };
+    let pending = family(consumers.iter().map(|c| (labels(c), c.pending as i64)));
+    let ack_pending = family(consumers.iter().map(|c| (labels(c), c.ack_pending as i64)));
+    let oldest = family(
+        consumers
+            .iter()
+            .map(|c| (labels(c), c.oldest_unacked_secs.unwrap_or(0.0))),
+    );
     registry.register(
         "consumer_pending",
         "Messages a consumer has not delivered yet",
@@ -170,22 +199,14 @@ fn register_consumers(registry: &mut Registry, status: &Status) {
 }
 
 fn register_workers(registry: &mut Registry, status: &Status) {
-    let workers = Family::<RoleLabel, Gauge>::default();
     // Every stage, so that "none running" is a 0 and not a missing series.
-    for (role, _) in stages() {
-        workers
-            .get_or_create(&RoleLabel {
-                role: role.name().into(),
-            })
-            .set(0);
-    }
+    let mut by_role: std::collections::BTreeMap<String, i64> = stages()
+        .map(|(role, _)| (role.name().to_string(), 0))
+        .into();
     for w in &status.workers {
-        workers
-            .get_or_create(&RoleLabel {
-                role: w.name.clone(),
-            })
-            .inc();
+        *by_role.entry(w.name.clone()).or_default() += 1;
     }
+    let workers = family(by_role.into_iter().map(|(role, n)| (RoleLabel { role }, n)));
     registry.register(
         "workers",
         "Registered worker processes (NATS micro services), by role",

@@ -105,18 +105,18 @@ impl Problem {
     }
 }
 
-/// Everything `fleetbus status` reports.
+/// Everything `fleetbus status` reports. Here and in the parts below, a
+/// field that a report of an older fleetbus lacks reads as its default.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     pub healthy: bool,
     pub reachable: bool,
     /// Why it is not healthy, one line each.
     pub problems: Vec<String>,
     /// The kind of each line of `problems`, in the same order.
-    #[serde(default)]
     pub problem_kinds: Vec<Kind>,
     /// The thresholds the checks used.
-    #[serde(default)]
     pub thresholds: Thresholds,
     pub cluster: Option<ClusterStatus>,
     pub streams: Vec<StreamStatus>,
@@ -124,7 +124,6 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// What DEAD received within the dead window (absent when DEAD could
     /// not be read).
-    #[serde(default)]
     pub dead_recent: Option<DeadRecent>,
 }
 
@@ -168,6 +167,7 @@ pub struct NodeStatus {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StreamStatus {
     pub name: String,
     pub messages: u64,
@@ -177,31 +177,22 @@ pub struct StreamStatus {
     /// Followers that are not current (or offline), with their lag.
     pub lagging: Vec<Lagging>,
     /// `limits`, `interest` or `workqueue`.
-    #[serde(default)]
     pub retention: String,
     /// What happens at a limit: `new` (refused) or `old` (oldest dropped).
-    #[serde(default)]
     pub discard: String,
-    #[serde(default)]
     pub first_seq: u64,
-    #[serde(default)]
     pub last_seq: u64,
     /// Limits; 0 or -1 is no limit.
-    #[serde(default)]
     pub max_bytes: i64,
-    #[serde(default)]
     pub max_msgs: i64,
     /// The larger of bytes/max_bytes and messages/max_msgs (none when
     /// both are unlimited).
-    #[serde(default)]
     pub fill: Option<f64>,
     /// Seconds since the stream received its last message (none if it
     /// never received one).
-    #[serde(default)]
     pub newest_secs: Option<f64>,
     /// Seconds since the oldest message it stores was received (none when
     /// it is empty).
-    #[serde(default)]
     pub oldest_secs: Option<f64>,
 }
 
@@ -213,6 +204,7 @@ pub struct Lagging {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConsumerStatus {
     pub stream: String,
     pub name: String,
@@ -226,22 +218,17 @@ pub struct ConsumerStatus {
     pub leader: Option<String>,
     /// A durable consumer (a processing group); an ephemeral one is a
     /// passing reader (`fleetbus dead ls`, `nats stream view`, …).
-    #[serde(default)]
     pub durable: bool,
     /// JetStream's ack floor: the stream sequence up to which every
     /// message is acknowledged.
-    #[serde(default)]
     pub ack_floor: u64,
     /// Stream sequence of the last message delivered.
-    #[serde(default)]
     pub delivered_seq: u64,
     /// Deliveries before the server gives up on a message (-1: never).
-    #[serde(default)]
     pub max_deliver: i64,
     /// Age of the oldest message it has not acknowledged (for a consumer
     /// that acknowledges nothing: not delivered), seconds; none when
     /// nothing is pending or ack pending.
-    #[serde(default)]
     pub oldest_unacked_secs: Option<f64>,
 }
 
@@ -261,6 +248,7 @@ impl ConsumerStatus {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerStatus {
     pub name: String,
     pub id: String,
@@ -270,7 +258,6 @@ pub struct WorkerStatus {
     /// The instance's live counters since it started (its `stats`
     /// endpoint's data in `$SRV.STATS`: processed, errors, dead, held,
     /// blocked_secs, …), empty when it did not answer.
-    #[serde(default)]
     pub stats: BTreeMap<String, serde_json::Value>,
 }
 

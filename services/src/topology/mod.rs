@@ -332,59 +332,51 @@ impl Settings {
         use sizing::*;
         let f = &self.fleet;
         let days = |secs: u64| secs as f64 / DAY as f64;
-        let events = f.devices as f64
-            * f.events_per_device_per_day as f64
-            * days(self.events.max_age_secs)
-            * EVENT_BYTES as f64;
-        let dead = f.devices as f64
-            * f.dead_per_device_per_day as f64
-            * days(self.dead.max_age_secs)
-            * DEAD_BYTES as f64;
+        // A stream that keeps `per_day` messages of `bytes` per device for
+        // its max_age.
+        let by_age = |name, per_day: u64, what: &str, limits: &StreamLimits, bytes: u64| {
+            let need = f.devices as f64 * per_day as f64 * days(limits.max_age_secs) * bytes as f64;
+            let how = format!(
+                "{} devices x {per_day} {what} a day x {:.1} days (max_age) x {bytes} B",
+                f.devices,
+                days(limits.max_age_secs)
+            );
+            (name, need as u64, limits.max_bytes.max(0) as u64, how)
+        };
+        // A bucket that keeps one entry of `bytes` per device.
+        let per_device = |name, bytes: u64, max_bytes: i64, note: String| {
+            let entry = bytes + KV_OVERHEAD_BYTES;
+            let how = format!("{} devices x {entry} B an entry{note}", f.devices);
+            (name, f.devices * entry, max_bytes.max(0) as u64, how)
+        };
         let seen_entry =
             fleetbus_codec::identity::Memory::max_encoded_len(self.seen.records_per_device) as u64;
         vec![
-            (
+            by_age(
                 EVENTS,
-                events as u64,
-                self.events.max_bytes.max(0) as u64,
-                format!(
-                    "{} devices x {} events a day x {:.1} days (max_age) x {EVENT_BYTES} B",
-                    f.devices,
-                    f.events_per_device_per_day,
-                    days(self.events.max_age_secs)
-                ),
+                f.events_per_device_per_day,
+                "events",
+                &self.events,
+                EVENT_BYTES,
             ),
-            (
+            by_age(
                 DEAD,
-                dead as u64,
-                self.dead.max_bytes.max(0) as u64,
-                format!(
-                    "{} devices x {} dead letters a day x {:.1} days (max_age) x {DEAD_BYTES} B",
-                    f.devices,
-                    f.dead_per_device_per_day,
-                    days(self.dead.max_age_secs)
-                ),
+                f.dead_per_device_per_day,
+                "dead letters",
+                &self.dead,
+                DEAD_BYTES,
             ),
-            (
+            per_device(
                 DEVICES,
-                f.devices * (DEVICE_ENTRY_BYTES + KV_OVERHEAD_BYTES),
-                self.devices.max_bytes.max(0) as u64,
-                format!(
-                    "{} devices x {} B an entry",
-                    f.devices,
-                    DEVICE_ENTRY_BYTES + KV_OVERHEAD_BYTES
-                ),
+                DEVICE_ENTRY_BYTES,
+                self.devices.max_bytes,
+                String::new(),
             ),
-            (
+            per_device(
                 SEEN,
-                f.devices * (seen_entry + KV_OVERHEAD_BYTES),
-                self.seen.max_bytes.max(0) as u64,
-                format!(
-                    "{} devices x {} B an entry ({} identities)",
-                    f.devices,
-                    seen_entry + KV_OVERHEAD_BYTES,
-                    self.seen.records_per_device
-                ),
+                seen_entry,
+                self.seen.max_bytes,
+                format!(" ({} identities)", self.seen.records_per_device),
             ),
         ]
     }

@@ -13,6 +13,7 @@
 
 use fleetbus_wire::names;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -141,33 +142,30 @@ pub fn render_config<T: Serialize>(
         .render()
 }
 
-/// What differs between the two roles once connected.
+/// What a role builds once connected: its handler and how it describes
+/// itself to the registry.
 struct Plan<H> {
-    role: Role,
-    stream: &'static str,
-    durable: &'static str,
     handler: H,
-    concurrency: usize,
-    pull: PullConfig,
-    policy: Policy,
-    supervisor: SupervisorConfig,
-    description: String,
+    description: &'static str,
     metadata: BTreeMap<String, String>,
 }
 
 /// What a worker process starts from: the topology, its NATS options and
 /// its role's table, layered; `None` when `--print-config` printed them.
-fn configure<T: Serialize + DeserializeOwned + Default + Limits>(
+fn configure<T: Table>(
     common: &CommonArgs,
-    role: &'static str,
     adjust: impl FnOnce(&mut T),
 ) -> anyhow::Result<Option<(Settings, NatsArgs, T)>> {
     let file = common.program.cfg.config.as_deref();
+    let role = T::ROLE.name();
     let topo = Settings::load(file)?;
     let nats = common.program.nats.layered(file)?;
     let mut settings: T = load(file, role)?;
+    if let Some(n) = common.concurrency {
+        *settings.concurrency_mut() = n;
+    }
     adjust(&mut settings);
-    check(&settings)?;
+    check(&settings.common())?;
     if common.program.cfg.print_config {
         print!("{}", render_config(&topo, &nats, role, &settings)?);
         return Ok(None);
@@ -208,29 +206,32 @@ async fn connect(
     Ok((client, js))
 }
 
-async fn serve<H: Handler>(
+async fn serve<T: Table, H: Handler>(
     client: async_nats::Client,
     js: jetstream::Context,
     stats: Arc<Stats>,
     plan: Plan<H>,
+    settings: Common,
+    group: &topology::GroupSettings,
     grace: Duration,
 ) -> anyhow::Result<ExitCode> {
+    let (role, stream, durable) = (T::ROLE, T::STREAM, T::DURABLE);
     let consumer: PullConsumer = js
-        .get_consumer_from_stream(plan.durable, plan.stream)
+        .get_consumer_from_stream(durable, stream)
         .await
-        .with_context(|| format!("consumer {}/{}", plan.stream, plan.durable))?;
+        .with_context(|| format!("consumer {stream}/{durable}"))?;
     let gate = Gate::new();
     let mut supervisor = Supervisor::start(
         PullWorkers {
             consumer,
             handler: Arc::new(plan.handler),
             stats: stats.clone(),
-            config: plan.pull.clone(),
-            policy: plan.policy.clone(),
+            config: settings.pull,
+            policy: policy(settings.poison_after, settings.give_up_after, group),
             gate: gate.clone(),
         },
-        plan.concurrency,
-        plan.supervisor.clone(),
+        settings.concurrency,
+        settings.supervisor,
         stats.clone(),
     )
     .await
@@ -240,9 +241,9 @@ async fn serve<H: Handler>(
     let registration = registry::register(
         &client,
         registry::Spec {
-            role: plan.role,
-            description: plan.description,
-            concurrency: plan.concurrency,
+            role,
+            description: plan.description.into(),
+            concurrency: settings.concurrency,
             metadata: plan.metadata,
             stats: Arc::new(move || live_stats(&snapshot_stats, &snapshot_gate)),
         },
@@ -250,9 +251,9 @@ async fn serve<H: Handler>(
     .await
     .map_err(|e| anyhow::anyhow!("cannot register as a micro service: {e}"))?;
     tracing::info!(
-        role = plan.role.name(),
-        workers = plan.concurrency,
-        consumer = format!("{}/{}", plan.stream, plan.durable),
+        role = role.name(),
+        workers = settings.concurrency,
+        consumer = format!("{stream}/{durable}"),
         "started"
     );
 
@@ -296,77 +297,42 @@ async fn serve<H: Handler>(
 
 /// `fleetbus hamster`.
 pub fn run_hamster(common: CommonArgs) -> anyhow::Result<ExitCode> {
-    let Some((topo, nats, settings)) = configure(&common, "hamster", |s: &mut HamsterSettings| {
-        if let Some(n) = common.concurrency {
-            s.concurrency = n;
-        }
-    })?
-    else {
-        return Ok(exit::Exit::Ok.into());
-    };
-    crate::cli::service_runtime()?.block_on(async {
-        let (client, js) = match connect(&nats, Role::Hamster, &topo).await {
-            Ok(c) => c,
-            Err(code) => return Ok(code.into()),
-        };
-        let stats = Arc::new(Stats::default());
-        let seen = if settings.deduplicate_records {
-            let kv = js
-                .get_key_value(names::SEEN_BUCKET)
-                .await
-                .with_context(|| format!("key-value bucket {}", names::SEEN_BUCKET))?;
-            Some(Seen::new(kv, topo.seen.records_per_device))
-        } else {
-            tracing::warn!(
+    run_role(
+        &common,
+        |_: &mut HamsterSettings| {},
+        |topo, settings, js, stats| async move {
+            let seen = if settings.deduplicate_records {
+                let kv = js
+                    .get_key_value(names::SEEN_BUCKET)
+                    .await
+                    .with_context(|| format!("key-value bucket {}", names::SEEN_BUCKET))?;
+                Some(Seen::new(kv, topo.seen.records_per_device))
+            } else {
+                tracing::warn!(
                 "deduplicate_records is off: records a device sends again in other bytes are stored twice."
             );
-            None
-        };
-        let handler = Hamster::new(js.clone(), stats.clone(), seen);
-        let plan = Plan {
-            role: Role::Hamster,
-            stream: names::RAW,
-            durable: names::HAMSTERS,
-            handler,
-            concurrency: settings.concurrency,
-            pull: settings.pull.clone(),
-            policy: policy(settings.poison_after, settings.give_up_after, &topo.hamsters),
-            supervisor: settings.supervisor.clone(),
-            description: "fleetbus hamster: parses RAW into PARSED".into(),
-            metadata: BTreeMap::new(),
-        };
-        serve(
-            client,
-            js,
-            stats,
-            plan,
-            Duration::from_secs(common.shutdown_grace),
-        )
-        .await
-    })
+                None
+            };
+            Ok(Plan {
+                handler: Hamster::new(js, stats, seen),
+                description: "fleetbus hamster: parses RAW into PARSED",
+                metadata: BTreeMap::new(),
+            })
+        },
+    )
 }
 
 /// `fleetbus monkey`.
 pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let Some((topo, nats, settings)) = configure(&common, "monkey", |s: &mut MonkeySettings| {
-        if let Some(n) = common.concurrency {
-            s.concurrency = n;
-        }
+    let archive = |s: &mut MonkeySettings| {
         if let Some(dir) = archive {
             s.file.dir = Some(dir);
             if !s.processors.iter().any(|p| p == "file") {
                 s.processors.push("file".into());
             }
         }
-    })?
-    else {
-        return Ok(exit::Exit::Ok.into());
     };
-    crate::cli::service_runtime()?.block_on(async {
-        let (client, js) = match connect(&nats, Role::Monkey, &topo).await {
-            Ok(c) => c,
-            Err(code) => return Ok(code.into()),
-        };
+    run_role(&common, archive, |_, settings, js, stats| async move {
         let mut processors: Vec<Arc<dyn DynProcessor>> = Vec::new();
         for name in &settings.processors {
             match name.as_str() {
@@ -389,31 +355,45 @@ pub fn run_monkey(common: CommonArgs, archive: Option<PathBuf>) -> anyhow::Resul
                 other => anyhow::bail!("unknown processor {other:?} (known: devices, file)"),
             }
         }
-        let stats = Arc::new(Stats::default());
-        let handler = Monkey::new(js.clone(), processors).with_stats(stats.clone());
-        let plan = Plan {
-            role: Role::Monkey,
-            stream: names::PARSED,
-            durable: names::MONKEYS,
-            concurrency: settings.concurrency,
-            pull: settings.pull.clone(),
-            policy: policy(settings.poison_after, settings.give_up_after, &topo.monkeys),
-            supervisor: settings.supervisor.clone(),
-            description: "fleetbus monkey: processes PARSED".into(),
+        let handler = Monkey::new(js, processors).with_stats(stats);
+        Ok(Plan {
+            description: "fleetbus monkey: processes PARSED",
             metadata: BTreeMap::from([(
                 "processors".to_string(),
                 handler.processor_names().join(","),
             )]),
             handler,
+        })
+    })
+}
+
+/// The life of a worker program, the same for both roles: its settings
+/// (`adjust` applies the role's own flags), the runtime, the connection and
+/// provisioning, then the handler `build` makes, served until stopped.
+fn run_role<T, H, Fut>(
+    common: &CommonArgs,
+    adjust: impl FnOnce(&mut T),
+    build: impl FnOnce(Settings, T, jetstream::Context, Arc<Stats>) -> Fut,
+) -> anyhow::Result<ExitCode>
+where
+    T: Table,
+    H: Handler,
+    Fut: Future<Output = anyhow::Result<Plan<H>>>,
+{
+    let Some((topo, nats, settings)) = configure(common, adjust)? else {
+        return Ok(exit::Exit::Ok.into());
+    };
+    crate::cli::service_runtime()?.block_on(async {
+        let (client, js) = match connect(&nats, T::ROLE, &topo).await {
+            Ok(c) => c,
+            Err(code) => return Ok(code.into()),
         };
-        serve(
-            client,
-            js,
-            stats,
-            plan,
-            Duration::from_secs(common.shutdown_grace),
-        )
-        .await
+        let stats = Arc::new(Stats::default());
+        let group = T::group(&topo).clone();
+        let common_settings = settings.common();
+        let plan = build(topo, settings, js.clone(), stats.clone()).await?;
+        let grace = Duration::from_secs(common.shutdown_grace);
+        serve::<T, H>(client, js, stats, plan, common_settings, &group, grace).await
     })
 }
 
@@ -442,27 +422,75 @@ pub fn live_stats(stats: &Stats, gate: &Gate) -> serde_json::Value {
     v
 }
 
-/// What both workers' tables hold and [`check`] judges.
-trait Limits {
-    /// `concurrency`, `poison_after`, `give_up_after`.
-    fn limits(&self) -> (usize, i64, i64);
+/// What both workers' tables hold: the supervisor's and pullers'
+/// settings, which [`check`] judges.
+struct Common {
+    concurrency: usize,
+    poison_after: i64,
+    give_up_after: i64,
+    pull: PullConfig,
+    supervisor: SupervisorConfig,
 }
 
-impl Limits for HamsterSettings {
-    fn limits(&self) -> (usize, i64, i64) {
-        (self.concurrency, self.poison_after, self.give_up_after)
-    }
+/// A worker role's table, and where the role reads from.
+trait Table: Serialize + DeserializeOwned + Default {
+    const ROLE: Role;
+    const STREAM: &'static str;
+    const DURABLE: &'static str;
+    /// The role's consumer group in the topology.
+    fn group(topology: &Settings) -> &topology::GroupSettings;
+    fn common(&self) -> Common;
+    fn concurrency_mut(&mut self) -> &mut usize;
 }
 
-impl Limits for MonkeySettings {
-    fn limits(&self) -> (usize, i64, i64) {
-        (self.concurrency, self.poison_after, self.give_up_after)
-    }
+/// Both tables hold the same five common fields under the same names.
+macro_rules! table {
+    ($settings:ty, $role:expr, $stream:expr, $durable:expr, $group:ident) => {
+        impl Table for $settings {
+            const ROLE: Role = $role;
+            const STREAM: &'static str = $stream;
+            const DURABLE: &'static str = $durable;
+            fn group(topology: &Settings) -> &topology::GroupSettings {
+                &topology.$group
+            }
+            fn common(&self) -> Common {
+                Common {
+                    concurrency: self.concurrency,
+                    poison_after: self.poison_after,
+                    give_up_after: self.give_up_after,
+                    pull: self.pull.clone(),
+                    supervisor: self.supervisor.clone(),
+                }
+            }
+            fn concurrency_mut(&mut self) -> &mut usize {
+                &mut self.concurrency
+            }
+        }
+    };
 }
+
+table!(
+    HamsterSettings,
+    Role::Hamster,
+    names::RAW,
+    names::HAMSTERS,
+    hamsters
+);
+table!(
+    MonkeySettings,
+    Role::Monkey,
+    names::PARSED,
+    names::MONKEYS,
+    monkeys
+);
 
 /// Every problem of a worker's table at once.
-fn check(settings: &impl Limits) -> Result<(), ConfigError> {
-    let (concurrency, poison_after, give_up_after) = settings.limits();
+fn check(settings: &Common) -> Result<(), ConfigError> {
+    let (concurrency, poison_after, give_up_after) = (
+        settings.concurrency,
+        settings.poison_after,
+        settings.give_up_after,
+    );
     let mut problems = Vec::new();
     if concurrency == 0 {
         problems.push("concurrency must be at least 1".to_string());
