@@ -21,6 +21,7 @@ bench: deps
     cargo build --release --locked --bin fleetbus
     cargo bench -p fleetbus-codec --bench decode --locked
     cargo bench -p fleetbus-e2e --bench system --locked
+    cargo bench -p fleetbus-e2e --bench opset --locked
     cargo bench -p fleetbus-e2e --bench connections --locked
 
 # Fuzz one protocol's framer, session and parser (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP).

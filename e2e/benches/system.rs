@@ -575,6 +575,26 @@ async fn pipeline_section(
                 (servers + client) / (servers + fleetbus)
             ),
         );
+        let servers_here = kinds
+            .iter()
+            .find(|(k, _)| k == "servers")
+            .map_or(f64::NAN, |(_, v)| *v);
+        // What the fleetbus processes cost, without the load generators.
+        let services: f64 = kinds
+            .iter()
+            .filter(|(k, _)| ["gateways", "hamsters", "monkeys"].contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .sum();
+        row(
+            "  server efficiency",
+            format!("{:.2}", servers / servers_here),
+            "servers' CPU per position at the ceiling / per pipeline record",
+        );
+        row(
+            "  service efficiency",
+            format!("{:.2}", client / services),
+            "the ceiling client's CPU per position / gateways + hamsters + monkeys per record",
+        );
     }
     // Trackers that batch (Teltonika, Ruptela, Meitrack) send their backlog
     // in frames of several records when acks come back slower than records
@@ -596,6 +616,9 @@ async fn pipeline_section(
     for (name, share) in [("half", 2.0), ("quarter", 4.0)] {
         paced(&sys, a, name, max.rate() / share).await?;
     }
+    // A fixed offer, the same on every machine and design: issue 17's
+    // latency target is set at it.
+    paced(&sys, a, "fixed", 2000.0).await?;
     println!("ceiling = {ceiling:.0} positions/s");
     println!("pipeline/ceiling = {:.2}", max.rate() / ceiling);
     Ok(())
