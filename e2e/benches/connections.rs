@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use fleetbus_codec::{teltonika, Position, Protocol};
+use fleetbus_e2e::bench::Argv;
 use fleetbus_e2e::{http, wait_for, Cluster, Proc, Role, Spec};
 use fleetbus_services::topology::{self, Scope, Settings};
 use futures::StreamExt;
@@ -58,23 +59,8 @@ struct Args {
 }
 
 fn args() -> anyhow::Result<Args> {
-    let argv: Vec<String> = std::env::args().collect();
-    let full = argv.iter().any(|a| a == "--bench");
-    let value = |name: &str| -> anyhow::Result<Option<usize>> {
-        match argv.iter().position(|a| a == name) {
-            None => Ok(None),
-            Some(i) => {
-                let v = argv
-                    .get(i + 1)
-                    .with_context(|| format!("{name} needs a value"))?;
-                Ok(Some(
-                    v.replace(['_', ','], "")
-                        .parse()
-                        .with_context(|| format!("{name} {v}: not a number"))?,
-                ))
-            }
-        }
-    };
+    let argv = Argv::from_env();
+    let full = argv.full();
     let from_env = match std::env::var("FLEETBUS_BENCH_CONNECTIONS") {
         Ok(v) => Some(
             v.parse()
@@ -82,11 +68,13 @@ fn args() -> anyhow::Result<Args> {
         ),
         Err(_) => None,
     };
-    let connections =
-        value("--connections")?
-            .or(from_env)
-            .unwrap_or(if full { 19_000 } else { 200 });
-    let per_source = value("--per-source")?.unwrap_or(if full { 5_000 } else { 100 });
+    let connections = argv
+        .value("--connections")?
+        .or(from_env)
+        .unwrap_or(if full { 19_000 } else { 200 });
+    let per_source = argv
+        .value("--per-source")?
+        .unwrap_or(if full { 5_000 } else { 100 });
     ensure!(connections > 0, "--connections must be > 0");
     ensure!(
         (1..=20_000).contains(&per_source),

@@ -23,6 +23,9 @@
 //!   a monkey writes each device of the batch once (its newest fix, a small
 //!   entry) with a compare-and-set on the revision it holds (no read), then
 //!   acks the message;
+//! * the same with a message's entries written as **one atomic batch**
+//!   (nats-server 2.12's `allow_atomic` on the bucket's stream), each entry
+//!   still with its expected revision;
 //! * the same **without the entry write**, to show what the device state
 //!   costs (the differences between rows are what each operation costs).
 //!
@@ -46,6 +49,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use fleetbus_codec::{Position, Record};
+use fleetbus_e2e::bench::Argv;
 use fleetbus_e2e::{cpu, Cluster, Role};
 use fleetbus_wire::device::{Applied, DeviceEntry};
 use fleetbus_wire::event::Event;
@@ -70,21 +74,17 @@ struct Args {
     partitions: usize,
 }
 
-fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let full = argv.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1))
-            .and_then(|v| v.parse().ok())
-    };
-    Args {
+fn args() -> anyhow::Result<Args> {
+    let argv = Argv::from_env();
+    let full = argv.full();
+    Ok(Args {
         full,
-        records: value("--records").unwrap_or(if full { 40_000 } else { 300 }),
-        batch: value("--batch").unwrap_or(64),
-        partitions: value("--partitions").unwrap_or(8),
-    }
+        records: argv
+            .value("--records")?
+            .unwrap_or(if full { 40_000 } else { 300 }),
+        batch: argv.value("--batch")?.unwrap_or(64),
+        partitions: argv.value("--partitions")?.unwrap_or(8),
+    })
 }
 
 /// What one op set cost.
@@ -212,6 +212,19 @@ async fn bucket(js: &Js) -> anyhow::Result<kv::Store> {
     .context("cannot create the bucket")
 }
 
+/// An admin's context on a fresh cluster, with RAW and PARSED of
+/// `retention` and the entries' bucket.
+async fn streams(
+    cluster: &Cluster,
+    retention: stream::RetentionPolicy,
+) -> anyhow::Result<(Js, stream::Stream, stream::Stream, kv::Store)> {
+    let js = jetstream::new(cluster.connect(Role::Admin).await?);
+    let raw = stream_of(&js, "RAW", "raw.>", retention).await?;
+    let parsed = stream_of(&js, "PARSED", "parsed.>", retention).await?;
+    let kv = bucket(&js).await?;
+    Ok((js, raw, parsed, kv))
+}
+
 /// A durable pull consumer, once its leader is elected (a young cluster
 /// answers the first pulls with "no responders" otherwise).
 async fn durable(
@@ -229,22 +242,22 @@ async fn durable(
             ..Default::default()
         })
         .await?;
-    let ready = Instant::now() + Duration::from_secs(60);
-    while c
-        .info()
-        .await
-        .ok()
-        .and_then(|i| i.cluster.clone())
-        .and_then(|cl| cl.leader)
-        .is_none()
-    {
-        anyhow::ensure!(
-            Instant::now() < ready,
-            "consumer {name} has no leader after 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fleetbus_e2e::bench::consumer_leader(&mut c, name).await?;
     Ok(c)
+}
+
+/// Continuous pulls of up to 500 messages from `c`, as the workers pull.
+async fn pulls(c: &consumer::PullConsumer) -> anyhow::Result<consumer::pull::Stream> {
+    Ok(c.stream().max_messages_per_batch(500).messages().await?)
+}
+
+/// The next message of a pull stream of `what`; an error when it ended
+/// or a pull failed (a bench run has no faults to ride out).
+async fn next(msgs: &mut consumer::pull::Stream, what: &str) -> anyhow::Result<jetstream::Message> {
+    msgs.next()
+        .await
+        .with_context(|| format!("{what} ended"))?
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 /// Publishes every message with at most [`WINDOW`] in flight; a message
@@ -316,11 +329,7 @@ fn raw_frames(a: &Args, full_headers: bool) -> Vec<(String, HeaderMap, Bytes)> {
 /// each stage; a read and a compare-and-set of the entry per record
 /// (`entries: false`: no entry at all).
 async fn per_record(cluster: &Cluster, a: &Args, entries: bool) -> anyhow::Result<Measured> {
-    let js = jetstream::new(cluster.connect(Role::Admin).await?);
-    let interest = stream::RetentionPolicy::Interest;
-    let raw = stream_of(&js, "RAW", "raw.>", interest).await?;
-    let parsed = stream_of(&js, "PARSED", "parsed.>", interest).await?;
-    let kv = bucket(&js).await?;
+    let (js, raw, parsed, kv) = streams(cluster, stream::RetentionPolicy::Interest).await?;
     let hamsters = durable(&raw, "hamsters", "raw.>", consumer::AckPolicy::Explicit).await?;
     let monkeys = durable(
         &parsed,
@@ -335,20 +344,12 @@ async fn per_record(cluster: &Cluster, a: &Args, entries: bool) -> anyhow::Resul
     let (t_raw, ()) = meter.stage(publish_all(&js, raw_frames(a, true))).await?;
     let (t_hamster, ()) = meter
         .stage(async {
-            let mut msgs = hamsters
-                .stream()
-                .max_messages_per_batch(500)
-                .messages()
-                .await?;
+            let mut msgs = pulls(&hamsters).await?;
             let mut pending = VecDeque::new();
             let mut done = 0;
             while done < n {
                 if pending.len() < WINDOW && done + pending.len() < n {
-                    let m = msgs
-                        .next()
-                        .await
-                        .context("RAW ended")?
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let m = next(&mut msgs, "RAW").await?;
                     let frame = RawFrame::read(&m);
                     let seq = m
                         .info()
@@ -374,20 +375,12 @@ async fn per_record(cluster: &Cluster, a: &Args, entries: bool) -> anyhow::Resul
         .await?;
     let (t_monkey, conflicts) = meter
         .stage(async {
-            let mut msgs = monkeys
-                .stream()
-                .max_messages_per_batch(500)
-                .messages()
-                .await?;
+            let mut msgs = pulls(&monkeys).await?;
             let mut writes = FuturesUnordered::new();
             let (mut taken, mut done, mut conflicts) = (0, 0, 0);
             while done < n {
                 if writes.len() < WINDOW && taken < n {
-                    let m = msgs
-                        .next()
-                        .await
-                        .context("PARSED ended")?
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let m = next(&mut msgs, "PARSED").await?;
                     taken += 1;
                     let kv = kv.clone();
                     writes.push(async move {
@@ -471,12 +464,33 @@ fn today_entry(p: Position) -> DeviceEntry {
 /// message and one AckAll per batch, limits retention purged below the
 /// ack floor, the entry written once per device per batch from the
 /// revision the owner holds (`entries: false`: not at all).
-async fn batched(cluster: &Cluster, a: &Args, entries: bool) -> anyhow::Result<Measured> {
-    let js = jetstream::new(cluster.connect(Role::Admin).await?);
-    let limits = stream::RetentionPolicy::Limits;
-    let raw = stream_of(&js, "RAW", "raw.>", limits).await?;
-    let parsed = stream_of(&js, "PARSED", "parsed.>", limits).await?;
-    let kv = bucket(&js).await?;
+/// How the batched layout's monkeys write the device entries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entries {
+    None,
+    /// A compare-and-set per device, from the revision the owner holds.
+    PerDevice,
+    /// The same writes as one atomic batch per PARSED message
+    /// (nats-server 2.12's `allow_atomic` streams), each still carrying
+    /// its expected revision.
+    AtomicBatch,
+}
+
+async fn batched(cluster: &Cluster, a: &Args, entries: Entries) -> anyhow::Result<Measured> {
+    let (js, raw, parsed, kv) = streams(cluster, stream::RetentionPolicy::Limits).await?;
+    if entries == Entries::AtomicBatch {
+        let mut bucket = js
+            .get_stream("KV_opset")
+            .await?
+            .info()
+            .await?
+            .config
+            .clone();
+        bucket.allow_atomic_publish = true;
+        js.update_stream(bucket)
+            .await
+            .context("cannot allow atomic batches")?;
+    }
     let mut hamsters = Vec::new();
     let mut monkeys = Vec::new();
     for p in 0..a.partitions {
@@ -501,33 +515,40 @@ async fn batched(cluster: &Cluster, a: &Args, entries: bool) -> anyhow::Result<M
 
     let (t_raw, ()) = meter.stage(publish_all(&js, raw_frames(a, false))).await?;
     let names = |role: &str| (0..a.partitions).map(|p| format!("{role}-{p}")).collect();
-    let (t_hamster, (batches, raw_purges)) = meter
-        .stage(async {
-            let stop = CancellationToken::new();
-            let purging = tokio::spawn(janitor(raw.clone(), names("hamsters"), stop.clone()));
+    let (t_hamster, (counts, raw_purges)) = meter
+        .stage(with_janitor(raw.clone(), names("hamsters"), async {
             let owners = hamsters
                 .iter()
                 .zip(&expected)
                 .enumerate()
                 .map(|(p, (c, &want))| hamster_partition(&js, c, p, want, a.batch));
-            let counts = futures::future::try_join_all(owners).await?;
-            stop.cancel();
-            Ok((counts.into_iter().sum::<usize>(), purging.await??))
-        })
+            futures::future::try_join_all(owners).await
+        }))
         .await?;
     let (t_monkey, (conflicts, parsed_purges)) = meter
-        .stage(async {
-            let stop = CancellationToken::new();
-            let purging = tokio::spawn(janitor(parsed.clone(), names("monkeys"), stop.clone()));
+        .stage(with_janitor(parsed.clone(), names("monkeys"), async {
             let owners = monkeys
                 .iter()
                 .zip(&expected)
-                .map(|(c, &want)| monkey_partition(c, &kv, want, entries));
-            let conflicts = futures::future::try_join_all(owners).await?;
-            stop.cancel();
-            Ok((conflicts.into_iter().sum::<usize>(), purging.await??))
-        })
+                .enumerate()
+                .map(|(p, (c, &want))| monkey_partition(&js, p, c, &kv, want, entries));
+            futures::future::try_join_all(owners).await
+        }))
         .await?;
+    let (batches, conflicts) = (counts.iter().sum(), conflicts.iter().sum());
+    if entries != Entries::None {
+        // Every device's entry is there: no write was lost on the way
+        // (an atomic batch with a wrong revision is refused whole).
+        let held = js
+            .get_stream("KV_opset")
+            .await?
+            .info()
+            .await?
+            .state
+            .messages;
+        let devices = a.records.min(DEVICES) as u64;
+        anyhow::ensure!(held == devices, "{held} entries for {devices} devices");
+    }
     Ok(Measured {
         stages: [t_raw, t_hamster, t_monkey],
         servers: meter.used,
@@ -553,11 +574,7 @@ async fn hamster_partition(
     while done < want {
         // What has arrived, up to a batch: the first waits, the rest only
         // if already here.
-        let mut taken = vec![msgs
-            .next()
-            .await
-            .context("RAW ended")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?];
+        let mut taken = vec![next(&mut msgs, "RAW").await?];
         while taken.len() < batch && done + taken.len() < want {
             match futures::FutureExt::now_or_never(msgs.next()) {
                 Some(Some(m)) => taken.push(m.map_err(|e| anyhow::anyhow!("{e}"))?),
@@ -601,29 +618,35 @@ async fn hamster_partition(
 /// One monkey owning a partition: each device of a message written once
 /// (its newest fix) from the revision it holds; the writes refused.
 async fn monkey_partition(
+    js: &Js,
+    partition: usize,
     c: &consumer::PullConsumer,
     kv: &kv::Store,
     want: usize,
-    entries: bool,
+    entries: Entries,
 ) -> anyhow::Result<usize> {
     let mut msgs = c.stream().max_messages_per_batch(16).messages().await?;
     let mut revisions: HashMap<String, u64> = HashMap::new();
     let (mut done, mut conflicts) = (0, 0);
     while done < want {
-        let m = msgs
-            .next()
-            .await
-            .context("PARSED ended")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let m = next(&mut msgs, "PARSED").await?;
         let records = fleetbus_wire::parsed::read_records(&m.payload)?.0;
         done += records.len();
-        if entries {
-            let mut newest: HashMap<String, Position> = HashMap::new();
-            for r in records {
-                if let Record::Position(p) = r {
-                    newest.insert(p.device_id.clone(), p);
-                }
+        let mut newest: HashMap<String, Position> = HashMap::new();
+        for r in records {
+            if let Record::Position(p) = r {
+                newest.insert(p.device_id.clone(), p);
             }
+        }
+        if entries == Entries::AtomicBatch {
+            let seq = m
+                .info()
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .stream_sequence;
+            let batch = format!("p{partition}-{seq}");
+            let written = atomic_entries(js, &batch, newest.into_values(), &revisions).await?;
+            revisions.extend(written);
+        } else if entries == Entries::PerDevice {
             let writes = newest.into_values().map(|p| {
                 let key = p.device_id.clone();
                 let known = revisions.get(&key).copied();
@@ -660,6 +683,79 @@ async fn monkey_partition(
         m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(conflicts)
+}
+
+/// A message's device entries as one atomic batch: every entry but the
+/// last published without waiting (the server stages them), the last
+/// with `Nats-Batch-Commit` and a PubAck for the whole batch; each with
+/// the revision the owner holds as its expected last subject sequence.
+/// The batch is stored in one piece, at consecutive sequences: the new
+/// revisions.
+async fn atomic_entries(
+    js: &Js,
+    batch: &str,
+    positions: impl Iterator<Item = Position>,
+    revisions: &HashMap<String, u64>,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let entries: Vec<(String, Bytes)> = positions
+        .map(|p| {
+            let key = p.device_id.clone();
+            let entry = DeviceEntry {
+                source: String::new(),
+                ignition: Some(true),
+                overspeed: false,
+                recent: Vec::new(),
+                position: p,
+            };
+            Ok((key, serde_json::to_vec(&entry)?.into()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let Some(last) = entries.len().checked_sub(1) else {
+        return Ok(Vec::new());
+    };
+    let client = js.client();
+    for (i, (key, value)) in entries.iter().enumerate() {
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Batch-Id", batch);
+        h.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+        let expected = revisions.get(key).copied().unwrap_or(0);
+        h.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected.to_string().as_str(),
+        );
+        let subject = format!("$KV.opset.{key}");
+        if i < last {
+            client
+                .publish_with_headers(subject, h, value.clone())
+                .await?;
+        } else {
+            h.insert("Nats-Batch-Commit", "1");
+            let ack = js.publish_with_headers(subject, h, value.clone()).await?;
+            let stored = ack.await.context("the batch was refused")?;
+            let first = stored.sequence - last as u64;
+            return Ok(entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, (key, _))| (key, first + i as u64))
+                .collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Runs `stage` with a [`janitor`] on `s` beside it; what the stage gave
+/// and the purges.
+async fn with_janitor<T>(
+    s: stream::Stream,
+    durables: Vec<String>,
+    stage: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, u64)> {
+    let stop = CancellationToken::new();
+    let purging = tokio::spawn(janitor(s, durables, stop.clone()));
+    let out = stage.await;
+    stop.cancel();
+    let purges = purging.await??;
+    Ok((out?, purges))
 }
 
 /// The janitor of a limits stream read by partition durables: every
@@ -720,13 +816,9 @@ async fn ceiling(cluster: &Cluster, a: &Args) -> anyhow::Result<Measured> {
     let (t_publish, ()) = meter.stage(publish_all(&js, frames)).await?;
     let (t_consume, ()) = meter
         .stage(async {
-            let mut msgs = c.stream().max_messages_per_batch(500).messages().await?;
+            let mut msgs = pulls(&c).await?;
             for _ in 0..a.records {
-                let m = msgs
-                    .next()
-                    .await
-                    .context("ended")?
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let m = next(&mut msgs, "BENCH").await?;
                 m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             Ok(())
@@ -746,8 +838,8 @@ async fn ceiling(cluster: &Cluster, a: &Args) -> anyhow::Result<Measured> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = args();
-    let sets: [(&str, &str); 5] = [
+    let a = args()?;
+    let sets: [(&str, &str); 6] = [
         ("ceiling", "2 publishes + 2 consume/acks, limits"),
         (
             "per record (today)",
@@ -757,6 +849,10 @@ async fn main() -> anyhow::Result<()> {
         (
             "partition batches",
             "limits + purge; message and AckAll per batch; CAS per device",
+        ),
+        (
+            "partition batches, atomic",
+            "the same, a message's entries as one atomic batch",
         ),
         (
             "partition batches, no entry",
@@ -782,8 +878,9 @@ async fn main() -> anyhow::Result<()> {
             0 => ceiling(&cluster, &a).await?,
             1 => per_record(&cluster, &a, true).await?,
             2 => per_record(&cluster, &a, false).await?,
-            3 => batched(&cluster, &a, true).await?,
-            _ => batched(&cluster, &a, false).await?,
+            3 => batched(&cluster, &a, Entries::PerDevice).await?,
+            4 => batched(&cluster, &a, Entries::AtomicBatch).await?,
+            _ => batched(&cluster, &a, Entries::None).await?,
         };
         drop(cluster);
         anyhow::ensure!(

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::HeaderMap;
+use fleetbus_e2e::bench::Argv;
 use fleetbus_e2e::{cpu, Cluster, ClusterOptions, Proc, Role, System, SystemOptions};
 use fleetbus_wire::names;
 use futures::StreamExt;
@@ -68,33 +69,33 @@ struct Args {
     frame_bytes: usize,
 }
 
-fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let full = argv.iter().any(|a| a == "--bench");
-    let value = |name: &str| {
-        argv.iter()
-            .position(|a| a == name)
-            .and_then(|i| argv.get(i + 1))
-            .and_then(|v| v.parse().ok())
-    };
-    Args {
+fn args() -> anyhow::Result<Args> {
+    let argv = Argv::from_env();
+    let full = argv.full();
+    Ok(Args {
         full,
-        only_pipeline: argv.iter().any(|a| a == "--only-pipeline"),
-        only_identity: argv.iter().any(|a| a == "--only-identity"),
-        trace: argv.iter().any(|a| a == "--trace"),
-        queue_file: argv.iter().any(|a| a == "--queue-file"),
-        hamsters: value("--hamsters").unwrap_or(2),
-        monkeys: value("--monkeys").unwrap_or(2),
-        concurrency: value("--concurrency").unwrap_or(2),
-        ceiling: value("--ceiling").map(|v: usize| v as f64),
-        sample_every: value("--sample-every").unwrap_or(4).max(1),
-        rate: value("--rate").map(|v: usize| v as f64),
-        pipeline_records: value("--pipeline-records").unwrap_or(if full { 40_000 } else { 400 }),
-        messages: value("--messages").unwrap_or(if full { 100_000 } else { 500 }),
+        only_pipeline: argv.flag("--only-pipeline"),
+        only_identity: argv.flag("--only-identity"),
+        trace: argv.flag("--trace"),
+        queue_file: argv.flag("--queue-file"),
+        hamsters: argv.value("--hamsters")?.unwrap_or(2),
+        monkeys: argv.value("--monkeys")?.unwrap_or(2),
+        concurrency: argv.value("--concurrency")?.unwrap_or(2),
+        ceiling: argv.value::<f64>("--ceiling")?,
+        sample_every: argv.value("--sample-every")?.unwrap_or(4).max(1),
+        rate: argv.value::<f64>("--rate")?,
+        pipeline_records: argv.value("--pipeline-records")?.unwrap_or(if full {
+            40_000
+        } else {
+            400
+        }),
+        messages: argv
+            .value("--messages")?
+            .unwrap_or(if full { 100_000 } else { 500 }),
         // A Teltonika Codec 8E frame with one FMB record is ~100 bytes, a GT06
         // location 39; 10-record frames ~930. 128 is a typical frame.
-        frame_bytes: value("--frame-bytes").unwrap_or(128),
-    }
+        frame_bytes: argv.value("--frame-bytes")?.unwrap_or(128),
+    })
 }
 
 async fn bench_stream(js: &jetstream::Context) -> anyhow::Result<stream::Stream> {
@@ -180,22 +181,8 @@ async fn consume_rate(s: &stream::Stream, n: usize, name: &str) -> anyhow::Resul
     // A young cluster may not have elected the new consumer's leader yet,
     // and a pull then gets "no responders": wait for the leader, and take
     // a failed pull as transient (a new pull stream) within a bound.
-    let ready = Instant::now() + Duration::from_secs(60);
     let mut c = c;
-    while c
-        .info()
-        .await
-        .ok()
-        .and_then(|i| i.cluster.clone())
-        .and_then(|cl| cl.leader)
-        .is_none()
-    {
-        anyhow::ensure!(
-            Instant::now() < ready,
-            "consumer {name} has no leader after 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fleetbus_e2e::bench::consumer_leader(&mut c, name).await?;
     let pull = || async { c.stream().max_messages_per_batch(500).messages().await };
     let mut messages = pull().await?;
     let start = Instant::now();
@@ -346,7 +333,7 @@ fn row(what: &str, value: String, note: &str) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = args();
+    let a = args()?;
     if a.only_identity {
         println!("| {:<44} | {:>16} | note", "measure", "value");
         return identity_section(&a).await;

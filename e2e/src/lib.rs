@@ -19,6 +19,7 @@
 //! missing). A failing test prints the node logs; `FLEETBUS_E2E_KEEP=1`
 //! keeps the cluster's directory.
 
+pub mod bench;
 pub mod cluster;
 pub mod conf;
 pub mod cpu;
