@@ -35,7 +35,6 @@
 //! between batches: every message pulled is finished first, except held
 //! ones, which are let go when the gate is stopped.
 
-use fleetbus_wire::DeadStage;
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -43,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use fleetbus_wire::DeadStage;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use ractor::{Actor, ActorProcessingErr, ActorRef};

@@ -130,7 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Effective::new().table("simulate", &config)?.print()?;
         return Ok(Exit::Ok.into());
     }
-    config.check()?;
+    // `simulate::run` checks the table (every problem at once; exit 78).
     crate::ops::logging::init(args.cfg.log_json);
     let runtime = crate::cli::service_runtime()?;
     runtime.block_on(async move {

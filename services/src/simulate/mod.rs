@@ -142,7 +142,8 @@ pub fn imei(fleet: u32, index: usize) -> String {
 
 /// Runs the fleet until every device delivered its records (or, without a
 /// record limit, until `stop` is cancelled and what was generated is
-/// delivered; a second cancel of `stop_now` ends at once).
+/// delivered; a second cancel of `stop_now` ends at once). A wrong
+/// `config` is a [`crate::config::ConfigError`] with every problem.
 pub async fn run(
     config: Config,
     stop: CancellationToken,

@@ -2,10 +2,10 @@
 //! scrape or node_exporter's textfile collector. Alerts are written against
 //! these metric names and labels, so they change only together with them.
 
+use std::collections::BTreeMap;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
-use std::ops::Deref;
-
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -86,7 +86,7 @@ where
 {
     let f = Family::<L, N::Gauge>::default();
     for (label, v) in rows {
-        v.set(f.get_or_create(&label).deref());
+        v.set(&f.get_or_create(&label));
     }
     f
 }
@@ -144,7 +144,7 @@ fn register_streams(registry: &mut Registry, status: &Status) {
     };
     let messages = family(streams.iter().map(|s| (label(s), s.messages as i64)));
     let stored = family(streams.iter().map(|s| (label(s), s.bytes as i64)));
-    let fill_ratio: Family<_, FloatGauge> = family(
+    let fill_ratio = family(
         streams
             .iter()
             .filter_map(|s| Some((label(s), fill(s)?.ratio))),
@@ -200,7 +200,7 @@ fn register_consumers(registry: &mut Registry, status: &Status) {
 
 fn register_workers(registry: &mut Registry, status: &Status) {
     // Every stage, so that "none running" is a 0 and not a missing series.
-    let mut by_role: std::collections::BTreeMap<String, i64> = stages()
+    let mut by_role: BTreeMap<String, i64> = stages()
         .map(|(role, _)| (role.name().to_string(), 0))
         .into();
     for w in &status.workers {

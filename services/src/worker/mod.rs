@@ -486,11 +486,12 @@ table!(
 
 /// Every problem of a worker's table at once.
 fn check(settings: &Common) -> Result<(), ConfigError> {
-    let (concurrency, poison_after, give_up_after) = (
-        settings.concurrency,
-        settings.poison_after,
-        settings.give_up_after,
-    );
+    let &Common {
+        concurrency,
+        poison_after,
+        give_up_after,
+        ..
+    } = settings;
     let mut problems = Vec::new();
     if concurrency == 0 {
         problems.push("concurrency must be at least 1".to_string());
