@@ -537,19 +537,27 @@ impl Cluster {
 
     /// Every message stored in `stream`, in order (read as admin, one
     /// request per sequence number; meant for small test streams).
+    ///
+    /// A healed or restarted node may still call an election after the
+    /// stream looked ready, and the leader then answers "temporarily
+    /// unavailable" (503) for a moment: each read is retried for up to
+    /// 30 s before it counts as an error.
     pub async fn stream_messages(
         &self,
         stream: &str,
     ) -> anyhow::Result<Vec<jetstream::message::StreamMessage>> {
+        const WAIT: Duration = Duration::from_secs(30);
         let js = jetstream::new(self.connect(Role::Admin).await?);
-        let mut s = js.get_stream(stream).await?;
-        let state = s.info().await?.state.clone();
+        let s = until_available(WAIT, || js.get_stream(stream))
+            .await
+            .with_context(|| format!("{stream} info"))?;
+        let state = s.cached_info().state.clone();
         let mut out = Vec::new();
         if state.messages == 0 {
             return Ok(out);
         }
         for seq in state.first_sequence..=state.last_sequence {
-            match s.get_raw_message(seq).await {
+            match until_available(WAIT, || s.get_raw_message(seq)).await {
                 Ok(m) => out.push(m),
                 Err(e) if e.to_string().contains("not found") => {}
                 Err(e) => return Err(e).with_context(|| format!("{stream} #{seq}")),
@@ -583,6 +591,40 @@ impl Cluster {
         }
         out
     }
+}
+
+/// Calls `f` again while it fails with "temporarily unavailable" (503,
+/// an election under way) or times out, for up to `wait`; any other
+/// result, and the last error after `wait`, is returned as it is.
+async fn until_available<
+    T,
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+>(
+    wait: Duration,
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, E> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match f().await {
+            Err(e) if Instant::now() < deadline && passing(&e.to_string()) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether an error text names a state an election ends.
+fn passing(error: &str) -> bool {
+    [
+        "code 503",
+        "temporarily unavailable",
+        "timed out",
+        "no responders",
+    ]
+    .iter()
+    .any(|m| error.contains(m))
 }
 
 fn stream_ready(info: &jetstream::stream::Info, all_current: bool) -> Result<(), String> {
