@@ -21,6 +21,7 @@ pub mod gate;
 pub mod hamster;
 pub mod monkey;
 pub mod outcome;
+pub mod ownership;
 pub mod published;
 pub mod seen;
 pub mod stats;
@@ -30,6 +31,7 @@ pub mod worker;
 
 pub use gate::{Gate, GateStatus};
 pub use outcome::{DeadKind, DeadReason, Downstream, DownstreamKind, Outcome};
+pub use ownership::Ownership;
 pub use stats::{Snapshot, Stats};
 pub use supervisor::{Exit, Supervisor, SupervisorConfig, SupervisorHandle, WorkerFactory};
 pub use worker::{Handler, Policy, PullConfig, PullWorkers};

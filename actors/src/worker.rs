@@ -1,13 +1,18 @@
-//! The pull worker: one actor that batch-pulls from a shared durable
-//! consumer and hands each message to a [`Handler`]. The handler does the
-//! work and says how it went ([`Outcome`]); the worker alone settles the
-//! message — acknowledges it, dead-letters it, or keeps it — so no handler
-//! can get that wrong. Messages of different subjects (devices) are handled
-//! concurrently, each as soon as it arrives; those of one subject in stream
-//! order: the messages of a subject that arrive while it is busy wait and
-//! go together as its next run ([`Handler::handle_run`], where a handler
-//! can merge the side effects of a device's messages), then one by one for
-//! whatever the run did not finish.
+//! The pull worker: one actor per partition of its stage's stream. It
+//! pulls continuously from the partition's durable in the priority group
+//! [`OWNER_GROUP`]: the server pins the durable to one client, so of all
+//! the processes of a stage exactly one gets a partition's messages at a
+//! time (the others' pulls wait, and one of them takes over when the
+//! owner stops pulling for the durable's pinned TTL or lets go). Each
+//! message goes to a [`Handler`]. The handler does the work and says how
+//! it went ([`Outcome`]); the worker alone settles the message -
+//! acknowledges it, dead-letters it, or keeps it - so no handler can get
+//! that wrong. Messages of different subjects (devices) are handled
+//! concurrently, each as soon as it arrives; those of one subject in
+//! stream order: the messages of a subject that arrive while it is busy
+//! wait and go together as its next run ([`Handler::handle_run`], where a
+//! handler can merge the side effects of a device's messages), then one by
+//! one for whatever the run did not finish.
 //!
 //! **Back-pressure, not loss.** When something downstream refuses a write
 //! ([`Outcome::BackPressure`]), the message is not handed back: a hand-back
@@ -31,9 +36,13 @@
 //!
 //! Nothing is acknowledged early: what a worker holds when it dies (a
 //! panic, a kill -9 of the process) is redelivered by JetStream after the
-//! consumer's ack wait, to whichever worker pulls next. A stop takes effect
-//! between batches: every message pulled is finished first, except held
-//! ones, which are let go when the gate is stopped.
+//! consumer's ack wait, to whichever worker owns the partition next. The
+//! worker works in rounds of at most a second (messages keep arriving in
+//! the pull's buffer meanwhile); a stop takes effect between rounds: every
+//! message started is finished first, except held ones, which are let go
+//! when the gate is stopped. Then the messages still in the buffer are
+//! handed back and the partition is unpinned, so another process takes it
+//! over at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,7 +50,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::Stream as PullStream;
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use fleetbus_wire::names::OWNER_GROUP;
 use fleetbus_wire::DeadStage;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -52,6 +63,7 @@ use tokio::time::Instant;
 
 use crate::gate::{self, Gate, Woken};
 use crate::outcome::{DeadKind, DeadReason, Downstream, Outcome};
+use crate::ownership::Ownership;
 use crate::stats::Stats;
 use crate::supervisor::WorkerFactory;
 
@@ -85,9 +97,12 @@ pub trait Handler: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PullConfig {
-    /// Messages per pull request.
+    /// Messages per pull request: what one partition's worker may have
+    /// buffered and in flight at once.
     pub batch: usize,
-    /// How long a pull request waits for messages, milliseconds.
+    /// How long a pull request waits for messages, milliseconds (the
+    /// client pulls again before it runs out; an owner that pulls nothing
+    /// for its durable's pinned TTL loses the partition). At least 1 s.
     pub expires_ms: u64,
     /// Longest pause between two tries of a message held for
     /// back-pressure, milliseconds (the pauses double from 100 ms).
@@ -101,7 +116,7 @@ impl Default for PullConfig {
     fn default() -> Self {
         PullConfig {
             batch: 64,
-            expires_ms: 2_000,
+            expires_ms: 5_000,
             hold_max_ms: 5_000,
             pull_failure_grace_secs: 30,
         }
@@ -132,7 +147,8 @@ impl Policy {
 /// The pull worker actor.
 pub struct Worker<H>(std::marker::PhantomData<H>);
 
-/// What one worker gets: its process's share, and its own index.
+/// What one worker gets: its process's share, and its own index (its
+/// partition's durable is `workers.consumers[index]`).
 pub struct WorkerArgs<H> {
     pub workers: PullWorkers<H>,
     pub index: usize,
@@ -141,10 +157,27 @@ pub struct WorkerArgs<H> {
 pub struct WorkerState<H> {
     args: WorkerArgs<H>,
     failing_since: Option<Instant>,
+    /// The continuous pull, once started.
+    pull: Option<Pulling>,
 }
 
-/// Pull the next batch.
+/// A continuous pull from the partition's durable, and whether the server
+/// pinned it (a message came with `Nats-Pin-Id`): only an owner unpins.
+/// With the messages that arrived while the gate was closed.
+struct Pulling {
+    stream: PullStream,
+    pinned: bool,
+    /// Delivered while the gate was closed, not started yet, oldest first.
+    parked: Vec<jetstream::Message>,
+    /// When the parked messages were last reported in progress.
+    progressed: Instant,
+}
+
+/// Work one round.
 pub struct Pull;
+
+/// How long a round lasts at most: a stop waits for the round to end.
+const ROUND: Duration = Duration::from_secs(1);
 
 impl<H: Handler> Actor for Worker<H> {
     type Msg = Pull;
@@ -161,7 +194,29 @@ impl<H: Handler> Actor for Worker<H> {
         Ok(WorkerState {
             args,
             failing_since: None,
+            pull: None,
         })
+    }
+
+    /// A stop (or a restart after a crash): the messages the pull buffered
+    /// and no round started are handed back, and an owner unpins the
+    /// partition, so that the next owner need not wait for the pinned TTL
+    /// and the ack wait.
+    async fn post_stop(
+        &self,
+        _: ActorRef<Pull>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(pull) = state.pull.take() {
+            let a = &state.args.workers;
+            let_go(
+                a.handler.dead_letters().0,
+                a.consumer(state.args.index),
+                pull,
+            )
+            .await;
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -171,22 +226,38 @@ impl<H: Handler> Actor for Worker<H> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let (a, index) = (&state.args.workers, state.args.index);
-        // While the gate is closed nothing new is pulled. Waiting a second
-        // at a time lets a stop be processed between two of these.
-        if !a.gate.wait_open(Duration::from_secs(1)).await {
+        // Handing the partition over: let go of it, and pull nothing until
+        // another process had the time to take it.
+        if let Some(until) = a.ownership.away_until(index) {
+            if let Some(pull) = state.pull.take() {
+                let_go(a.handler.dead_letters().0, a.consumer(index), pull).await;
+                a.ownership.lost(index);
+            }
+            tokio::time::sleep_until(until.min(Instant::now() + ROUND)).await;
             myself.send_message(Pull)?;
             return Ok(());
         }
-        match pull_batch(a).await {
+        if state.pull.is_none() {
+            match start_pull(a.consumer(index), &a.config).await {
+                Ok(stream) => {
+                    state.pull = Some(Pulling {
+                        stream,
+                        pinned: false,
+                        parked: Vec::new(),
+                        progressed: Instant::now(),
+                    })
+                }
+                Err(e) => {
+                    return pull_failed(myself, state, e).await;
+                }
+            }
+        }
+        let pull = state.pull.as_mut().expect("started above");
+        match pull_round(a, index, pull).await {
             Ok(()) => state.failing_since = None,
             Err(e) => {
-                a.stats.error();
-                let since = *state.failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_secs(a.config.pull_failure_grace_secs) {
-                    return Err(format!("pulling has failed for {:?}: {e}", since.elapsed()).into());
-                }
-                tracing::warn!(worker = index, "Pulling failed; trying again: {e}.");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                state.pull = None;
+                return pull_failed(myself, state, e).await;
             }
         }
         myself.send_message(Pull)?;
@@ -194,14 +265,104 @@ impl<H: Handler> Actor for Worker<H> {
     }
 }
 
-async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Error> {
-    let mut batch = a
-        .consumer
-        .batch()
-        .max_messages(a.config.batch.max(1))
-        .expires(Duration::from_millis(a.config.expires_ms.max(100)))
+/// Pulling failed (cluster unreachable, an election): try again in a
+/// moment, up to the grace; then let the supervisor restart the worker.
+async fn pull_failed<H: Handler>(
+    myself: ActorRef<Pull>,
+    state: &mut WorkerState<H>,
+    e: async_nats::Error,
+) -> Result<(), ActorProcessingErr> {
+    let (a, index) = (&state.args.workers, state.args.index);
+    a.stats.error();
+    let since = *state.failing_since.get_or_insert_with(Instant::now);
+    if since.elapsed() > Duration::from_secs(a.config.pull_failure_grace_secs) {
+        return Err(format!("pulling has failed for {:?}: {e}", since.elapsed()).into());
+    }
+    tracing::warn!(worker = index, "Pulling failed; trying again: {e}.");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    myself.send_message(Pull)?;
+    Ok(())
+}
+
+/// A continuous pull in the owner group: the client keeps up to `batch`
+/// messages requested, pulling again as they are used and before a
+/// request expires.
+async fn start_pull(
+    consumer: &PullConsumer,
+    config: &PullConfig,
+) -> Result<PullStream, async_nats::Error> {
+    let expires = Duration::from_millis(config.expires_ms.max(1_000));
+    Ok(consumer
+        .stream()
+        .group(OWNER_GROUP)
+        .max_messages_per_batch(config.batch.max(1))
+        .expires(expires)
+        .heartbeat(expires / 2)
         .messages()
-        .await?;
+        .await?)
+}
+
+/// Hands back what the pull buffered (delivered, never started: a NAK
+/// redelivers it at once to the next owner) and unpins the partition if
+/// this pull owned it.
+async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pulling) {
+    let mut handed_back = 0;
+    for msg in std::mem::take(&mut pull.parked) {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+        handed_back += 1;
+    }
+    while let Some(Some(Ok(msg))) = pull.stream.next().now_or_never() {
+        pull.pinned |= is_pinned(&msg);
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+        handed_back += 1;
+    }
+    drop(pull.stream);
+    if !pull.pinned {
+        return;
+    }
+    let name = consumer.cached_info().name.clone();
+    let stream = consumer.cached_info().stream_name.clone();
+    match unpin(js, &stream, &name).await {
+        Ok(()) => tracing::info!(consumer = %name, handed_back, "Let go of the partition."),
+        Err(e) => tracing::warn!(consumer = %name, handed_back,
+            "Could not unpin the partition; another worker takes it over after the pinned TTL: {e}."),
+    }
+}
+
+/// `$JS.API.CONSUMER.UNPIN.<stream>.<consumer>` for the owner group.
+pub async fn unpin(js: &jetstream::Context, stream: &str, name: &str) -> Result<(), String> {
+    let body = serde_json::json!({ "group": OWNER_GROUP });
+    let answer: serde_json::Value = js
+        .request(format!("CONSUMER.UNPIN.{stream}.{name}"), &body)
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer.get("error") {
+        Some(error) => Err(error.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// The pin id the server sent `msg` with: it went to this client as the
+/// partition's owner.
+fn pin_of(msg: &jetstream::Message) -> Option<&str> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(async_nats::header::NATS_PIN_ID))
+        .map(|v| v.as_str())
+}
+
+fn is_pinned(msg: &jetstream::Message) -> bool {
+    pin_of(msg).is_some()
+}
+
+/// One round: messages as they come for up to [`ROUND`], then every run
+/// started is finished.
+async fn pull_round<H: Handler>(
+    a: &PullWorkers<H>,
+    index: usize,
+    pull: &mut Pulling,
+) -> Result<(), async_nats::Error> {
+    let round_ends = Instant::now() + ROUND;
     // Each message is started as soon as it arrives, unless a message of
     // its subject (device) is still being handled: then it waits, with any
     // others of that subject, and they go as the subject's next run. So a
@@ -209,6 +370,30 @@ async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Er
     // device's slow one, and the busier a device, the larger its runs.
     let mut waiting: HashMap<String, Vec<jetstream::Message>> = HashMap::new();
     let mut running = FuturesUnordered::new();
+    // While the gate is closed nothing new is started: what arrives is
+    // parked (kept across rounds, in arrival order, reported in progress)
+    // until a round begins with the gate open.
+    let mut parked = std::mem::take(&mut pull.parked);
+    // (A macro, not a closure: it borrows all three mutably.)
+    macro_rules! dispatch {
+        ($msg:expr) => {{
+            let msg: jetstream::Message = $msg;
+            let subject = msg.subject.to_string();
+            match waiting.get_mut(&subject) {
+                Some(queued) => queued.push(msg),
+                None if parked.is_empty() && a.gate.is_open() => {
+                    waiting.insert(subject.clone(), Vec::new());
+                    running.push(subject_run(a, subject, vec![msg]));
+                }
+                None => parked.push(msg),
+            }
+        }};
+    }
+    if a.gate.is_open() {
+        for msg in std::mem::take(&mut parked) {
+            dispatch!(msg);
+        }
+    }
     let (mut open, mut failed) = (true, None);
     // Messages waiting behind a slow or held one of their subject are
     // reported in progress, so that their ack wait does not run out.
@@ -216,16 +401,13 @@ async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Er
     keepalive.tick().await;
     loop {
         tokio::select! {
-            next = batch.next(), if open => match next {
+            next = pull.stream.next(), if open => match next {
                 Some(Ok(msg)) => {
-                    let subject = msg.subject.to_string();
-                    match waiting.get_mut(&subject) {
-                        Some(queued) => queued.push(msg),
-                        None => {
-                            waiting.insert(subject.clone(), Vec::new());
-                            running.push(subject_run(a, subject, vec![msg]));
-                        }
+                    if let Some(pin) = pin_of(&msg) {
+                        pull.pinned = true;
+                        a.ownership.pinned(index, pin);
                     }
+                    dispatch!(msg);
                 }
                 Some(Err(e)) => {
                     failed = Some(e);
@@ -233,6 +415,7 @@ async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Er
                 }
                 None => open = false,
             },
+            _ = tokio::time::sleep_until(round_ends), if open => open = false,
             Some(subject) = running.next() => {
                 let queued = waiting.get_mut(&subject).map(std::mem::take).unwrap_or_default();
                 if queued.is_empty() {
@@ -249,8 +432,17 @@ async fn pull_batch<H: Handler>(a: &PullWorkers<H>) -> Result<(), async_nats::Er
             else => break,
         }
     }
+    // Parked messages stay this worker's: reported in progress as often as
+    // held ones are, however many rounds they wait.
+    if !parked.is_empty() && pull.progressed.elapsed() >= a.policy.keepalive() {
+        for msg in &parked {
+            progress(msg).await;
+        }
+        pull.progressed = Instant::now();
+    }
+    pull.parked = parked;
     match failed {
-        Some(e) => Err(e),
+        Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
@@ -492,28 +684,46 @@ async fn ack<H: Handler>(a: &PullWorkers<H>, msg: &jetstream::Message) {
     a.stats.processed();
 }
 
-/// Makes [`Worker`]s of one handler on one consumer, for a [`crate::Supervisor`].
+/// Makes [`Worker`]s of one handler, one per partition durable, for a
+/// [`crate::Supervisor`].
 pub struct PullWorkers<H> {
-    pub consumer: PullConsumer,
+    /// The partitions' durables, in partition order; worker `i` pulls
+    /// from `consumers[i]`.
+    pub consumers: Arc<Vec<PullConsumer>>,
     pub handler: Arc<H>,
     pub stats: Arc<Stats>,
     pub config: PullConfig,
     pub policy: Policy,
     /// The process's back-pressure gate (also its stop for held messages).
     pub gate: Arc<Gate>,
+    /// Which partitions the process owns; hand-overs asked by its balancer.
+    pub ownership: Arc<Ownership>,
 }
 
 // Not derived: `H` itself need not be `Clone`.
 impl<H> Clone for PullWorkers<H> {
     fn clone(&self) -> Self {
         PullWorkers {
-            consumer: self.consumer.clone(),
+            consumers: self.consumers.clone(),
             handler: self.handler.clone(),
             stats: self.stats.clone(),
             config: self.config.clone(),
             policy: self.policy.clone(),
             gate: self.gate.clone(),
+            ownership: self.ownership.clone(),
         }
+    }
+}
+
+impl<H> PullWorkers<H> {
+    /// Worker `index`'s durable.
+    pub fn consumer(&self, index: usize) -> &PullConsumer {
+        &self.consumers[index % self.consumers.len()]
+    }
+
+    /// How many workers the process runs: one per partition.
+    pub fn workers(&self) -> usize {
+        self.consumers.len()
     }
 }
 

@@ -17,8 +17,8 @@
 //!   (with the first stage, until the gateway's ack, on its own); then
 //!   latency at half that rate. The last line is `pipeline/ceiling`.
 //!   `--trace` prints the workers' queues every second meanwhile;
-//!   `--hamsters N`, `--monkeys N`, `--concurrency N` set the worker
-//!   processes and the workers in each (default 2, 2, 2);
+//!   `--hamsters N`, `--monkeys N` set the worker processes (default 2,
+//!   2; each runs a worker per partition and owns its share of them);
 //! * record identities: the same max-rate run with the hamsters remembering
 //!   record identities (the default) and with `deduplicate_records = false`,
 //!   alternated twice, for what remembering costs per record
@@ -62,7 +62,6 @@ struct Args {
     /// Hamster and monkey processes, and workers in each.
     hamsters: usize,
     monkeys: usize,
-    concurrency: usize,
     /// Records of the max-rate pipeline run (400 devices share them).
     pipeline_records: usize,
     messages: usize,
@@ -80,7 +79,6 @@ fn args() -> anyhow::Result<Args> {
         queue_file: argv.flag("--queue-file"),
         hamsters: argv.value("--hamsters")?.unwrap_or(2),
         monkeys: argv.value("--monkeys")?.unwrap_or(2),
-        concurrency: argv.value("--concurrency")?.unwrap_or(2),
         ceiling: argv.value::<f64>("--ceiling")?,
         sample_every: argv.value("--sample-every")?.unwrap_or(4).max(1),
         rate: argv.value::<f64>("--rate")?,
@@ -439,7 +437,6 @@ async fn identity_section(a: &Args) -> anyhow::Result<()> {
         let sys = System::start(SystemOptions {
             hamsters: a.hamsters,
             monkeys: a.monkeys,
-            concurrency: a.concurrency,
             config_toml: format!("[hamster]\ndeduplicate_records = {dedup}\n"),
             ..SystemOptions::default()
         })
@@ -511,7 +508,6 @@ async fn start_system(a: &Args) -> anyhow::Result<System> {
     System::start(SystemOptions {
         hamsters: a.hamsters,
         monkeys: a.monkeys,
-        concurrency: a.concurrency,
         ..SystemOptions::default()
     })
     .await
@@ -805,20 +801,14 @@ async fn pipeline(
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let mut line = format!("{:>5.1}s", started.elapsed().as_secs_f64());
-                for (stream, name) in [
-                    (names::RAW, names::HAMSTERS),
-                    (names::PARSED, names::MONKEYS),
-                ] {
-                    if let Ok(mut c) = js
-                        .get_consumer_from_stream::<consumer::pull::Config, _, _>(name, stream)
-                        .await
+                for stage in names::Durable::ALL {
+                    if let Ok((pending, unacked)) =
+                        fleetbus_e2e::cluster::stage_backlog(&js, stage).await
                     {
-                        if let Ok(i) = c.info().await {
-                            line += &format!(
-                                "  {name}: pending {} ack_pending {} delivered {}",
-                                i.num_pending, i.num_ack_pending, i.delivered.stream_sequence
-                            );
-                        }
+                        line += &format!(
+                            "  {}: pending {pending} ack_pending {unacked}",
+                            stage.name()
+                        );
                     }
                 }
                 eprintln!("{line}");
@@ -832,25 +822,17 @@ async fn pipeline(
         "simulator: {}",
         sim.log_tail(5)
     );
-    // Done when the monkeys have acknowledged everything.
-    let monkeys =
-        js.get_consumer_from_stream::<consumer::pull::Config, _, _>(names::MONKEYS, names::PARSED);
-    let mut monkeys = monkeys.await?;
-    let hamsters =
-        js.get_consumer_from_stream::<consumer::pull::Config, _, _>(names::HAMSTERS, names::RAW);
-    let mut hamsters = hamsters.await?;
+    // Done when the monkeys have acknowledged everything. An answer that
+    // fails (a consumer leader moving) is asked again.
     loop {
-        // An info that fails (a consumer leader moving) is asked again.
-        let (Ok(m), Ok(h)) = (
-            monkeys.info().await.cloned(),
-            hamsters.info().await.cloned(),
-        ) else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if m.num_pending + m.num_ack_pending as u64 + h.num_pending + h.num_ack_pending as u64 == 0
-        {
-            break;
+        let backlog = (
+            fleetbus_e2e::cluster::stage_backlog(&js, names::Durable::Monkeys).await,
+            fleetbus_e2e::cluster::stage_backlog(&js, names::Durable::Hamsters).await,
+        );
+        if let (Ok((mp, mu)), Ok((hp, hu))) = backlog {
+            if mp + mu + hp + hu == 0 {
+                break;
+            }
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(1800),

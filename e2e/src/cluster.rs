@@ -535,6 +535,29 @@ impl Cluster {
         }
     }
 
+    /// What the durables of `stage` still have to do ([`stage_backlog`]).
+    pub async fn stage_backlog(
+        &self,
+        stage: fleetbus_wire::names::Durable,
+    ) -> anyhow::Result<(u64, u64)> {
+        let js = jetstream::new(self.connect(Role::Admin).await?);
+        stage_backlog(&js, stage).await
+    }
+
+    /// Waits until the durables of `stage` have acknowledged everything
+    /// their stream holds.
+    pub async fn wait_stage_drained(
+        &self,
+        stage: fleetbus_wire::names::Durable,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        crate::wait_for(stage.name(), timeout, || async {
+            let (pending, unacked) = self.stage_backlog(stage).await?;
+            Ok((pending == 0 && unacked == 0).then_some(()))
+        })
+        .await
+    }
+
     /// Every message stored in `stream`, in order (read as admin, one
     /// request per sequence number; meant for small test streams).
     ///
@@ -625,6 +648,32 @@ fn passing(error: &str) -> bool {
     ]
     .iter()
     .any(|m| error.contains(m))
+}
+
+/// What the durables of `stage` (every partition's, and a shared one of
+/// the layout before partitions) still have to do: (messages not yet
+/// delivered, delivered and not acknowledged), summed. `js` must see the
+/// stream's consumers (admin).
+pub async fn stage_backlog(
+    js: &jetstream::Context,
+    stage: fleetbus_wire::names::Durable,
+) -> anyhow::Result<(u64, u64)> {
+    use futures::TryStreamExt;
+    let stream = js.get_stream_no_info(stage.stream().name()).await?;
+    let infos: Vec<jetstream::consumer::Info> = stream.consumers().try_collect().await?;
+    let mine: Vec<_> = infos
+        .iter()
+        .filter(|c| stage.partition_of(&c.name).is_some() || c.name == stage.name())
+        .collect();
+    anyhow::ensure!(
+        !mine.is_empty(),
+        "{} has no durables of {}",
+        stage.stream().name(),
+        stage.name()
+    );
+    Ok(mine.iter().fold((0, 0), |(p, u), c| {
+        (p + c.num_pending, u + c.num_ack_pending as u64)
+    }))
 }
 
 fn stream_ready(info: &jetstream::stream::Info, all_current: bool) -> Result<(), String> {

@@ -21,8 +21,6 @@ pub struct SystemOptions {
     pub gateways: usize,
     pub hamsters: usize,
     pub monkeys: usize,
-    /// Workers per hamster/monkey process (`--concurrency`).
-    pub concurrency: usize,
     /// Extra lines for every gateway's `[gateway]` table.
     pub gateway_toml: String,
     /// A config file every program of the system reads (`--config`):
@@ -40,7 +38,6 @@ impl Default for SystemOptions {
             gateways: 3,
             hamsters: 1,
             monkeys: 1,
-            concurrency: 2,
             gateway_toml: String::new(),
             config_toml: String::new(),
             protocols: vec!["teltonika", "gt06"],
@@ -166,11 +163,11 @@ impl System {
             });
         }
         for i in 0..opts.hamsters {
-            let p = sys.worker("hamster", i, opts.concurrency)?;
+            let p = sys.worker("hamster", i)?;
             sys.hamsters.push(p);
         }
         for i in 0..opts.monkeys {
-            let p = sys.worker("monkey", i, opts.concurrency)?;
+            let p = sys.worker("monkey", i)?;
             sys.monkeys.push(p);
         }
         if let Err(e) = sys.wait_ready().await {
@@ -189,14 +186,14 @@ impl System {
         Ok(sys)
     }
 
-    fn worker(&self, kind: &str, i: usize, concurrency: usize) -> anyhow::Result<Proc> {
+    fn worker(&self, kind: &str, i: usize) -> anyhow::Result<Proc> {
         let role = if kind == "hamster" {
             Role::Hamster
         } else {
             Role::Monkey
         };
         let spec = Spec::new(format!("{kind}-{i}"), &self.bin)
-            .args([kind, "--concurrency", &concurrency.to_string()])
+            .args([kind])
             .args(self.config_args())
             .envs(self.cluster.service_env(role));
         Proc::start(spec, self.dir.path())

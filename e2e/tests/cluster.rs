@@ -1,7 +1,7 @@
 //! The cluster against real nats-server processes: provisioning, the
 //! per-role permissions, and no acknowledged message lost when nodes die.
 
-use fleetbus_wire::names;
+use fleetbus_wire::names::{self, Durable};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,43 @@ async fn js(cluster: &Cluster, role: Role) -> jetstream::Context {
     js
 }
 
+/// The default topology, cut into two partitions (each partition is two
+/// R3 consumers, and a small machine elects them slowly).
+fn settings() -> Settings {
+    Settings {
+        partitions: 2,
+        ..Settings::default()
+    }
+}
+
 async fn provision_all(cluster: &Cluster) -> topology::Report {
     let js = js(cluster, Role::Admin).await;
-    topology::provision(&js, &Settings::default(), &Scope::all(), WAIT)
+    topology::provision(&js, &settings(), &Scope::all(), WAIT)
         .await
         .unwrap()
+}
+
+/// One message of `stage`, from whichever partition holds it, pulled as
+/// a partition's owner does.
+async fn take_one(js: &jetstream::Context, stage: Durable) -> jetstream::Message {
+    for p in 0..settings().partitions {
+        let consumer: PullConsumer = js
+            .get_consumer_from_stream(stage.partition(p), stage.stream().name())
+            .await
+            .unwrap();
+        let mut pull = consumer
+            .stream()
+            .group(names::OWNER_GROUP)
+            .max_messages_per_batch(1)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        if let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(3), pull.next()).await {
+            return msg;
+        }
+    }
+    panic!("no message in any partition of {}", stage.name());
 }
 
 /// Publishes with a `Nats-Msg-Id` until JetStream acknowledges it,
@@ -92,8 +124,9 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
         first.items.iter().all(|i| i.outcome == Outcome::Created),
         "{first}"
     );
-    // RAW, PARSED, DEAD, EVENTS, KV_devices, KV_seen and the two durables.
-    assert_eq!(first.items.len(), 8);
+    // RAW, PARSED, DEAD, EVENTS, KV_devices, KV_seen and a durable per
+    // partition of each stage.
+    assert_eq!(first.items.len(), 6 + 2 * 2);
 
     for stream in [names::RAW, names::PARSED, names::DEAD] {
         let info = cluster.wait_stream_ready(stream).await.unwrap();
@@ -103,14 +136,16 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
     }
     let admin = js(&cluster, Role::Admin).await;
     for (stream, name) in [
-        (names::RAW, names::HAMSTERS),
-        (names::PARSED, names::MONKEYS),
+        (names::RAW, Durable::Hamsters.partition(0)),
+        (names::RAW, Durable::Hamsters.partition(1)),
+        (names::PARSED, Durable::Monkeys.partition(0)),
+        (names::PARSED, Durable::Monkeys.partition(1)),
     ] {
         let info = admin
             .get_stream(stream)
             .await
             .unwrap()
-            .consumer_info(name)
+            .consumer_info(&name)
             .await
             .unwrap();
         assert!(
@@ -121,6 +156,7 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
             "{stream}/{name}"
         );
         assert_eq!(info.config.inactive_threshold, Duration::ZERO);
+        assert_eq!(info.config.priority_groups, vec![names::OWNER_GROUP]);
     }
 
     let second = provision_all(&cluster).await;
@@ -133,13 +169,12 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
     // Every service provisions its own part at start, with its own login.
     for role in [Role::Gateway, Role::Hamster, Role::Monkey] {
         let js = js(&cluster, role).await;
-        let report = topology::ensure(&js, &Settings::default(), role)
-            .await
-            .unwrap();
+        let report = topology::ensure(&js, &settings(), role).await.unwrap();
         assert!(!report.changed() && report.is_ok(), "{role}:\n{report}");
+        let scope = Scope::for_role(role);
         assert_eq!(
             report.items.len(),
-            Scope::for_role(role).streams.len() + Scope::for_role(role).consumers.len()
+            scope.streams.len() + 2 * scope.stages.len()
         );
     }
     eprintln!("provisioning test: {:?}", t0.elapsed());
@@ -168,9 +203,9 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
     assert!(!report.is_ok());
     assert!(report.to_string().contains("NOT UPDATED"), "{report}");
 
-    // More workers and a bigger RAW: both change in place.
-    let mut settings = Settings::default();
-    settings.hamsters.workers = 4;
+    // More in flight per partition and a bigger RAW: both change in place.
+    let mut settings = settings();
+    settings.hamsters.in_flight_per_partition = 512;
     settings.raw.max_bytes *= 2;
     let report = topology::provision(&admin, &settings, &Scope::all(), WAIT)
         .await
@@ -194,8 +229,12 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
                 vec!["max_bytes 1073741824 -> 2147483648".to_string()]
             ),
             (
-                "RAW/hamsters".to_string(),
-                vec!["max_ack_pending 512 -> 1024".to_string()]
+                "RAW/hamsters-0".to_string(),
+                vec!["max_ack_pending 256 -> 512".to_string()]
+            ),
+            (
+                "RAW/hamsters-1".to_string(),
+                vec!["max_ack_pending 256 -> 512".to_string()]
             ),
         ],
         "{report}"
@@ -204,10 +243,82 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
         .get_stream("RAW")
         .await
         .unwrap()
-        .consumer_info("hamsters")
+        .consumer_info("hamsters-1")
         .await
         .unwrap();
-    assert_eq!(info.config.max_ack_pending, 1024);
+    assert_eq!(info.config.max_ack_pending, 512);
+
+    // Three partitions while RAW is empty: the stream hashes into three,
+    // and a third durable per stage appears.
+    settings.partitions = 3;
+    let report = topology::provision(&admin, &settings, &Scope::all(), WAIT)
+        .await
+        .unwrap();
+    let outcome = |name: &str| {
+        report
+            .items
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.outcome.clone())
+    };
+    assert!(
+        matches!(outcome("RAW"), Some(Outcome::Updated { ref changes })
+            if changes[0].desired.contains("partition(3,1,2)")),
+        "{report}"
+    );
+    assert_eq!(
+        outcome("RAW/hamsters-2"),
+        Some(Outcome::Created),
+        "{report}"
+    );
+    assert_eq!(
+        outcome("PARSED/monkeys-2"),
+        Some(Outcome::Created),
+        "{report}"
+    );
+
+    // Back to two, and the shared durable of the layout before partitions
+    // still there: a drained durable out of the layout is removed, one
+    // with messages is reported and kept until it is drained.
+    let mut legacy = settings.durables(Durable::Hamsters)[0].clone();
+    legacy.name = Some(names::HAMSTERS.into());
+    legacy.durable_name = Some(names::HAMSTERS.into());
+    legacy.filter_subject = String::new();
+    legacy.priority_policy = Default::default();
+    legacy.priority_groups = Vec::new();
+    legacy.priority_timeout = Duration::ZERO;
+    admin
+        .create_consumer_on_stream(legacy, names::RAW)
+        .await
+        .unwrap();
+    let gateway = js(&cluster, Role::Gateway).await;
+    publish_acked(&gateway, "raw.teltonika.356307042441013", "m0").await;
+    settings.partitions = 2;
+    let report = topology::provision(&admin, &settings, &Scope::all(), WAIT)
+        .await
+        .unwrap();
+    let outcome = |name: &str| {
+        report
+            .items
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.outcome.clone())
+    };
+    assert!(
+        matches!(outcome("RAW"), Some(Outcome::Rejected { ref error, .. })
+            if error.contains("RAW holds 1 messages")),
+        "a layout change with messages in RAW: {report}"
+    );
+    assert!(
+        matches!(outcome("RAW/hamsters"), Some(Outcome::Rejected { ref error, .. })
+            if error.contains("1 messages to deliver")),
+        "{report}"
+    );
+    assert_eq!(
+        outcome("PARSED/monkeys-2"),
+        Some(Outcome::Removed),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -236,23 +347,25 @@ async fn every_role_can_do_its_job_and_nothing_else() {
         "gateway published into DEAD"
     );
 
-    // hamster: takes the frame from the shared durable, publishes the
-    // parsed record, acknowledges.
-    let consumer: PullConsumer = hamster
-        .get_consumer_from_stream(names::HAMSTERS, names::RAW)
-        .await
-        .unwrap();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .unwrap();
-    let msg = batch.next().await.expect("a raw frame").unwrap();
-    assert_eq!(msg.subject.as_str(), "raw.teltonika.356307042441013");
-    publish_acked(&hamster, "parsed.teltonika.356307042441013", "p0").await;
+    // hamster: takes the frame from its partition's durable, publishes
+    // the parsed record into the same partition, acknowledges.
+    let msg = take_one(&hamster, Durable::Hamsters).await;
+    let partition = names::partition_of(msg.subject.as_str()).expect("stored in a partition");
+    assert_eq!(
+        msg.subject.as_str(),
+        format!("raw.{partition}.teltonika.356307042441013")
+    );
+    publish_acked(
+        &hamster,
+        &names::parsed_subject(partition, "teltonika", "356307042441013"),
+        "p0",
+    )
+    .await;
     msg.double_ack().await.unwrap();
+    assert!(
+        refused(&gateway, &format!("raw.{partition}.teltonika.1")).await,
+        "gateway published into a partition directly"
+    );
     assert!(
         refused(&hamster, "raw.teltonika.1").await,
         "hamster published into RAW"
@@ -261,38 +374,27 @@ async fn every_role_can_do_its_job_and_nothing_else() {
         hamster
             .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
                 "other",
-                names::RAW
+                names::EVENTS
             )
             .await
             .is_err(),
-        "hamster looked at another consumer"
+        "hamster looked at a consumer of another stage"
     );
     // RAW is an interest stream: acknowledged by its only consumer, gone.
     let raw = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(raw.state.messages, 0);
 
     // monkey: processes PARSED, may dead-letter, nothing else.
-    let consumer: PullConsumer = monkey
-        .get_consumer_from_stream(names::MONKEYS, names::PARSED)
-        .await
-        .unwrap();
-    let mut batch = consumer
-        .fetch()
-        .max_messages(10)
-        .expires(Duration::from_secs(2))
-        .messages()
-        .await
-        .unwrap();
-    let msg = batch.next().await.expect("a parsed record").unwrap();
+    let msg = take_one(&monkey, Durable::Monkeys).await;
     msg.double_ack().await.unwrap();
     publish_acked(&monkey, "dead.parsed.teltonika.356307042441013", "d0").await;
     assert!(
-        refused(&monkey, "parsed.teltonika.1").await,
+        refused(&monkey, "parsed.0.teltonika.1").await,
         "monkey published into PARSED"
     );
     let monkeys_on_raw = monkey
         .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
-            names::HAMSTERS,
+            Durable::Hamsters.partition(0),
             names::RAW,
         )
         .await;
@@ -381,20 +483,16 @@ async fn stopping_all_three_nodes_loses_no_acknowledged_message() {
     let info = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(info.state.messages, N as u64);
     expect_ids(&stored_ids(&cluster, names::RAW).await, N);
-    let admin = js(&cluster, Role::Admin).await;
+
     // Right after the restart the consumer may still be recovering its
     // state (it has once reported 0 pending): wait for it to settle, and
     // fail only if it never does.
     let pending = fleetbus_e2e::wait_for(
-        "the hamsters consumer to report its pending messages",
+        "the hamsters' durables to report their pending messages",
         Duration::from_secs(30),
         || async {
-            let info = admin
-                .get_stream(names::RAW)
-                .await?
-                .consumer_info(names::HAMSTERS)
-                .await?;
-            Ok((info.num_pending == N as u64).then_some(info.num_pending))
+            let (pending, _) = cluster.stage_backlog(Durable::Hamsters).await?;
+            Ok((pending == N as u64).then_some(pending))
         },
     )
     .await;

@@ -91,8 +91,8 @@ fn a_wrong_configuration_exits_78_and_a_wrong_command_line_64() {
     );
     assert_config_refused(
         &["hamster"],
-        "[hamster]\nconcurrency = 0\npoison_after = 5\ngive_up_after = 5\n",
-        &["concurrency must be at least 1", "give_up_after (5) larger"],
+        "[hamster]\npoison_after = 5\ngive_up_after = 5\n[hamster.pull]\nbatch = 0\n",
+        &["pull.batch must be at least 1", "give_up_after (5) larger"],
     );
     let out = run(&["dead", "replay"], &[]);
     assert_eq!(

@@ -134,7 +134,7 @@ async fn ls_lists_what_the_workers_gave_up_on_and_filters_it() {
         reason: "speed 9000 km/h is not a speed",
         stream: names::PARSED,
         sequence: 5,
-        subject: &parsed_subject("teltonika", two),
+        subject: &parsed_subject(0, "teltonika", two),
         deliveries: 3,
         record: Some((1, &record_id)),
     };

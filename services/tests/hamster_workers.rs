@@ -19,7 +19,7 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::streams::{header_string as header, messages, stream_count, wait_counts};
 use common::workers::{
-    position, publish_stored, pull_workers, setup, shut_down, supervise, worker, CONFIG,
+    partitions, position, publish_stored, pull_workers, setup, shut_down, supervise, worker, CONFIG,
 };
 use common::{registered, wait_registered, WAIT};
 use fleetbus_actors::hamster::Hamster;
@@ -29,7 +29,7 @@ use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
 use fleetbus_services::topology::Settings;
 use fleetbus_wire::headers;
 use fleetbus_wire::ids::{parsed_frame_msg_id, parsed_msg_id, raw_msg_id};
-use fleetbus_wire::names::{self, raw_subject};
+use fleetbus_wire::names::{self, raw_subject, Durable};
 use fleetbus_wire::parsed::read_records;
 use futures::StreamExt;
 use serde_json::Value;
@@ -92,21 +92,41 @@ async fn publish_raw(js: &jetstream::Context, frames: &[(String, String, Bytes)]
     ids
 }
 
-/// Takes the one message waiting on `consumer` `times` times without
-/// finishing it (a nak stands for a worker that died holding it), as if
-/// every worker that took it had died.
-async fn deliver_unfinished(consumer: &PullConsumer, times: i64) {
-    for _ in 0..times {
-        let mut batch = consumer
-            .batch()
-            .max_messages(1)
+/// Takes the one message waiting in one of the partitions `consumers`
+/// `times` times without finishing it (a nak stands for a worker that died
+/// holding it), as if every worker that took it had died; then lets go of
+/// the partition, as a stopping worker does.
+async fn deliver_unfinished(js: &jetstream::Context, consumers: &[PullConsumer], times: i64) {
+    for consumer in consumers {
+        let info = consumer.cached_info();
+        let mut pull = consumer
+            .stream()
+            .group(names::OWNER_GROUP)
+            .max_messages_per_batch(1)
             .expires(Duration::from_secs(5))
             .messages()
             .await
             .unwrap();
-        let msg = batch.next().await.expect("a delivery").unwrap();
-        msg.ack_with(AckKind::Nak(None)).await.unwrap();
+        let mut taken = 0;
+        while taken < times {
+            match tokio::time::timeout(Duration::from_secs(3), pull.next()).await {
+                Ok(Some(Ok(msg))) => {
+                    msg.ack_with(AckKind::Nak(None)).await.unwrap();
+                    taken += 1;
+                }
+                _ => break,
+            }
+        }
+        drop(pull);
+        if taken > 0 {
+            assert_eq!(taken, times, "{}: delivered only {taken} times", info.name);
+            fleetbus_actors::worker::unpin(js, &info.stream_name, &info.name)
+                .await
+                .unwrap();
+            return;
+        }
     }
+    panic!("no message waiting in any partition");
 }
 
 /// The records in PARSED by their ids (`<raw id>#<i>`), counted: every
@@ -137,7 +157,7 @@ async fn record_ids_in_parsed(cluster: &Cluster) -> BTreeMap<String, usize> {
 /// In-process hamster workers as a hamster process runs them (small
 /// batches, short pull waits, the test's delivery policy).
 fn hamster_workers(
-    consumer: &PullConsumer,
+    consumers: &[PullConsumer],
     handler: Hamster,
     stats: &Arc<Stats>,
     settings: &Settings,
@@ -148,7 +168,7 @@ fn hamster_workers(
         ..PullConfig::default()
     };
     pull_workers(
-        consumer.clone(),
+        consumers.to_vec(),
         handler,
         stats,
         config,
@@ -173,10 +193,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
     // frame whose parsing crashes every hamster.
     let client = cluster.connect(Role::Hamster).await.unwrap();
     let js = jetstream::new(client.clone());
-    let consumer: PullConsumer = js
-        .get_consumer_from_stream(names::HAMSTERS, names::RAW)
-        .await
-        .unwrap();
+    let consumers = partitions(&js, Durable::Hamsters, &settings).await;
     let stats = Arc::new(Stats::default());
     let crashed = Arc::new(AtomicBool::new(false));
     let victim = frames[5].1.clone();
@@ -200,8 +217,7 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         .with_before_parse(poison);
     let gate = Gate::new();
     let mut supervisor = supervise(
-        hamster_workers(&consumer, handler, &stats, &settings, &gate),
-        2,
+        hamster_workers(&consumers, handler, &stats, &settings, &gate),
         SupervisorConfig {
             backoff_min_ms: 20,
             ..SupervisorConfig::default()
@@ -268,10 +284,10 @@ async fn a_worker_that_panics_mid_message_is_restarted_and_nothing_is_lost_or_do
         )],
     )
     .await;
-    deliver_unfinished(&consumer, 4).await;
+    deliver_unfinished(&js, &consumers, 4).await;
     let handler = Hamster::new(js.clone(), stats.clone(), None);
-    let hamsters = hamster_workers(&consumer, handler, &stats, &settings, &Gate::new());
-    let mut again = supervise(hamsters, 1, SupervisorConfig::default()).await;
+    let hamsters = hamster_workers(&consumers, handler, &stats, &settings, &Gate::new());
+    let mut again = supervise(hamsters, SupervisorConfig::default()).await;
     wait_counts(
         &admin,
         "RAW empty again",
@@ -316,11 +332,10 @@ async fn live_stats(
     out
 }
 
-/// `hamster-<x>` with `-c 2` and small batches: a backlog lasts long
-/// enough to kill one mid-way.
+/// `hamster-<x>` with small batches: a backlog lasts long enough to kill
+/// one mid-way.
 fn batching_hamster(cluster: &Cluster, name: &str, config: &Path) -> Spec {
-    worker(cluster, Role::Hamster, name, config, &["-c", "2"])
-        .env("FLEETBUS_HAMSTER__PULL__BATCH", "16")
+    worker(cluster, Role::Hamster, name, config, &[]).env("FLEETBUS_HAMSTER__PULL__BATCH", "16")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,6 +422,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         let meta_ok = workers
             .iter()
             .all(|w| w["metadata"]["concurrency"] == "2" && w["metadata"]["host"].is_string());
+        // (concurrency: one worker per partition, two partitions here.)
         Ok((seen.keys().cloned().collect::<BTreeSet<_>>() == pids && meta_ok).then_some(seen))
     })
     .await
@@ -474,7 +490,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     // systemd or Kubernetes to restart it). Here the durable is deleted
     // under a running hamster, so every pull fails.
     let mut c = Proc::start(
-        worker(&cluster, Role::Hamster, "hamster-c", &config, &["-c", "1"])
+        worker(&cluster, Role::Hamster, "hamster-c", &config, &[])
             .env("FLEETBUS_HAMSTER__PULL__PULL_FAILURE_GRACE_SECS", "1")
             .env("FLEETBUS_HAMSTER__SUPERVISOR__MAX_RESTARTS", "2"),
         dir.path(),

@@ -18,7 +18,7 @@ use async_nats::jetstream::{self, consumer::PullConsumer};
 use async_nats::HeaderMap;
 use common::streams::{header_string as header, messages, stream_count, wait_counts};
 use common::workers::{
-    position, publish_stored, pull_workers, setup, shut_down, supervise, worker,
+    partitions, position, publish_stored, pull_workers, setup, shut_down, supervise, worker,
 };
 use common::WAIT;
 use fleetbus_actors::monkey::{DynProcessor, Meta, Monkey, ProcessError, Processor};
@@ -27,7 +27,7 @@ use fleetbus_codec::Record;
 use fleetbus_e2e::{wait_for, Cluster, Proc, Role};
 use fleetbus_wire::headers;
 use fleetbus_wire::ids::record_msg_id;
-use fleetbus_wire::names;
+use fleetbus_wire::names::{self, Durable};
 use fleetbus_wire::parsed::{read_records, ParsedMeta, FRAME_MESSAGE_MAX_BYTES};
 use serde_json::Value;
 
@@ -40,6 +40,7 @@ async fn publish_parsed(js: &jetstream::Context, id: &str, record: &Record) {
         gateway: None,
         protocol: "teltonika".into(),
         device: record.device_id().into(),
+        partition: 0,
     };
     let mut out = meta
         .messages(1, &[(0, record)], FRAME_MESSAGE_MAX_BYTES)
@@ -55,11 +56,10 @@ async fn publish_junk(js: &jetstream::Context, subject: &str) {
     publish_stored(js, subject, h, "{not json".into()).await;
 }
 
-/// `fleetbus monkey` with one worker, so that records are handled in
-/// stream order, and the `extra` arguments.
+/// `fleetbus monkey` (the only one: a device's records are handled in
+/// stream order) with the `extra` arguments.
 fn one_monkey(cluster: &Cluster, dir: &Path, config: &Path, extra: &[&str]) -> Proc {
-    let args = [&["-c", "1"][..], extra].concat();
-    Proc::start(worker(cluster, Role::Monkey, "monkey", config, &args), dir).unwrap()
+    Proc::start(worker(cluster, Role::Monkey, "monkey", config, extra), dir).unwrap()
 }
 
 /// Waits until the monkeys drained PARSED and the one junk message a test
@@ -107,7 +107,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         publish_parsed(&hamster, id, record).await;
     }
     // And something that is not a record at all.
-    publish_junk(&hamster, "parsed.teltonika.junk").await;
+    publish_junk(&hamster, "parsed.0.teltonika.junk").await;
 
     let latest = common::streams::wait_latest(&admin, device, "2024-05-01T12:00:40.000Z").await;
     assert_eq!(
@@ -195,7 +195,7 @@ async fn a_device_s_backlog_is_applied_in_runs_with_the_same_outcome() {
         p.set("ignition", (sec / 10) % 2 == 1);
         publish_parsed(&hamster, &format!("b{sec}#0"), &Record::Position(p)).await;
         if sec == 30 {
-            publish_junk(&hamster, &format!("parsed.teltonika.{device}")).await;
+            publish_junk(&hamster, &format!("parsed.0.teltonika.{device}")).await;
         }
     }
     let mut monkey = one_monkey(&cluster, dir.path(), &config, &[]);
@@ -272,10 +272,11 @@ impl Processor for Flaky {
     }
 }
 
-/// Consumer info of `PARSED/monkeys`.
+/// Consumer info of `PARSED/monkeys-0`, the partition these tests publish
+/// into.
 async fn monkeys_info(admin: &jetstream::Context) -> jetstream::consumer::Info {
     let mut c: PullConsumer = admin
-        .get_consumer_from_stream(names::MONKEYS, names::PARSED)
+        .get_consumer_from_stream(Durable::Monkeys.partition(0), names::PARSED)
         .await
         .unwrap();
     c.info().await.unwrap().clone()
@@ -301,7 +302,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
         .collect();
     let h = common::fixes::parsed_headers("teltonika", "framed", "framed", 3);
     let body = serde_json::to_vec(&frame).unwrap();
-    publish_stored(&hamster, "parsed.teltonika.framed", h, body.into()).await;
+    publish_stored(&hamster, "parsed.0.teltonika.framed", h, body.into()).await;
 
     let js = common::js(&cluster, Role::Monkey).await;
     let calls = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
@@ -313,9 +314,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
         back: back.clone(),
     })];
     let monkeys = pull_workers(
-        js.get_consumer_from_stream(names::MONKEYS, names::PARSED)
-            .await
-            .unwrap(),
+        partitions(&js, Durable::Monkeys, &settings).await,
         Monkey::new(js.clone(), processors).with_stats(stats.clone()),
         &stats,
         PullConfig {
@@ -325,7 +324,7 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
         &settings.monkeys,
         &gate,
     );
-    let mut supervisor = supervise(monkeys, 1, SupervisorConfig::default()).await;
+    let mut supervisor = supervise(monkeys, SupervisorConfig::default()).await;
 
     // Everything but the record whose database is down is done; that one
     // is held, far longer than its ack wait (1 s) and than every backoff,

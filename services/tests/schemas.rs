@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use fleetbus_e2e::{wait_for, Cluster, Proc, Role, Spec};
+use fleetbus_e2e::{Cluster, Proc, Role, Spec};
 use fleetbus_services::simulate::protocols::SUPPORTED;
 use fleetbus_services::simulate::{self, Config, Resend};
 use fleetbus_wire::names::{self, Durable};
@@ -60,26 +60,9 @@ fn check(v: &jsonschema::Validator, what: &str, instance: &Value) {
     );
 }
 
-/// Waits until `durable` has acknowledged everything its stream holds.
-async fn drained(js: &jetstream::Context, durable: Durable) {
-    wait_for(durable.name(), WAIT, || async {
-        let mut c = js
-            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
-                durable.name(),
-                durable.stream().name(),
-            )
-            .await?;
-        let info = c.info().await?;
-        let done = info.num_pending == 0 && info.num_ack_pending == 0;
-        Ok(done.then_some(()))
-    })
-    .await
-    .unwrap();
-}
-
 fn worker(cluster: &Cluster, role: Role) -> Spec {
     Spec::new(role.name(), env!("CARGO_BIN_EXE_fleetbus"))
-        .args([role.name(), "--concurrency", "2"])
+        .args([role.name()])
         .envs(cluster.service_env(role))
 }
 
@@ -123,7 +106,10 @@ async fn what_the_workers_publish_matches_the_published_schemas() {
 
     // PARSED, as a hamster process writes it; no monkey yet, so it stays.
     let mut hamster = Proc::start(worker(&cluster, Role::Hamster), dir.path()).unwrap();
-    drained(&js, Durable::Hamsters).await;
+    cluster
+        .wait_stage_drained(Durable::Hamsters, WAIT)
+        .await
+        .unwrap();
     hamster.terminate(Duration::from_secs(30)).await;
     let parsed = validator("parsed.json");
     let mut protocols = BTreeSet::new();
@@ -147,9 +133,10 @@ async fn what_the_workers_publish_matches_the_published_schemas() {
             "{id} names its frame {raw}"
         );
         let (protocol, device) = m.origin();
+        let partition = names::partition_of(m.subject.as_str()).expect("a partition");
         assert_eq!(
             m.subject.as_str(),
-            names::parsed_subject(&protocol, &device)
+            names::parsed_subject(partition, &protocol, &device)
         );
         assert!(m.header(headers::RECEIVED_AT).is_some() && m.header(headers::GATEWAY).is_some());
         protocols.insert(protocol);
@@ -164,7 +151,10 @@ async fn what_the_workers_publish_matches_the_published_schemas() {
 
     // EVENTS and the devices bucket, as a monkey process writes them.
     let mut monkey = Proc::start(worker(&cluster, Role::Monkey), dir.path()).unwrap();
-    drained(&js, Durable::Monkeys).await;
+    cluster
+        .wait_stage_drained(Durable::Monkeys, WAIT)
+        .await
+        .unwrap();
     monkey.terminate(Duration::from_secs(30)).await;
     let event = validator("event.json");
     let events = cluster.stream_messages(names::EVENTS).await.unwrap();

@@ -41,9 +41,9 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
     let cluster = common::provisioned_cluster().await;
     let admin = common::js(&cluster, Role::Admin).await;
 
-    // One worker each, so that the fixes are handled in the order sent.
-    let worker =
-        |role: Role| common::spec(&cluster, role, role.name()).args(["--concurrency", "1"]);
+    // One of each: a device's fixes are handled in the order sent (its
+    // partition's worker handles them one after the other).
+    let worker = |role: Role| common::spec(&cluster, role, role.name());
     let mut hamster = Proc::start(worker(Role::Hamster), dir.path()).unwrap();
     let mut monkey = Proc::start(worker(Role::Monkey), dir.path()).unwrap();
 

@@ -17,7 +17,7 @@ use fleetbus_codec::Record;
 use crate::envelope::Envelope;
 use crate::headers::{self, DEAD_PREFIX, NATS_PREFIX};
 use crate::ids;
-use crate::names::{dead_subject, DeadStage, Stream};
+use crate::names::{dead_subject, origin_of, partition_of, raw_subject, DeadStage, Stream};
 use crate::parsed::read_records;
 
 /// Everything about one message given up on.
@@ -161,16 +161,23 @@ impl DeadInfo {
     }
 
     /// Where a replay puts it back: the original subject, unless that is
-    /// in DEAD itself.
-    pub fn replay_subject(&self) -> Result<&str, NoReplayTarget> {
+    /// in DEAD itself. A RAW frame goes back where a gateway publishes it
+    /// (`raw.<protocol>.<device>`), so that RAW hashes it into the
+    /// partition its device has now.
+    pub fn replay_subject(&self) -> Result<String, NoReplayTarget> {
         let subject = self
             .origin_subject
             .as_deref()
             .ok_or(NoReplayTarget::NoTarget)?;
-        if subject.split('.').next() == Some(Stream::Dead.root()) {
+        let root = subject.split('.').next();
+        if root == Some(Stream::Dead.root()) {
             return Err(NoReplayTarget::IntoDead(subject.to_string()));
         }
-        Ok(subject)
+        if root == Some(Stream::Raw.root()) && partition_of(subject).is_some() {
+            let (protocol, device) = origin_of(subject, None, None);
+            return Ok(raw_subject(&protocol, &device));
+        }
+        Ok(subject.to_string())
     }
 
     /// The `Nats-Msg-Id` a replay uses: the original one, or the one its
@@ -300,7 +307,20 @@ mod tests {
                 records: None,
             }
         );
-        assert_eq!(info.replay_subject(), Ok("raw.teltonika.1"));
+        assert_eq!(info.replay_subject(), Ok("raw.teltonika.1".to_string()));
+        let stored = DeadInfo {
+            origin_subject: Some("raw.7.teltonika.1".into()),
+            ..info.clone()
+        };
+        assert_eq!(stored.replay_subject(), Ok("raw.teltonika.1".to_string()));
+        let parsed = DeadInfo {
+            origin_subject: Some("parsed.7.teltonika.1".into()),
+            ..info.clone()
+        };
+        assert_eq!(
+            parsed.replay_subject(),
+            Ok("parsed.7.teltonika.1".to_string())
+        );
         assert_eq!(info.replay_msg_id(b"x", 7), "teltonika:1:abc");
         let back = replay_headers(Some(&h), "teltonika:1:abc");
         assert_eq!(back.get(headers::GATEWAY).unwrap().as_str(), "gw-1");

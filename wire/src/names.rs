@@ -4,9 +4,12 @@
 /// A JetStream stream of fleetbus (a key-value bucket is one too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
-    /// Raw device frames, one message per frame: `raw.<protocol>.<device>`.
+    /// Raw device frames, one message per frame, published on
+    /// `raw.<protocol>.<device>` and stored as
+    /// `raw.<partition>.<protocol>.<device>` ([`raw_transform`]).
     Raw,
-    /// Normalized records: `parsed.<protocol>.<device>`.
+    /// Normalized records: `parsed.<partition>.<protocol>.<device>`, the
+    /// partition of the RAW frame they come from.
     Parsed,
     /// What can never be processed, the reason in headers:
     /// `dead.raw.<protocol>.<device>`, `dead.parsed.<protocol>.<device>`.
@@ -73,6 +76,16 @@ impl Stream {
         }
     }
 
+    /// What a writer publishes to: `raw.*.*` for RAW (the stream adds the
+    /// partition; a frame published into a partition directly would skip
+    /// the hash that keeps a device in one), what it captures otherwise.
+    pub fn publish_subjects(self) -> String {
+        match self {
+            Stream::Raw => format!("{}.*.*", self.root()),
+            other => other.subjects(),
+        }
+    }
+
     /// The first token of its subjects (`$KV` for a bucket).
     pub const fn root(self) -> &'static str {
         match self {
@@ -97,26 +110,62 @@ impl Stream {
     }
 }
 
-/// A shared durable pull consumer: every worker of a stage pulls from it.
+/// The durable pull consumers of one stage: one per partition of its
+/// stream, `<stage>-<partition>` (`hamsters-0` reads `raw.0.>`), each
+/// owned by one worker at a time (pinned client of [`OWNER_GROUP`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Durable {
-    /// On RAW, shared by every hamster.
+    /// On RAW, the hamsters'.
     Hamsters,
-    /// On PARSED, shared by every monkey.
+    /// On PARSED, the monkeys'.
     Monkeys,
 }
 
+/// The prefix of the hamsters' durables, and the name of the one durable
+/// every hamster shared before RAW was partitioned (provisioning removes
+/// it once it is drained).
 pub const HAMSTERS: &str = Durable::Hamsters.name();
+/// The same for the monkeys.
 pub const MONKEYS: &str = Durable::Monkeys.name();
+
+/// The priority group a partition's workers pull in; the server pins each
+/// partition durable to one client of it.
+pub const OWNER_GROUP: &str = "owner";
 
 impl Durable {
     pub const ALL: [Durable; 2] = [Durable::Hamsters, Durable::Monkeys];
 
+    /// The stage's name: the prefix of its durables.
     pub const fn name(self) -> &'static str {
         match self {
             Durable::Hamsters => "hamsters",
             Durable::Monkeys => "monkeys",
         }
+    }
+
+    /// The durable of partition `p`: `hamsters-3`.
+    pub fn partition(self, p: u32) -> String {
+        format!("{}-{p}", self.name())
+    }
+
+    /// How its durables are named, for people: `hamsters-<partition>`.
+    pub fn partition_pattern(self) -> String {
+        format!("{}-<partition>", self.name())
+    }
+
+    /// What the durable of partition `p` reads: `raw.3.>`.
+    pub fn filter(self, p: u32) -> String {
+        format!("{}.{p}.>", self.stream().root())
+    }
+
+    /// The partition a durable name of this stage is for (`None` for the
+    /// old shared durable and anything else).
+    pub fn partition_of(self, durable: &str) -> Option<u32> {
+        durable
+            .strip_prefix(self.name())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
     }
 
     /// The stream it reads.
@@ -178,14 +227,46 @@ fn device_subject(root: &str, protocol: &str, device: &str) -> String {
     )
 }
 
-/// `raw.<protocol>.<device>`.
+/// `raw.<protocol>.<device>`: where a gateway publishes a frame (RAW
+/// stores it under its partition).
 pub fn raw_subject(protocol: &str, device: &str) -> String {
     device_subject(Stream::Raw.root(), protocol, device)
 }
 
-/// `parsed.<protocol>.<device>`.
-pub fn parsed_subject(protocol: &str, device: &str) -> String {
-    device_subject(Stream::Parsed.root(), protocol, device)
+/// `parsed.<partition>.<protocol>.<device>`.
+pub fn parsed_subject(partition: u32, protocol: &str, device: &str) -> String {
+    device_subject(
+        &format!("{}.{partition}", Stream::Parsed.root()),
+        protocol,
+        device,
+    )
+}
+
+/// RAW's subject transform for `partitions` partitions: `raw.*.*` to
+/// `raw.{{partition(P,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}`. The server
+/// hashes protocol and device into the partition, so every frame of a
+/// device lands in one partition whichever gateway took it.
+pub fn raw_transform(partitions: u32) -> (String, String) {
+    let root = Stream::Raw.root();
+    (
+        format!("{root}.*.*"),
+        format!(
+            "{root}.{{{{partition({partitions},1,2)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}"
+        ),
+    )
+}
+
+/// The partition of a stored RAW or PARSED subject
+/// (`raw.<partition>.<protocol>.<device>`); `None` for one without (a
+/// subject of the layout before partitions, or anything else).
+pub fn partition_of(subject: &str) -> Option<u32> {
+    let mut tokens = subject.split('.');
+    let root = tokens.next()?;
+    if root != Stream::Raw.root() && root != Stream::Parsed.root() {
+        return None;
+    }
+    let partition = tokens.next()?.parse().ok()?;
+    (tokens.count() == 2).then_some(partition)
 }
 
 /// Where a message was given up on.
@@ -266,10 +347,11 @@ pub fn seen_key(protocol: &str, device: &str) -> String {
 /// Where a message comes from: protocol and device from its headers
 /// (empty values do not count), else from its subject
 /// `<root>.<protocol>.<device>` (`dead.<stage>.` subjects are read past
-/// their stage; `_` for a missing token).
+/// their stage, partitioned ones past their partition; `_` for a missing
+/// token).
 pub fn origin_of(subject: &str, protocol: Option<&str>, device: Option<&str>) -> (String, String) {
     let tail = match subject.split_once('.') {
-        Some((root, rest)) if root == Stream::Dead.root() => {
+        Some((root, rest)) if root == Stream::Dead.root() || partition_of(subject).is_some() => {
             rest.split_once('.').map_or("", |(_, r)| r)
         }
         Some((_, rest)) => rest,
@@ -310,6 +392,21 @@ mod tests {
             ]
         );
         assert_eq!((HAMSTERS, MONKEYS), ("hamsters", "monkeys"));
+        assert_eq!(Durable::Hamsters.partition(3), "hamsters-3");
+        assert_eq!(Durable::Monkeys.filter(0), "parsed.0.>");
+        assert_eq!(Durable::Monkeys.partition_of("monkeys-12"), Some(12));
+        assert_eq!(Durable::Monkeys.partition_of("monkeys"), None);
+        assert_eq!(Durable::Hamsters.partition_of("monkeys-1"), None);
+        assert_eq!(OWNER_GROUP, "owner");
+        assert_eq!(
+            raw_transform(8),
+            (
+                "raw.*.*".to_string(),
+                "raw.{{partition(8,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}".to_string()
+            )
+        );
+        assert_eq!(Stream::Raw.publish_subjects(), "raw.*.*");
+        assert_eq!(Stream::Parsed.publish_subjects(), "parsed.>");
         assert_eq!(Durable::Hamsters.stream(), Stream::Raw);
         assert_eq!(Stream::named("KV_seen"), Some(Stream::Seen));
         assert_eq!(Stream::named("nope"), None);
@@ -319,9 +416,14 @@ mod tests {
     fn subjects_are_single_tokens() {
         assert_eq!(raw_subject("gt06", "3528870"), "raw.gt06.3528870");
         assert_eq!(
-            parsed_subject("teltonika", "a.b c>*"),
-            "parsed.teltonika.a_b_c__"
+            parsed_subject(5, "teltonika", "a.b c>*"),
+            "parsed.5.teltonika.a_b_c__"
         );
+        assert_eq!(partition_of("raw.5.gt06.1"), Some(5));
+        assert_eq!(partition_of("parsed.12.gt06.1"), Some(12));
+        assert_eq!(partition_of("raw.gt06.1"), None);
+        assert_eq!(partition_of("raw.5.gt06"), None);
+        assert_eq!(partition_of("dead.raw.gt06.1"), None);
         assert_eq!(dead_subject(DeadStage::Raw, "gt06", ""), "dead.raw.gt06._");
         assert_eq!(
             dead_subject(DeadStage::Parsed, "gt06", "1"),
@@ -362,5 +464,10 @@ mod tests {
             ("gt06".into(), "1".into())
         );
         assert_eq!(o("raw", None, None), ("_".into(), "_".into()));
+        assert_eq!(o("raw.3.gt06.1", None, None), ("gt06".into(), "1".into()));
+        assert_eq!(
+            o("parsed.0.teltonika.2", None, None),
+            ("teltonika".into(), "2".into())
+        );
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! | | |
 //! |---|---|
-//! | subject | `parsed.<protocol>.<device>` |
+//! | subject | `parsed.<partition>.<protocol>.<device>`, the partition of the RAW frame |
 //! | `Nats-Msg-Id` | the RAW id + which records: `#0..<n>` (all of a frame of n > 1), `#<i>` (record i alone) — [`crate::ids`] |
 //! | headers | `Fleetbus-Records` (how many the array holds), `Fleetbus-Raw-Id`, `Fleetbus-Protocol`, `Fleetbus-Device`; `Fleetbus-Received-At`, `Fleetbus-Gateway`, `Fleetbus-Model` as the frame had them |
 //! | payload | `[record, …]` in frame order |
@@ -25,7 +25,7 @@ use fleetbus_codec::Record;
 use crate::envelope::Envelope;
 use crate::headers;
 use crate::ids::{parsed_first_record, parsed_frame_msg_id, parsed_msg_id, record_msg_id};
-use crate::names::parsed_subject;
+use crate::names::{parsed_subject, partition_of};
 use crate::raw::{parse_time_header, time_header, RawFrame};
 
 /// A frame's records go in one PARSED message up to this size of JSON;
@@ -43,6 +43,9 @@ pub struct ParsedMeta {
     pub model: Option<String>,
     pub received_at: Option<DateTime<Utc>>,
     pub gateway: Option<String>,
+    /// The partition: the RAW frame's, which the PARSED message keeps so
+    /// that a device's records stay with one monkey too.
+    pub partition: u32,
 }
 
 /// One message to publish.
@@ -71,11 +74,12 @@ impl ParsedMeta {
             model: raw.model.clone(),
             received_at: raw.received_at,
             gateway: raw.gateway.clone(),
+            partition: raw.partition.unwrap_or(0),
         }
     }
 
     pub fn subject(&self) -> String {
-        parsed_subject(&self.protocol, &self.device)
+        parsed_subject(self.partition, &self.protocol, &self.device)
     }
 
     fn headers(&self, msg_id: &str, records: usize) -> HeaderMap {
@@ -151,6 +155,7 @@ impl ParsedMeta {
             model: text(headers::MODEL),
             received_at: m.header(headers::RECEIVED_AT).and_then(parse_time_header),
             gateway: text(headers::GATEWAY),
+            partition: partition_of(m.subject()).unwrap_or(0),
         }
     }
 }
@@ -275,7 +280,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].msg_id(), "teltonika:d:ab#0..3");
         assert_eq!(out[0].headers.get(headers::RECORDS).unwrap().as_str(), "2");
-        assert_eq!(out[0].subject, "parsed.teltonika.d");
+        assert_eq!(out[0].subject, "parsed.0.teltonika.d");
         let read = ParsedMessage::read(&delivered(&out[0]), "PARSED:1").unwrap();
         assert_eq!(read.meta, meta());
         let ids: Vec<&str> = read.records.iter().map(|(_, id)| id.as_str()).collect();

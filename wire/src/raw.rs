@@ -2,7 +2,7 @@
 //!
 //! | | |
 //! |---|---|
-//! | subject | `raw.<protocol>.<device>` |
+//! | subject | published on `raw.<protocol>.<device>`, stored as `raw.<partition>.<protocol>.<device>` ([`crate::names::raw_transform`]) |
 //! | `Nats-Msg-Id` | [`ids::raw_msg_id`]: protocol, device, xxh3-128 of the bytes |
 //! | headers | `Fleetbus-Protocol`, `Fleetbus-Device`, `Fleetbus-Received-At`, `Fleetbus-Gateway`, `Fleetbus-Peer`; `Fleetbus-Model` when configured |
 //! | payload | the frame's bytes |
@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::envelope::Envelope;
 use crate::headers;
 use crate::ids;
-use crate::names::{raw_subject, RAW};
+use crate::names::{partition_of, raw_subject, RAW};
 
 /// Everything a RAW message says besides the frame.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +30,9 @@ pub struct RawFrame {
     pub gateway: Option<String>,
     /// The device's address as the gateway saw it.
     pub peer: Option<String>,
+    /// The partition RAW stored it in (from the stored subject; `None` on
+    /// a frame not yet stored, or stored before RAW was partitioned).
+    pub partition: Option<u32>,
 }
 
 /// RFC 3339 UTC with milliseconds, as every time header is written.
@@ -53,6 +56,7 @@ impl RawFrame {
             received_at: None,
             gateway: None,
             peer: None,
+            partition: None,
         }
     }
 
@@ -97,6 +101,7 @@ impl RawFrame {
             received_at: m.header(headers::RECEIVED_AT).and_then(parse_time_header),
             gateway: text(headers::GATEWAY),
             peer: text(headers::PEER),
+            partition: partition_of(m.subject()),
         }
     }
 }
@@ -153,5 +158,13 @@ mod tests {
         let bare = message("raw.gt06.1", HeaderMap::new());
         assert_eq!(RawFrame::read(&bare), RawFrame::new("gt06", "1"));
         assert_eq!(raw_id_of(&bare, 3), "RAW:3");
+        let stored = message("raw.6.gt06.1", HeaderMap::new());
+        assert_eq!(
+            RawFrame::read(&stored),
+            RawFrame {
+                partition: Some(6),
+                ..RawFrame::new("gt06", "1")
+            }
+        );
     }
 }

@@ -31,9 +31,11 @@ pub enum Role {
     Admin,
     /// Publishes raw frames into RAW.
     Gateway,
-    /// Consumes RAW (durable `hamsters`), publishes into PARSED and DEAD.
+    /// Consumes RAW (durables `hamsters-<partition>`), publishes into
+    /// PARSED and DEAD.
     Hamster,
-    /// Consumes PARSED (durable `monkeys`), publishes into EVENTS and DEAD.
+    /// Consumes PARSED (durables `monkeys-<partition>`), publishes into
+    /// EVENTS and DEAD.
     Monkey,
 }
 
@@ -42,7 +44,8 @@ pub enum Role {
 pub enum Use {
     /// Publishes into a stream, on these subjects.
     Publish(Stream, String),
-    /// Pulls from a shared durable and acknowledges what it pulled.
+    /// Pulls from the durables of a stage (one per partition), acknowledges
+    /// what it pulled, and lets go of the partitions it owns when it stops.
     Consume(Durable),
     /// Reads keys of a bucket (direct gets) and writes them.
     Bucket(Stream),
@@ -72,7 +75,7 @@ impl Role {
 
     /// What the role reads and writes; admin does everything (`None`).
     pub fn uses(self) -> Option<Vec<Use>> {
-        let publish = |s: Stream| Use::Publish(s, s.subjects());
+        let publish = |s: Stream| Use::Publish(s, s.publish_subjects());
         let dead = |stage: DeadStage| Use::Publish(Stream::Dead, stage.subjects());
         Some(match self {
             Role::Admin => return None,
@@ -144,10 +147,16 @@ impl Role {
         for u in &uses {
             match u {
                 Use::Publish(_, subjects) => publish.push(subjects.clone()),
+                // The partition durables are `<stage>-<p>`, and a subject
+                // wildcard is a whole token: any consumer of the stage's
+                // stream (whose every consumer is the stage's).
                 Use::Consume(d) => {
-                    let (s, c) = (d.stream().name(), d.name());
-                    publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{s}.{c}"));
-                    publish.push(format!("$JS.ACK.{s}.{c}.>"));
+                    let s = d.stream().name();
+                    publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"));
+                    publish.push(format!("$JS.API.CONSUMER.UNPIN.{s}.*"));
+                    publish.push(format!("$JS.ACK.{s}.*.>"));
+                    // Counting its peers, to own an even share.
+                    publish.push(format!("$SRV.PING.{}", self.name()));
                 }
                 Use::Bucket(s) => {
                     publish.push(s.subjects());
@@ -163,11 +172,12 @@ impl Role {
             }
         }
         for d in self.durables() {
-            let (s, c) = (d.stream().name(), d.name());
-            // Create and update are both CONSUMER.CREATE (with an action).
-            for verb in ["INFO", "CREATE"] {
-                publish.push(format!("$JS.API.CONSUMER.{verb}.{s}.{c}"));
-            }
+            let s = d.stream().name();
+            // Create and update are both CONSUMER.CREATE (with an action);
+            // async-nats appends the durable's filter subject to it.
+            publish.push(format!("$JS.API.CONSUMER.INFO.{s}.*"));
+            publish.push(format!("$JS.API.CONSUMER.CREATE.{s}.*"));
+            publish.push(format!("$JS.API.CONSUMER.CREATE.{s}.*.>"));
         }
         let name = self.name();
         // Its inbox, and the micro-service requests every fleetbus program
@@ -218,7 +228,11 @@ pub fn permissions_conf() -> String {
         for u in &uses {
             out.push_str(&match u {
                 Use::Publish(s, subjects) => format!(" publishes {subjects} ({});", s.name()),
-                Use::Consume(d) => format!(" consumes {} ({});", d.stream().name(), d.name()),
+                Use::Consume(d) => format!(
+                    " consumes {} ({});",
+                    d.stream().name(),
+                    d.partition_pattern()
+                ),
                 Use::Bucket(s) => format!(" keeps bucket {};", s.bucket().unwrap_or("?")),
             });
         }

@@ -99,7 +99,7 @@ impl Line {
 /// its original id (`fleetbus_wire::dead`).
 pub fn plan(letter: &Letter) -> Result<Plan, ReplayError> {
     let info = letter.info();
-    let subject = info.replay_subject()?.to_string();
+    let subject = info.replay_subject()?;
     let msg_id = info.replay_msg_id(&letter.payload, letter.sequence);
     Ok(Plan {
         sequence: letter.sequence,

@@ -61,7 +61,8 @@ pub fn workers() -> Vec<WorkerSpec> {
             ],
         });
     }
-    // Two hamsters and two monkeys, two workers each (docs/workers.md).
+    // Two hamsters and two monkeys: each partition is owned by one of a
+    // stage's two, and the other takes it over when it goes (docs/workers.md).
     for (role, n) in [
         (Role::Hamster, 1),
         (Role::Hamster, 2),
@@ -71,7 +72,7 @@ pub fn workers() -> Vec<WorkerSpec> {
         w.push(WorkerSpec {
             name: format!("{}-{n}", role.name()),
             role: Some(role),
-            args: vec![role.name().into(), "--concurrency".into(), "2".into()],
+            args: vec![role.name().into()],
         });
     }
     // A small simulated fleet on all three gateways, so data flows at once.

@@ -44,6 +44,10 @@ pub(super) fn worker(role: &str, id: &str) -> WorkerStatus {
     }
 }
 
+/// The durables of the one partition of the fixtures' cluster.
+pub const HAMSTERS_0: &str = "hamsters-0";
+pub const MONKEYS_0: &str = "monkeys-0";
+
 /// Runs the checks as `collect_with` does.
 pub(super) fn evaluate(mut status: Status, t: &Thresholds) -> Status {
     status.problems.clear();
@@ -85,8 +89,8 @@ pub(super) fn healthy() -> Status {
         }),
         streams,
         consumers: vec![
-            consumer(names::RAW, names::HAMSTERS),
-            consumer(names::PARSED, names::MONKEYS),
+            consumer(names::RAW, HAMSTERS_0),
+            consumer(names::PARSED, MONKEYS_0),
         ],
         workers: vec![
             worker("gateway", "G1"),

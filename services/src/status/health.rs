@@ -71,21 +71,30 @@ fn missing_problems(status: &Status) -> Vec<Problem> {
                 format!("stream {name} is missing (run `fleetbus provision`)"),
             )
         });
-    let consumers = scope
-        .consumers
-        .iter()
-        .filter(|(stream, name)| {
-            !status
-                .consumers
-                .iter()
-                .any(|c| &c.stream == stream && &c.name == name)
-        })
-        .map(|(stream, name)| {
+    // How many partitions there are is the topology's; what status sees
+    // is which partition durables exist: none of a stage, or a gap.
+    let consumers = scope.stages.iter().flat_map(|stage| {
+        let stream = stage.stream().name();
+        let present: Vec<u32> = status
+            .consumers
+            .iter()
+            .filter(|c| c.stream == stream)
+            .filter_map(|c| stage.partition_of(&c.name))
+            .collect();
+        let missing: Vec<String> = match present.iter().max() {
+            None => vec![stage.partition_pattern()],
+            Some(&last) => (0..last)
+                .filter(|p| !present.contains(p))
+                .map(|p| stage.partition(p))
+                .collect(),
+        };
+        missing.into_iter().map(move |name| {
             Problem::new(
                 Kind::Missing,
                 format!("consumer {stream}/{name} is missing (run `fleetbus provision`)"),
             )
-        });
+        })
+    });
     streams.chain(consumers).collect()
 }
 
@@ -306,10 +315,10 @@ fn max_deliver_problems(status: &Status) -> Vec<Problem> {
         .consumers
         .iter()
         .filter(|c| {
-            scope
-                .consumers
-                .iter()
-                .any(|(stream, name)| c.stream == *stream && c.name == *name)
+            scope.stages.iter().any(|stage| {
+                c.stream == stage.stream().name()
+                    && (c.name == stage.name() || stage.partition_of(&c.name).is_some())
+            })
         })
         .filter(|c| c.max_deliver > 0)
         .map(|c| {
@@ -335,11 +344,19 @@ pub(super) fn stages() -> [(Role, String); 3] {
         ),
         (
             Role::Hamster,
-            format!("{}/{} is not being consumed", names::RAW, names::HAMSTERS),
+            format!(
+                "{}/{} is not being consumed",
+                names::RAW,
+                names::Durable::Hamsters.partition_pattern()
+            ),
         ),
         (
             Role::Monkey,
-            format!("{}/{} is not being consumed", names::PARSED, names::MONKEYS),
+            format!(
+                "{}/{} is not being consumed",
+                names::PARSED,
+                names::Durable::Monkeys.partition_pattern()
+            ),
         ),
     ]
 }
@@ -400,7 +417,7 @@ mod tests {
     use crate::cli::status::exit_code;
     use crate::status::fixtures::{
         backlog, check, consumer, consumer_mut, evaluate, healthy, hold_messages, only, stream,
-        stream_mut, worker_mut,
+        stream_mut, worker_mut, HAMSTERS_0, MONKEYS_0,
     };
     use crate::status::{
         render, summary_line, DeadRecent, Lagging, DEFAULT_MAX_REPLICA_LAG,
@@ -417,7 +434,7 @@ mod tests {
             text.starts_with("cluster fleetbus: HEALTHY\nnodes up 3/3, meta leader n1"),
             "{text}"
         );
-        assert!(text.contains("RAW/hamsters"), "{text}");
+        assert!(text.contains("RAW/hamsters-0"), "{text}");
         assert!(summary_line(&status).starts_with("[ok] nodes 3/3 meta n1"));
     }
 
@@ -436,7 +453,7 @@ mod tests {
             status.problems,
             vec![
                 "node n3 is not answering",
-                "consumer PARSED/monkeys is missing (run `fleetbus provision`)",
+                "consumer PARSED/monkeys-<partition> is missing (run `fleetbus provision`)",
                 "stream RAW replica on n3 is offline",
             ]
         );
@@ -583,19 +600,19 @@ mod tests {
     #[test]
     fn an_old_unacknowledged_message_is_consumer_lag() {
         let mut status = healthy();
-        backlog(&mut status, names::MONKEYS, 24, 7, 192.3);
+        backlog(&mut status, MONKEYS_0, 24, 7, 192.3);
         let lagging = check(status.clone());
         assert_eq!(
             only(&lagging, Kind::ConsumerLag),
             vec![
-                "consumer PARSED/monkeys: its oldest unacknowledged message is 3m12s old (24 \
+                "consumer PARSED/monkeys-0: its oldest unacknowledged message is 3m12s old (24 \
                  pending, 7 ack pending)"
             ]
         );
         let text = render(&lagging);
         assert!(
             text.lines()
-                .any(|l| l.starts_with("PARSED/monkeys") && l.contains(" 3m12s ")),
+                .any(|l| l.starts_with("PARSED/monkeys-0") && l.contains(" 3m12s ")),
             "{text}"
         );
         let patient = Thresholds {
@@ -611,7 +628,7 @@ mod tests {
         let mut with_reader = status.clone();
         with_reader.consumers.push(reader);
         assert_eq!(check(with_reader).problem_kinds, vec![Kind::ConsumerLag]);
-        consumer_mut(&mut status, names::MONKEYS).oldest_unacked_secs = Some(59.0);
+        consumer_mut(&mut status, MONKEYS_0).oldest_unacked_secs = Some(59.0);
         assert!(check(status).healthy);
     }
 
@@ -622,7 +639,7 @@ mod tests {
         let status = check(status);
         assert_eq!(
             only(&status, Kind::NoWorkers),
-            vec!["no monkey is running: PARSED/monkeys is not being consumed"]
+            vec!["no monkey is running: PARSED/monkeys-<partition> is not being consumed"]
         );
         let mut status = status;
         status.workers.clear();
@@ -631,8 +648,8 @@ mod tests {
             only(&status, Kind::NoWorkers),
             vec![
                 "no gateway is running: no device's frames get into RAW",
-                "no hamster is running: RAW/hamsters is not being consumed",
-                "no monkey is running: PARSED/monkeys is not being consumed",
+                "no hamster is running: RAW/hamsters-<partition> is not being consumed",
+                "no monkey is running: PARSED/monkeys-<partition> is not being consumed",
             ]
         );
     }
@@ -645,7 +662,7 @@ mod tests {
         raw.first_seq = 12;
         raw.last_seq = 460;
         raw.oldest_secs = Some(DEFAULT_STRANDED_AFTER_SECS as f64 - 1.0);
-        consumer_mut(&mut status, names::HAMSTERS).ack_floor = 452;
+        consumer_mut(&mut status, HAMSTERS_0).ack_floor = 452;
         // Younger than the server's interest sweep: maybe acknowledged by
         // all and not yet removed.
         assert!(check(status.clone()).healthy);
@@ -655,7 +672,7 @@ mod tests {
             only(&stranded, Kind::Stranded),
             vec![
                 "RAW holds up to 3 messages that no consumer will deliver again (first sequence 12 \
-                 <= 452, up to which RAW/hamsters acknowledged or gave up on every message): they \
+                 <= 452, up to which RAW/hamsters-0 acknowledged or gave up on every message): they \
                  most likely ran out of deliveries (max_deliver), and stay until max_age unless \
                  moved to DEAD (`fleetbus dead rescue`)"
             ]
@@ -671,12 +688,12 @@ mod tests {
         // JetStream leaves the ack floor below a message that ran out of
         // deliveries: with nothing ack pending, what was delivered is done.
         let mut exhausted = status.clone();
-        let hamsters = consumer_mut(&mut exhausted, names::HAMSTERS);
+        let hamsters = consumer_mut(&mut exhausted, HAMSTERS_0);
         hamsters.ack_floor = 11;
         hamsters.delivered_seq = 460;
         assert_eq!(check(exhausted.clone()).problem_kinds, vec![Kind::Stranded]);
         // ... but while some are ack pending, they may still be acknowledged.
-        consumer_mut(&mut exhausted, names::HAMSTERS).ack_pending = 1;
+        consumer_mut(&mut exhausted, HAMSTERS_0).ack_pending = 1;
         assert!(check(exhausted).healthy);
 
         // The backlog after the floor is no problem.
@@ -697,7 +714,7 @@ mod tests {
     #[test]
     fn a_finite_max_deliver_on_a_fleetbus_durable_is_reported() {
         let mut status = healthy();
-        consumer_mut(&mut status, names::HAMSTERS).max_deliver = 5;
+        consumer_mut(&mut status, HAMSTERS_0).max_deliver = 5;
         let mut other = consumer(names::PARSED, "analytics");
         other.max_deliver = 5;
         status.consumers.push(other);
@@ -705,7 +722,7 @@ mod tests {
         assert_eq!(
             only(&status, Kind::MaxDeliver),
             vec![
-                "consumer RAW/hamsters has max_deliver 5: a message that runs out of deliveries \
+                "consumer RAW/hamsters-0 has max_deliver 5: a message that runs out of deliveries \
                  stays in RAW with nobody to deliver it (run `fleetbus provision`, which sets it \
                  unlimited)"
             ]

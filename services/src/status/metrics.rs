@@ -219,7 +219,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::status::fixtures::{backlog, check, healthy, stream_mut, worker};
+    use crate::status::fixtures::{backlog, check, healthy, stream_mut, worker, MONKEYS_0};
     use fleetbus_wire::names;
 
     /// `name{labels} value` or `name value`; `None` for anything else.
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn metrics_are_prometheus_text_with_every_kind() {
         let mut status = healthy();
-        backlog(&mut status, names::MONKEYS, 3, 2, 75.5);
+        backlog(&mut status, MONKEYS_0, 3, 2, 75.5);
         let parsed = stream_mut(&mut status, names::PARSED);
         parsed.messages = 5;
         parsed.first_seq = 1;
@@ -275,7 +275,7 @@ mod tests {
             (1u64 << 29) as f64
         );
         assert_eq!(m["fleetbus_stream_fill_ratio{stream=\"PARSED\"}"], 0.5);
-        let labels = "{stream=\"PARSED\",consumer=\"monkeys\"}";
+        let labels = "{stream=\"PARSED\",consumer=\"monkeys-0\"}";
         assert_eq!(m[&format!("fleetbus_consumer_pending{labels}")], 3.0);
         assert_eq!(m[&format!("fleetbus_consumer_ack_pending{labels}")], 2.0);
         assert_eq!(

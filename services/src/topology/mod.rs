@@ -21,7 +21,9 @@ pub use provision::{ensure, provision, Change, Item, Outcome, ProvisionError, Re
 // Names, subjects, headers and ids are the wire contract every program
 // shares: they live in fleetbus-wire, and this module only says how each
 // stream and consumer is configured.
-use fleetbus_wire::names::{Stream, DEAD, DEVICES, EVENTS, HAMSTERS, MONKEYS, PARSED, RAW, SEEN};
+use fleetbus_wire::names::{
+    self as names, Durable, Stream, DEAD, DEVICES, EVENTS, HAMSTERS, MONKEYS, PARSED, RAW, SEEN,
+};
 
 /// Size and age limits of one stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,14 +101,19 @@ pub mod sizing {
     pub const KV_OVERHEAD_BYTES: u64 = 128;
 }
 
-/// A group of workers sharing one durable pull consumer.
+/// The durables of one stage, one per partition, each owned by one worker
+/// at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
-    /// Workers expected in the whole fleet (not per host).
-    pub workers: u32,
-    /// Unacknowledged messages one worker may hold at once.
-    pub in_flight_per_worker: u32,
+    /// Unacknowledged messages the owner of a partition may hold at once
+    /// (the durable's `max_ack_pending`).
+    pub in_flight_per_partition: u32,
+    /// How long an owner may go without pulling before the server gives
+    /// its partition to another worker (the durable's pinned TTL), seconds.
+    /// An owner pulls at least every `expires_ms` + 5 s, and lets go at once
+    /// when it stops gracefully; this is what a killed or paused owner costs.
+    pub owner_timeout_secs: u64,
     /// Wait before each redelivery of a message a worker held and never
     /// acknowledged (it died or stalled), seconds; the first is also the
     /// ack wait. The last one repeats. There is no `max_deliver`: the
@@ -115,9 +122,14 @@ pub struct GroupSettings {
 }
 
 impl GroupSettings {
-    /// `max_ack_pending`: workers × in flight per worker.
+    /// `max_ack_pending` of each partition's durable.
     pub fn max_ack_pending(&self) -> i64 {
-        i64::from(self.workers.max(1)) * i64::from(self.in_flight_per_worker.max(1))
+        i64::from(self.in_flight_per_partition.max(1))
+    }
+
+    /// The pinned TTL of each partition's durable.
+    pub fn owner_timeout(&self) -> Duration {
+        Duration::from_secs(self.owner_timeout_secs)
     }
 
     /// The ack wait (first backoff step).
@@ -137,12 +149,17 @@ impl GroupSettings {
 /// Every tunable of the topology. Defaults suit the local cluster; override
 /// in the `[topology]` table of a config file or with
 /// `FLEETBUS_TOPOLOGY__<FIELD>[__<FIELD>]` variables, e.g.
-/// `FLEETBUS_TOPOLOGY__HAMSTERS__WORKERS=8`.
+/// `FLEETBUS_TOPOLOGY__PARTITIONS=16`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Replicas of every stream and consumer.
     pub replicas: usize,
+    /// How many partitions RAW and PARSED are cut into: a device's frames
+    /// all land in one, and each partition is owned by one hamster and one
+    /// monkey at a time, so this is how many workers a stage can use.
+    /// Changing it needs RAW and PARSED drained (docs/workers.md).
+    pub partitions: u32,
     /// Deduplication window of RAW, PARSED and DEAD (`Nats-Msg-Id`),
     /// seconds. Must be longer than every consumer's redelivery horizon.
     pub duplicate_window_secs: u64,
@@ -168,12 +185,16 @@ pub struct Settings {
 }
 
 const GIB: i64 = 1 << 30;
+/// Each partition is two R3 consumers (a raft group each): past a few
+/// hundred, the cluster spends more on them than they bring.
+pub const MAX_PARTITIONS: u32 = 256;
 const DAY: u64 = 24 * 3600;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             replicas: 3,
+            partitions: 8,
             duplicate_window_secs: 15 * 60,
             events_duplicate_window_secs: DAY,
             raw: StreamLimits {
@@ -208,13 +229,13 @@ impl Default for Settings {
             },
             fleet: FleetSize::default(),
             hamsters: GroupSettings {
-                workers: 2,
-                in_flight_per_worker: 256,
+                in_flight_per_partition: 256,
+                owner_timeout_secs: 15,
                 backoff_secs: vec![10, 30, 60, 120],
             },
             monkeys: GroupSettings {
-                workers: 2,
-                in_flight_per_worker: 256,
+                in_flight_per_partition: 256,
+                owner_timeout_secs: 15,
                 backoff_secs: vec![30, 60, 120, 240],
             },
         }
@@ -250,6 +271,12 @@ impl Settings {
         let mut bad: Vec<String> = Vec::new();
         if !(1..=5).contains(&self.replicas) {
             bad.push(format!("replicas must be 1..=5, not {}", self.replicas));
+        }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            bad.push(format!(
+                "partitions must be 1..={MAX_PARTITIONS}, not {}",
+                self.partitions
+            ));
         }
         for (name, limits) in [
             (RAW, &self.raw),
@@ -293,9 +320,13 @@ impl Settings {
                     "{name}: backoff_secs needs at least one step, none zero"
                 ));
             }
-            if group.workers == 0 || group.in_flight_per_worker == 0 {
+            if group.in_flight_per_partition == 0 {
+                bad.push(format!("{name}: in_flight_per_partition must be > 0"));
+            }
+            if group.owner_timeout_secs < 5 {
                 bad.push(format!(
-                    "{name}: workers and in_flight_per_worker must be > 0"
+                    "{name}: owner_timeout_secs must be at least 5 (an owner pulls every few seconds), not {}",
+                    group.owner_timeout_secs
                 ));
             }
             if window <= group.redelivery_horizon() {
@@ -421,6 +452,13 @@ impl Settings {
             max_messages_per_subject: limits.max_msgs_per_subject,
             max_consumers: -1,
             duplicate_window: Duration::from_secs(window),
+            subject_transform: (stream == Stream::Raw).then(|| {
+                let (source, destination) = names::raw_transform(self.partitions);
+                stream::SubjectTransform {
+                    source,
+                    destination,
+                }
+            }),
             ..Default::default()
         }
     }
@@ -431,12 +469,12 @@ impl Settings {
             self.stream(
                 Stream::Raw,
                 &self.raw,
-                "Raw tracker frames: raw.<protocol>.<device_id>",
+                "Raw tracker frames: raw.<partition>.<protocol>.<device_id>",
             ),
             self.stream(
                 Stream::Parsed,
                 &self.parsed,
-                "Normalized records: parsed.<protocol>.<device_id>",
+                "Normalized records: parsed.<partition>.<protocol>.<device_id>",
             ),
             self.stream(
                 Stream::Dead,
@@ -490,11 +528,22 @@ impl Settings {
         }
     }
 
-    fn consumer(&self, name: &str, group: &GroupSettings, about: &str) -> consumer::Config {
+    fn consumer(&self, durable: Durable, p: u32, group: &GroupSettings) -> consumer::Config {
+        let name = durable.partition(p);
+        let about = match durable {
+            Durable::Hamsters => format!("The hamster owning partition {p}: parse RAW into PARSED"),
+            Durable::Monkeys => format!("The monkey owning partition {p}: process PARSED"),
+        };
         consumer::Config {
-            durable_name: Some(name.into()),
-            name: Some(name.into()),
-            description: Some(about.into()),
+            durable_name: Some(name.clone()),
+            name: Some(name),
+            description: Some(about),
+            filter_subject: durable.filter(p),
+            // One client at a time gets the partition's messages; the
+            // others' pulls wait and one takes over when it goes.
+            priority_policy: consumer::PriorityPolicy::PinnedClient,
+            priority_groups: vec![names::OWNER_GROUP.to_string()],
+            priority_timeout: group.owner_timeout(),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: group.ack_wait(),
@@ -517,22 +566,23 @@ impl Settings {
         }
     }
 
-    /// The desired durable consumers, as (stream, configuration).
-    pub fn consumers(&self) -> Vec<(&'static str, consumer::Config)> {
-        vec![
-            (
-                RAW,
-                self.consumer(
-                    HAMSTERS,
-                    &self.hamsters,
-                    "All hamsters: parse RAW into PARSED",
-                ),
-            ),
-            (
-                PARSED,
-                self.consumer(MONKEYS, &self.monkeys, "All monkeys: process PARSED"),
-            ),
-        ]
+    /// The durables of `stage`, one per partition, in partition order.
+    pub fn durables(&self, stage: Durable) -> Vec<consumer::Config> {
+        let group = match stage {
+            Durable::Hamsters => &self.hamsters,
+            Durable::Monkeys => &self.monkeys,
+        };
+        (0..self.partitions)
+            .map(|p| self.consumer(stage, p, group))
+            .collect()
+    }
+
+    /// The desired durable consumers, as (stage, configuration).
+    pub fn consumers(&self) -> Vec<(Durable, consumer::Config)> {
+        Durable::ALL
+            .into_iter()
+            .flat_map(|d| self.durables(d).into_iter().map(move |c| (d, c)))
+            .collect()
     }
 }
 
@@ -540,8 +590,11 @@ impl Settings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scope {
     pub streams: Vec<&'static str>,
-    /// (stream, durable)
-    pub consumers: Vec<(&'static str, &'static str)>,
+    /// The stages whose partition durables it ensures.
+    pub stages: Vec<Durable>,
+    /// Whether it also removes the durables the layout no longer has
+    /// (admin only: a service login may not delete).
+    pub tidy: bool,
 }
 
 impl Scope {
@@ -557,11 +610,8 @@ impl Scope {
     pub fn for_role(role: Role) -> Scope {
         Scope {
             streams: role.streams().into_iter().map(Stream::name).collect(),
-            consumers: role
-                .durables()
-                .into_iter()
-                .map(|d| (d.stream().name(), d.name()))
-                .collect(),
+            stages: role.durables(),
+            tidy: role == Role::Admin,
         }
     }
 }
@@ -569,6 +619,10 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits_of(s: &Settings, name: &str) -> stream::Config {
+        s.streams().into_iter().find(|c| c.name == name).unwrap()
+    }
 
     #[test]
     fn defaults_are_valid_and_follow_the_rules() {
@@ -595,8 +649,24 @@ mod tests {
             assert_eq!(c.ack_policy, AckPolicy::Explicit);
             assert_eq!(c.ack_wait, c.backoff[0]);
             assert_eq!(c.max_deliver, -1, "the server never gives up on a message");
-            assert_eq!(c.max_ack_pending, 512);
+            assert_eq!(c.max_ack_pending, 256);
+            assert_eq!(c.priority_policy, consumer::PriorityPolicy::PinnedClient);
+            assert_eq!(c.priority_groups, vec![names::OWNER_GROUP.to_string()]);
+            assert_eq!(c.priority_timeout, Duration::from_secs(15));
         }
+        assert_eq!(
+            s.consumers().len(),
+            2 * 8,
+            "a durable per partition per stage"
+        );
+        let raw = limits_of(&s, RAW);
+        let transform = raw.subject_transform.unwrap();
+        assert_eq!(transform.source, "raw.*.*");
+        assert_eq!(
+            transform.destination,
+            "raw.{{partition(8,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}"
+        );
+        assert!(limits_of(&s, PARSED).subject_transform.is_none());
         let limits = |name: &str| s.streams().into_iter().find(|c| c.name == name).unwrap();
         assert_eq!(limits(RAW).max_messages_per_subject, -1);
         assert_eq!(limits(PARSED).max_messages_per_subject, -1);
@@ -641,11 +711,12 @@ mod tests {
     #[test]
     fn horizon_and_ack_pending_arithmetic() {
         let g = GroupSettings {
-            workers: 3,
-            in_flight_per_worker: 100,
+            in_flight_per_partition: 100,
+            owner_timeout_secs: 20,
             backoff_secs: vec![10, 30],
         };
-        assert_eq!(g.max_ack_pending(), 300);
+        assert_eq!(g.max_ack_pending(), 100);
+        assert_eq!(g.owner_timeout(), Duration::from_secs(20));
         assert_eq!(g.redelivery_horizon(), Duration::from_secs(10 + 30));
         assert_eq!(g.ack_wait(), Duration::from_secs(10));
     }
@@ -682,13 +753,15 @@ mod tests {
         let path = dir.path().join("fleetbus.toml");
         std::fs::write(
             &path,
-            "[gateway]\nport = 1\n[topology]\nreplicas = 1\n[topology.hamsters]\nworkers = 4\n\
-             in_flight_per_worker = 10\nbackoff_secs = [5]\n",
+            "[gateway]\nport = 1\n[topology]\nreplicas = 1\npartitions = 4\n[topology.hamsters]\n\
+             in_flight_per_partition = 40\nowner_timeout_secs = 30\nbackoff_secs = [5]\n",
         )
         .unwrap();
         let s = Settings::load(Some(&path)).unwrap();
         assert_eq!(s.replicas, 1);
+        assert_eq!(s.partitions, 4);
         assert_eq!(s.hamsters.max_ack_pending(), 40);
+        assert_eq!(s.hamsters.owner_timeout(), Duration::from_secs(30));
         assert_eq!(s.monkeys, Settings::default().monkeys);
         assert_eq!(s.raw, Settings::default().raw);
         std::fs::write(&path, "[topology]\nreplica = 1\n").unwrap();
@@ -729,9 +802,29 @@ mod tests {
     #[test]
     fn scopes_cover_the_consumers_of_the_streams_a_role_publishes_into() {
         let hamster = Scope::for_role(Role::Hamster);
-        assert!(hamster.consumers.contains(&(PARSED, MONKEYS)));
+        assert!(hamster.stages.contains(&Durable::Monkeys));
+        assert!(!hamster.tidy, "a service login may not delete");
         let gateway = Scope::for_role(Role::Gateway);
-        assert_eq!(gateway.consumers, vec![(RAW, HAMSTERS)]);
+        assert_eq!(gateway.stages, vec![Durable::Hamsters]);
         assert_eq!(Scope::for_role(Role::Admin), Scope::all());
+        assert!(Scope::all().tidy);
+    }
+
+    #[test]
+    fn partitions_are_bounded() {
+        for bad in [0, MAX_PARTITIONS + 1] {
+            let s = Settings {
+                partitions: bad,
+                ..Settings::default()
+            };
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("partitions must be 1..=256"), "{err}");
+        }
+        let one = Settings {
+            partitions: 1,
+            ..Settings::default()
+        };
+        one.validate().unwrap();
+        assert_eq!(one.consumers().len(), 2);
     }
 }

@@ -45,6 +45,7 @@ use serde::Serialize;
 
 use super::{Scope, Settings, SettingsError};
 use crate::nats::Role;
+use fleetbus_wire::names::Durable;
 
 /// One setting that differs between the cluster and the code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -70,6 +71,8 @@ pub enum Outcome {
     Updated {
         changes: Vec<Change>,
     },
+    /// No longer part of the layout, drained, and deleted.
+    Removed,
     /// Differs, and JetStream refused the update: the old settings stay.
     Rejected {
         changes: Vec<Change>,
@@ -105,9 +108,12 @@ impl Report {
 
     /// Whether anything was created or updated.
     pub fn changed(&self) -> bool {
-        self.items
-            .iter()
-            .any(|i| matches!(i.outcome, Outcome::Created | Outcome::Updated { .. }))
+        self.items.iter().any(|i| {
+            matches!(
+                i.outcome,
+                Outcome::Created | Outcome::Updated { .. } | Outcome::Removed
+            )
+        })
     }
 }
 
@@ -118,6 +124,7 @@ impl fmt::Display for Report {
             match &item.outcome {
                 Outcome::Created => writeln!(f, "{head} created")?,
                 Outcome::Unchanged => writeln!(f, "{head} unchanged")?,
+                Outcome::Removed => writeln!(f, "{head} removed (not in the layout any more)")?,
                 Outcome::Updated { changes } => {
                     writeln!(f, "{head} updated in place")?;
                     for c in changes {
@@ -290,19 +297,16 @@ pub async fn provision(
             outcome,
         });
     }
-    for (stream, desired) in settings.consumers() {
+    for (stage, desired) in settings.consumers() {
+        if !scope.stages.contains(&stage) {
+            continue;
+        }
+        let stream = stage.stream().name();
         let spec = ConsumerSpec {
             js,
             stream,
             config: &desired,
         };
-        if !scope
-            .consumers
-            .iter()
-            .any(|(s, c)| *s == stream && *c == spec.name())
-        {
-            continue;
-        }
         let outcome = ensure_one(&spec, wait).await?;
         report.items.push(Item {
             kind: "consumer",
@@ -310,7 +314,100 @@ pub async fn provision(
             outcome,
         });
     }
+    if scope.tidy {
+        for stage in &scope.stages {
+            tidy(js, settings, *stage, wait, &mut report).await?;
+        }
+    }
     Ok(report)
+}
+
+/// Removes the durables of `stage` the layout no longer has - the one
+/// shared durable of the layout before partitions (`hamsters`), and those
+/// of partitions past `partitions` - once nothing is pending on them: on an
+/// interest stream a durable nobody pulls from keeps every new message
+/// forever. One still holding messages is reported, not removed: drain it
+/// first (docs/workers.md, "Changing the partitions").
+async fn tidy(
+    js: &jetstream::Context,
+    settings: &Settings,
+    stage: Durable,
+    wait: Duration,
+    report: &mut Report,
+) -> Result<(), ProvisionError> {
+    let stream = stage.stream().name();
+    let subject = format!("CONSUMER.NAMES.{stream}");
+    let names = match retrying(wait, &subject, || consumer_names(js, stream)).await? {
+        Ok(names) => names,
+        Err(e) if e.code == Some(ErrorCode::STREAM_NOT_FOUND) => return Ok(()),
+        Err(e) => return Err(e.refused(subject)),
+    };
+    let stray = names.into_iter().filter(|name| {
+        name == stage.name()
+            || stage
+                .partition_of(name)
+                .is_some_and(|p| p >= settings.partitions)
+    });
+    for name in stray {
+        let info = format!("CONSUMER.INFO.{stream}.{name}");
+        let state = retrying(wait, &info, || async {
+            let s = js.get_stream_no_info(stream).await?;
+            Ok::<_, Failure>(s.consumer_info(&name).await?)
+        })
+        .await?;
+        let outcome = match state {
+            Err(e) if e.code == Some(ErrorCode::CONSUMER_NOT_FOUND) => continue,
+            Err(e) => return Err(e.refused(info)),
+            Ok(c) if c.num_pending > 0 || c.num_ack_pending > 0 => Outcome::Rejected {
+                changes: vec![Change {
+                    field: "layout",
+                    current: name.clone(),
+                    desired: format!("{} partitions", settings.partitions),
+                }],
+                error: format!(
+                    "it still has {} messages to deliver and {} unacknowledged; it is removed once \
+                     its workers drained it (docs/workers.md, \"Changing the partitions\")",
+                    c.num_pending, c.num_ack_pending
+                ),
+            },
+            Ok(_) => {
+                let delete = format!("CONSUMER.DELETE.{stream}.{name}");
+                match retrying(wait, &delete, || async {
+                    let s = js.get_stream_no_info(stream).await?;
+                    s.delete_consumer(&name)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| Failure {
+                            code: None,
+                            retry: false,
+                            text: e.to_string(),
+                        })
+                })
+                .await?
+                {
+                    Ok(()) => Outcome::Removed,
+                    Err(e) => return Err(e.refused(delete)),
+                }
+            }
+        };
+        report.items.push(Item {
+            kind: "consumer",
+            name: format!("{stream}/{name}"),
+            outcome,
+        });
+    }
+    Ok(())
+}
+
+/// The names of every consumer of `stream`.
+async fn consumer_names(js: &jetstream::Context, stream: &str) -> Result<Vec<String>, Failure> {
+    use futures::TryStreamExt;
+    let s = js.get_stream_no_info(stream).await?;
+    s.consumer_names().try_collect().await.map_err(|e| Failure {
+        code: None,
+        retry: true,
+        text: e.to_string(),
+    })
 }
 
 /// What a service of `role` runs at start: provisions its scope (waiting up
@@ -336,6 +433,9 @@ pub async fn ensure(
             }
             Outcome::Unchanged => {
                 tracing::debug!(kind = item.kind, name = %item.name, "Provisioned: unchanged.")
+            }
+            Outcome::Removed => {
+                tracing::info!(kind = item.kind, name = %item.name, "Provisioned: removed, not in the layout any more.")
             }
             Outcome::Updated { changes } => {
                 let changes: Vec<String> = changes.iter().map(Change::to_string).collect();
@@ -457,6 +557,26 @@ impl Resource for StreamSpec<'_> {
     }
 
     async fn update(&self, merged: &stream::Config) -> Result<stream::Config, Failure> {
+        let info = self
+            .js
+            .get_stream(&merged.name)
+            .await?
+            .cached_info()
+            .clone();
+        // A new partition count moves devices to other partitions: with
+        // frames still waiting, a device's old and new frames would be in
+        // two partitions, owned by two workers, out of order.
+        if info.config.subject_transform != merged.subject_transform && info.state.messages > 0 {
+            return Err(Failure {
+                code: None,
+                retry: false,
+                text: format!(
+                    "{} holds {} messages: its partitions change only while it is empty \
+                     (docs/workers.md, \"Changing the partitions\")",
+                    merged.name, info.state.messages
+                ),
+            });
+        }
         Ok(self.js.update_stream(merged).await?.config)
     }
 }
@@ -621,6 +741,11 @@ pub const STREAM_SETTINGS: Managed<stream::Config> = managed! {
     "max_msgs_per_subject" => max_messages_per_subject: |c| c.max_messages_per_subject.to_string();
     "max_consumers" => max_consumers: |c| c.max_consumers.to_string();
     "duplicate_window" => duplicate_window: |c| human(c.duplicate_window);
+    "subject_transform" => subject_transform: |c| c
+        .subject_transform
+        .as_ref()
+        .map(|t| format!("{} as {}", t.source, t.destination))
+        .unwrap_or_default();
     "description" => description: |c| text(&c.description);
 };
 
@@ -643,6 +768,9 @@ pub const CONSUMER_SETTINGS: Managed<consumer::Config> = managed! {
         let single = (!c.filter_subject.is_empty()).then(|| c.filter_subject.clone());
         sorted(&[c.filter_subjects.clone(), single.into_iter().collect()].concat())
     };
+    "priority_policy" => priority_policy: |c| lower(&c.priority_policy);
+    "priority_groups" => priority_groups: |c| sorted(&c.priority_groups);
+    "pinned_ttl" => priority_timeout: |c| human(c.priority_timeout);
     "description" => description: |c| text(&c.description);
 };
 
@@ -699,13 +827,15 @@ mod tests {
     #[test]
     fn consumers_are_created_on_the_subjects_the_roles_may_use() {
         // async-nats names the consumer by `name` (else the durable name)
-        // in CONSUMER.CREATE.<stream>.<name> and appends a filter subject:
-        // the permissions list the subject without one.
+        // in CONSUMER.CREATE.<stream>.<name> and appends the filter
+        // subject: the permissions allow `CONSUMER.CREATE.<stream>.*.>`.
         // (The e2e cluster test provisions each role with its own login.)
-        for (stream, c) in Settings::default().consumers() {
-            assert!(c.durable_name.is_some(), "{stream}");
-            assert_eq!(c.name, c.durable_name, "{stream}");
-            assert!(c.filter_subject.is_empty(), "{stream}");
+        for (stage, c) in Settings::default().consumers() {
+            assert!(c.durable_name.is_some(), "{stage:?}");
+            assert_eq!(c.name, c.durable_name, "{stage:?}");
+            let p = stage.partition_of(c.name.as_deref().unwrap()).unwrap();
+            assert_eq!(c.filter_subject, stage.filter(p));
+            assert!(c.filter_subjects.is_empty());
         }
     }
 

@@ -1,7 +1,8 @@
 //! The worker programs, `fleetbus hamster` and `fleetbus monkey`: connect,
-//! provision what is missing for the role, start a supervisor of N pull
-//! workers on the role's shared durable consumer, register as a NATS micro
-//! service, and on SIGTERM/SIGINT stop pulling, finish and acknowledge what
+//! provision what is missing for the role, start a supervisor of one pull
+//! worker per partition of the role's stream (each waits on its partition's
+//! durable, and gets its messages while the server has the partition
+//! pinned to it), register as a NATS micro service, and on SIGTERM/SIGINT stop pulling, finish and acknowledge what
 //! is in flight (letting go of what downstream still refuses), deregister
 //! and exit 0. How it works: docs/workers.md.
 //!
@@ -10,6 +11,8 @@
 //! when the graceful stop did not finish in time; 2 when the cluster could
 //! not be reached; 78 for a wrong configuration or a stream the cluster
 //! refuses to change.
+
+mod balance;
 
 use fleetbus_wire::names;
 use std::collections::BTreeMap;
@@ -28,7 +31,8 @@ use fleetbus_actors::monkey::file::{FileSink, FileSinkConfig};
 use fleetbus_actors::monkey::{DynProcessor, Monkey};
 use fleetbus_actors::seen::Seen;
 use fleetbus_actors::{
-    Exit, Gate, Handler, Policy, PullConfig, PullWorkers, Stats, Supervisor, SupervisorConfig,
+    Exit, Gate, Handler, Ownership, Policy, PullConfig, PullWorkers, Stats, Supervisor,
+    SupervisorConfig,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -44,9 +48,6 @@ use crate::topology::{self, Settings};
 pub struct CommonArgs {
     #[command(flatten)]
     pub program: ProgramArgs,
-    /// Workers in this process (default: the config's `concurrency`).
-    #[arg(long, short = 'c', alias = "workers")]
-    pub concurrency: Option<usize>,
     /// Longest graceful stop on SIGTERM, seconds.
     #[arg(long, default_value_t = 30)]
     pub shutdown_grace: u64,
@@ -56,8 +57,6 @@ pub struct CommonArgs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HamsterSettings {
-    /// Workers in one process.
-    pub concurrency: usize,
     /// A frame delivered more often than this (its workers died or stalled
     /// each time) is parsed alone, with panics caught: a panic sends it to DEAD.
     pub poison_after: i64,
@@ -74,7 +73,6 @@ pub struct HamsterSettings {
 impl Default for HamsterSettings {
     fn default() -> Self {
         HamsterSettings {
-            concurrency: 2,
             poison_after: 3,
             give_up_after: 10,
             deduplicate_records: true,
@@ -88,8 +86,6 @@ impl Default for HamsterSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonkeySettings {
-    /// Workers in one process.
-    pub concurrency: usize,
     /// A message delivered more often than this (its workers died or
     /// stalled each time) is processed alone, with panics caught: a panic
     /// sends it to DEAD.
@@ -108,7 +104,6 @@ pub struct MonkeySettings {
 impl Default for MonkeySettings {
     fn default() -> Self {
         MonkeySettings {
-            concurrency: 2,
             poison_after: 3,
             give_up_after: 10,
             processors: vec!["devices".into()],
@@ -161,9 +156,6 @@ fn configure<T: Table>(
     let topo = Settings::load(file)?;
     let nats = common.program.nats.layered(file)?;
     let mut settings: T = load(file, role)?;
-    if let Some(n) = common.concurrency {
-        *settings.concurrency_mut() = n;
-    }
     adjust(&mut settings);
     check(&settings.common())?;
     if common.program.cfg.print_config {
@@ -212,30 +204,38 @@ async fn serve<T: Table, H: Handler>(
     stats: Arc<Stats>,
     plan: Plan<H>,
     settings: Common,
-    group: &topology::GroupSettings,
+    (group, partitions): (&topology::GroupSettings, u32),
     grace: Duration,
 ) -> anyhow::Result<ExitCode> {
-    let (role, stream, durable) = (T::ROLE, T::STREAM, T::DURABLE);
-    let consumer: PullConsumer = js
-        .get_consumer_from_stream(durable, stream)
-        .await
-        .with_context(|| format!("consumer {stream}/{durable}"))?;
+    let (role, stage) = (T::ROLE, T::STAGE);
+    let stream = stage.stream().name();
+    let consumers = partition_consumers(&js, stage, partitions).await?;
     let gate = Gate::new();
-    let mut supervisor = Supervisor::start(
-        PullWorkers {
-            consumer,
-            handler: Arc::new(plan.handler),
-            stats: stats.clone(),
-            config: settings.pull,
-            policy: policy(settings.poison_after, settings.give_up_after, group),
+    let ownership = Arc::new(Ownership::new(consumers.len()));
+    let workers = PullWorkers {
+        ownership: ownership.clone(),
+        consumers: Arc::new(consumers),
+        handler: Arc::new(plan.handler),
+        stats: stats.clone(),
+        config: settings.pull,
+        policy: policy(settings.poison_after, settings.give_up_after, group),
+        gate: gate.clone(),
+    };
+    let count = workers.workers();
+    let mut supervisor = Supervisor::start(workers, count, settings.supervisor, stats.clone())
+        .await
+        .context("cannot start the supervisor")?;
+    let balancer = tokio::spawn(
+        balance::Balancer {
+            client: client.clone(),
+            js: js.clone(),
+            role,
+            stage,
+            ownership,
             gate: gate.clone(),
-        },
-        settings.concurrency,
-        settings.supervisor,
-        stats.clone(),
-    )
-    .await
-    .context("cannot start the supervisor")?;
+        }
+        .run(),
+    );
     let snapshot_stats = stats.clone();
     let snapshot_gate = gate.clone();
     let registration = registry::register(
@@ -243,7 +243,8 @@ async fn serve<T: Table, H: Handler>(
         registry::Spec {
             role,
             description: plan.description.into(),
-            concurrency: settings.concurrency,
+            // One worker per partition.
+            concurrency: partitions as usize,
             metadata: plan.metadata,
             stats: Arc::new(move || live_stats(&snapshot_stats, &snapshot_gate)),
         },
@@ -252,9 +253,9 @@ async fn serve<T: Table, H: Handler>(
     .map_err(|e| anyhow::anyhow!("cannot register as a micro service: {e}"))?;
     tracing::info!(
         role = role.name(),
-        workers = settings.concurrency,
-        consumer = format!("{stream}/{durable}"),
-        "started"
+        partitions,
+        consumers = format!("{stream}/{}", stage.partition_pattern()),
+        "Started: one worker per partition, each working while it owns its partition."
     );
 
     let signal = tokio::select! {
@@ -289,10 +290,30 @@ async fn serve<T: Table, H: Handler>(
             exit::Exit::Problems
         }
     };
+    balancer.abort();
     registration.stop().await;
     let _ = client.flush().await;
     tracing::info!(stats = ?stats.snapshot(), "Stopped.");
     Ok(code.into())
+}
+
+/// The durables of `stage`'s partitions, in partition order.
+pub async fn partition_consumers(
+    js: &jetstream::Context,
+    stage: names::Durable,
+    partitions: u32,
+) -> anyhow::Result<Vec<PullConsumer>> {
+    let stream = stage.stream().name();
+    let mut consumers = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        let durable = stage.partition(p);
+        let consumer: PullConsumer = js
+            .get_consumer_from_stream(&durable, stream)
+            .await
+            .with_context(|| format!("consumer {stream}/{durable}"))?;
+        consumers.push(consumer);
+    }
+    Ok(consumers)
 }
 
 /// `fleetbus hamster`.
@@ -390,10 +411,12 @@ where
         };
         let stats = Arc::new(Stats::default());
         let group = T::group(&topo).clone();
+        let partitions = topo.partitions;
         let common_settings = settings.common();
         let plan = build(topo, settings, js.clone(), stats.clone()).await?;
         let grace = Duration::from_secs(common.shutdown_grace);
-        serve::<T, H>(client, js, stats, plan, common_settings, &group, grace).await
+        let layout = (&group, partitions);
+        serve::<T, H>(client, js, stats, plan, common_settings, layout, grace).await
     })
 }
 
@@ -425,7 +448,6 @@ pub fn live_stats(stats: &Stats, gate: &Gate) -> serde_json::Value {
 /// What both workers' tables hold: the supervisor's and pullers'
 /// settings, which [`check`] judges.
 struct Common {
-    concurrency: usize,
     poison_after: i64,
     give_up_after: i64,
     pull: PullConfig,
@@ -435,35 +457,29 @@ struct Common {
 /// A worker role's table, and where the role reads from.
 trait Table: Serialize + DeserializeOwned + Default {
     const ROLE: Role;
-    const STREAM: &'static str;
-    const DURABLE: &'static str;
-    /// The role's consumer group in the topology.
+    /// The stage whose partition durables it pulls from.
+    const STAGE: names::Durable;
+    /// The role's durables in the topology.
     fn group(topology: &Settings) -> &topology::GroupSettings;
     fn common(&self) -> Common;
-    fn concurrency_mut(&mut self) -> &mut usize;
 }
 
-/// Both tables hold the same five common fields under the same names.
+/// Both tables hold the same four common fields under the same names.
 macro_rules! table {
-    ($settings:ty, $role:expr, $stream:expr, $durable:expr, $group:ident) => {
+    ($settings:ty, $role:expr, $stage:expr, $group:ident) => {
         impl Table for $settings {
             const ROLE: Role = $role;
-            const STREAM: &'static str = $stream;
-            const DURABLE: &'static str = $durable;
+            const STAGE: names::Durable = $stage;
             fn group(topology: &Settings) -> &topology::GroupSettings {
                 &topology.$group
             }
             fn common(&self) -> Common {
                 Common {
-                    concurrency: self.concurrency,
                     poison_after: self.poison_after,
                     give_up_after: self.give_up_after,
                     pull: self.pull.clone(),
                     supervisor: self.supervisor.clone(),
                 }
-            }
-            fn concurrency_mut(&mut self) -> &mut usize {
-                &mut self.concurrency
             }
         }
     };
@@ -472,29 +488,34 @@ macro_rules! table {
 table!(
     HamsterSettings,
     Role::Hamster,
-    names::RAW,
-    names::HAMSTERS,
+    names::Durable::Hamsters,
     hamsters
 );
 table!(
     MonkeySettings,
     Role::Monkey,
-    names::PARSED,
-    names::MONKEYS,
+    names::Durable::Monkeys,
     monkeys
 );
 
 /// Every problem of a worker's table at once.
 fn check(settings: &Common) -> Result<(), ConfigError> {
-    let &Common {
-        concurrency,
+    let Common {
         poison_after,
         give_up_after,
+        pull,
         ..
     } = settings;
+    let (poison_after, give_up_after) = (*poison_after, *give_up_after);
     let mut problems = Vec::new();
-    if concurrency == 0 {
-        problems.push("concurrency must be at least 1".to_string());
+    if pull.batch == 0 {
+        problems.push("pull.batch must be at least 1".to_string());
+    }
+    if pull.expires_ms < 1_000 {
+        problems.push(format!(
+            "pull.expires_ms must be at least 1000 (a pull waits that long), not {}",
+            pull.expires_ms
+        ));
     }
     if poison_after < 1 || give_up_after <= poison_after {
         problems.push(format!(
@@ -520,21 +541,21 @@ mod tests {
         let path = dir.join("fleetbus.toml");
         std::fs::write(
             &path,
-            "[hamster]\nconcurrency = 7\n[hamster.pull]\nbatch = 10\n\
+            "[hamster]\npoison_after = 7\n[hamster.pull]\nbatch = 10\n\
              [monkey]\nprocessors = [\"devices\", \"file\"]\n[monkey.devices]\noverspeed_kmh = 90.0\n",
         )
         .unwrap();
         let h: HamsterSettings = load(Some(&path), "hamster").unwrap();
-        assert_eq!(h.concurrency, 7);
+        assert_eq!(h.poison_after, 7);
         assert_eq!(h.pull.batch, 10);
         assert_eq!(h.supervisor, SupervisorConfig::default());
         let m: MonkeySettings = load(Some(&path), "monkey").unwrap();
         assert_eq!(m.devices.overspeed_kmh, 90.0);
         assert_eq!(m.processors, vec!["devices", "file"]);
-        std::fs::write(&path, "[hamster]\nconcurency = 7\n").unwrap();
+        std::fs::write(&path, "[hamster]\nconcurrency = 7\n").unwrap();
         assert!(
             load::<HamsterSettings>(Some(&path), "hamster").is_err(),
-            "typos are refused"
+            "unknown keys are refused (concurrency went with the partitions)"
         );
         // --print-config gives a file that loads back to the same settings.
         let mut m = MonkeySettings::default();

@@ -13,13 +13,27 @@ pub async fn messages(cluster: &Cluster, stream: &str) -> Vec<StreamMessage> {
     cluster.stream_messages(stream).await.unwrap()
 }
 
-/// The messages of `stream` on `subject` (one device's, say), in order.
+/// The messages of `stream` on `subject` (one device's, say), in order;
+/// a RAW or PARSED subject matches whichever partition holds it.
 pub async fn messages_on(cluster: &Cluster, stream: &str, subject: &str) -> Vec<StreamMessage> {
     messages(cluster, stream)
         .await
         .into_iter()
-        .filter(|m| m.subject.as_str() == subject)
+        .filter(|m| unpartitioned(m.subject.as_str()) == unpartitioned(subject))
         .collect()
+}
+
+/// A stored subject without its partition token (`raw.3.gt06.1` is
+/// `raw.gt06.1`); any other as it is.
+pub fn unpartitioned(subject: &str) -> String {
+    match names::partition_of(subject) {
+        Some(_) => {
+            let (root, rest) = subject.split_once('.').unwrap_or_default();
+            let tail = rest.split_once('.').map_or("", |(_, t)| t);
+            format!("{root}.{tail}")
+        }
+        None => subject.to_string(),
+    }
 }
 
 /// Every message of `stream` as (subject, JSON payload), in order.
@@ -34,14 +48,22 @@ pub async fn json_messages(cluster: &Cluster, stream: &str) -> Vec<(String, Valu
         .collect()
 }
 
-/// Everything in RAW as (subject, `Nats-Msg-Id`, payload), in order.
+/// Everything in RAW as (the subject the gateway published it on,
+/// `Nats-Msg-Id`, payload), in order. Each is stored under its partition
+/// (`raw.<partition>.<protocol>.<device>`; asserted here), which the
+/// server chose, not the gateway.
 pub async fn raw(cluster: &Cluster) -> Vec<(String, String, Vec<u8>)> {
     messages(cluster, names::RAW)
         .await
         .into_iter()
         .map(|m| {
             let id = header_string(&m, fleetbus_wire::headers::MSG_ID);
-            (m.subject.to_string(), id, m.payload.to_vec())
+            let stored = m.subject.as_str();
+            assert!(
+                names::partition_of(stored).is_some(),
+                "{stored}: RAW stores every frame in a partition"
+            );
+            (unpartitioned(stored), id, m.payload.to_vec())
         })
         .collect()
 }
@@ -92,15 +114,16 @@ pub async fn wait_counts(js: &jetstream::Context, what: &str, want: &[(&str, u64
     }
 }
 
-/// Deletes the hamsters' durable on RAW, as an operator might.
+/// Deletes the hamsters' durables on RAW (every partition's), as an
+/// operator might.
 pub async fn delete_hamsters_durable(admin: &jetstream::Context) {
-    admin
-        .get_stream(names::RAW)
-        .await
-        .unwrap()
-        .delete_consumer(names::HAMSTERS)
-        .await
-        .unwrap();
+    use futures::TryStreamExt;
+    let raw = admin.get_stream(names::RAW).await.unwrap();
+    let names: Vec<String> = raw.consumer_names().try_collect().await.unwrap();
+    assert!(!names.is_empty(), "RAW has no durables to delete");
+    for name in names {
+        raw.delete_consumer(&name).await.unwrap();
+    }
 }
 
 /// Waits until the device entry of `device` holds the position of

@@ -25,15 +25,16 @@ use super::WAIT;
 pub const CONFIG: &str = r#"
 [topology]
 duplicate_window_secs = 120
+partitions = 2
 
 [topology.hamsters]
-workers = 4
-in_flight_per_worker = 256
+in_flight_per_partition = 256
+owner_timeout_secs = 5
 backoff_secs = [1]
 
 [topology.monkeys]
-workers = 2
-in_flight_per_worker = 256
+in_flight_per_partition = 256
+owner_timeout_secs = 5
 backoff_secs = [1]
 
 [hamster]
@@ -105,7 +106,7 @@ pub async fn publish_stored(js: &jetstream::Context, subject: &str, h: HeaderMap
 /// (`config` says the rest), the test's delivery policy for `group`
 /// (poison after 2 deliveries, give up after 4).
 pub fn pull_workers<H>(
-    consumer: PullConsumer,
+    consumers: Vec<PullConsumer>,
     handler: H,
     stats: &Arc<Stats>,
     config: PullConfig,
@@ -113,7 +114,8 @@ pub fn pull_workers<H>(
     gate: &Arc<Gate>,
 ) -> PullWorkers<H> {
     PullWorkers {
-        consumer,
+        ownership: Arc::new(fleetbus_actors::Ownership::new(consumers.len())),
+        consumers: Arc::new(consumers),
         handler: Arc::new(handler),
         stats: stats.clone(),
         config: PullConfig {
@@ -125,14 +127,25 @@ pub fn pull_workers<H>(
     }
 }
 
-/// A supervisor of `n` workers of `workers`, counting into their stats.
+/// A supervisor of `workers`, one per partition, counting into their stats.
 pub async fn supervise<H: Handler>(
     workers: PullWorkers<H>,
-    n: usize,
     config: SupervisorConfig,
 ) -> SupervisorHandle {
     let stats = workers.stats.clone();
+    let n = workers.workers();
     Supervisor::start(workers, n, config, stats).await.unwrap()
+}
+
+/// The durables of `stage`'s partitions, as `settings` has them.
+pub async fn partitions(
+    js: &jetstream::Context,
+    stage: fleetbus_wire::names::Durable,
+    settings: &Settings,
+) -> Vec<PullConsumer> {
+    fleetbus_services::worker::partition_consumers(js, stage, settings.partitions)
+        .await
+        .unwrap()
 }
 
 /// Asks every worker to stop, and the supervisor must end in a shutdown.
