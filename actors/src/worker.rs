@@ -394,26 +394,39 @@ async fn pull_round<H: Handler>(
             dispatch!(msg);
         }
     }
-    let (mut open, mut failed) = (true, None);
-    // Messages waiting behind a slow or held one of their subject are
-    // reported in progress, so that their ack wait does not run out.
+    // `open`: the round still starts what arrives; after it, what arrives
+    // while runs finish is parked for the next round. The pull is read to
+    // the end either way: a message left in its buffer would get no
+    // progress reports, run out its ack wait during a long hold and come
+    // back again and again until it counted as exhausted.
+    let (mut open, mut alive, mut failed) = (true, true, None);
+    // Messages waiting behind a slow or held one of their subject, and the
+    // parked ones, are reported in progress, so that their ack wait does
+    // not run out.
     let mut keepalive = tokio::time::interval(a.policy.keepalive());
     keepalive.tick().await;
     loop {
+        if !open && running.is_empty() {
+            break;
+        }
         tokio::select! {
-            next = pull.stream.next(), if open => match next {
+            next = pull.stream.next(), if alive => match next {
                 Some(Ok(msg)) => {
                     if let Some(pin) = pin_of(&msg) {
                         pull.pinned = true;
                         a.ownership.pinned(index, pin);
                     }
-                    dispatch!(msg);
+                    if open {
+                        dispatch!(msg);
+                    } else {
+                        parked.push(msg);
+                    }
                 }
                 Some(Err(e)) => {
                     failed = Some(e);
-                    open = false;
+                    (open, alive) = (false, false);
                 }
-                None => open = false,
+                None => (open, alive) = (false, false),
             },
             _ = tokio::time::sleep_until(round_ends), if open => open = false,
             Some(subject) = running.next() => {
@@ -424,12 +437,12 @@ async fn pull_round<H: Handler>(
                     running.push(subject_run(a, subject, queued));
                 }
             }
-            _ = keepalive.tick(), if !running.is_empty() => {
-                for msg in waiting.values().flatten() {
+            _ = keepalive.tick() => {
+                for msg in waiting.values().flatten().chain(parked.iter()) {
                     progress(msg).await;
                 }
+                pull.progressed = Instant::now();
             }
-            else => break,
         }
     }
     // Parked messages stay this worker's: reported in progress as often as
