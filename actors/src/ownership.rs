@@ -31,13 +31,27 @@ struct Slot {
 /// See the module documentation: one slot per partition of the process.
 pub struct Ownership {
     slots: Vec<Mutex<Slot>>,
+    /// The partitions the balancer last confirmed this process owns.
+    confirmed: Mutex<Vec<usize>>,
 }
 
 impl Ownership {
     pub fn new(partitions: usize) -> Ownership {
         Ownership {
             slots: (0..partitions).map(|_| Mutex::default()).collect(),
+            confirmed: Mutex::default(),
         }
+    }
+
+    /// The balancer found this process owning `partitions`.
+    pub fn confirm(&self, partitions: Vec<usize>) {
+        *self.confirmed.lock().unwrap() = partitions;
+    }
+
+    /// The partitions this process owned at the balancer's last look (an
+    /// owner learns it owns a partition from its first message there).
+    pub fn confirmed(&self) -> Vec<usize> {
+        self.confirmed.lock().unwrap().clone()
     }
 
     pub fn len(&self) -> usize {

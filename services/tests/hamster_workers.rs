@@ -428,16 +428,50 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     .await
     .unwrap();
     let b_id = ids_by_pid[&b.pid().unwrap().to_string()].clone();
-    let shares = wait_for("both hamsters processing", WAIT, || async {
-        let stats = live_stats(&admin_client, "hamster", 2).await;
-        let busy = stats
+    // Whichever started first owns both partitions; its balancer hands one
+    // over to the other (the stats' `partitions`: what a process found
+    // itself owning at its balancer's last look).
+    let owned = |stats: &BTreeMap<String, Value>| -> Vec<Vec<u64>> {
+        stats
             .values()
-            .filter(|s| s["processed"].as_u64().unwrap_or(0) > 0)
-            .count();
-        Ok((stats.len() == 2 && busy == 2).then_some(stats))
+            .map(|s| {
+                s["partitions"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let logs =
+        |e: anyhow::Error| -> String { format!("{e}\n{}\n{}", a.log_tail(30), b.log_tail(30)) };
+    wait_for("a partition handed over", WAIT, || async {
+        let o = owned(&live_stats(&admin_client, "hamster", 2).await);
+        let handed =
+            o.len() == 2 && o.iter().all(|p| p.len() <= 1) && o.iter().any(|p| p.len() == 1);
+        Ok(handed.then_some(()))
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{}", logs(e)));
+    // New work: each works on its own partition (an owner learns that it
+    // owns a partition from its first message there).
+    let shared_ids = publish_raw(&gateway, &teltonika_frames(8000..10000, fleet)).await;
+    let shares = wait_for(
+        "each hamster owning one partition and busy",
+        WAIT,
+        || async {
+            let stats = live_stats(&admin_client, "hamster", 2).await;
+            let o = owned(&stats);
+            let all: BTreeSet<u64> = o.iter().flatten().copied().collect();
+            let busy = stats
+                .values()
+                .filter(|s| s["processed"].as_u64().unwrap_or(0) > 0)
+                .count();
+            let even = o.len() == 2 && o.iter().all(|p| p.len() == 1) && all.len() == 2;
+            Ok((even && busy == 2).then_some(stats))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", logs(e)));
     eprintln!("shares: {shares:?}");
 
     // kill -9 one of them in the middle of the backlog. On a fast machine
@@ -459,6 +493,7 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     let expected: BTreeSet<String> = first[2..]
         .iter()
         .chain(&load_ids)
+        .chain(&shared_ids)
         .chain(&more_ids)
         .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
         .collect();

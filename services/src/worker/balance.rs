@@ -46,7 +46,10 @@ impl Balancer {
             let processes = self.processes().await;
             let owned = self.owned().await;
             let share = fair_share(self.ownership.len(), processes);
-            if let Some(p) = surplus(&owned, share) {
+            let over = surplus(&owned, share);
+            self.ownership
+                .confirm(owned.iter().copied().filter(|p| Some(*p) != over).collect());
+            if let Some(p) = over {
                 tracing::info!(
                     partition = p,
                     owned = owned.len(),

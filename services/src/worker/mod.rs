@@ -212,6 +212,7 @@ async fn serve<T: Table, H: Handler>(
     let consumers = partition_consumers(&js, stage, partitions).await?;
     let gate = Gate::new();
     let ownership = Arc::new(Ownership::new(consumers.len()));
+    let workers_ownership = ownership.clone();
     let workers = PullWorkers {
         ownership: ownership.clone(),
         consumers: Arc::new(consumers),
@@ -237,6 +238,7 @@ async fn serve<T: Table, H: Handler>(
         .run(),
     );
     let snapshot_stats = stats.clone();
+    let snapshot_ownership = workers_ownership.clone();
     let snapshot_gate = gate.clone();
     let registration = registry::register(
         &client,
@@ -246,7 +248,9 @@ async fn serve<T: Table, H: Handler>(
             // One worker per partition.
             concurrency: partitions as usize,
             metadata: plan.metadata,
-            stats: Arc::new(move || live_stats(&snapshot_stats, &snapshot_gate)),
+            stats: Arc::new(move || {
+                live_stats(&snapshot_stats, &snapshot_gate, &snapshot_ownership)
+            }),
         },
     )
     .await
@@ -430,12 +434,14 @@ pub fn policy(poison_after: i64, give_up_after: i64, group: &topology::GroupSett
     }
 }
 
-/// The counters `$SRV.STATS` reports: the process's [`Stats`] and its
-/// gate (`held`, `blocked_secs`, `blocked_by` while downstream refuses).
-pub fn live_stats(stats: &Stats, gate: &Gate) -> serde_json::Value {
+/// The counters `$SRV.STATS` reports: the process's [`Stats`], its gate
+/// (`held`, `blocked_secs`, `blocked_by` while downstream refuses) and the
+/// partitions it owns (`partitions`, as its balancer last found them).
+pub fn live_stats(stats: &Stats, gate: &Gate, ownership: &Ownership) -> serde_json::Value {
     let mut v = serde_json::to_value(stats.snapshot()).unwrap_or_default();
     let g = gate.status();
     if let Some(map) = v.as_object_mut() {
+        map.insert("partitions".into(), ownership.confirmed().into());
         map.insert("held".into(), g.held.into());
         map.insert("blocked_secs".into(), g.blocked_secs.into());
         if let Some(by) = g.blocked_by {
