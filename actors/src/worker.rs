@@ -256,7 +256,13 @@ impl<H: Handler> Actor for Worker<H> {
         match pull_round(a, index, pull).await {
             Ok(()) => state.failing_since = None,
             Err(e) => {
-                state.pull = None;
+                // A new pull starts without a pin: hand back what this one
+                // parked and let go of the partition, rather than leave
+                // both to the ack wait and the pinned TTL.
+                if let Some(pull) = state.pull.take() {
+                    let_go(a.handler.dead_letters().0, a.consumer(index), pull).await;
+                    a.ownership.lost(index);
+                }
                 return pull_failed(myself, state, e).await;
             }
         }

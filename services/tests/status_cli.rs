@@ -164,6 +164,13 @@ async fn register(cluster: &Cluster, role: Role, stats: Value) -> Registration {
     .unwrap()
 }
 
+/// The durable of the partition RAW's first message is in (`hamsters-<p>`).
+async fn partition_durable(cluster: &Cluster) -> String {
+    let stored = cluster.stream_messages("RAW").await.unwrap();
+    let p = fleetbus_wire::names::partition_of(stored[0].subject.as_str()).expect("a partition");
+    fleetbus_wire::names::Durable::Hamsters.partition(p)
+}
+
 /// Publishes `payload` on `subject` as `role` and waits for its PubAck.
 async fn publish(cluster: &Cluster, role: Role, subject: &str, payload: &'static str) {
     common::js(cluster, role)
@@ -233,8 +240,8 @@ async fn provision_and_status_against_a_real_cluster() {
         problems_of(&status, "no_workers"),
         vec![
             "no gateway is running: no device's frames get into RAW",
-            "no hamster is running: RAW/hamsters is not being consumed",
-            "no monkey is running: PARSED/monkeys is not being consumed",
+            "no hamster is running: RAW/hamsters-<partition> is not being consumed",
+            "no monkey is running: PARSED/monkeys-<partition> is not being consumed",
         ],
         "{status:#}"
     );
@@ -286,7 +293,7 @@ async fn provision_and_status_against_a_real_cluster() {
 
     let table = status_table(&cluster, &[], 0).await;
     assert!(table.starts_with("cluster fleetbus: HEALTHY"), "{table}");
-    assert!(table.contains("RAW/hamsters"), "{table}");
+    assert!(table.contains("RAW/hamsters-0"), "{table}");
     assert!(table.contains("dead=1 processed=7"), "{table}");
 
     // Healthy in metrics too, with every kind at 0.
@@ -419,20 +426,22 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     let (cluster, mut stages) = healthy_cluster().await;
     stages.remove("hamster").unwrap().stop().await;
     publish(&cluster, Role::Gateway, "raw.teltonika.dev1", "frame").await;
+    // The durable of the partition RAW hashed the device into.
+    let durable = partition_durable(&cluster).await;
 
     // Fresh: no lag yet under the default 60 s, but nobody to parse it.
     let status = wait_status(&cluster, &[], &["no_workers"]).await;
     assert_eq!(
         problems_of(&status, "no_workers"),
-        vec!["no hamster is running: RAW/hamsters is not being consumed"]
+        vec!["no hamster is running: RAW/hamsters-<partition> is not being consumed"]
     );
-    let hamsters = named(&status["consumers"], "name", "hamsters");
+    let hamsters = named(&status["consumers"], "name", &durable);
     assert_eq!(hamsters["pending"], 1, "{hamsters:#}");
     let age = hamsters["oldest_unacked_secs"].as_f64().unwrap();
     assert!(age < 60.0, "{hamsters:#}");
 
     let status = wait_for(
-        "RAW/hamsters to lag more than 1 s",
+        "the partition's durable to lag more than 1 s",
         Duration::from_secs(30),
         || async {
             let (code, status) = status_json(&cluster, &["--max-lag-secs", "1"]).await;
@@ -447,8 +456,9 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     let lag = problems_of(&status, "consumer_lag");
     assert_eq!(lag.len(), 1, "{status:#}");
     assert!(
-        lag[0].starts_with("consumer RAW/hamsters: its oldest unacknowledged message is ")
-            && lag[0].ends_with(" old (1 pending, 0 ack pending)"),
+        lag[0].starts_with(&format!(
+            "consumer RAW/{durable}: its oldest unacknowledged message is "
+        )) && lag[0].ends_with(" old (1 pending, 0 ack pending)"),
         "{lag:?}"
     );
     assert!(kinds(&status).contains(&"no_workers".to_string()));
@@ -456,7 +466,7 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     let table = status_table(&cluster, &["--max-lag-secs", "1"], 1).await;
     let row = table
         .lines()
-        .find(|l| l.starts_with("RAW/hamsters "))
+        .find(|l| l.starts_with(&format!("RAW/{durable} ")))
         .unwrap_or_else(|| panic!("{table}"));
     let oldest = row.split_whitespace().nth(3).unwrap();
     assert!(oldest.ends_with('s') && oldest != "-", "{table}");
@@ -466,10 +476,12 @@ async fn a_raw_message_without_hamsters_is_consumer_lag_and_no_workers() {
     assert_eq!(m["fleetbus_workers{role=\"hamster\"}"], 0.0);
     assert_eq!(m["fleetbus_status_problems{kind=\"consumer_lag\"}"], 1.0);
     assert!(
-        m["fleetbus_consumer_oldest_unacked_seconds{stream=\"RAW\",consumer=\"hamsters\"}"] > 1.0
+        m[&format!(
+            "fleetbus_consumer_oldest_unacked_seconds{{stream=\"RAW\",consumer=\"{durable}\"}}"
+        )] > 1.0
     );
     assert_eq!(
-        m["fleetbus_consumer_pending{stream=\"RAW\",consumer=\"hamsters\"}"],
+        m[&format!("fleetbus_consumer_pending{{stream=\"RAW\",consumer=\"{durable}\"}}")],
         1.0
     );
 }
@@ -483,33 +495,20 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
     let (cluster, _stages) = healthy_cluster().await;
     let js = common::js(&cluster, Role::Admin).await;
 
-    // RAW/hamsters as an older fleetbus provisioned it: finite deliveries
-    // (with a short ack wait, so that the test runs out of them quickly).
-    let raw = js.get_stream("RAW").await.unwrap();
-    let mut config = raw
-        .get_consumer::<jetstream::consumer::pull::Config>("hamsters")
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
-    config.max_deliver = 2;
-    config.backoff = vec![Duration::from_secs(1)];
-    config.ack_wait = Duration::from_secs(1);
+    // The shared RAW/hamsters of the layout before partitions, as an older
+    // fleetbus provisioned it: finite deliveries (with a short ack wait, so
+    // that the test runs out of them quickly).
     let hamsters = js
-        .update_consumer_on_stream(
+        .create_consumer_on_stream(
             jetstream::consumer::pull::Config {
-                durable_name: config.durable_name.clone(),
-                name: config.name.clone(),
-                description: config.description.clone(),
-                deliver_policy: config.deliver_policy,
-                ack_policy: config.ack_policy,
-                ack_wait: config.ack_wait,
-                max_deliver: config.max_deliver,
-                backoff: config.backoff.clone(),
-                max_ack_pending: config.max_ack_pending,
-                replay_policy: config.replay_policy,
-                num_replicas: config.num_replicas,
+                durable_name: Some("hamsters".into()),
+                name: Some("hamsters".into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(1),
+                max_deliver: 2,
+                backoff: vec![Duration::from_secs(1)],
+                max_ack_pending: 512,
+                num_replicas: 3,
                 ..Default::default()
             },
             "RAW",
@@ -523,9 +522,22 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
         "{status:#}"
     );
 
-    // A frame delivered twice and never acknowledged: JetStream gives up
-    // on it, and RAW keeps it.
+    // A frame its partition's hamster parsed (here: took and acknowledged)
+    // and the old durable delivered twice and never saw acknowledged:
+    // JetStream gives up on it there, and RAW keeps it.
     publish(&cluster, Role::Gateway, "raw.teltonika.dev1", "frame").await;
+    let durable = partition_durable(&cluster).await;
+    let owner: jetstream::consumer::PullConsumer =
+        js.get_consumer_from_stream(&durable, "RAW").await.unwrap();
+    let mut pull = owner
+        .stream()
+        .group(fleetbus_wire::names::OWNER_GROUP)
+        .messages()
+        .await
+        .unwrap();
+    let msg = futures::StreamExt::next(&mut pull).await.unwrap().unwrap();
+    msg.double_ack().await.unwrap();
+    drop(pull);
     // The server notices that a message ran out of deliveries when it would
     // deliver it again, so a worker keeps pulling, as hamsters do, until a
     // pull past the ack wait gets nothing.
@@ -566,7 +578,7 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
     assert!(
         line.starts_with(
             "RAW holds up to 1 message that no consumer will deliver again (first sequence 1 <= \
-             1, up to which RAW/hamsters acknowledged or gave up on every message)"
+             1, up to which RAW/hamsters"
         ),
         "{line}"
     );
@@ -578,26 +590,20 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
     let stream = named(&status["streams"], "name", "RAW");
     assert_eq!(stream["messages"], 1, "{stream:#}");
 
-    // Provisioning makes the durable unlimited again; what it gave up on
-    // stays stranded.
-    fleetbus_ok(&cluster, &["provision"]).await;
-    wait_status(&cluster, YOUNG, &["stranded"]).await;
-
     // `fleetbus dead rescue` moves it to DEAD (a dry run first changes
     // nothing); status is healthy but for the recent dead letter, and a
     // replay puts the frame back into RAW, where the hamsters get it again.
+    // (The old durable's max_deliver is reported until provisioning
+    // removes it, below.)
     let out = fleetbus_ok(&cluster, &["dead", "rescue", "--dry-run"]).await;
     assert!(out.contains("RAW: sequences 1..=1"), "{out}");
-    wait_status(&cluster, YOUNG, &["stranded"]).await;
+    wait_status(&cluster, YOUNG, &["stranded", "max_deliver"]).await;
     let out = fleetbus_ok(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
     assert!(out.contains("RAW: 1 moved to DEAD"), "{out}");
-    wait_status(&cluster, YOUNG, &["dead_recent"]).await;
+    wait_status(&cluster, YOUNG, &["dead_recent", "max_deliver"]).await;
     let dead = messages(&cluster, "DEAD").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(header(&dead[0], "Fleetbus-Dead-Kind"), Some("exhausted"));
-    // Provisioning made max_deliver unlimited: how often it was delivered
-    // is no longer known, and DEAD does not pretend to.
-    assert_eq!(header(&dead[0], "Fleetbus-Dead-Deliveries"), None);
     assert_eq!(dead[0].payload.as_ref(), b"frame");
     let out = fleetbus(&cluster, &["dead", "rescue", "--settle-secs", "1"]).await;
     assert!(
@@ -605,8 +611,20 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
         "a second rescue finds nothing: {}",
         text(&out)
     );
+    // Provisioning removes the old durable, drained now: it is not part of
+    // the layout, and on an interest stream it would keep every frame.
+    let out = fleetbus_ok(&cluster, &["provision"]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.contains("RAW/hamsters ") && l.contains("removed")),
+        "{out}"
+    );
     fleetbus_ok(&cluster, &["dead", "replay", "--kind", "exhausted"]).await;
     let raw = messages(&cluster, "RAW").await;
     assert_eq!(raw.len(), 1, "back in RAW");
     assert_eq!(raw[0].payload.as_ref(), b"frame");
+    assert!(
+        fleetbus_wire::names::partition_of(raw[0].subject.as_str()).is_some(),
+        "replayed through RAW's hash into a partition"
+    );
 }

@@ -244,12 +244,25 @@ fn lag_problems(status: &Status, t: &Thresholds) -> Vec<Problem> {
 /// or given up on by all of them.
 pub(super) fn common_floor<'a>(
     consumers: impl IntoIterator<Item = &'a ConsumerStatus>,
-    stream: &str,
-) -> Option<&'a ConsumerStatus> {
+    stream: &StreamStatus,
+) -> Option<(&'a ConsumerStatus, u64)> {
     consumers
         .into_iter()
-        .filter(|c| c.stream == stream)
-        .min_by_key(|c| c.done_up_to())
+        .filter(|c| c.stream == stream.name)
+        .map(|c| (c, done_in(c, stream)))
+        .min_by_key(|(_, floor)| *floor)
+}
+
+/// Up to where in `stream` a consumer is done. One with nothing pending
+/// and nothing unacknowledged is done with the whole stream: a filtered
+/// durable (one partition's) never delivers the other partitions'
+/// messages, so its own floor says nothing about them.
+fn done_in(c: &ConsumerStatus, stream: &StreamStatus) -> u64 {
+    if c.pending == 0 && c.ack_pending == 0 {
+        c.done_up_to().max(stream.last_seq)
+    } else {
+        c.done_up_to()
+    }
 }
 
 /// Does an interest or work-queue stream hold messages at or below the
@@ -275,8 +288,7 @@ pub fn stranded<'a>(
     if stream.retention == "limits" || stream.oldest_secs.is_none_or(|a| a < after_secs as f64) {
         return None;
     }
-    let c = common_floor(consumers, &stream.name)?;
-    let floor = c.done_up_to();
+    let (c, floor) = common_floor(consumers, stream)?;
     holds_passed_messages(stream, floor).then_some((c, floor))
 }
 
@@ -662,7 +674,10 @@ mod tests {
         raw.first_seq = 12;
         raw.last_seq = 460;
         raw.oldest_secs = Some(DEFAULT_STRANDED_AFTER_SECS as f64 - 1.0);
-        consumer_mut(&mut status, HAMSTERS_0).ack_floor = 452;
+        // Past them, the last eight still to deliver (a consumer with
+        // nothing pending is done with the whole stream).
+        let hamsters = consumer_mut(&mut status, HAMSTERS_0);
+        (hamsters.ack_floor, hamsters.pending) = (452, 8);
         // Younger than the server's interest sweep: maybe acknowledged by
         // all and not yet removed.
         assert!(check(status.clone()).healthy);
@@ -678,10 +693,16 @@ mod tests {
             ]
         );
 
+        // An idle partition's durable (it never delivered anything: its
+        // floor is 0) does not hide them: its filter matches none of them.
+        let mut idle = status.clone();
+        idle.consumers.push(consumer(names::RAW, "hamsters-1"));
+        assert_eq!(only(&check(idle), Kind::Stranded).len(), 1);
+
         // Another consumer not past them yet: they are still wanted.
         let mut wanted = status.clone();
         let mut audit = consumer(names::RAW, "audit");
-        audit.ack_floor = 11;
+        (audit.ack_floor, audit.pending) = (11, 3);
         wanted.consumers.push(audit);
         assert!(check(wanted).healthy);
 

@@ -242,7 +242,7 @@ async fn settle_stranded(
     stream: &mut StreamStatus,
     consumers: &[ConsumerStatus],
 ) -> anyhow::Result<()> {
-    let Some(floor) = common_floor(consumers, &stream.name).map(|c| c.done_up_to()) else {
+    let Some((_, floor)) = common_floor(consumers, stream) else {
         return Ok(());
     };
     for pause in [Duration::ZERO, STRANDED_SETTLE] {
