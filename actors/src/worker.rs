@@ -313,22 +313,40 @@ async fn start_pull(
 /// this pull owned it.
 async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pulling) {
     let mut handed_back = 0;
-    for msg in std::mem::take(&mut pull.parked) {
-        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    let mut nak = |msg: jetstream::Message| {
         handed_back += 1;
+        async move {
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+        }
+    };
+    for msg in std::mem::take(&mut pull.parked) {
+        nak(msg).await;
     }
     while let Some(Some(Ok(msg))) = pull.stream.next().now_or_never() {
         pull.pinned |= is_pinned(&msg);
-        let _ = msg.ack_with(AckKind::Nak(None)).await;
-        handed_back += 1;
+        nak(msg).await;
     }
-    drop(pull.stream);
     if !pull.pinned {
         return;
     }
     let name = consumer.cached_info().name.clone();
     let stream = consumer.cached_info().stream_name.clone();
-    match unpin(js, &stream, &name).await {
+    // Unpinned, the server sends this pull nothing more, and gives the
+    // partition to another client once every message it delivered here is
+    // settled. Those still on their way are naked as they arrive (until the
+    // pull is quiet for a moment): dropped, each would hold the partition
+    // for its whole ack wait.
+    let unpinned = unpin(js, &stream, &name).await;
+    let quiet = Duration::from_millis(200);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, pull.stream.next()).await {
+        nak(msg).await;
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    drop(pull.stream);
+    match unpinned {
         Ok(()) => tracing::info!(consumer = %name, handed_back, "Let go of the partition."),
         Err(e) => tracing::warn!(consumer = %name, handed_back,
             "Could not unpin the partition; another worker takes it over after the pinned TTL: {e}."),
