@@ -166,7 +166,8 @@ pub struct WorkerState<H> {
 /// With the messages that arrived while the gate was closed.
 struct Pulling {
     stream: PullStream,
-    pinned: bool,
+    /// The pin id the server last sent this pull's messages with.
+    pin: Option<String>,
     /// Delivered while the gate was closed, not started yet, oldest first.
     parked: Vec<jetstream::Message>,
     /// When the parked messages were last reported in progress.
@@ -242,7 +243,7 @@ impl<H: Handler> Actor for Worker<H> {
                 Ok(stream) => {
                     state.pull = Some(Pulling {
                         stream,
-                        pinned: false,
+                        pin: None,
                         parked: Vec::new(),
                         progressed: Instant::now(),
                     })
@@ -256,13 +257,12 @@ impl<H: Handler> Actor for Worker<H> {
         match pull_round(a, index, pull).await {
             Ok(()) => state.failing_since = None,
             Err(e) => {
-                // A new pull starts without a pin: hand back what this one
-                // parked and let go of the partition, rather than leave
-                // both to the ack wait and the pinned TTL.
-                if let Some(pull) = state.pull.take() {
-                    let_go(a.handler.dead_letters().0, a.consumer(index), pull).await;
-                    a.ownership.lost(index);
-                }
+                // Dropped, not handed back: a pull fails when the process
+                // was paused or cut off, and the partition may well be
+                // another's by now; what it held comes back after its ack
+                // wait.
+                state.pull = None;
+                a.ownership.lost(index);
                 return pull_failed(myself, state, e).await;
             }
         }
@@ -323,14 +323,21 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
         nak(msg).await;
     }
     while let Some(Some(Ok(msg))) = pull.stream.next().now_or_never() {
-        pull.pinned |= is_pinned(&msg);
+        if let Some(pin) = pin_of(&msg) {
+            pull.pin = Some(pin.to_string());
+        }
         nak(msg).await;
     }
-    if !pull.pinned {
+    if pull.pin.is_none() {
         return;
     }
     let name = consumer.cached_info().name.clone();
     let stream = consumer.cached_info().stream_name.clone();
+    // Only the owner unpins: an unpin clears whoever is pinned, and after
+    // a pause past the pinned TTL that is another process.
+    if !still_owner(js, &stream, &name, pull.pin.as_deref()).await {
+        return;
+    }
     // Unpinned, the server sends this pull nothing more, and gives the
     // partition to another client once every message it delivered here is
     // settled. Those still on their way are naked as they arrive (until the
@@ -350,6 +357,23 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
         Ok(()) => tracing::info!(consumer = %name, handed_back, "Let go of the partition."),
         Err(e) => tracing::warn!(consumer = %name, handed_back,
             "Could not unpin the partition; another worker takes it over after the pinned TTL: {e}."),
+    }
+}
+
+/// Whether the durable is still pinned to `pin` (this pull's).
+async fn still_owner(js: &jetstream::Context, stream: &str, name: &str, pin: Option<&str>) -> bool {
+    let Some(pin) = pin else {
+        return false;
+    };
+    let Ok(handle) = js.get_stream_no_info(stream).await else {
+        return false;
+    };
+    match handle.consumer_info(name).await {
+        Ok(info) => info
+            .priority_groups
+            .iter()
+            .any(|g| g.group == OWNER_GROUP && g.pinned_client_id.as_deref() == Some(pin)),
+        Err(_) => false,
     }
 }
 
@@ -373,10 +397,6 @@ fn pin_of(msg: &jetstream::Message) -> Option<&str> {
         .as_ref()
         .and_then(|h| h.get(async_nats::header::NATS_PIN_ID))
         .map(|v| v.as_str())
-}
-
-fn is_pinned(msg: &jetstream::Message) -> bool {
-    pin_of(msg).is_some()
 }
 
 /// One round: messages as they come for up to [`ROUND`], then every run
@@ -437,7 +457,9 @@ async fn pull_round<H: Handler>(
             next = pull.stream.next(), if alive => match next {
                 Some(Ok(msg)) => {
                     if let Some(pin) = pin_of(&msg) {
-                        pull.pinned = true;
+                        if pull.pin.as_deref() != Some(pin) {
+                            pull.pin = Some(pin.to_string());
+                        }
                         a.ownership.pinned(index, pin);
                     }
                     if open {
