@@ -146,15 +146,6 @@ impl Gate {
         }
     }
 
-    /// Waits up to `d` for the gate to be open; `true` when it is.
-    pub async fn wait_open(&self, d: Duration) -> bool {
-        if self.is_open() {
-            return true;
-        }
-        self.pause(d).await;
-        self.is_open() && !self.is_stopping()
-    }
-
     /// Tells every holder to let go: the process is stopping.
     pub fn stop(&self) {
         self.stop.cancel();

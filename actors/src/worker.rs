@@ -161,14 +161,16 @@ pub struct WorkerState<H> {
     pull: Option<Pulling>,
 }
 
-/// A continuous pull from the partition's durable, and whether the server
-/// pinned it (a message came with `Nats-Pin-Id`): only an owner unpins.
-/// With the messages that arrived while the gate was closed.
+/// A continuous pull from the partition's durable, the pin id the server
+/// sent its messages with (only an owner unpins), and the messages parked
+/// for the next round (at most the durable's `max_ack_pending`: the server
+/// delivers no more unacknowledged ones).
 struct Pulling {
     stream: PullStream,
     /// The pin id the server last sent this pull's messages with.
     pin: Option<String>,
-    /// Delivered while the gate was closed, not started yet, oldest first.
+    /// Delivered while the gate was closed or after a round's end, not
+    /// started yet, oldest first.
     parked: Vec<jetstream::Message>,
     /// When the parked messages were last reported in progress.
     progressed: Instant,

@@ -35,6 +35,15 @@ async fn provision_all(cluster: &Cluster) -> topology::Report {
         .unwrap()
 }
 
+/// What provisioning did to the stream or consumer `name`, if anything.
+fn outcome_of(report: &topology::Report, name: &str) -> Option<Outcome> {
+    report
+        .items
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.outcome.clone())
+}
+
 /// One message of `stage`, from whichever partition holds it, pulled as
 /// a partition's owner does.
 async fn take_one(js: &jetstream::Context, stage: Durable) -> jetstream::Message {
@@ -254,13 +263,7 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
     let report = topology::provision(&admin, &settings, &Scope::all(), WAIT)
         .await
         .unwrap();
-    let outcome = |name: &str| {
-        report
-            .items
-            .iter()
-            .find(|i| i.name == name)
-            .map(|i| i.outcome.clone())
-    };
+    let outcome = |name: &str| outcome_of(&report, name);
     assert!(
         matches!(outcome("RAW"), Some(Outcome::Updated { ref changes })
             if changes[0].desired.contains("partition(3,1,2)")),
@@ -297,13 +300,7 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
     let report = topology::provision(&admin, &settings, &Scope::all(), WAIT)
         .await
         .unwrap();
-    let outcome = |name: &str| {
-        report
-            .items
-            .iter()
-            .find(|i| i.name == name)
-            .map(|i| i.outcome.clone())
-    };
+    let outcome = |name: &str| outcome_of(&report, name);
     assert!(
         matches!(outcome("RAW"), Some(Outcome::Rejected { ref error, .. })
             if error.contains("RAW holds 1 messages")),

@@ -17,7 +17,7 @@ use fleetbus_codec::Record;
 use crate::envelope::Envelope;
 use crate::headers::{self, DEAD_PREFIX, NATS_PREFIX};
 use crate::ids;
-use crate::names::{dead_subject, origin_of, partition_of, raw_subject, DeadStage, Stream};
+use crate::names::{dead_subject, without_partition, DeadStage, Stream};
 use crate::parsed::read_records;
 
 /// Everything about one message given up on.
@@ -173,9 +173,8 @@ impl DeadInfo {
         if root == Some(Stream::Dead.root()) {
             return Err(NoReplayTarget::IntoDead(subject.to_string()));
         }
-        if root == Some(Stream::Raw.root()) && partition_of(subject).is_some() {
-            let (protocol, device) = origin_of(subject, None, None);
-            return Ok(raw_subject(&protocol, &device));
+        if root == Some(Stream::Raw.root()) {
+            return Ok(without_partition(subject));
         }
         Ok(subject.to_string())
     }

@@ -344,6 +344,18 @@ pub fn seen_key(protocol: &str, device: &str) -> String {
     format!("{}.{}", key_token(protocol), key_token(device))
 }
 
+/// A stored RAW or PARSED subject without its partition (`raw.3.gt06.1`
+/// is `raw.gt06.1`, where a gateway publishes that frame); any other
+/// subject as it is.
+pub fn without_partition(subject: &str) -> String {
+    if partition_of(subject).is_none() {
+        return subject.to_string();
+    }
+    let mut tokens = subject.splitn(3, '.');
+    let (root, _, rest) = (tokens.next(), tokens.next(), tokens.next());
+    format!("{}.{}", root.unwrap_or_default(), rest.unwrap_or_default())
+}
+
 /// Where a message comes from: protocol and device from its headers
 /// (empty values do not count), else from its subject
 /// `<root>.<protocol>.<device>` (`dead.<stage>.` subjects are read past
@@ -424,6 +436,10 @@ mod tests {
         assert_eq!(partition_of("raw.gt06.1"), None);
         assert_eq!(partition_of("raw.5.gt06"), None);
         assert_eq!(partition_of("dead.raw.gt06.1"), None);
+        assert_eq!(without_partition("raw.5.gt06.1"), "raw.gt06.1");
+        assert_eq!(without_partition("parsed.12.gt06.1"), "parsed.gt06.1");
+        assert_eq!(without_partition("raw.gt06.1"), "raw.gt06.1");
+        assert_eq!(without_partition("dead.raw.gt06.1"), "dead.raw.gt06.1");
         assert_eq!(dead_subject(DeadStage::Raw, "gt06", ""), "dead.raw.gt06._");
         assert_eq!(
             dead_subject(DeadStage::Parsed, "gt06", "1"),

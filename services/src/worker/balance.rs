@@ -43,6 +43,11 @@ impl Balancer {
             if self.gate.is_stopping() {
                 break;
             }
+            // Not while downstream refuses writes: a hand-over naks what
+            // the worker parked, and each nak is a delivery more.
+            if !self.gate.is_open() {
+                continue;
+            }
             let processes = self.processes().await;
             let owned = self.owned().await;
             let share = fair_share(self.ownership.len(), processes);

@@ -19,21 +19,10 @@ pub async fn messages_on(cluster: &Cluster, stream: &str, subject: &str) -> Vec<
     messages(cluster, stream)
         .await
         .into_iter()
-        .filter(|m| unpartitioned(m.subject.as_str()) == unpartitioned(subject))
+        .filter(|m| {
+            names::without_partition(m.subject.as_str()) == names::without_partition(subject)
+        })
         .collect()
-}
-
-/// A stored subject without its partition token (`raw.3.gt06.1` is
-/// `raw.gt06.1`); any other as it is.
-pub fn unpartitioned(subject: &str) -> String {
-    match names::partition_of(subject) {
-        Some(_) => {
-            let (root, rest) = subject.split_once('.').unwrap_or_default();
-            let tail = rest.split_once('.').map_or("", |(_, t)| t);
-            format!("{root}.{tail}")
-        }
-        None => subject.to_string(),
-    }
 }
 
 /// Every message of `stream` as (subject, JSON payload), in order.
@@ -63,7 +52,7 @@ pub async fn raw(cluster: &Cluster) -> Vec<(String, String, Vec<u8>)> {
                 names::partition_of(stored).is_some(),
                 "{stored}: RAW stores every frame in a partition"
             );
-            (unpartitioned(stored), id, m.payload.to_vec())
+            (names::without_partition(stored), id, m.payload.to_vec())
         })
         .collect()
 }
