@@ -6,9 +6,12 @@
 //! publish the rest as PARSED messages ([`ParsedMeta::messages`]: one JSON
 //! array for the frame — one replicated write, delivery and ack for the
 //! frame instead of one per record); wait for the PubAcks; then report
-//! [`Outcome::Done`], and the worker acknowledges the frame. A crash anywhere before the ack (or a
-//! lost ack) redelivers the frame, and the same ids and the same claims
-//! make the second round store nothing new.
+//! [`Outcome::Done`], and the worker acknowledges the frame. A crash
+//! anywhere before the ack (or a lost ack) redelivers the frame, and the
+//! same ids and the same claims make the second round store nothing new.
+//! Frames of one device that queued up behind each other go as a run
+//! ([`Handler::handle_run`]): their claims in one write of the device's
+//! memory, then each frame's messages as it would have published them.
 //!
 //! A frame that can never parse (unknown protocol, a parse error) is
 //! [`Outcome::Dead`]; PARSED, the `seen` bucket or anything else refusing a
@@ -83,27 +86,47 @@ fn received_at(msg: &jetstream::Message, raw: &RawFrame) -> DateTime<Utc> {
     raw.received_at.or(stored).unwrap_or_else(Utc::now)
 }
 
-impl Handler for Hamster {
-    async fn handle(&self, msg: &jetstream::Message) -> Outcome {
+/// A frame parsed, before its records are claimed and published.
+struct Parsed {
+    protocol: Protocol,
+    raw: RawFrame,
+    raw_id: String,
+    records: Vec<Record>,
+}
+
+impl Parsed {
+    fn identities(&self) -> Vec<Option<u64>> {
+        self.records.iter().map(record_identity).collect()
+    }
+
+    fn meta(&self) -> ParsedMeta {
+        ParsedMeta {
+            protocol: self.protocol.name().to_string(),
+            ..ParsedMeta::of_frame(&self.raw, &self.raw_id)
+        }
+    }
+}
+
+impl Hamster {
+    /// Parses a frame; the outcome when there is nothing to publish (it
+    /// cannot parse, or it is stored already).
+    fn parse(&self, msg: &jetstream::Message) -> Result<Parsed, Outcome> {
         let raw = RawFrame::read(msg);
-        let device = raw.device.as_str();
-        let protocol: Protocol = match raw.protocol.parse() {
-            Ok(p) => p,
-            Err(e) => return Outcome::Dead(DeadReason::new(DeadKind::UnknownProtocol, e)),
-        };
-        let ctx = ParseContext::new(device, received_at(msg, &raw)).with_model(raw.model.clone());
+        let protocol: Protocol = raw
+            .protocol
+            .parse()
+            .map_err(|e| Outcome::Dead(DeadReason::new(DeadKind::UnknownProtocol, e)))?;
+        let ctx =
+            ParseContext::new(&raw.device, received_at(msg, &raw)).with_model(raw.model.clone());
         if let Some(hook) = &self.before_parse {
             hook(msg);
         }
-        let records = match protocol.parse(&msg.payload, &ctx) {
-            Ok(r) => r,
-            Err(e) => {
-                return Outcome::Dead(DeadReason::new(
-                    DeadKind::ParseError,
-                    format!("{protocol} parse error: {e}"),
-                ))
-            }
-        };
+        let records = protocol.parse(&msg.payload, &ctx).map_err(|e| {
+            Outcome::Dead(DeadReason::new(
+                DeadKind::ParseError,
+                format!("{protocol} parse error: {e}"),
+            ))
+        })?;
         let raw_id = raw_id_of(
             msg,
             msg.info().map(|i| i.stream_sequence).unwrap_or_default(),
@@ -111,38 +134,110 @@ impl Handler for Hamster {
         let redelivered = msg.info().map(|i| i.delivered > 1).unwrap_or(false);
         if redelivered && self.published.contains(&raw_id) {
             // Stored in PARSED before; only its ack was lost.
-            return Outcome::Done;
+            return Err(Outcome::Done);
         }
+        Ok(Parsed {
+            protocol,
+            raw,
+            raw_id,
+            records,
+        })
+    }
+
+    /// A frame's records are stored in PARSED.
+    fn stored(&self, msg: &jetstream::Message, frame: &Parsed) {
+        self.published.insert(&frame.raw_id);
+        if let Some(hook) = &self.after_publish {
+            hook(msg);
+        }
+    }
+}
+
+impl Handler for Hamster {
+    async fn handle(&self, msg: &jetstream::Message) -> Outcome {
+        let frame = match self.parse(msg) {
+            Ok(frame) => frame,
+            Err(outcome) => return outcome,
+        };
         // The records this frame carries: all, but those another frame of
         // the device already carries.
         let carry = match &self.seen {
-            None => vec![true; records.len()],
+            None => vec![true; frame.records.len()],
+            Some(seen) => match seen
+                .claim(
+                    frame.protocol.name(),
+                    &frame.raw.device,
+                    &frame.raw_id,
+                    &frame.identities(),
+                )
+                .await
+            {
+                Ok((carry, counts)) => {
+                    self.stats.duplicates(counts.duplicates as u64);
+                    carry
+                }
+                Err(e) => return Outcome::BackPressure(e),
+            },
+        };
+        let outcome = self.publish(&[(&frame, &carry[..])]).await;
+        if matches!(outcome, Outcome::Done) {
+            self.stored(msg, &frame);
+        }
+        outcome
+    }
+
+    /// Frames of one device that queued up behind each other: their claims
+    /// in one write of the device's memory (instead of one per frame), then
+    /// every frame's PARSED messages, as each would have been published
+    /// alone. The run ends before the first frame that does not parse
+    /// (which goes alone, to DEAD); a refusal sends them all one by one,
+    /// where the claims already written make each carry the same records.
+    async fn handle_run(&self, msgs: &[jetstream::Message]) -> usize {
+        let mut frames = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            match self.parse(msg) {
+                Ok(frame) => frames.push(frame),
+                Err(_) => break,
+            }
+        }
+        if frames.is_empty() {
+            return 0;
+        }
+        let identities: Vec<Vec<Option<u64>>> = frames.iter().map(Parsed::identities).collect();
+        let carry = match &self.seen {
+            None => identities.iter().map(|i| vec![true; i.len()]).collect(),
             Some(seen) => {
-                let identities: Vec<Option<u64>> = records.iter().map(record_identity).collect();
+                // One device: one subject is one protocol and device.
+                let first = &frames[0];
+                let claims: Vec<(&str, &[Option<u64>])> = frames
+                    .iter()
+                    .zip(&identities)
+                    .map(|(f, i)| (f.raw_id.as_str(), &i[..]))
+                    .collect();
                 match seen
-                    .claim(protocol.name(), device, &raw_id, &identities)
+                    .claim_run(first.protocol.name(), &first.raw.device, &claims)
                     .await
                 {
                     Ok((carry, counts)) => {
                         self.stats.duplicates(counts.duplicates as u64);
                         carry
                     }
-                    Err(e) => return Outcome::BackPressure(e),
+                    Err(_) => return 0,
                 }
             }
         };
-        let meta = ParsedMeta {
-            protocol: protocol.name().to_string(),
-            ..ParsedMeta::of_frame(&raw, &raw_id)
-        };
-        let outcome = self.publish(&meta, &records, &carry).await;
-        if matches!(outcome, Outcome::Done) {
-            self.published.insert(&raw_id);
-            if let Some(hook) = &self.after_publish {
-                hook(msg);
-            }
+        let run: Vec<(&Parsed, &[bool])> = frames
+            .iter()
+            .zip(&carry)
+            .map(|(f, c)| (f, &c[..]))
+            .collect();
+        if !matches!(self.publish(&run).await, Outcome::Done) {
+            return 0;
         }
-        outcome
+        for (msg, frame) in msgs.iter().zip(&frames) {
+            self.stored(msg, frame);
+        }
+        frames.len()
     }
 
     fn dead_letters(&self) -> (&jetstream::Context, DeadStage) {
@@ -151,24 +246,33 @@ impl Handler for Hamster {
 }
 
 impl Hamster {
-    /// Publishes the carried records of a frame and waits for every PubAck.
-    async fn publish(&self, meta: &ParsedMeta, records: &[Record], carry: &[bool]) -> Outcome {
-        let carried: Vec<(usize, &Record)> = records
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| carry[*i])
-            .collect();
-        // None carried: a resend of records other frames carry, nothing new.
-        let messages = meta.messages(records.len(), &carried, FRAME_MESSAGE_MAX_BYTES);
-        let mut acks = Vec::with_capacity(messages.len());
-        for out in messages {
-            match self
-                .js
-                .publish_with_headers(out.subject, out.headers, out.payload)
-                .await
-            {
-                Ok(ack) => acks.push(ack),
-                Err(e) => return refused(&e),
+    /// Publishes the carried records of each frame (its PARSED messages:
+    /// [`ParsedMeta::messages`]) and waits for every PubAck.
+    async fn publish(&self, frames: &[(&Parsed, &[bool])]) -> Outcome {
+        let mut acks = Vec::new();
+        let mut published = 0;
+        for (frame, carry) in frames {
+            let carried: Vec<(usize, &Record)> = frame
+                .records
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| carry[*i])
+                .collect();
+            published += carried.len();
+            // None carried: a resend of records other frames carry, nothing new.
+            let messages =
+                frame
+                    .meta()
+                    .messages(frame.records.len(), &carried, FRAME_MESSAGE_MAX_BYTES);
+            for out in messages {
+                match self
+                    .js
+                    .publish_with_headers(out.subject, out.headers, out.payload)
+                    .await
+                {
+                    Ok(ack) => acks.push(ack),
+                    Err(e) => return refused(&e),
+                }
             }
         }
         for result in
@@ -179,7 +283,7 @@ impl Hamster {
                 return refused(&e);
             }
         }
-        self.stats.published(carried.len() as u64);
+        self.stats.published(published as u64);
         Outcome::Done
     }
 }

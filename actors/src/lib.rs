@@ -23,6 +23,7 @@ pub mod monkey;
 pub mod outcome;
 pub mod ownership;
 pub mod published;
+pub mod revisions;
 pub mod seen;
 pub mod stats;
 pub mod subjects;

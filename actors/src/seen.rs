@@ -20,14 +20,12 @@
 //! process handled needs no read; a stale cache only costs a failed
 //! compare-and-set and a read.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use async_nats::jetstream::kv;
 use fleetbus_codec::identity::{owner_tag, Memory};
 use fleetbus_wire::names::seen_key;
 
 use crate::outcome::{Downstream, DownstreamKind};
+use crate::revisions::Revisions;
 
 /// How much of the devices' memories a process caches (their stored
 /// size); past it the cache starts over.
@@ -38,13 +36,7 @@ pub struct Seen {
     kv: kv::Store,
     /// Identities remembered per device.
     cap: usize,
-    cache: Mutex<Cache>,
-}
-
-#[derive(Default)]
-struct Cache {
-    entries: HashMap<String, (u64, Memory)>,
-    bytes: usize,
+    cache: Revisions<Memory>,
 }
 
 /// Counts of one claim, for stats.
@@ -61,7 +53,7 @@ impl Seen {
         Seen {
             kv,
             cap: cap.max(1),
-            cache: Mutex::new(Cache::default()),
+            cache: Revisions::new(CACHE_BYTES, size),
         }
     }
 
@@ -74,14 +66,36 @@ impl Seen {
         raw_id: &str,
         identities: &[Option<u64>],
     ) -> Result<(Vec<bool>, Claimed), Downstream> {
-        let ids: Vec<u64> = identities.iter().flatten().copied().collect();
-        if ids.is_empty() {
-            return Ok((vec![true; identities.len()], Claimed::default()));
+        let (mut carry, counts) = self
+            .claim_run(protocol, device, &[(raw_id, identities)])
+            .await?;
+        Ok((carry.pop().unwrap_or_default(), counts))
+    }
+
+    /// [`Seen::claim`] for several frames of one device, in stream order,
+    /// with one write of its memory for all of them: each frame claims
+    /// after the ones before it, exactly as if they came one by one.
+    pub async fn claim_run(
+        &self,
+        protocol: &str,
+        device: &str,
+        frames: &[(&str, &[Option<u64>])],
+    ) -> Result<(Vec<Vec<bool>>, Claimed), Downstream> {
+        let all_carried = || {
+            frames
+                .iter()
+                .map(|(_, identities)| vec![true; identities.len()])
+                .collect()
+        };
+        if frames
+            .iter()
+            .all(|(_, identities)| identities.iter().all(Option::is_none))
+        {
+            return Ok((all_carried(), Claimed::default()));
         }
         let key = seen_key(protocol, device);
-        let owner = owner_tag(raw_id);
         let mut counts = Claimed::default();
-        let mut cached = self.cache.lock().unwrap().take(&key);
+        let mut cached = self.cache.take(&key);
         for _ in 0..32 {
             let (revision, mut memory) = match cached.take() {
                 Some(c) => c,
@@ -90,8 +104,24 @@ impl Seen {
                     self.read(&key).await?
                 }
             };
-            let claim = memory.claim(owner, &ids, self.cap);
-            let revision = if claim.changed {
+            let mut changed = false;
+            let carry: Vec<Vec<bool>> = frames
+                .iter()
+                .map(|(raw_id, identities)| {
+                    let ids: Vec<u64> = identities.iter().flatten().copied().collect();
+                    if ids.is_empty() {
+                        return vec![true; identities.len()];
+                    }
+                    let claim = memory.claim(owner_tag(raw_id), &ids, self.cap);
+                    changed |= claim.changed;
+                    let mut carried = claim.carry.into_iter();
+                    identities
+                        .iter()
+                        .map(|id| id.is_none() || carried.next().unwrap_or(true))
+                        .collect()
+                })
+                .collect();
+            let revision = if changed {
                 match self.write(&key, revision, &memory).await? {
                     Some(r) => r,
                     // Another hamster wrote first: read again, decide again.
@@ -101,12 +131,7 @@ impl Seen {
                 revision
             };
             self.remember(key, revision, memory);
-            let mut carried = claim.carry.into_iter();
-            let carry: Vec<bool> = identities
-                .iter()
-                .map(|id| id.is_none() || carried.next().unwrap_or(true))
-                .collect();
-            counts.duplicates = carry.iter().filter(|c| !**c).count();
+            counts.duplicates = carry.iter().flatten().filter(|c| !**c).count();
             return Ok((carry, counts));
         }
         Err(Downstream::new(
@@ -165,28 +190,7 @@ impl Seen {
     }
 
     fn remember(&self, key: String, revision: u64, memory: Memory) {
-        self.cache.lock().unwrap().put(key, revision, memory);
-    }
-}
-
-impl Cache {
-    fn take(&mut self, key: &str) -> Option<(u64, Memory)> {
-        let entry = self.entries.remove(key)?;
-        self.bytes = self.bytes.saturating_sub(size(key, &entry.1));
-        Some(entry)
-    }
-
-    fn put(&mut self, key: String, revision: u64, memory: Memory) {
-        let bytes = size(&key, &memory);
-        if self.bytes + bytes > CACHE_BYTES {
-            // Crude but bounded: a full cache starts over.
-            self.entries.clear();
-            self.bytes = 0;
-        }
-        self.bytes += bytes;
-        if let Some(old) = self.entries.insert(key.clone(), (revision, memory)) {
-            self.bytes = self.bytes.saturating_sub(size(&key, &old.1));
-        }
+        self.cache.put(key, revision, memory);
     }
 }
 

@@ -3,7 +3,8 @@
 //! doubled, a frame that crashes every worker and one whose workers all died
 //! holding it sent to DEAD; `fleetbus hamster` processes that share the
 //! work, register, survive kill -9 of one of them, dead-letter garbage and
-//! give up with status 1 when their workers keep failing.
+//! give up with status 1 when their workers keep failing; a backlog of
+//! re-packed frames claimed in runs, each record stored once.
 
 mod common;
 
@@ -541,4 +542,66 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
         c.log_tail(20)
     );
     eprintln!("hamster process test: {:?}", t0.elapsed());
+}
+
+/// A device that re-packs its records after lost acks, with a backlog of
+/// such frames waiting before the hamster starts: the frames of one device
+/// that queue up are claimed together (one write of the device's memory
+/// for a run of frames, not one per frame), and PARSED still holds every
+/// record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_s_backlog_of_repacked_frames_is_claimed_in_runs_and_each_record_stored_once() {
+    let (dir, config, _, cluster, admin, _) = setup().await;
+    let device = "356307042441015".to_string();
+    // Frame n carries fixes n, n+1 and n+2: two of the previous frame's
+    // records, re-packed with a new one. 30 frames, 32 records.
+    let frames: Vec<(String, String, Bytes)> = (0..30)
+        .map(|n| {
+            let fixes: Vec<_> = (n..n + 3).map(|s| position(&device, s)).collect();
+            ("teltonika".into(), device.clone(), codec8(&fixes).unwrap())
+        })
+        .collect();
+    let raw = common::js(&cluster, Role::Gateway).await;
+    publish_raw(&raw, &frames).await;
+
+    let mut hamster = Proc::start(
+        worker(&cluster, Role::Hamster, "hamster", &config, &[]),
+        dir.path(),
+    )
+    .unwrap();
+    wait_counts(&admin, "RAW drained", &[(names::RAW, 0)]).await;
+
+    let mut stored: BTreeMap<String, usize> = BTreeMap::new();
+    for m in messages(&cluster, names::PARSED).await {
+        let read = fleetbus_wire::parsed::ParsedMessage::read(&m, "?").unwrap();
+        for (_, id) in read.records {
+            *stored.entry(id).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "records stored more than once: {twice:?}");
+    assert_eq!(
+        stored.len(),
+        32,
+        "every record of the 30 frames: {stored:?}"
+    );
+
+    // The device's memory is the bucket's only key: its revision counts
+    // the writes.
+    let kv = admin.get_key_value(names::SEEN_BUCKET).await.unwrap();
+    let entry = kv
+        .entry(names::seen_key("teltonika", &device))
+        .await
+        .unwrap()
+        .expect("the device's memory");
+    eprintln!(
+        "30 frames, {} writes of the device's memory",
+        entry.revision
+    );
+    assert!(
+        entry.revision < 20,
+        "a backlog is claimed in runs, not frame by frame: {} writes",
+        entry.revision
+    );
+    common::stop(&mut hamster).await;
 }

@@ -1,7 +1,8 @@
 //! Monkeys against a real three-node cluster: the latest position and the
 //! events derived from fixes that arrive out of order, a non-record sent to
 //! DEAD and the archive (a `fleetbus monkey` process); a device's backlog
-//! applied in runs with the same outcome as one by one; and a user
+//! applied in runs with the same outcome as one by one; an entry the
+//! monkey remembers gone stale behind its back; and a user
 //! processor whose database is down holding its record (never redelivered,
 //! never dead-lettered) until it is back, while only invalid records go to
 //! DEAD (in-process workers under a supervisor).
@@ -415,4 +416,54 @@ async fn a_processor_that_is_down_holds_its_record_and_only_invalid_ones_go_to_d
     shut_down(&mut supervisor).await;
     assert_eq!(stats.snapshot().dead, 2, "one message and one record");
     eprintln!("processor test: {:?}", t0.elapsed());
+}
+
+/// A monkey writes the entries of the devices it owns without reading them
+/// first (it remembers what it wrote). When another writer moved an entry
+/// on meanwhile (a hand-over, another process), the remembered revision is
+/// stale: the compare-and-set fails, the monkey reads, and a fix older than
+/// the stored one changes nothing, while a newer one is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monkey_that_remembers_a_stale_entry_reads_it_again_and_loses_no_newer_fix() {
+    let (dir, config, _, cluster, admin, hamster) = setup().await;
+    let mut monkey = one_monkey(&cluster, dir.path(), &config, &[]);
+    let device = "356307042441013";
+    let fix = |sec: u32| Record::Position(position(device, sec));
+
+    publish_parsed(&hamster, "a#0", &fix(10)).await;
+    common::streams::wait_latest(&admin, device, "2024-05-01T12:00:10.000Z").await;
+
+    // Another writer stores a newer fix behind the monkey's back.
+    let kv = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
+    let Record::Position(newer) = fix(50) else {
+        unreachable!()
+    };
+    let theirs = fleetbus_wire::device::DeviceEntry {
+        position: newer,
+        source: "elsewhere".into(),
+        ignition: None,
+        overspeed: false,
+        recent: Vec::new(),
+    };
+    kv.put(device, serde_json::to_vec(&theirs).unwrap().into())
+        .await
+        .unwrap();
+
+    // Older than what is stored, newer than what the monkey remembers.
+    publish_parsed(&hamster, "b#0", &fix(30)).await;
+    wait_counts(&admin, "PARSED drained", &[(names::PARSED, 0)]).await;
+    let stored: Value = serde_json::from_slice(&kv.get(device).await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (
+            stored["position"]["fix_time"].as_str(),
+            stored["source"].as_str()
+        ),
+        (Some("2024-05-01T12:00:50.000Z"), Some("elsewhere")),
+        "the late fix did not replace the newer one"
+    );
+
+    publish_parsed(&hamster, "c#0", &fix(59)).await;
+    let latest = common::streams::wait_latest(&admin, device, "2024-05-01T12:00:59.000Z").await;
+    assert_eq!(latest["source"], record_msg_id(&fix(59)).unwrap());
+    common::stop(&mut monkey).await;
 }

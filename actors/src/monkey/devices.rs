@@ -6,8 +6,10 @@
 //! become `_`). Value: a JSON [`DeviceEntry`] whose `position` is the fix
 //! with the newest `fix_time` seen. A fix replaces it only if it is newer;
 //! the write is a compare-and-set on the entry's revision (`update` with the
-//! revision read, or `create`), retried on conflict, so concurrent monkeys
-//! never lose a newer fix to an older one. Any NATS client can read it:
+//! revision this process last wrote or read — a partition's owner writes
+//! its devices' entries without reading them first — or `create`), redone
+//! from a fresh read on conflict, so concurrent monkeys never lose a newer
+//! fix to an older one. Any NATS client can read it:
 //! `nats kv get devices 356307042441013`.
 //!
 //! **Events** (`events.<protocol>.<device>.<type>`, JSON [`Event`]):
@@ -37,6 +39,7 @@ pub use fleetbus_wire::device::{Applied, DeviceEntry};
 pub use fleetbus_wire::event::Event;
 
 use super::{Meta, ProcessError, Processor};
+use crate::revisions::Revisions;
 
 /// Settings of the `devices` processor (`[monkey.devices]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,6 +170,25 @@ pub struct Devices {
     js: jetstream::Context,
     kv: kv::Store,
     config: DevicesConfig,
+    /// The entries this process wrote or read last, with their revisions
+    /// (`None`: a deleted entry): the partition's owner writes its devices'
+    /// entries without reading them first.
+    cache: Revisions<Option<DeviceEntry>>,
+}
+
+/// How much of the devices' entries a process caches, roughly (their size
+/// in memory); past it the cache starts over.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// What a cached entry costs, roughly: the fix and the remembered events.
+fn cached_size(key: &str, entry: &Option<DeviceEntry>) -> usize {
+    let remembered = entry.as_ref().map_or(0, |e| {
+        e.recent
+            .iter()
+            .map(|a| 64 + a.source.len() + 256 * a.events.len())
+            .sum()
+    });
+    key.len() + 512 + remembered
 }
 
 impl Devices {
@@ -176,7 +198,12 @@ impl Devices {
             .get_key_value(&config.bucket)
             .await
             .map_err(|e| format!("key-value bucket {}: {e}", config.bucket))?;
-        Ok(Devices { js, kv, config })
+        Ok(Devices {
+            js,
+            kv,
+            config,
+            cache: Revisions::new(CACHE_BYTES, cached_size),
+        })
     }
 
     async fn publish(&self, events: &[Event]) -> Result<(), ProcessError> {
@@ -215,11 +242,17 @@ impl Devices {
     }
 
     /// Folds a prefix of `fixes` into the entry, writes it once (a
-    /// compare-and-set, redone from a fresh read on conflict), then
-    /// publishes the prefix's events; returns the prefix's length. The
-    /// prefix ends after `remember` messages that raised events, so that a
-    /// crash between the write and the events' PubAcks leaves every one of
-    /// them in the entry's memory, to be published again on redelivery.
+    /// compare-and-set on the revision this process last wrote or read,
+    /// redone from a fresh read on conflict), then publishes the prefix's
+    /// events; returns the prefix's length. The prefix ends after
+    /// `remember` messages that raised events, so that a crash between the
+    /// write and the events' PubAcks leaves every one of them in the
+    /// entry's memory, to be published again on redelivery.
+    ///
+    /// A remembered entry can only be older than the stored one (entries
+    /// only move to newer fixes), so a fix found late or applied against it
+    /// is so against the stored one too; a fix found newer is written with
+    /// a compare-and-set that fails if anyone wrote since.
     async fn apply_some(
         &self,
         key: &str,
@@ -227,19 +260,11 @@ impl Devices {
     ) -> Result<usize, ProcessError> {
         let retry =
             |what: &str, e: &dyn std::fmt::Display| ProcessError::Retry(format!("{what}: {e}"));
+        let mut cached = self.cache.take(key);
         for _ in 0..32 {
-            let entry = self
-                .kv
-                .entry(key)
-                .await
-                .map_err(|e| retry("read entry", &e))?;
-            let (mut current, revision) = match &entry {
-                Some(e) if e.operation == kv::Operation::Put => (
-                    serde_json::from_slice::<DeviceEntry>(&e.value).ok(),
-                    Some(e.revision),
-                ),
-                Some(e) => (None, Some(e.revision)),
-                None => (None, None),
+            let (mut current, revision) = match cached.take() {
+                Some((revision, entry)) => (entry, Some(revision)),
+                None => self.read(key).await.map_err(|e| retry("read entry", &e))?,
             };
             let (mut events, mut changed, mut eventful, mut taken) = (Vec::new(), false, 0, 0);
             for (p, source) in fixes {
@@ -257,25 +282,31 @@ impl Devices {
                     break;
                 }
             }
-            if changed {
+            let revision = if changed {
                 let value = serde_json::to_vec(current.as_ref().expect("changed: an entry"))
                     .map_err(|e| ProcessError::Invalid(e.to_string()))?;
                 let written = match revision {
                     Some(rev) => match self.kv.update(key, value.into(), rev).await {
-                        Ok(_) => true,
-                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                        Ok(rev) => Some(rev),
+                        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => None,
                         Err(e) => return Err(retry("update entry", &e)),
                     },
                     None => match self.kv.create(key, value.into()).await {
-                        Ok(_) => true,
-                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                        Ok(rev) => Some(rev),
+                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => None,
                         Err(e) => return Err(retry("create entry", &e)),
                     },
                 };
-                if !written {
-                    // Another monkey wrote first: read again and redo.
-                    continue;
+                match written {
+                    Some(rev) => Some(rev),
+                    // Another monkey wrote since: read again and redo.
+                    None => continue,
                 }
+            } else {
+                revision
+            };
+            if let Some(revision) = revision {
+                self.cache.put(key.to_string(), revision, current);
             }
             self.publish(&events).await?;
             return Ok(taken);
@@ -283,6 +314,19 @@ impl Devices {
         Err(ProcessError::Retry(format!(
             "entry {key}: too many conflicting writers"
         )))
+    }
+
+    /// The stored entry and its revision (`None`: no entry yet; an entry
+    /// deleted, or one that does not decode, is replaced by the next fix).
+    async fn read(&self, key: &str) -> Result<(Option<DeviceEntry>, Option<u64>), kv::EntryError> {
+        Ok(match self.kv.entry(key).await? {
+            Some(e) if e.operation == kv::Operation::Put => (
+                serde_json::from_slice::<DeviceEntry>(&e.value).ok(),
+                Some(e.revision),
+            ),
+            Some(e) => (None, Some(e.revision)),
+            None => (None, None),
+        })
     }
 }
 
