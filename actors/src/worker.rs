@@ -174,6 +174,23 @@ struct Pulling {
     parked: Vec<jetstream::Message>,
     /// When the parked messages were last reported in progress.
     progressed: Instant,
+    /// The highest consumer sequence this pull received: what the server
+    /// delivered here, for a hand-over to wait for what is on its way.
+    received: u64,
+}
+
+impl Pulling {
+    /// Notes a message this pull received.
+    fn note(&mut self, msg: &jetstream::Message) {
+        if let Some(pin) = pin_of(msg) {
+            if self.pin.as_deref() != Some(pin) {
+                self.pin = Some(pin.to_string());
+            }
+        }
+        if let Ok(info) = msg.info() {
+            self.received = self.received.max(info.consumer_sequence);
+        }
+    }
 }
 
 /// Work one round.
@@ -248,6 +265,7 @@ impl<H: Handler> Actor for Worker<H> {
                         pin: None,
                         parked: Vec::new(),
                         progressed: Instant::now(),
+                        received: 0,
                     })
                 }
                 Err(e) => {
@@ -325,9 +343,7 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
         nak(msg).await;
     }
     while let Some(Some(Ok(msg))) = pull.stream.next().now_or_never() {
-        if let Some(pin) = pin_of(&msg) {
-            pull.pin = Some(pin.to_string());
-        }
+        pull.note(&msg);
         nak(msg).await;
     }
     if pull.pin.is_none() {
@@ -337,24 +353,45 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
     let stream = consumer.cached_info().stream_name.clone();
     // Only the owner unpins: an unpin clears whoever is pinned, and after
     // a pause past the pinned TTL that is another process.
-    if !still_owner(js, &stream, &name, pull.pin.as_deref()).await {
+    let Some(info) = owner_info(js, &stream, &name, pull.pin.as_deref()).await else {
         return;
-    }
+    };
     // Unpinned, the server sends this pull nothing more, and gives the
     // partition to another client once every message it delivered here is
-    // settled. Those still on their way are naked as they arrive (until the
-    // pull is quiet for a moment): dropped, each would hold the partition
-    // for its whole ack wait.
+    // settled. Those still on their way are naked as they arrive: dropped,
+    // each would hold the partition for its whole ack wait. What is on its
+    // way is known: while this pull is the owner, every delivery is to it,
+    // so it waits until it has received up to the consumer sequence the
+    // server had delivered (on a loaded machine a message can trail by
+    // more than any quiet pause), then for the pull to be quiet a moment
+    // (for what was delivered between that count and the unpin).
+    let delivered = info.delivered.consumer_sequence;
     let unpinned = unpin(js, &stream, &name).await;
     let quiet = Duration::from_millis(200);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, pull.stream.next()).await {
-        nak(msg).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let wait = if pull.received < delivered {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            quiet
+        };
+        match tokio::time::timeout(wait, pull.stream.next()).await {
+            Ok(Some(Ok(msg))) => {
+                pull.note(&msg);
+                nak(msg).await;
+            }
+            _ => break,
+        }
         if Instant::now() > deadline {
             break;
         }
     }
+    let trailing = delivered.saturating_sub(pull.received);
     drop(pull.stream);
+    if trailing > 0 {
+        tracing::warn!(consumer = %name, trailing,
+            "Let go of the partition with deliveries still on their way; they hold it until their ack wait.");
+    }
     match unpinned {
         Ok(()) => tracing::info!(consumer = %name, handed_back, "Let go of the partition."),
         Err(e) => tracing::warn!(consumer = %name, handed_back,
@@ -362,21 +399,20 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
     }
 }
 
-/// Whether the durable is still pinned to `pin` (this pull's).
-async fn still_owner(js: &jetstream::Context, stream: &str, name: &str, pin: Option<&str>) -> bool {
-    let Some(pin) = pin else {
-        return false;
-    };
-    let Ok(handle) = js.get_stream_no_info(stream).await else {
-        return false;
-    };
-    match handle.consumer_info(name).await {
-        Ok(info) => info
-            .priority_groups
-            .iter()
-            .any(|g| g.group == OWNER_GROUP && g.pinned_client_id.as_deref() == Some(pin)),
-        Err(_) => false,
-    }
+/// The durable's info if it is still pinned to `pin` (this pull's).
+async fn owner_info(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    pin: Option<&str>,
+) -> Option<jetstream::consumer::Info> {
+    let pin = pin?;
+    let handle = js.get_stream_no_info(stream).await.ok()?;
+    let info = handle.consumer_info(name).await.ok()?;
+    info.priority_groups
+        .iter()
+        .any(|g| g.group == OWNER_GROUP && g.pinned_client_id.as_deref() == Some(pin))
+        .then_some(info)
 }
 
 /// `$JS.API.CONSUMER.UNPIN.<stream>.<consumer>` for the owner group.
@@ -458,10 +494,8 @@ async fn pull_round<H: Handler>(
         tokio::select! {
             next = pull.stream.next(), if alive => match next {
                 Some(Ok(msg)) => {
+                    pull.note(&msg);
                     if let Some(pin) = pin_of(&msg) {
-                        if pull.pin.as_deref() != Some(pin) {
-                            pull.pin = Some(pin.to_string());
-                        }
                         a.ownership.pinned(index, pin);
                     }
                     if open {
