@@ -451,3 +451,13 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Like the cluster's: `FLEETBUS_E2E_KEEP=1` keeps the processes' logs.
+impl Drop for System {
+    fn drop(&mut self) {
+        if std::env::var_os("FLEETBUS_E2E_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("fleetbus-e2e: kept {}", self.dir.path().display());
+        }
+    }
+}
