@@ -277,11 +277,23 @@ impl<H: Handler> Actor for Worker<H> {
         match pull_round(a, index, pull).await {
             Ok(()) => state.failing_since = None,
             Err(e) => {
-                // Dropped, not handed back: a pull fails when the process
-                // was paused or cut off, and the partition may well be
-                // another's by now; what it held comes back after its ack
-                // wait.
-                state.pull = None;
+                // A pull fails when the process was paused or cut off (the
+                // partition may well be another's by now: then it is
+                // dropped, and what it held comes back after its ack wait),
+                // or it missed a heartbeat on a loaded machine while still
+                // the owner: then it lets go as a stop does, since the
+                // partition stays pinned to the broken pull for the pinned
+                // TTL otherwise, even against this process's next pull.
+                if let Some(pull) = state.pull.take() {
+                    let (js, consumer) = (a.handler.dead_letters().0, a.consumer(index));
+                    let info = consumer.cached_info();
+                    if owner_info(js, &info.stream_name, &info.name, pull.pin.as_deref())
+                        .await
+                        .is_some()
+                    {
+                        let_go(js, consumer, pull).await;
+                    }
+                }
                 a.ownership.lost(index);
                 return pull_failed(myself, state, e).await;
             }
