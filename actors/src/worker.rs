@@ -284,15 +284,9 @@ impl<H: Handler> Actor for Worker<H> {
                 // the owner: then it lets go as a stop does, since the
                 // partition stays pinned to the broken pull for the pinned
                 // TTL otherwise, even against this process's next pull.
+                // `let_go` tells the two apart.
                 if let Some(pull) = state.pull.take() {
-                    let (js, consumer) = (a.handler.dead_letters().0, a.consumer(index));
-                    let info = consumer.cached_info();
-                    if owner_info(js, &info.stream_name, &info.name, pull.pin.as_deref())
-                        .await
-                        .is_some()
-                    {
-                        let_go(js, consumer, pull).await;
-                    }
+                    let_go(a.handler.dead_letters().0, a.consumer(index), pull).await;
                 }
                 a.ownership.lost(index);
                 return pull_failed(myself, state, e).await;
@@ -343,71 +337,103 @@ async fn start_pull(
 /// Hands back what the pull buffered (delivered, never started: a NAK
 /// redelivers it at once to the next owner) and unpins the partition if
 /// this pull owned it.
+///
+/// Nothing is handed back while the pull is open. An open pull is one of
+/// the partition's waiting pulls, so after the unpin the server may well
+/// pin it again (on a cut-off or lonely node it is the only one), and
+/// when the unpin did not go through it is still the owner: either way a
+/// message handed back came straight back to it, to be handed back again,
+/// for as long as the hand-over lasted - each time one more delivery, so
+/// that a few seconds of it sent healthy frames to DEAD as exhausted. So
+/// the pull collects what it hands back, is closed, and only then are the
+/// messages handed back: each hand-over costs a message one delivery.
 async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pulling) {
-    let mut handed_back = 0;
-    let mut nak = |msg: jetstream::Message| {
-        handed_back += 1;
-        async move {
-            let _ = msg.ack_with(AckKind::Nak(None)).await;
-        }
-    };
-    for msg in std::mem::take(&mut pull.parked) {
-        nak(msg).await;
-    }
+    let mut back = std::mem::take(&mut pull.parked);
     while let Some(Some(Ok(msg))) = pull.stream.next().now_or_never() {
         pull.note(&msg);
-        nak(msg).await;
-    }
-    if pull.pin.is_none() {
-        return;
+        back.push(msg);
     }
     let name = consumer.cached_info().name.clone();
     let stream = consumer.cached_info().stream_name.clone();
+    let pin = pull.pin.clone();
     // Only the owner unpins: an unpin clears whoever is pinned, and after
     // a pause past the pinned TTL that is another process.
-    let Some(info) = owner_info(js, &stream, &name, pull.pin.as_deref()).await else {
-        return;
-    };
-    // Unpinned, the server sends this pull nothing more, and gives the
-    // partition to another client once every message it delivered here is
-    // settled. Those still on their way are naked as they arrive: dropped,
-    // each would hold the partition for its whole ack wait. What is on its
-    // way is known: while this pull is the owner, every delivery is to it,
-    // so it waits until it has received up to the consumer sequence the
-    // server had delivered (on a loaded machine a message can trail by
-    // more than any quiet pause), then for the pull to be quiet a moment
-    // (for what was delivered between that count and the unpin).
-    let delivered = info.delivered.consumer_sequence;
-    let unpinned = unpin(js, &stream, &name).await;
-    let quiet = Duration::from_millis(200);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let wait = if pull.received < delivered {
-            deadline.saturating_duration_since(Instant::now())
-        } else {
-            quiet
-        };
-        match tokio::time::timeout(wait, pull.stream.next()).await {
-            Ok(Some(Ok(msg))) => {
-                pull.note(&msg);
-                nak(msg).await;
+    let owner = owner_info(js, &stream, &name, pin.as_deref()).await;
+    let mut unpinned = None;
+    let mut trailing = 0;
+    let mut repinned = None;
+    if let Some(info) = owner {
+        // Unpinned, the server sends this pull nothing more (unless it
+        // pins it again), and gives the partition to another client.
+        // Those still on their way are handed back with the rest:
+        // dropped, each would hold its device for its whole ack wait.
+        // What is on its way is known: while this pull is the owner,
+        // every delivery is to it, so it waits until it has received up
+        // to the consumer sequence the server had delivered (on a loaded
+        // machine a message can trail by more than any quiet pause), then
+        // for the pull to be quiet a moment (for what was delivered
+        // between that count and the unpin).
+        let delivered = info.delivered.consumer_sequence;
+        let result = unpin(js, &stream, &name).await;
+        if result.is_ok() {
+            let quiet = Duration::from_millis(200);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                let wait = if pull.received < delivered {
+                    deadline.saturating_duration_since(Instant::now())
+                } else {
+                    quiet
+                };
+                match tokio::time::timeout(wait, pull.stream.next()).await {
+                    Ok(Some(Ok(msg))) => {
+                        let again = pin_of(&msg).filter(|p| Some(*p) != pin.as_deref());
+                        if let Some(again) = again {
+                            // Pinned again: what comes now is this pull's
+                            // as the new owner; it is let go below.
+                            repinned = Some(again.to_string());
+                        }
+                        pull.note(&msg);
+                        back.push(msg);
+                        if repinned.is_some() {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+                if Instant::now() > deadline {
+                    break;
+                }
             }
-            _ => break,
+            trailing = delivered.saturating_sub(pull.received);
         }
-        if Instant::now() > deadline {
-            break;
+        unpinned = Some(result);
+    }
+    drop(pull.stream);
+    // Not the owner any more (a pause past the pinned TTL): what it holds
+    // may be another's delivery by now, and a hand-back would send it to
+    // a third while the second works on it. It comes back after its ack
+    // wait instead.
+    let handed_back = if unpinned.is_some() { back.len() } else { 0 };
+    for msg in back.into_iter().take(handed_back) {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+    }
+    if let Some(again) = &repinned {
+        // The server chose this pull again (no other was waiting): with
+        // it closed, a second unpin lets the next pull that comes take it.
+        if owner_info(js, &stream, &name, Some(again)).await.is_some() {
+            let _ = unpin(js, &stream, &name).await;
         }
     }
-    let trailing = delivered.saturating_sub(pull.received);
-    drop(pull.stream);
     if trailing > 0 {
         tracing::warn!(consumer = %name, trailing,
             "Let go of the partition with deliveries still on their way; they hold it until their ack wait.");
     }
     match unpinned {
-        Ok(()) => tracing::info!(consumer = %name, handed_back, "Let go of the partition."),
-        Err(e) => tracing::warn!(consumer = %name, handed_back,
+        Some(Ok(())) => tracing::info!(consumer = %name, handed_back,
+            repinned = repinned.is_some(), "Let go of the partition."),
+        Some(Err(e)) => tracing::warn!(consumer = %name, handed_back,
             "Could not unpin the partition; another worker takes it over after the pinned TTL: {e}."),
+        None => {}
     }
 }
 

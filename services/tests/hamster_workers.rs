@@ -605,3 +605,77 @@ async fn a_device_s_backlog_of_repacked_frames_is_claimed_in_runs_and_each_recor
     );
     common::stop(&mut hamster).await;
 }
+
+/// A hamster stopped again and again in the middle of a backlog (a rolling
+/// deploy, an operator's restarts) hands back what it had pulled and not
+/// started, and each stop costs those frames one delivery, not dozens: none
+/// of them counts as exhausted and goes to DEAD (here after 4 deliveries),
+/// and every record is stored once. A hand-back made while the pull was
+/// still open came straight back to it - pinned again, or still pinned -
+/// to be handed back again for as long as the hand-over lasted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hamster_stopped_mid_backlog_hands_back_its_frames_without_using_up_their_deliveries() {
+    let (dir, config, _, cluster, admin, _) = setup().await;
+    let gateway = common::js(&cluster, Role::Gateway).await;
+    let fleet = |i: u32| format!("87{:013}", i % 200);
+    let ids = publish_raw(&gateway, &teltonika_frames(0..3000, fleet)).await;
+    let mut hamster =
+        Proc::start(batching_hamster(&cluster, "hamster", &config), dir.path()).unwrap();
+    // Two stops, each while frames are still waiting: each frame is handed
+    // back at most twice, so at most 3 deliveries with the one that
+    // finishes it.
+    for stop in 0..2 {
+        let before = stream_count(&admin, names::RAW).await.unwrap();
+        wait_for("the hamster at work", WAIT, || async {
+            let left = stream_count(&admin, names::RAW).await?;
+            Ok((left + 100 < before).then_some(()))
+        })
+        .await
+        .unwrap();
+        common::stop(&mut hamster).await;
+        let left = stream_count(&admin, names::RAW).await.unwrap();
+        assert!(
+            left > 0,
+            "stop {stop}: the backlog was gone before the stop"
+        );
+        hamster.restart().unwrap();
+    }
+    // (The log of every run of the process, one after the other.)
+    let handed_back: u64 = hamster
+        .log()
+        .lines()
+        .filter(|l| l.contains("Let go of the partition."))
+        .filter_map(|l| {
+            l.split("handed_back=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    wait_counts(&admin, "RAW drained", &[(names::RAW, 0)]).await;
+    let dead = messages(&cluster, names::DEAD).await;
+    let reasons: Vec<String> = dead
+        .iter()
+        .take(3)
+        .map(|m| header(m, headers::DEAD_REASON))
+        .collect();
+    assert!(
+        dead.is_empty(),
+        "{} frames sent to DEAD: {reasons:?}",
+        dead.len()
+    );
+    let parsed = record_ids_in_parsed(&cluster).await;
+    let expected: BTreeSet<String> = ids
+        .iter()
+        .flat_map(|id| [parsed_msg_id(id, 0), parsed_msg_id(id, 1)])
+        .collect();
+    assert_eq!(parsed.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    let doubled: Vec<_> = parsed.iter().filter(|(_, &n)| n > 1).take(5).collect();
+    assert!(doubled.is_empty(), "stored twice: {doubled:?}");
+    // The stops did hand frames back (or the test tried nothing).
+    eprintln!("{handed_back} frames handed back over two stops");
+    assert!(handed_back > 0, "{}", hamster.log_tail(20));
+    common::stop(&mut hamster).await;
+}
