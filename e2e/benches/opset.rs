@@ -233,15 +233,26 @@ async fn durable(
     filter: &str,
     ack_policy: consumer::AckPolicy,
 ) -> anyhow::Result<consumer::PullConsumer> {
-    let mut c = s
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.into()),
-            filter_subject: filter.into(),
-            ack_policy,
-            max_ack_pending: 20_000,
-            ..Default::default()
-        })
-        .await?;
+    let config = consumer::pull::Config {
+        durable_name: Some(name.into()),
+        filter_subject: filter.into(),
+        ack_policy,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    };
+    // A young cluster on a small machine may time the creation out (CI
+    // met it): creating the same durable again is harmless.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut c = loop {
+        match s.create_consumer(config.clone()).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("creating {name} failed, trying again: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     fleetbus_e2e::bench::consumer_leader(&mut c, name).await?;
     Ok(c)
 }
