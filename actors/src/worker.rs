@@ -404,7 +404,9 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
                     break;
                 }
             }
-            trailing = delivered.saturating_sub(pull.received);
+            if repinned.is_none() {
+                trailing = delivered.saturating_sub(pull.received);
+            }
         }
         unpinned = Some(result);
     }
@@ -413,8 +415,11 @@ async fn let_go(js: &jetstream::Context, consumer: &PullConsumer, mut pull: Pull
     // may be another's delivery by now, and a hand-back would send it to
     // a third while the second works on it. It comes back after its ack
     // wait instead.
-    let handed_back = if unpinned.is_some() { back.len() } else { 0 };
-    for msg in back.into_iter().take(handed_back) {
+    if unpinned.is_none() {
+        back.clear();
+    }
+    let handed_back = back.len();
+    for msg in back {
         let _ = msg.ack_with(AckKind::Nak(None)).await;
     }
     if let Some(again) = &repinned {
