@@ -19,6 +19,7 @@
 pub mod dead;
 pub mod gate;
 pub mod hamster;
+pub mod janitor;
 pub mod monkey;
 pub mod outcome;
 pub mod ownership;

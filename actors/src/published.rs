@@ -5,7 +5,7 @@
 //! back. Publishing it again is normally harmless — the same ids, and
 //! PARSED drops the duplicate — but PARSED's duplicate detection only
 //! remembers the messages it still stores once its nodes restarted, and
-//! PARSED is an interest stream: what the monkeys consumed is gone. So a
+//! what the monkeys consumed is swept from PARSED (actors/src/janitor.rs). So a
 //! frame that comes back to the process that published it is recognised
 //! here and not published again. (One that comes back to another process,
 //! after this one died, still relies on PARSED's duplicate window:

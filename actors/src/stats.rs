@@ -16,6 +16,7 @@ pub struct Stats {
     redelivered: AtomicU64,
     backpressure: AtomicU64,
     duplicates: AtomicU64,
+    purged: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -42,6 +43,11 @@ pub struct Snapshot {
     /// re-encoded), left out because a frame before carried them.
     #[serde(default)]
     pub duplicates: u64,
+    /// Messages this process's sweeps purged from the stream it consumes
+    /// once every reader had acknowledged them (RAW and PARSED keep
+    /// messages by limits: docs/streams.md).
+    #[serde(default)]
+    pub purged: u64,
 }
 
 /// `fn name => field;`: a method that adds one to the counter `field`;
@@ -66,6 +72,7 @@ impl Stats {
         fn redelivered => redelivered;
         fn backpressure => backpressure;
         fn duplicates(n) => duplicates;
+        fn purged(n) => purged;
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -78,6 +85,7 @@ impl Stats {
             redelivered: self.redelivered.load(Relaxed),
             backpressure: self.backpressure.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
+            purged: self.purged.load(Relaxed),
         }
     }
 }

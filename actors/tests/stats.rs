@@ -17,6 +17,7 @@ fn each_counter_counts_in_its_own_field() {
     times(6, &|| s.redelivered());
     times(7, &|| s.backpressure());
     s.duplicates(8);
+    s.purged(9);
     let expected = Snapshot {
         processed: 1,
         errors: 2,
@@ -26,6 +27,7 @@ fn each_counter_counts_in_its_own_field() {
         redelivered: 6,
         backpressure: 7,
         duplicates: 8,
+        purged: 9,
     };
     assert_eq!(s.snapshot(), expected);
 }

@@ -370,10 +370,9 @@ impl System {
                     }
                 }
                 // With consumers that have nothing pending, what the stream
-                // still holds every one of them acknowledged: nats-server
-                // removes such messages lazily when the acks were led from
-                // different nodes (its interest sweep, about every two
-                // minutes). Without consumers, it is simply left.
+                // still holds every one of them acknowledged: the stage's
+                // sweep purges it within 10 s (a stage that is not
+                // running leaves it). Without consumers, it is simply left.
                 if n > 0 && !any {
                     left.push(format!("{stream} holds {n} and has no consumer"));
                 }

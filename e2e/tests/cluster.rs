@@ -198,8 +198,30 @@ async fn provisioning_updates_in_place_and_reports_what_it_cannot() {
     let mut wrong = Settings::default().streams()[2].clone();
     wrong.retention = RetentionPolicy::WorkQueue;
     admin.create_stream(wrong).await.unwrap();
+    // RAW as the layout before partition sweeping made it, an interest
+    // stream: it becomes a limits stream in place (a rolling upgrade).
+    let mut interest = settings().streams()[0].clone();
+    interest.retention = RetentionPolicy::Interest;
+    admin.create_stream(interest).await.unwrap();
 
     let report = provision_all(&cluster).await;
+    let raw = report.items.iter().find(|i| i.name == names::RAW).unwrap();
+    match &raw.outcome {
+        Outcome::Updated { changes } => assert_eq!(
+            changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["retention interest -> limits".to_string()],
+            "{report}"
+        ),
+        other => panic!("expected RAW updated in place, got {other:?}\n{report}"),
+    }
+    let retention = admin
+        .get_stream("RAW")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .retention;
+    assert_eq!(retention, RetentionPolicy::Limits);
     let dead = report.items.iter().find(|i| i.name == names::DEAD).unwrap();
     match &dead.outcome {
         Outcome::Rejected { changes, error } => {
@@ -377,7 +399,39 @@ async fn every_role_can_do_its_job_and_nothing_else() {
             .is_err(),
         "hamster looked at a consumer of another stage"
     );
-    // RAW is an interest stream: acknowledged by its only consumer, gone.
+    // RAW keeps the frame by limits until the partition's owner sweeps it
+    // (actors/src/janitor.rs): the hamster may list RAW's consumers and
+    // purge RAW, and nothing else may.
+    let raw = cluster.wait_stream_ready(names::RAW).await.unwrap();
+    assert_eq!(raw.state.messages, 1, "kept until swept");
+    let below = msg.info().unwrap().stream_sequence + 1;
+    let purge = async |js: &jetstream::Context, stream: &str, filter: &str| {
+        let s = js.get_stream_no_info(stream).await.unwrap();
+        let request = s.purge().filter(filter.to_string()).sequence(below);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), request).await,
+            Ok(Ok(_))
+        )
+    };
+    assert!(!purge(&monkey, names::RAW, ">").await, "monkey purged RAW");
+    assert!(
+        !purge(&gateway, names::RAW, ">").await,
+        "gateway purged RAW"
+    );
+    assert!(
+        !purge(&hamster, names::PARSED, ">").await,
+        "hamster purged PARSED"
+    );
+    let names_of_raw: Vec<String> = hamster
+        .get_stream_no_info(names::RAW)
+        .await
+        .unwrap()
+        .consumer_names()
+        .map(|n| n.unwrap())
+        .collect()
+        .await;
+    assert!(names_of_raw.contains(&Durable::Hamsters.partition(partition)));
+    assert!(purge(&hamster, names::RAW, &Durable::Hamsters.filter(partition)).await);
     let raw = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(raw.state.messages, 0);
 

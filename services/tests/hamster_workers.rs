@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use common::streams::{header_string as header, messages, stream_count, wait_counts};
+use common::streams::{header_string as header, messages, stream_count, unprocessed, wait_counts};
 use common::workers::{
     partitions, position, publish_stored, pull_workers, setup, shut_down, supervise, worker, CONFIG,
 };
@@ -628,15 +628,15 @@ async fn a_hamster_stopped_mid_backlog_hands_back_its_frames_without_using_up_th
     for stop in 0..2u32 {
         let more = 3000 + 2000 * stop..5000 + 2000 * stop;
         ids.extend(publish_raw(&gateway, &teltonika_frames(more, fleet)).await);
-        let before = stream_count(&admin, names::RAW).await.unwrap();
+        let before = unprocessed(&admin, names::RAW).await.unwrap();
         wait_for("the hamster at work", WAIT, || async {
-            let left = stream_count(&admin, names::RAW).await?;
+            let left = unprocessed(&admin, names::RAW).await?;
             Ok((left + 100 < before).then_some(()))
         })
         .await
         .unwrap();
         common::stop(&mut hamster).await;
-        let left = stream_count(&admin, names::RAW).await.unwrap();
+        let left = unprocessed(&admin, names::RAW).await.unwrap();
         assert!(
             left > 0,
             "stop {stop}: the backlog was gone before the stop"
@@ -680,5 +680,110 @@ async fn a_hamster_stopped_mid_backlog_hands_back_its_frames_without_using_up_th
     // The stops did hand frames back (or the test tried nothing).
     eprintln!("{handed_back} frames handed back over two stops");
     assert!(handed_back > 0, "{}", hamster.log_tail(20));
+    common::stop(&mut hamster).await;
+}
+
+/// RAW keeps frames by limits, and the owner of each partition purges what
+/// every reader of it acknowledged: another reader that is behind (an
+/// audit consumer of one device here; a sink's durable in production)
+/// keeps what it has not read, and no more: the sweep goes up to the first
+/// message *its filter* matches after its ack floor, whatever it reports
+/// pending. Once it goes, the rest is swept. A device's resend of a swept
+/// frame is still a duplicate within the duplicate window: a purge does
+/// not forget message ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_is_swept_below_every_reader_s_floor_and_a_resend_after_the_sweep_stays_a_duplicate() {
+    let (dir, config, _, cluster, admin, _) = setup().await;
+    // Frame i is device i % 20's, stored at sequence i + 1: the audited
+    // device's frames are sequences 20, 40, ... 200.
+    let audited = format!("88{:013}", 19);
+    let audit: PullConsumer = admin
+        .create_consumer_on_stream(
+            jetstream::consumer::pull::Config {
+                durable_name: Some("audit".into()),
+                filter_subject: format!("raw.*.*.{audited}"),
+                ..Default::default()
+            },
+            names::RAW,
+        )
+        .await
+        .unwrap();
+    let gateway = common::js(&cluster, Role::Gateway).await;
+    let frames = teltonika_frames(0..200, |i| format!("88{:013}", i % 20));
+    let ids = publish_raw(&gateway, &frames).await;
+    let mut hamster = Proc::start(
+        worker(&cluster, Role::Hamster, "hamster", &config, &[]),
+        dir.path(),
+    )
+    .unwrap();
+    let parsed_all = || async {
+        let parsed = record_ids_in_parsed(&cluster).await;
+        Ok((parsed.len() == 2 * ids.len()).then_some(()))
+    };
+    wait_for("every frame parsed", WAIT, parsed_all)
+        .await
+        .unwrap();
+    // The hamsters are done; the audit reader has read nothing, so what
+    // is before its first frame goes and the rest stays.
+    wait_counts(
+        &admin,
+        "swept up to the audited device's first frame",
+        &[(names::RAW, 181)],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(
+        stream_count(&admin, names::RAW).await.unwrap(),
+        181,
+        "a later sweep went past the audit reader"
+    );
+
+    // It reads and acknowledges its first five (sequences 20 to 100):
+    // everything before its sixth (120) goes.
+    let mut pull = audit.fetch().max_messages(5).messages().await.unwrap();
+    let mut read = 0;
+    while let Some(msg) = pull.next().await {
+        msg.unwrap().double_ack().await.unwrap();
+        read += 1;
+    }
+    assert_eq!(read, 5);
+    wait_counts(
+        &admin,
+        "swept up to the audit reader's next frame",
+        &[(names::RAW, 81)],
+    )
+    .await;
+
+    // It goes: the rest is swept too.
+    admin
+        .get_stream(names::RAW)
+        .await
+        .unwrap()
+        .delete_consumer("audit")
+        .await
+        .unwrap();
+    wait_counts(&admin, "RAW swept", &[(names::RAW, 0)]).await;
+    let stats = live_stats(&cluster.connect(Role::Admin).await.unwrap(), "hamster", 1).await;
+    let purged: u64 = stats
+        .values()
+        .map(|s| s["purged"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(purged, 200, "{stats:?}");
+
+    // A device sends its first frame again (its ack was lost, say): the
+    // same id, a duplicate, not a second frame.
+    let (protocol, device, frame) = &frames[0];
+    let h = common::fixes::gateway_headers(protocol, device, frame, "2024-05-01T12:00:00.000Z");
+    let ack = gateway
+        .publish_with_headers(raw_subject(protocol, device), h, frame.clone())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        ack.duplicate,
+        "a resend after the sweep stored again: {ack:?}"
+    );
+    assert_eq!(stream_count(&admin, names::RAW).await.unwrap(), 0);
     common::stop(&mut hamster).await;
 }

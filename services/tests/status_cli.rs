@@ -495,9 +495,21 @@ async fn an_old_durable_with_max_deliver_strands_what_runs_out() {
     let (cluster, _stages) = healthy_cluster().await;
     let js = common::js(&cluster, Role::Admin).await;
 
-    // The shared RAW/hamsters of the layout before partitions, as an older
-    // fleetbus provisioned it: finite deliveries (with a short ack wait, so
-    // that the test runs out of them quickly).
+    // RAW as the layouts before partition sweeping had it, an interest
+    // stream (what `fleetbus dead rescue` is for: run before an upgrade,
+    // docs/cluster.md) ...
+    let mut raw = js
+        .get_stream("RAW")
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    raw.retention = jetstream::stream::RetentionPolicy::Interest;
+    js.update_stream(raw).await.unwrap();
+    // ... and the shared RAW/hamsters of the layout before partitions, as
+    // an older fleetbus provisioned it: finite deliveries (with a short ack
+    // wait, so that the test runs out of them quickly).
     let hamsters = js
         .create_consumer_on_stream(
             jetstream::consumer::pull::Config {

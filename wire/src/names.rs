@@ -97,10 +97,11 @@ impl Stream {
         }
     }
 
-    /// Whether it keeps a message only while a consumer still has to
-    /// deliver it (RAW, PARSED): an interest stream drops what no consumer
-    /// is interested in.
-    pub const fn is_interest(self) -> bool {
+    /// Whether a stage consumes it (RAW, PARSED): it keeps its messages by
+    /// limits, and the stage's workers purge what every reader of the
+    /// stream acknowledged (an interest stream would delete each message
+    /// at its ack, one replicated delete per message: docs/streams.md).
+    pub const fn is_staged(self) -> bool {
         matches!(self, Stream::Raw | Stream::Parsed)
     }
 

@@ -108,9 +108,8 @@ impl Role {
     }
 
     /// The durables a service of this role ensures at start: those it
-    /// consumes, and those of the interest streams it publishes into — on
-    /// an interest stream a message nobody is interested in yet is dropped,
-    /// so the consumer must exist before the first publish.
+    /// consumes, and those of the staged streams it publishes into, so
+    /// that what it stores has a stage to read it from the first publish.
     pub fn durables(self) -> Vec<Durable> {
         let Some(uses) = self.uses() else {
             return Durable::ALL.to_vec();
@@ -120,7 +119,7 @@ impl Role {
             .filter(|d| {
                 uses.iter().any(|u| match u {
                     Use::Consume(c) => c == d,
-                    Use::Publish(s, _) => *s == d.stream() && s.is_interest(),
+                    Use::Publish(s, _) => *s == d.stream() && s.is_staged(),
                     Use::Bucket(_) => false,
                 })
             })
@@ -155,6 +154,14 @@ impl Role {
                     publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"));
                     publish.push(format!("$JS.API.CONSUMER.UNPIN.{s}.*"));
                     publish.push(format!("$JS.ACK.{s}.*.>"));
+                    // Sweeping the stream below every reader's ack
+                    // floor (actors/src/janitor.rs): the stream it
+                    // consumes, and no other, may be purged by it; it
+                    // lists the stream's readers and asks the leader where
+                    // each one's next message is.
+                    publish.push(format!("$JS.API.STREAM.PURGE.{s}"));
+                    publish.push(format!("$JS.API.CONSUMER.NAMES.{s}"));
+                    publish.push(format!("$JS.API.STREAM.MSG.GET.{s}"));
                     // Counting its peers, to own an even share.
                     publish.push(format!("$SRV.PING.{}", self.name()));
                 }
@@ -165,7 +172,7 @@ impl Role {
                 }
             }
         }
-        // Ensuring at start: look up, create, update — never delete or purge.
+        // Ensuring at start: look up, create, update — never delete.
         for s in self.streams() {
             for verb in ["INFO", "CREATE", "UPDATE"] {
                 publish.push(format!("$JS.API.STREAM.{verb}.{}", s.name()));
@@ -281,9 +288,16 @@ mod tests {
             let p = role.permissions().unwrap();
             for s in &p.publish {
                 assert!(
-                    !s.contains("DELETE") && !s.contains("PURGE") && !s.contains("ROLLUP"),
+                    !s.contains("DELETE") && !s.contains("ROLLUP"),
                     "{role}: {s}"
                 );
+                // Only the stream it consumes, swept by its partitions' owners.
+                let consumed = match role {
+                    Role::Hamster => "$JS.API.STREAM.PURGE.RAW",
+                    Role::Monkey => "$JS.API.STREAM.PURGE.PARSED",
+                    _ => "none",
+                };
+                assert!(!s.contains("PURGE") || s == consumed, "{role}: {s}");
                 assert_ne!(s, ">", "{role}");
             }
             assert_eq!(p.subscribe[0], format!("_INBOX.{role}.>"));

@@ -13,8 +13,8 @@
 //! ```
 //!
 //! A consumer that is read only at the end holds every message of the run
-//! in PARSED (an interest stream keeps what some consumer has not
-//! acknowledged), which changes what is being judged: a full PARSED, a
+//! in PARSED (the monkeys sweep only what every consumer acknowledged),
+//! which changes what is being judged: a full PARSED, a
 //! stream that should have drained. `--tap FILE` instead follows the
 //! consumer during the run, writing each record to FILE before
 //! acknowledging it, until SIGTERM; `--from-tap FILE` then judges from the

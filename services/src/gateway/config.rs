@@ -89,9 +89,8 @@ pub struct GatewayConfig {
     /// together. Datagrams arriving while it is reached are dropped without
     /// an answer (counted as `overload`); the device sends them again.
     pub udp_inflight: usize,
-    /// How often to check that RAW has a consumer, milliseconds. RAW keeps
-    /// a frame only while some consumer is interested in it: with none, a
-    /// publish is acknowledged and dropped, so the gateway acknowledges
+    /// How often to check that RAW has a consumer, milliseconds. With none,
+    /// nobody would ever parse a stored frame, so the gateway acknowledges
     /// no device (and `/readyz` fails) until RAW has one again.
     pub raw_check_ms: u64,
     /// Log JSON lines instead of text.

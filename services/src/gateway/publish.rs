@@ -32,8 +32,8 @@ pub enum StoreError {
     },
     #[error("the frame can never be stored: {0}")]
     Permanent(String),
-    /// RAW has no consumer: an interest stream acknowledges and drops a
-    /// message nobody is interested in, so the frame is not sent at all.
+    /// RAW has no consumer: nobody would ever parse the frame, so it is not
+    /// sent at all (and the device not acknowledged).
     #[error("RAW has no consumer to keep the frame (run `fleetbus provision`, start a hamster)")]
     NoInterest,
 }

@@ -1,16 +1,15 @@
-//! Does RAW keep what the gateway stores? RAW is an interest stream: it
-//! keeps a message until every consumer acknowledged it, and a message
-//! published while it has **no** consumer is acknowledged and dropped at
-//! once. A gateway that acknowledged a device for such a frame would lose
-//! it. The gateway ensures `RAW/hamsters` at start, but a durable can be
+//! Does RAW have a reader for what the gateway stores? RAW keeps a message
+//! by limits until the hamsters' sweep purges it once every consumer
+//! acknowledged it. A frame stored while RAW has **no** consumer would be
+//! read by nobody and removed unprocessed when `max_age` runs out (under
+//! the interest retention RAW had before, it was dropped at once). The
+//! gateway ensures the hamsters' durables at start, but a durable can be
 //! deleted later (by an operator, by a bad deploy), so it checks the
 //! stream's consumer count every `raw_check_ms` and, while it is zero,
 //! stores and acknowledges nothing (the device keeps its data and sends it
 //! again) and reports itself not ready.
 //!
-//! Between two checks a deleted consumer can still cost the frames of up
-//! to one interval; the check is cheap (one stream info request) and the
-//! interval short.
+//! The check is cheap (one stream info request) and the interval short.
 
 use fleetbus_wire::names;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +52,7 @@ pub async fn watch(js: jetstream::Context, flag: RawInterest, metrics: Metrics, 
                 let was = flag.set(n > 0);
                 if was && n == 0 {
                     tracing::error!(
-                        "RAW has no consumer: a frame stored now would be acknowledged and dropped; \
+                        "RAW has no consumer: a frame stored now would never be parsed; \
                          acknowledging no device until one exists (run `fleetbus provision` or start a hamster)."
                     );
                 } else if !was && n > 0 {

@@ -358,7 +358,7 @@ impl Settings {
     /// What the configured fleet needs of each stream that keeps messages
     /// by limits, against what it may hold: `(stream, bytes needed, bytes
     /// allowed, how it was estimated)`. RAW and PARSED hold only a backlog
-    /// (interest retention) and are not in it.
+    /// (their stages sweep what every reader acknowledged) and are not in it.
     pub fn steady_state(&self) -> Vec<(&'static str, u64, u64, String)> {
         use sizing::*;
         let f = &self.fleet;
@@ -438,11 +438,10 @@ impl Settings {
             name: stream.name().into(),
             description: Some(about.into()),
             subjects: vec![stream.subjects()],
-            retention: if stream.is_interest() {
-                RetentionPolicy::Interest
-            } else {
-                RetentionPolicy::Limits
-            },
+            // Every stream by limits: RAW and PARSED are swept by their
+            // partitions' owners (actors/src/janitor.rs), not deleted
+            // message by message as an interest stream does at each ack.
+            retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             num_replicas: self.replicas,
             discard: DiscardPolicy::New,
@@ -553,14 +552,15 @@ impl Settings {
                 .map(|&s| Duration::from_secs(s))
                 .collect(),
             // Never give up on a message: one that ran out of deliveries
-            // would stay in its interest stream with nobody to deliver it.
+            // would stay in its stream with nobody to deliver it.
             // Workers decide what is bad (docs/workers.md).
             max_deliver: -1,
             max_ack_pending: group.max_ack_pending(),
             replay_policy: ReplayPolicy::Instant,
             num_replicas: self.replicas,
             // Shared durables live forever: an inactive threshold would let
-            // the server delete them (and, on an interest stream, its data).
+            // the server delete them (and their partition's messages would
+            // then wait unread until max_age).
             inactive_threshold: Duration::ZERO,
             ..Default::default()
         }

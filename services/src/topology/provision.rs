@@ -920,7 +920,7 @@ mod tests {
         assert_eq!(
             text,
             vec![
-                "retention workqueue -> interest",
+                "retention workqueue -> limits",
                 "max_bytes 10 -> 1073741824",
                 "duplicate_window 2m -> 15m"
             ]

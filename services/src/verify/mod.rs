@@ -6,8 +6,8 @@
 //! PARSED keeps a message only while some consumer still needs it, so the
 //! check reads through its own durable consumer ([`consumer_config`]),
 //! created *before* the run. A consumer that is read only at the end holds
-//! every message of the run in PARSED (an interest stream keeps what some
-//! consumer has not acknowledged), which changes what is being judged; the
+//! every message of the run in PARSED (the monkeys sweep only what every
+//! consumer acknowledged), which changes what is being judged; the
 //! tap ([`tap()`]) instead follows the consumer during the run into a file,
 //! which is judged afterwards ([`read_tap`]).
 //!

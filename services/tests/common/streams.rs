@@ -129,3 +129,18 @@ pub async fn wait_latest(admin: &jetstream::Context, device: &str, fix_time: &st
     .await
     .unwrap()
 }
+
+/// What the durables of `stream` have still to process: messages pending
+/// or unacknowledged, summed. (A stream's own count also holds what every
+/// consumer is done with until its stage sweeps it.)
+pub async fn unprocessed(js: &jetstream::Context, stream: &str) -> anyhow::Result<u64> {
+    use futures::StreamExt;
+    let s = js.get_stream(stream).await?;
+    let mut consumers = s.consumers();
+    let mut left = 0;
+    while let Some(c) = consumers.next().await {
+        let c = c?;
+        left += c.num_pending + c.num_ack_pending as u64;
+    }
+    Ok(left)
+}

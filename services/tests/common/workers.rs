@@ -127,12 +127,18 @@ pub fn pull_workers<H>(
     }
 }
 
-/// A supervisor of `workers`, one per partition, counting into their stats.
+/// A supervisor of `workers`, one per partition, counting into their
+/// stats, and beside it the sweep of their stream, as a worker process runs
+/// them (RAW and PARSED keep messages by limits until swept:
+/// docs/streams.md). The sweep lasts until the test's runtime ends.
 pub async fn supervise<H: Handler>(
     workers: PullWorkers<H>,
     config: SupervisorConfig,
 ) -> SupervisorHandle {
     let stats = workers.stats.clone();
+    let stream = workers.consumers[0].cached_info().stream_name.clone();
+    let js = workers.handler.dead_letters().0.clone();
+    tokio::spawn(fleetbus_actors::janitor::run(js, stream, stats.clone()));
     let n = workers.workers();
     Supervisor::start(workers, n, config, stats).await.unwrap()
 }
