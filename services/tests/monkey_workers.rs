@@ -32,12 +32,13 @@ use fleetbus_wire::names::{self, Durable};
 use fleetbus_wire::parsed::{read_records, ParsedMeta, FRAME_MESSAGE_MAX_BYTES};
 use serde_json::Value;
 
-/// A parsed record as a hamster publishes it (under the message id `id`).
+/// A parsed record as a hamster publishes it (under the message id `id`),
+/// received a minute after the first fix of the tests.
 async fn publish_parsed(js: &jetstream::Context, id: &str, record: &Record) {
     let meta = ParsedMeta {
         raw_id: None,
         model: None,
-        received_at: None,
+        received_at: Some("2024-05-01T12:01:00Z".parse().unwrap()),
         gateway: None,
         protocol: "teltonika".into(),
         device: record.device_id().into(),
@@ -97,12 +98,18 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
         }
         Record::Position(p)
     };
-    // Arrival order 10, 30, 20 (late), 40.
+    // Arrival order 10, 30, 20 (late), 40, and one dated 2099 (a device
+    // clock gone wrong, a forged frame) that must not freeze the device.
+    let mut ahead = fix(50, true, 0.0, None);
+    if let Record::Position(p) = &mut ahead {
+        p.fix_time = "2099-01-01T00:00:50Z".parse().unwrap();
+    }
     let input = [
         ("r1#0", fix(10, false, 0.0, None)),
         ("r3#0", fix(30, true, 130.0, None)),
         ("r2#0", fix(20, false, 150.0, Some("sos"))),
         ("r4#0", fix(40, false, 0.0, None)),
+        ("r5#0", ahead),
     ];
     for (id, record) in &input {
         publish_parsed(&hamster, id, record).await;
@@ -120,7 +127,7 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
 
     wait_for("events", WAIT, || async {
         let n = stream_count(&admin, names::EVENTS).await?;
-        Ok((n >= 4).then_some(()))
+        Ok((n >= 5).then_some(()))
     })
     .await
     .unwrap();
@@ -152,9 +159,14 @@ async fn monkeys_keep_the_latest_position_and_derive_events_from_out_of_order_fi
             e("overspeed", "overspeed", "30"),
             e("alarm", "sos", "20"),
             e("ignitionOff", "ignitionOff", "40"),
+            e("futureFix", "futureFix", "50"),
         ],
-        "transitions in fix-time order, the late fix's alarm, nothing twice"
+        "transitions in fix-time order, the late fix's alarm, the fix from the future flagged, \
+         nothing twice"
     );
+    // The fix from the future did not become the latest.
+    let latest = common::streams::wait_latest(&admin, device, "2024-05-01T12:00:40.000Z").await;
+    assert_eq!(latest["source"], record_msg_id(&input[3].1).unwrap());
     let dead = messages(&cluster, names::DEAD).await;
     assert_eq!(dead[0].subject.as_str(), "dead.parsed.teltonika.junk");
     assert_eq!(header(&dead[0], headers::DEAD_STAGE), "monkey");

@@ -19,7 +19,7 @@ use crate::names::event_subject;
 /// One device event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// `ignitionOn`, `ignitionOff`, `overspeed` or `alarm`.
+    /// `ignitionOn`, `ignitionOff`, `overspeed`, `alarm` or `futureFix`.
     #[serde(rename = "type")]
     pub kind: String,
     pub device_id: String,

@@ -22,6 +22,13 @@
 //! raises no transition, which keeps the events consistent whatever order
 //! fixes arrive in; alarms of a late fix are still reported.
 //!
+//! **A fix from the future** — dated more than `max_future_secs` (a day by
+//! default) after the gateway received it: a device with a wrong clock, a
+//! bad parse, a forged frame — never becomes the latest position, since
+//! every fix after it would be late and the device would look frozen at it
+//! for good. It changes nothing, raises a `futureFix` event (its alarms are
+//! still reported), and stays in PARSED like any record.
+//!
 //! **Idempotence.** Each event's `Nats-Msg-Id` is derived from the PARSED
 //! message's id (`<msg id>:<type>`), and the entry remembers the events of
 //! the last few applied messages that raised any. The entry is written
@@ -30,7 +37,7 @@
 //! the duplicates) and changes nothing.
 
 use async_nats::jetstream::{self, kv};
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use fleetbus_codec::{Position, Record};
 use fleetbus_wire::names::{device_key, DEVICES_BUCKET};
 use serde::{Deserialize, Serialize};
@@ -54,6 +61,9 @@ pub struct DevicesConfig {
     /// How many applied messages that raised events an entry remembers,
     /// to publish their events again when they are redelivered.
     pub remember: usize,
+    /// How far after its reception a fix may be dated and still become the
+    /// latest position, seconds (0: no limit).
+    pub max_future_secs: u64,
 }
 
 impl Default for DevicesConfig {
@@ -63,6 +73,7 @@ impl Default for DevicesConfig {
             events: true,
             overspeed_kmh: 120.0,
             remember: 16,
+            max_future_secs: 86_400,
         }
     }
 }
@@ -74,6 +85,9 @@ pub enum Step {
     Replay(Vec<Event>),
     /// Not newer than the latest fix: change nothing, publish these (alarms).
     Late(Vec<Event>),
+    /// Dated too far after its reception: change nothing, publish these
+    /// (`futureFix`, alarms).
+    Future(Vec<Event>),
     /// Newer: write this entry, then publish these.
     Newer(Box<DeviceEntry>, Vec<Event>),
 }
@@ -107,11 +121,20 @@ fn alarms(p: &Position, source: &str) -> Vec<Event> {
         .collect()
 }
 
-/// The pure core: how fix `p` (from message `source`) changes `prev`.
+/// Whether fix `p`, received at `received`, is dated too far after it.
+pub fn from_the_future(p: &Position, received: DateTime<Utc>, config: &DevicesConfig) -> bool {
+    let limit = i64::try_from(config.max_future_secs).unwrap_or(i64::MAX);
+    config.max_future_secs > 0
+        && p.fix_time.signed_duration_since(received) > chrono::TimeDelta::seconds(limit)
+}
+
+/// The pure core: how fix `p` (from message `source`, received at
+/// `received`) changes `prev`.
 pub fn step(
     prev: Option<&DeviceEntry>,
     p: &Position,
     source: &str,
+    received: DateTime<Utc>,
     config: &DevicesConfig,
 ) -> Step {
     let with_events = |events: Vec<Event>| if config.events { events } else { Vec::new() };
@@ -119,6 +142,13 @@ pub fn step(
         if let Some(applied) = prev.recent.iter().find(|a| a.source == source) {
             return Step::Replay(with_events(applied.events.clone()));
         }
+    }
+    if from_the_future(p, received, config) {
+        let mut events = vec![event("futureFix", p, source)];
+        events.extend(alarms(p, source));
+        return Step::Future(with_events(events));
+    }
+    if let Some(prev) = prev {
         if p.fix_time <= prev.position.fix_time {
             return Step::Late(with_events(alarms(p, source)));
         }
@@ -174,7 +204,13 @@ pub struct Devices {
     /// (`None`: a deleted entry): the partition's owner writes its devices'
     /// entries without reading them first.
     cache: Revisions<Option<DeviceEntry>>,
+    /// Fixes from the future since the last line about them was logged,
+    /// and when that was (one line a minute at most).
+    future: std::sync::Mutex<(u64, Option<std::time::Instant>)>,
 }
+
+/// At most one log line about fixes from the future per this long.
+const FUTURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How much of the devices' entries a process caches, roughly (their size
 /// in memory); past it the cache starts over.
@@ -203,7 +239,25 @@ impl Devices {
             kv,
             config,
             cache: Revisions::new(CACHE_BYTES, cached_size),
+            future: std::sync::Mutex::new((0, None)),
         })
+    }
+
+    /// Counts a fix from the future and logs it, rate-limited.
+    fn future(&self, p: &Position, received: DateTime<Utc>) {
+        let mut future = self.future.lock().unwrap_or_else(|e| e.into_inner());
+        future.0 += 1;
+        if future.1.is_none_or(|at| at.elapsed() >= FUTURE_LOG_EVERY) {
+            tracing::warn!(
+                device = %p.device_id,
+                fix_time = %p.fix_time.to_rfc3339_opts(SecondsFormat::Millis, true),
+                received = %received.to_rfc3339_opts(SecondsFormat::Millis, true),
+                count = future.0,
+                "Fixes dated more than max_future_secs after their reception were kept from the \
+                 latest position (a futureFix event each); this is the latest."
+            );
+            *future = (0, Some(std::time::Instant::now()));
+        }
     }
 
     async fn publish(&self, events: &[Event]) -> Result<(), ProcessError> {
@@ -225,13 +279,18 @@ impl Devices {
 
 use std::future::IntoFuture;
 
+/// A fix to apply: the position, its record's id, when it was received.
+type Fix<'a> = (&'a Position, &'a str, DateTime<Utc>);
+
+/// When a record says nothing of its reception (a PARSED message of an
+/// older hamster), it is taken as received now.
+fn received(meta: &Meta) -> DateTime<Utc> {
+    meta.received_at.unwrap_or_else(Utc::now)
+}
+
 impl Devices {
-    /// Applies `fixes` (position, message id) of one device, in order.
-    async fn apply(
-        &self,
-        device_id: &str,
-        fixes: &[(&Position, &str)],
-    ) -> Result<(), ProcessError> {
+    /// Applies `fixes` of one device, in order.
+    async fn apply(&self, device_id: &str, fixes: &[Fix<'_>]) -> Result<(), ProcessError> {
         let key = device_key(device_id);
         let mut rest = fixes;
         while !rest.is_empty() {
@@ -253,11 +312,7 @@ impl Devices {
     /// only move to newer fixes), so a fix found late or applied against it
     /// is so against the stored one too; a fix found newer is written with
     /// a compare-and-set that fails if anyone wrote since.
-    async fn apply_some(
-        &self,
-        key: &str,
-        fixes: &[(&Position, &str)],
-    ) -> Result<usize, ProcessError> {
+    async fn apply_some(&self, key: &str, fixes: &[Fix<'_>]) -> Result<usize, ProcessError> {
         let retry =
             |what: &str, e: &dyn std::fmt::Display| ProcessError::Retry(format!("{what}: {e}"));
         let mut cached = self.cache.take(key);
@@ -267,10 +322,14 @@ impl Devices {
                 None => self.read(key).await.map_err(|e| retry("read entry", &e))?,
             };
             let (mut events, mut changed, mut eventful, mut taken) = (Vec::new(), false, 0, 0);
-            for (p, source) in fixes {
+            for &(p, source, received) in fixes {
                 taken += 1;
-                match step(current.as_ref(), p, source, &self.config) {
+                match step(current.as_ref(), p, source, received, &self.config) {
                     Step::Replay(ev) | Step::Late(ev) => events.extend(ev),
+                    Step::Future(ev) => {
+                        self.future(p, received);
+                        events.extend(ev);
+                    }
                     Step::Newer(next, ev) => {
                         eventful += usize::from(!ev.is_empty());
                         events.extend(ev);
@@ -337,7 +396,10 @@ impl Processor for Devices {
 
     async fn process(&self, record: &Record, meta: &Meta) -> Result<(), ProcessError> {
         match record.as_position() {
-            Some(p) => self.apply(&p.device_id, &[(p, meta.msg_id.as_str())]).await,
+            Some(p) => {
+                let fix = (p, meta.msg_id.as_str(), received(meta));
+                self.apply(&p.device_id, &[fix]).await
+            }
             None => Ok(()),
         }
     }
@@ -345,14 +407,15 @@ impl Processor for Devices {
     /// One read and one write per device for the whole run (usually one
     /// device: a run is one subject), instead of one of each per fix.
     async fn process_run(&self, run: &[(Record, Meta)]) -> Result<(), ProcessError> {
-        let mut devices: Vec<(&str, Vec<(&Position, &str)>)> = Vec::new();
+        let mut devices: Vec<(&str, Vec<Fix<'_>>)> = Vec::new();
         for (record, meta) in run {
             let Some(p) = record.as_position() else {
                 continue;
             };
+            let fix = (p, meta.msg_id.as_str(), received(meta));
             match devices.iter_mut().find(|(d, _)| *d == p.device_id) {
-                Some((_, fixes)) => fixes.push((p, meta.msg_id.as_str())),
-                None => devices.push((&p.device_id, vec![(p, meta.msg_id.as_str())])),
+                Some((_, fixes)) => fixes.push(fix),
+                None => devices.push((&p.device_id, vec![fix])),
             }
         }
         for (device, fixes) in &devices {
@@ -380,15 +443,20 @@ mod tests {
         p
     }
 
+    /// When the fixes arrived: just after the last of them was taken.
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 5, 1, 12, 1, 0).unwrap()
+    }
+
     /// Applies fixes in arrival order; returns the final entry and all events.
     fn run(fixes: &[(&str, Position)]) -> (Option<DeviceEntry>, Vec<Event>) {
         let cfg = DevicesConfig::default();
         let mut entry: Option<DeviceEntry> = None;
         let mut all = Vec::new();
         for (id, p) in fixes {
-            match step(entry.as_ref(), p, id, &cfg) {
+            match step(entry.as_ref(), p, id, at(), &cfg) {
                 Step::Replay(_) => {}
-                Step::Late(ev) => all.extend(ev),
+                Step::Late(ev) | Step::Future(ev) => all.extend(ev),
                 Step::Newer(e, ev) => {
                     entry = Some(*e);
                     all.extend(ev);
@@ -445,17 +513,18 @@ mod tests {
     #[test]
     fn a_redelivery_replays_the_same_events() {
         let cfg = DevicesConfig::default();
-        let Step::Newer(first, _) = step(None, &fix(1, Some(false), 0.0), "a", &cfg) else {
+        let Step::Newer(first, _) = step(None, &fix(1, Some(false), 0.0), "a", at(), &cfg) else {
             panic!()
         };
-        let Step::Newer(second, events) = step(Some(&first), &fix(2, Some(true), 0.0), "b", &cfg)
+        let Step::Newer(second, events) =
+            step(Some(&first), &fix(2, Some(true), 0.0), "b", at(), &cfg)
         else {
             panic!()
         };
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].msg_id(), "b:ignitionOn");
         assert_eq!(
-            step(Some(&second), &fix(2, Some(true), 0.0), "b", &cfg),
+            step(Some(&second), &fix(2, Some(true), 0.0), "b", at(), &cfg),
             Step::Replay(events)
         );
     }
@@ -476,6 +545,7 @@ mod tests {
                 entry.as_ref(),
                 &fix(i as u32, Some(ignition), 0.0),
                 &id,
+                at(),
                 &cfg,
             ) {
                 Step::Newer(e, _) => entry = Some(*e),
@@ -487,13 +557,61 @@ mod tests {
         assert_eq!(remembered, vec!["m4", "m5"], "the last two with events");
         // A quiet message comes again: late, nothing to publish.
         assert_eq!(
-            step(Some(&entry), &fix(3, Some(true), 0.0), "m3", &cfg),
+            step(Some(&entry), &fix(3, Some(true), 0.0), "m3", at(), &cfg),
             Step::Late(vec![])
         );
-        match step(Some(&entry), &fix(5, Some(true), 0.0), "m5", &cfg) {
+        match step(Some(&entry), &fix(5, Some(true), 0.0), "m5", at(), &cfg) {
             Step::Replay(events) => assert_eq!(events[0].kind, "ignitionOn"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A device whose clock jumped years ahead (or a forged frame) must not
+    /// freeze its latest position: the fix from 2099 changes nothing and is
+    /// flagged, and the device's next real fix becomes the latest.
+    #[test]
+    fn a_fix_from_the_future_never_becomes_the_latest_and_is_flagged() {
+        let mut ahead = fix(2, Some(true), 0.0);
+        ahead.fix_time = Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap();
+        ahead.set("alarm", "sos");
+        let (entry, events) = run(&[
+            ("a", fix(1, Some(false), 0.0)),
+            ("b", ahead.clone()),
+            ("c", fix(3, Some(true), 0.0)),
+        ]);
+        assert_eq!(
+            kinds(&events),
+            vec![
+                ("futureFix".into(), "00".into()),
+                ("alarm".into(), "00".into()),
+                ("ignitionOn".into(), "03".into()),
+            ]
+        );
+        assert_eq!(events[0].msg_id(), "b:futureFix");
+        assert_eq!(entry.unwrap().source, "c");
+        // As the first fix of a device it makes no entry either.
+        let cfg = DevicesConfig::default();
+        assert!(matches!(
+            step(None, &ahead, "b", at(), &cfg),
+            Step::Future(_)
+        ));
+        // Up to the limit a fix ahead of its reception is taken (a device
+        // clock a few hours off, a time zone mistaken for UTC).
+        let mut close = fix(0, None, 0.0);
+        close.fix_time = at() + chrono::TimeDelta::hours(23);
+        assert!(matches!(
+            step(None, &close, "d", at(), &cfg),
+            Step::Newer(..)
+        ));
+        // 0: no limit.
+        let open = DevicesConfig {
+            max_future_secs: 0,
+            ..DevicesConfig::default()
+        };
+        assert!(matches!(
+            step(None, &ahead, "b", at(), &open),
+            Step::Newer(..)
+        ));
     }
 
     #[test]
