@@ -480,7 +480,10 @@ async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
         let start = start.clone();
         tasks.push(tokio::spawn(async move {
             let imei = format!("35000000{i:07}");
-            let mut d = teltonika_device(tel, &imei).await;
+            // Each from an address of its own, as devices on a mobile
+            // network (one address holds at most 1,000 by default).
+            let source = [127, 1, (i / 250) as u8, (i % 250 + 1) as u8];
+            let mut d = teltonika_device_from(source, tel, &imei).await;
             start.wait().await;
             d.send(&teltonika_frame(&imei, 1)).await;
             d.read(4, Duration::from_secs(60)).await
@@ -502,5 +505,170 @@ async fn two_thousand_devices_sending_at_once_are_all_acked_and_stored() {
     assert_eq!(
         info.state.subjects_count, DEVICES as u64,
         "one message per device"
+    );
+}
+
+// ---- limits per source address ---------------------------------------------------
+
+/// A connection to `addr` from the loopback address `source`: all of
+/// 127.0.0.0/8 is this host, so one test can be several hosts.
+async fn connect_from(source: [u8; 4], addr: SocketAddr) -> Device {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    Device {
+        stream: socket.connect(addr).await.unwrap(),
+    }
+}
+
+/// A Teltonika device on `source` that logged in.
+async fn teltonika_device_from(source: [u8; 4], addr: SocketAddr, imei: &str) -> Device {
+    let mut d = connect_from(source, addr).await;
+    d.exchange(&teltonika::encode::login(imei), &[0x01]).await;
+    d
+}
+
+#[tokio::test]
+async fn one_address_holding_its_connections_leaves_every_other_address_theirs() {
+    let (cluster, gw, tel) = start(|c| c.max_connections_per_source = 3).await;
+    let flooder = [127, 0, 0, 1];
+
+    // A keep-alive flood from one host: logins held open, nothing else.
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(teltonika_device_from(flooder, tel, &format!("35630704244103{i}")).await);
+    }
+    let mut fourth = connect_from(flooder, tel).await;
+    fourth
+        .send(&teltonika::encode::login("356307042441039"))
+        .await;
+    assert!(
+        fourth.closed_silently(Duration::from_secs(5)).await,
+        "a fourth connection from the same address is closed"
+    );
+    assert_eq!(
+        error_metric(&gw, "teltonika", "accept", "source_connection_limit"),
+        1
+    );
+
+    // An honest device on another address connects and is acknowledged.
+    let honest = "356307042441040";
+    let mut d = teltonika_device_from([127, 0, 0, 2], tel, honest).await;
+    d.exchange(&teltonika_frame(honest, 0), &teltonika::encode::ack(1))
+        .await;
+    assert_eq!(
+        raw_subjects(&cluster).await,
+        [format!("raw.teltonika.{honest}")]
+    );
+
+    // One of the flood's connections closing frees a slot for its address.
+    drop(held.pop());
+    wait_for(
+        "the address gets a connection again",
+        Duration::from_secs(10),
+        || async {
+            let mut d = connect_from(flooder, tel).await;
+            d.send(&teltonika::encode::login("356307042441041")).await;
+            Ok(d.read(1, Duration::from_secs(2))
+                .await
+                .filter(|r| r == &[1]))
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_address_opening_connections_too_fast_is_refused_beyond_its_rate() {
+    // One a second, in bursts of ten seconds' worth.
+    let (_cluster, gw, tel) = start(|c| c.accept_rate_per_source = 1).await;
+    const TRIES: usize = 30;
+    let mut tries = Vec::new();
+    for _ in 0..TRIES {
+        tries.push(connect_from([127, 0, 0, 3], tel).await);
+    }
+    let mut admitted = 0;
+    for (i, d) in tries.iter_mut().enumerate() {
+        d.send(&teltonika::encode::login(&format!("3563070424411{i:02}")))
+            .await;
+        if d.read(1, Duration::from_secs(5)).await.as_deref() == Some(&[1]) {
+            admitted += 1;
+        }
+    }
+    let refused = error_metric(&gw, "teltonika", "accept", "accept_rate");
+    assert_eq!(
+        admitted + refused as usize,
+        TRIES,
+        "each admitted or refused"
+    );
+    // The burst, and the rate for the time the connects took (well under
+    // the slack of five).
+    assert!(
+        (10..=15).contains(&admitted),
+        "{admitted} of {TRIES} admitted"
+    );
+    // Another address is not held back by it.
+    teltonika_device_from([127, 0, 0, 4], tel, "356307042441199").await;
+}
+
+#[tokio::test]
+async fn a_device_that_never_identifies_or_sends_only_keepalives_is_closed() {
+    let (cluster, gw, tel) = start(|c| {
+        c.identify_timeout_secs = 1;
+        c.data_timeout_secs = 3;
+    })
+    .await;
+    let gt = gw.addr(Protocol::Gt06).unwrap();
+
+    // Connected, never a word: closed after identify_timeout_secs, long
+    // before the idle timeout (ten minutes).
+    let mut silent = Device::connect(tel).await;
+    assert!(silent.closed_silently(Duration::from_secs(10)).await);
+    assert_eq!(
+        error_metric(&gw, "teltonika", "session", "identify_timeout"),
+        1
+    );
+
+    // A GT06 login and then heartbeats every half second: each is
+    // answered, but after data_timeout_secs without a position the
+    // connection is closed.
+    let imei = "356307042441201";
+    let login = gt06::encode::login(imei, 1);
+    let mut keepalive = Device::connect(gt).await;
+    let replies = replies(Protocol::Gt06, &[&login]);
+    keepalive.exchange(&login, &replies[0]).await;
+    let status = gt06::encode::TerminalStatus::default();
+    let started = Instant::now();
+    let mut serial = 2;
+    let closed = loop {
+        let hb = gt06::encode::heartbeat(&status, serial);
+        keepalive.send(&hb).await;
+        serial += 1;
+        // The heartbeat's answer, or the close.
+        if keepalive.read(10, Duration::from_secs(5)).await.is_none() {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never closed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(closed >= Duration::from_secs(3), "closed after {closed:?}");
+    assert_eq!(error_metric(&gw, "gt06", "connection", "data_timeout"), 1);
+
+    // A device sending positions as often stays connected through the same
+    // time, and its data is stored.
+    let steady = "356307042441202";
+    let mut d = teltonika_device(tel, steady).await;
+    for minute in 0..8 {
+        d.exchange(&teltonika_frame(steady, minute), &teltonika::encode::ack(1))
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        error_metric(&gw, "teltonika", "connection", "data_timeout"),
+        0
+    );
+    let subjects = raw_subjects(&cluster).await;
+    assert!(
+        subjects.contains(&format!("raw.teltonika.{steady}")),
+        "{subjects:?}"
     );
 }

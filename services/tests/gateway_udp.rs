@@ -50,8 +50,16 @@ struct Device {
 
 impl Device {
     async fn new(gateway: SocketAddr) -> Device {
+        Device::from([127, 0, 0, 1], gateway).await
+    }
+
+    /// A device on the loopback address `source` (all of 127.0.0.0/8 is
+    /// this host, so one test can be several hosts).
+    async fn from(source: [u8; 4], gateway: SocketAddr) -> Device {
         Device {
-            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            socket: UdpSocket::bind(SocketAddr::from((source, 0)))
+                .await
+                .unwrap(),
             gateway,
         }
     }
@@ -382,6 +390,7 @@ async fn no_reply_while_the_cluster_is_down_and_excess_datagrams_are_dropped() {
     let beat = h02::encode::heartbeat(id, 70).to_vec();
     let cfg = GatewayConfig {
         udp_inflight: 1,
+        udp_max_messages: 1,
         ..retrying_for(3)
     };
     // In flight (retrying) once it was received; the one slot is taken.
@@ -456,4 +465,73 @@ async fn shutdown_stops_receiving_and_finishes_datagrams_in_flight() {
     let stored = raw(&cluster).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].2, sos.to_vec());
+}
+
+// ---- bounds against floods and reflection ----------------------------------------
+
+#[tokio::test]
+async fn a_datagram_draws_at_most_udp_max_messages_replies_whatever_its_size() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config()).await;
+    let dev = Device::new(gw.udp_addr(Protocol::Gps103).unwrap()).await;
+    let heartbeat = gps103::encode::heartbeat("864895031234567").to_vec();
+
+    // Sixteen heartbeats in one datagram (the default bound): sixteen `ON`s.
+    dev.exchange(&heartbeat.repeat(16), &[b"ON".as_slice(); 16])
+        .await;
+
+    // A spoofed 64 KB datagram of heartbeats would have drawn thousands of
+    // replies at whoever the source address names: it draws none.
+    let flood = heartbeat.repeat(65_000 / heartbeat.len());
+    assert!(flood.len() > 64_000 && flood.len() <= 65_507);
+    dev.send(&flood).await;
+    wait_metric("too_many_messages", 1, || {
+        error_metric(&gw, "gps103", "frame", "too_many_messages")
+    })
+    .await;
+    // Seventeen are refused the same way.
+    dev.send(&heartbeat.repeat(17)).await;
+    wait_metric("too_many_messages", 2, || {
+        error_metric(&gw, "gps103", "frame", "too_many_messages")
+    })
+    .await;
+    // Refusals are counted when decided, so the next datagram the socket
+    // gets answers the next exchange, not the flood.
+    dev.exchange(&heartbeat, &[b"ON"]).await;
+    assert!(dev.recv(Duration::from_millis(300)).await.is_none());
+    assert_eq!(counter(&gw, "acks_sent", "gps103"), 17);
+}
+
+#[tokio::test]
+async fn one_address_beyond_its_udp_rate_is_dropped_while_another_is_answered() {
+    let cluster = provisioned_cluster().await;
+    // Five messages a second, bursts of two seconds' worth.
+    let mut c = config();
+    c.udp_rate_per_source = 5;
+    let gw = gateway(&cluster, c).await;
+    let addr = gw.udp_addr(Protocol::Gps103).unwrap();
+    let flooder = Device::from([127, 0, 0, 1], addr).await;
+    let heartbeat = gps103::encode::heartbeat("864895031234568").to_vec();
+
+    const SENT: u64 = 40;
+    for _ in 0..SENT {
+        flooder.send(&heartbeat).await;
+    }
+    let mut answered = 0;
+    while flooder.recv(Duration::from_secs(2)).await.is_some() {
+        answered += 1;
+    }
+    let dropped = error_metric(&gw, "gps103", "frame", "rate_limited");
+    assert_eq!(answered + dropped, SENT, "each answered or dropped");
+    // The burst, plus the rate for however long the sends took.
+    assert!(
+        (10..=15).contains(&answered),
+        "{answered} of {SENT} answered"
+    );
+
+    // Another address has its own budget.
+    let honest = Device::from([127, 0, 0, 2], addr).await;
+    honest
+        .exchange(&gps103::encode::heartbeat("864895031234569"), &[b"ON"])
+        .await;
 }

@@ -61,6 +61,20 @@ pub struct GatewayConfig {
     /// Open device connections, all protocols together. Above it new
     /// connections are closed at once and accepting backs off.
     pub max_connections: usize,
+    /// Open connections one source address may hold (0: no limit). Devices
+    /// behind a carrier's NAT share an address: raise it for such fleets.
+    pub max_connections_per_source: usize,
+    /// New connections per second one source address may open, on average,
+    /// in bursts of up to ten seconds' worth (0: no limit). The excess is
+    /// closed at once.
+    pub accept_rate_per_source: u32,
+    /// A connection whose device has not identified itself (a login, or a
+    /// first message naming it) within this long is closed.
+    pub identify_timeout_secs: u64,
+    /// A connection that carries no data message (positions, status,
+    /// replies: no login or heartbeat counts) for this long is closed, so
+    /// keep-alives alone cannot hold a slot for ever (0: no limit).
+    pub data_timeout_secs: u64,
     /// Frames of one connection waiting for their PubAck at once. The
     /// gateway stops reading that socket while the pipeline is full.
     pub pipeline: usize,
@@ -85,10 +99,21 @@ pub struct GatewayConfig {
     pub drain_delay_secs: u64,
     /// Then in-flight publishes and acks get this long to finish.
     pub drain_timeout_secs: u64,
-    /// UDP datagrams being stored and answered at once, all UDP listeners
-    /// together. Datagrams arriving while it is reached are dropped without
-    /// an answer (counted as `overload`); the device sends them again.
+    /// UDP messages being stored and answered at once, all UDP listeners
+    /// together: UDP's own budget, so a flood of datagrams cannot take the
+    /// publishes TCP devices wait on. A datagram whose messages do not fit
+    /// is dropped without an answer (counted as `overload`); the device
+    /// sends it again.
     pub udp_inflight: usize,
+    /// Messages one UDP datagram may hold. A datagram with more is refused
+    /// whole (`too_many_messages`), so one datagram draws at most this many
+    /// replies, whatever address it claims to come from.
+    pub udp_max_messages: usize,
+    /// UDP messages per second handled for one source address, on average,
+    /// in bursts of up to two seconds' worth (0: no limit). The excess is
+    /// dropped unanswered (`rate_limited`): with spoofed senders, this bounds
+    /// the replies one victim can be sent.
+    pub udp_rate_per_source: u32,
     /// How often to check that RAW has a consumer, milliseconds. With none,
     /// nobody would ever parse a stored frame, so the gateway acknowledges
     /// no device (and `/readyz` fails) until RAW has one again.
@@ -107,6 +132,10 @@ impl Default for GatewayConfig {
             port_offset: 0,
             http: SocketAddr::from(([127, 0, 0, 1], 9100)),
             max_connections: 10_000,
+            max_connections_per_source: 1_000,
+            accept_rate_per_source: 100,
+            identify_timeout_secs: 10,
+            data_timeout_secs: 3_600,
             pipeline: 16,
             idle_timeout_secs: 600,
             write_timeout_secs: 10,
@@ -117,6 +146,8 @@ impl Default for GatewayConfig {
             drain_delay_secs: 2,
             drain_timeout_secs: 15,
             udp_inflight: 4_096,
+            udp_max_messages: 16,
+            udp_rate_per_source: 1_000,
             raw_check_ms: 2_000,
             log_json: false,
             protocols: Protocol::ALL
@@ -165,6 +196,8 @@ impl GatewayConfig {
             ("retry_backoff_ms", self.retry_backoff_ms),
             ("drain_timeout_secs", self.drain_timeout_secs),
             ("udp_inflight", self.udp_inflight as u64),
+            ("udp_max_messages", self.udp_max_messages as u64),
+            ("identify_timeout_secs", self.identify_timeout_secs),
             ("raw_check_ms", self.raw_check_ms),
         ];
         for (name, value) in positive {
@@ -182,6 +215,12 @@ impl GatewayConfig {
             problems.push(format!(
                 "retry_for_secs ({} s) must allow at least one publish_timeout_ms ({} ms)",
                 self.retry_for_secs, self.publish_timeout_ms
+            ));
+        }
+        if self.udp_max_messages > self.udp_inflight {
+            problems.push(format!(
+                "udp_max_messages ({}) must be <= udp_inflight ({}): a datagram's messages are in flight together",
+                self.udp_max_messages, self.udp_inflight
             ));
         }
         let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
@@ -340,6 +379,7 @@ mod tests {
             max_connections: 0,
             retry_max_backoff_ms: 1,
             udp_inflight: 0,
+            udp_max_messages: 0,
             ..GatewayConfig::default()
         };
         c.protocols.get_mut("gt06").unwrap().port = 5027;
@@ -347,7 +387,7 @@ mod tests {
         c.protocols.insert("nope".into(), Listener::default());
         let err = c.validate().unwrap_err();
         let text = err.to_string();
-        assert_eq!(err.0.len(), 7, "{text}");
+        assert_eq!(err.0.len(), 8, "{text}");
         for needle in [
             "pipeline",
             "max_connections",
@@ -355,6 +395,7 @@ mod tests {
             "port 5027",
             "nope",
             "udp_inflight",
+            "udp_max_messages",
             "protocols.jt808: udp is not supported",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");

@@ -2,6 +2,11 @@
 //! store data frames in RAW, and answer the device in frame order — a stored
 //! frame's answer only after its PubAck.
 //!
+//! Three clocks close a connection that holds a slot without being worth
+//! it: `idle_timeout_secs` without a complete frame, `identify_timeout_secs`
+//! without the device saying who it is, `data_timeout_secs` without a data
+//! message (logins and heartbeats alone do not move it).
+//!
 //! Backpressure: at most `pipeline` frames wait for their PubAck; while the
 //! pipeline is full the socket is not read, so a fast device is slowed by
 //! TCP itself instead of by gateway memory.
@@ -12,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
-use fleetbus_codec::{Handled, Protocol};
+use fleetbus_codec::{FrameKind, Handled, Protocol};
 use fleetbus_wire::raw::RawFrame;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -80,6 +85,11 @@ pub async fn serve(
     let write_timeout = Duration::from_secs(shared.config.write_timeout_secs);
     let pipeline = shared.config.pipeline;
     let mut idle_deadline = Instant::now() + idle;
+    let identify_timeout = Duration::from_secs(shared.config.identify_timeout_secs);
+    let identify_deadline = Instant::now() + identify_timeout;
+    // Moved on by data messages only: logins and heartbeats do not count.
+    let data_timeout = Duration::from_secs(shared.config.data_timeout_secs);
+    let mut data_deadline = (!data_timeout.is_zero()).then(|| Instant::now() + data_timeout);
     // Once set, no more frames are read; what is in flight still completes.
     let mut closing: Option<End> = None;
 
@@ -119,6 +129,18 @@ pub async fn serve(
                     &format!("no complete frame for {} s", idle.as_secs()));
                 closing = Some(End::Refused);
             }
+            _ = sleep_until(identify_deadline), if closing.is_none() && session.device_id().is_none() => {
+                shared.refuse(Via::Tcp, name, Stage::session, "identify_timeout", &peer,
+                    &format!("the device did not identify itself within {} s", identify_timeout.as_secs()));
+                closing = Some(End::Refused);
+            }
+            // (The deadline is evaluated even when the branch is off.)
+            _ = sleep_until(data_deadline.unwrap_or(idle_deadline)),
+                if closing.is_none() && data_deadline.is_some() && pending.is_empty() => {
+                shared.refuse(Via::Tcp, name, Stage::connection, "data_timeout", &peer,
+                    &format!("no data message for {} s, only logins or heartbeats", data_timeout.as_secs()));
+                closing = Some(End::Refused);
+            }
             next = frames.next(), if closing.is_none() && pending.len() < pipeline => {
                 match next {
                     None => closing = Some(End::Eof),
@@ -141,14 +163,19 @@ pub async fn serve(
                                 shared.refuse(Via::Tcp, name, Stage::session, err.reason(), &peer, &err.to_string());
                                 closing = Some(End::Refused);
                             }
-                            Ok(handled) => match answer_for(handled, frame, &session, &spec, &shared, peer) {
-                                Ok(answer) => pending.push_back(answer),
-                                Err(reason) => {
-                                    shared.refuse(Via::Tcp, name, Stage::session, reason, &peer,
-                                        "a data frame came before the device identified itself");
-                                    closing = Some(End::Refused);
+                            Ok(handled) => {
+                                if handled.kind == FrameKind::Data && data_deadline.is_some() {
+                                    data_deadline = Some(Instant::now() + data_timeout);
                                 }
-                            },
+                                match answer_for(handled, frame, &session, &spec, &shared, peer) {
+                                    Ok(answer) => pending.push_back(answer),
+                                    Err(reason) => {
+                                        shared.refuse(Via::Tcp, name, Stage::session, reason, &peer,
+                                            "a data frame came before the device identified itself");
+                                        closing = Some(End::Refused);
+                                    }
+                                }
+                            }
                         }
                     }
                 }

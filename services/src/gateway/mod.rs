@@ -8,6 +8,7 @@ mod conn;
 pub mod metrics;
 mod publish;
 pub mod raw_interest;
+mod sources;
 mod udp;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,12 @@ pub struct Shared {
     pub retry: RetryPolicy,
     /// Whether RAW has a consumer to keep frames (`raw_interest`).
     pub raw_kept: raw_interest::RawInterest,
+    /// Connections held per source address.
+    sources: sources::SourceConnections,
+    /// New connections per source address.
+    accept_rate: sources::SourceRate,
+    /// UDP messages handled per source address.
+    udp_rate: sources::SourceRate,
     log: RateLimited,
 }
 
@@ -103,13 +110,13 @@ impl Gateway {
         config.validate()?;
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_millis(config.publish_timeout_ms))
-            // One slot per frame that may wait at once: the pipelines bound
-            // it (UDP datagrams have a pipeline each too).
+            // One slot per frame that may wait at once: the connections'
+            // pipelines and UDP's own budget bound it.
             .max_ack_inflight(
                 config
                     .max_connections
-                    .saturating_add(config.udp_inflight)
                     .saturating_mul(config.pipeline)
+                    .saturating_add(config.udp_inflight)
                     .max(1),
             )
             .backpressure_on_inflight(true)
@@ -161,6 +168,9 @@ impl Gateway {
             Duration::from_millis(config.raw_check_ms),
         ));
         let shared = Arc::new(Shared {
+            sources: sources::SourceConnections::new(config.max_connections_per_source),
+            accept_rate: sources::SourceRate::new(config.accept_rate_per_source, 10),
+            udp_rate: sources::SourceRate::new(config.udp_rate_per_source, 2),
             config,
             js,
             metrics: metrics.clone(),
@@ -291,46 +301,49 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    backoff = ACCEPT_BACKOFF_MIN;
-                    shared
-                        .metrics
-                        .connections_accepted
-                        .get_or_create(&label)
-                        .inc();
-                    let open = shared
-                        .metrics
-                        .connections_open
-                        .get_or_create(&label)
-                        .clone();
-                    open.inc();
-                    let (spec, shared, stop) =
-                        (spec.clone(), shared.clone(), stop_connections.child_token());
-                    tracker.spawn(async move {
-                        conn::serve(stream, peer, spec, shared, stop).await;
-                        open.dec();
-                        drop(permit);
-                    });
-                }
-                Err(_) => {
-                    // Full: close at once, and accept more slowly for a
-                    // while so a connection storm costs little.
-                    drop(stream);
-                    shared.refuse(
-                        Via::Tcp,
-                        name,
-                        Stage::accept,
-                        "connection_limit",
-                        &peer,
-                        &format!(
-                            "{} connections are open, the limit",
-                            shared.config.max_connections
-                        ),
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                }
+            Ok((stream, peer)) => match admit(&shared, name, &peer) {
+                None => drop(stream),
+                Some(held) => match limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        backoff = ACCEPT_BACKOFF_MIN;
+                        shared
+                            .metrics
+                            .connections_accepted
+                            .get_or_create(&label)
+                            .inc();
+                        let open = shared
+                            .metrics
+                            .connections_open
+                            .get_or_create(&label)
+                            .clone();
+                        open.inc();
+                        let (spec, shared, stop) =
+                            (spec.clone(), shared.clone(), stop_connections.child_token());
+                        tracker.spawn(async move {
+                            conn::serve(stream, peer, spec, shared, stop).await;
+                            open.dec();
+                            drop((permit, held));
+                        });
+                    }
+                    Err(_) => {
+                        // Full: close at once, and accept more slowly for a
+                        // while so a connection storm costs little.
+                        drop(stream);
+                        shared.refuse(
+                            Via::Tcp,
+                            name,
+                            Stage::accept,
+                            "connection_limit",
+                            &peer,
+                            &format!(
+                                "{} connections are open, the limit",
+                                shared.config.max_connections
+                            ),
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    }
+                },
             },
             Err(err) => {
                 // Typically out of file descriptors: wait for some to close.
@@ -344,6 +357,47 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// Whether `peer`'s address may open one more connection: within its
+/// accept rate and under its connection limit. A refusal is counted and
+/// logged; the caller closes the connection. Accepting does not slow down
+/// for it, as for a full gateway: one address's flood must not delay the
+/// others' connections.
+fn admit(shared: &Shared, protocol: &'static str, peer: &SocketAddr) -> Option<sources::Held> {
+    if !shared.accept_rate.allow(peer.ip(), 1) {
+        let detail = format!(
+            "{} opens connections faster than accept_rate_per_source ({}/s)",
+            peer.ip(),
+            shared.config.accept_rate_per_source
+        );
+        shared.refuse(
+            Via::Tcp,
+            protocol,
+            Stage::accept,
+            "accept_rate",
+            peer,
+            &detail,
+        );
+        return None;
+    }
+    let held = shared.sources.hold(peer.ip());
+    if held.is_none() {
+        let detail = format!(
+            "{} holds max_connections_per_source ({}) connections already",
+            peer.ip(),
+            shared.config.max_connections_per_source
+        );
+        shared.refuse(
+            Via::Tcp,
+            protocol,
+            Stage::accept,
+            "source_connection_limit",
+            peer,
+            &detail,
+        );
+    }
+    held
 }
 
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);

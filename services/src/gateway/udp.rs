@@ -27,10 +27,20 @@
 //!    reply, in message order, each after its own and all earlier PubAcks.
 //!    If a publish gives up, no further reply of that datagram is sent.
 //!
-//! At most `udp_inflight` datagrams are being stored and answered at once
-//! (all UDP listeners together); the socket is still read meanwhile and
-//! what arrives is dropped and counted (`overload`): the device got no
-//! reply and sends again.
+//! Bounds, so that no address, claimed or real, can turn a datagram into a
+//! flood or take what other devices share:
+//!
+//! - a datagram of more than `udp_max_messages` messages is refused whole
+//!   (`too_many_messages`), before any is judged: one datagram draws at
+//!   most that many replies;
+//! - each source address may have `udp_rate_per_source` messages a second
+//!   handled (`sources.rs`); beyond it datagrams are dropped
+//!   (`rate_limited`), which bounds what a spoofed address's victim is sent;
+//! - at most `udp_inflight` messages are being stored and answered at once
+//!   (all UDP listeners together), UDP's own budget beside the TCP
+//!   connections'; the socket is still read meanwhile and what does not fit
+//!   is dropped and counted (`overload`): the device got no reply and sends
+//!   again.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +60,7 @@ use tokio_util::task::TaskTracker;
 use super::conn::{answer_for, ListenerSpec, Pending};
 use super::metrics::{ProtocolLabel, Stage};
 use super::{Shared, Via};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Larger than any UDP payload (at most 65,507 bytes over IPv4, 65,527 over
 /// IPv6 without jumbograms), so a datagram is never silently truncated.
@@ -96,9 +107,13 @@ pub(super) async fn receive_loop(
             Ok(permit) => {
                 let datagram = BytesMut::from(&buf[..len]);
                 let (socket, spec, shared) = (socket.clone(), spec.clone(), shared.clone());
+                let limit = limit.clone();
                 tracker.spawn(async move {
-                    serve_datagram(datagram, peer, &socket, &spec, &shared).await;
-                    drop(permit);
+                    let admitted = Admitted {
+                        first: permit,
+                        limit,
+                    };
+                    serve_datagram(datagram, peer, &socket, &spec, &shared, admitted).await;
                 });
             }
             Err(_) => shared.refuse(
@@ -108,11 +123,27 @@ pub(super) async fn receive_loop(
                 "overload",
                 &peer,
                 &format!(
-                    "{} datagrams are being stored, the limit (udp_inflight)",
+                    "{} UDP messages are being stored, the limit (udp_inflight)",
                     shared.config.udp_inflight
                 ),
             ),
         }
+    }
+}
+
+/// A datagram's share of the `udp_inflight` budget: one permit taken when
+/// it was received, the rest once its messages are counted.
+struct Admitted {
+    first: OwnedSemaphorePermit,
+    limit: Arc<Semaphore>,
+}
+
+impl Admitted {
+    /// Permits for all `messages`, or `None` if the budget has not that many.
+    fn for_messages(self, messages: usize) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let more = u32::try_from(messages.saturating_sub(1)).ok()?;
+        let rest = self.limit.try_acquire_many_owned(more).ok()?;
+        Some((self.first, rest))
     }
 }
 
@@ -123,14 +154,32 @@ async fn serve_datagram(
     socket: &UdpSocket,
     spec: &Arc<ListenerSpec>,
     shared: &Arc<Shared>,
+    admitted: Admitted,
 ) {
     let protocol = spec.protocol;
     let name = protocol.name();
     let label = ProtocolLabel { protocol: name };
+    let max_messages = shared.config.udp_max_messages;
 
-    let frames = match cut(protocol.datagram_framer(spec.max_frame), datagram) {
+    let frames = match cut(
+        protocol.datagram_framer(spec.max_frame),
+        datagram,
+        max_messages,
+    ) {
         Ok(frames) => frames,
-        Err(err) => {
+        Err(Cut::TooMany) => {
+            let detail = format!("more than udp_max_messages ({max_messages}) messages");
+            shared.refuse(
+                Via::Udp,
+                name,
+                Stage::frame,
+                "too_many_messages",
+                &peer,
+                &detail,
+            );
+            return;
+        }
+        Err(Cut::Frame(err)) => {
             let (error_type, detail) = match &err {
                 // The default `decode_eof` reports leftover bytes as I/O.
                 FrameError::Io(_) => (
@@ -154,6 +203,24 @@ async fn serve_datagram(
         );
         return;
     }
+    if !shared.udp_rate.allow(peer.ip(), frames.len()) {
+        let detail = format!(
+            "{} sends more than udp_rate_per_source ({}) messages a second",
+            peer.ip(),
+            shared.config.udp_rate_per_source
+        );
+        shared.refuse(Via::Udp, name, Stage::frame, "rate_limited", &peer, &detail);
+        return;
+    }
+    let Some(_permits) = admitted.for_messages(frames.len()) else {
+        let detail = format!(
+            "its {} messages do not fit in udp_inflight ({}) beside those being stored",
+            frames.len(),
+            shared.config.udp_inflight
+        );
+        shared.refuse(Via::Udp, name, Stage::frame, "overload", &peer, &detail);
+        return;
+    };
     for frame in &frames {
         shared.metrics.frames_received.get_or_create(&label).inc();
         shared
@@ -247,25 +314,46 @@ async fn serve_datagram(
     }
 }
 
-/// Every message of one datagram, or why it cannot be cut: all of it must
-/// be whole messages (a last one without its delimiter is taken where the
-/// protocol allows it, by `decode_eof`).
-fn cut<D>(mut framer: D, mut src: BytesMut) -> Result<Vec<Bytes>, FrameError>
+/// Why a datagram could not be cut into messages.
+#[derive(Debug)]
+enum Cut {
+    Frame(FrameError),
+    /// More than the allowed number of messages (cutting stopped there).
+    TooMany,
+}
+
+impl From<FrameError> for Cut {
+    fn from(err: FrameError) -> Cut {
+        Cut::Frame(err)
+    }
+}
+
+/// Every message of one datagram, at most `max` of them, or why it cannot
+/// be cut: all of it must be whole messages (a last one without its
+/// delimiter is taken where the protocol allows it, by `decode_eof`).
+fn cut<D>(mut framer: D, mut src: BytesMut, max: usize) -> Result<Vec<Bytes>, Cut>
 where
     D: Decoder<Item = Bytes, Error = FrameError>,
 {
     let mut frames = Vec::new();
-    while let Some(frame) = framer.decode(&mut src)? {
+    let mut push = |frame| {
         frames.push(frame);
+        if frames.len() > max {
+            return Err(Cut::TooMany);
+        }
+        Ok(())
+    };
+    while let Some(frame) = framer.decode(&mut src)? {
+        push(frame)?;
     }
     while let Some(frame) = framer.decode_eof(&mut src)? {
-        frames.push(frame);
+        push(frame)?;
     }
     if !src.is_empty() {
-        return Err(FrameError::Malformed(format!(
+        return Err(Cut::Frame(FrameError::Malformed(format!(
             "{} bytes left over at the end of the datagram",
             src.len()
-        )));
+        ))));
     }
     Ok(frames)
 }
@@ -279,9 +367,13 @@ mod tests {
         cut(
             protocol.datagram_framer(protocol.default_max_frame()),
             BytesMut::from(datagram),
+            16,
         )
         .map(|f| f.into_iter().map(|b| b.to_vec()).collect())
-        .map_err(|e| e.reason().to_string())
+        .map_err(|e| match e {
+            Cut::Frame(e) => e.reason().to_string(),
+            Cut::TooMany => "too_many_messages".to_string(),
+        })
     }
 
     #[test]
@@ -296,6 +388,24 @@ mod tests {
             [b"1234;".to_vec(), b"imei:1234,tracker,,,L,".to_vec()]
         );
         assert!(frames(Protocol::H02, b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_datagram_of_more_messages_than_allowed_is_refused_without_cutting_it_all() {
+        let sixteen = b"123456789012345;".repeat(16);
+        assert_eq!(frames(Protocol::Gps103, &sixteen).unwrap().len(), 16);
+        // A 64 KB datagram of heartbeats, each of which would draw an `ON`.
+        let flood = b"123456789012345;".repeat(65_000 / 16);
+        assert_eq!(
+            frames(Protocol::Gps103, &flood).unwrap_err(),
+            "too_many_messages"
+        );
+        // The seventeenth taken by `decode_eof` counts too.
+        let seventeen = [sixteen.as_slice(), b"123456789012345"].concat();
+        assert_eq!(
+            frames(Protocol::Gps103, &seventeen).unwrap_err(),
+            "too_many_messages"
+        );
     }
 
     #[test]
