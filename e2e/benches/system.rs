@@ -815,6 +815,7 @@ async fn pipeline(
             }
         })
     });
+    sys.register_fleet(name, &args).await?;
     let mut sim = Proc::start(sys.simulator(name, &args), sys.dir())?;
     let exit = sim.wait_exit(Duration::from_secs(1800)).await;
     anyhow::ensure!(

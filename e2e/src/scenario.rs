@@ -59,7 +59,10 @@ pub fn fleet_every(interval_ms: u64) -> Vec<String> {
 }
 
 /// Starts simulator `sim` with `args`.
-pub fn start_fleet(sys: &System, args: &[&str]) -> Proc {
+pub async fn start_fleet(sys: &System, args: &[&str]) -> Proc {
+    sys.register_fleet("sim", args)
+        .await
+        .expect("the fleet is registered");
     Proc::start(sys.simulator("sim", args), sys.dir()).expect("the simulator starts")
 }
 

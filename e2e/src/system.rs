@@ -311,6 +311,48 @@ impl System {
             .args(["--progress-secs", "1"])
     }
 
+    /// Registers the devices of a simulator run with `args` (`fleetbus
+    /// simulate --print-devices` into `fleetbus device import`), as an
+    /// operator would: the gateways run with the default admission,
+    /// `known`, and take registered devices only. Done before the
+    /// simulator starts and waited on until every gateway's copy of the
+    /// registry holds them, so that no device is refused as unknown.
+    pub async fn register_fleet(&self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let mut list = vec!["simulate", "--print-devices"];
+        list.extend_from_slice(args);
+        let out = self.fleetbus(Role::Admin, &list).await?;
+        if !out.status.success() {
+            bail!("simulate --print-devices failed: {}", text(&out));
+        }
+        let devices = String::from_utf8_lossy(&out.stdout).lines().count();
+        let csv = self.dir.path().join(format!("{name}-devices.csv"));
+        std::fs::write(&csv, &out.stdout)?;
+        let csv = csv.display().to_string();
+        let out = self
+            .fleetbus(Role::Admin, &["device", "import", csv.as_str()])
+            .await?;
+        if !out.status.success() {
+            bail!("device import failed: {}", text(&out));
+        }
+        for g in &self.gateways {
+            wait_for(
+                "the gateway's copy of the registry holds the fleet",
+                Duration::from_secs(60),
+                || async {
+                    let (_, metrics) = http::get_at(&g.host, g.http, "/metrics").await?;
+                    let known = metrics
+                        .lines()
+                        .find_map(|l| l.strip_prefix("fleetbus_gateway_registry_devices "))
+                        .and_then(|v| v.trim().parse::<i64>().ok())
+                        .unwrap_or(-1);
+                    Ok((known >= devices as i64).then_some(()))
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Lines in a simulator's report so far (acknowledged records).
     pub fn reported(&self, name: &str) -> usize {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.jsonl")))

@@ -109,7 +109,7 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
     let mut sys = system(2).await;
     let js = admin(&sys).await;
     let f = fleet(20, 100, 200);
-    let mut sim = start_fleet(&sys, &args(&f));
+    let mut sim = start_fleet(&sys, &args(&f)).await;
     acked_at_least(&sys, 100).await;
     for m in &sys.monkeys {
         m.pause();
@@ -145,8 +145,13 @@ async fn monkeys_stopped_past_every_horizon_hold_everything_back_and_lose_nothin
         "{acked_meanwhile} records acknowledged while RAW was full, more than the \
          {stored_meanwhile} frames of up to 5 it stored"
     );
+    // The trickle comes in bursts: the room is made by the hamsters' sweep
+    // (every 10 s it purges what they acknowledged since, resends whose
+    // records PARSED has), so a sweep's worth of resends is stored and
+    // acknowledged at once. A quarter of what the fleet offers (100
+    // records a second) tells held back from flowing.
     assert!(
-        acked_meanwhile * 10 < 100 * HOLD.as_secs() as usize,
+        acked_meanwhile * 4 < 100 * HOLD.as_secs() as usize,
         "{acked_meanwhile} records acknowledged in {HOLD:?} with RAW full: the gateways \
          did not stop acknowledging"
     );
@@ -180,7 +185,7 @@ async fn a_full_dead_holds_bad_frames_back_and_loses_nothing() {
     let js = admin(&sys).await;
     set_max_msgs(&js, names::DEAD, 1).await;
     let f = fleet(20, 60, 200);
-    let mut sim = start_fleet(&sys, &args(&f));
+    let mut sim = start_fleet(&sys, &args(&f)).await;
     acked_at_least(&sys, 100).await;
     let gateway = jetstream::new(sys.cluster.connect(Role::Gateway).await.unwrap());
     for i in 0..5 {
@@ -231,7 +236,7 @@ async fn a_full_events_stream_holds_the_monkeys_back_and_loses_no_event() {
     let js = admin(&sys).await;
     set_max_msgs(&js, names::EVENTS, 1).await;
     let f = fleet(20, 60, 200);
-    let mut sim = start_fleet(&sys, &args(&f));
+    let mut sim = start_fleet(&sys, &args(&f)).await;
     wait_for("EVENTS full", Duration::from_secs(120), || async {
         Ok((messages(&js, names::EVENTS).await == 1).then_some(()))
     })
@@ -252,7 +257,7 @@ async fn a_full_devices_bucket_holds_the_monkeys_back_and_loses_nothing() {
     let js = admin(&sys).await;
     set_max_msgs(&js, "KV_devices", 1).await;
     let f = fleet(20, 60, 200);
-    let mut sim = start_fleet(&sys, &args(&f));
+    let mut sim = start_fleet(&sys, &args(&f)).await;
     acked_at_least(&sys, 100).await;
     let last = held_back(&sys, &js, 0, "KV_devices").await;
     eprintln!("KV_devices full for {HOLD:?}; status said: {last:?}");

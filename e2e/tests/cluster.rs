@@ -133,9 +133,9 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
         first.items.iter().all(|i| i.outcome == Outcome::Created),
         "{first}"
     );
-    // RAW, PARSED, DEAD, EVENTS, KV_devices, KV_seen and a durable per
-    // partition of each stage.
-    assert_eq!(first.items.len(), 6 + 2 * 2);
+    // RAW, PARSED, DEAD, EVENTS, KV_devices, KV_seen, KV_registry,
+    // KV_pending and a durable per partition of each stage.
+    assert_eq!(first.items.len(), 8 + 2 * 2);
 
     for stream in [names::RAW, names::PARSED, names::DEAD] {
         let info = cluster.wait_stream_ready(stream).await.unwrap();

@@ -20,7 +20,7 @@ async fn system(opts: SystemOptions) -> System {
 }
 
 async fn start_fleet(sys: &System) -> Proc {
-    fleetbus_e2e::scenario::start_fleet(sys, FLEET)
+    fleetbus_e2e::scenario::start_fleet(sys, FLEET).await
 }
 
 /// The same fleet, spread over ~12 s (a record every 300 ms per device), for
@@ -28,7 +28,7 @@ async fn start_fleet(sys: &System) -> Proc {
 async fn start_slow_fleet(sys: &System) -> Proc {
     let args = fleet_every(300);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    fleetbus_e2e::scenario::start_fleet(sys, &args)
+    fleetbus_e2e::scenario::start_fleet(sys, &args).await
 }
 
 #[tokio::test]

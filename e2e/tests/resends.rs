@@ -53,7 +53,7 @@ async fn devices_that_repack_and_reencode_after_lost_acks_store_each_record_once
     args.extend(["--protocols".to_string(), PROTOCOLS.join(",")]);
     args.extend(gateway_args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut sim = fleetbus_e2e::scenario::start_fleet(&sys, &args);
+    let mut sim = fleetbus_e2e::scenario::start_fleet(&sys, &args).await;
     assert_delivered_once(
         &mut sys,
         &mut sim,

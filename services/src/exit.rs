@@ -22,6 +22,9 @@ pub enum Exit {
     Unclean,
     /// The command line is wrong (`EX_USAGE`).
     Usage,
+    /// The input data is wrong: an import file with bad lines, each
+    /// printed (`EX_DATAERR`).
+    Data,
     /// A bug or an error nobody foresaw (`EX_SOFTWARE`).
     Internal,
     /// The configuration is wrong: every problem is printed (`EX_CONFIG`).
@@ -29,12 +32,13 @@ pub enum Exit {
 }
 
 impl Exit {
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Ok,
         Exit::Problems,
         Exit::Unreachable,
         Exit::Unclean,
         Exit::Usage,
+        Exit::Data,
         Exit::Internal,
         Exit::Config,
     ];
@@ -46,6 +50,7 @@ impl Exit {
             Exit::Unreachable => 2,
             Exit::Unclean => 3,
             Exit::Usage => 64,
+            Exit::Data => 65,
             Exit::Internal => 70,
             Exit::Config => 78,
         }
@@ -92,7 +97,7 @@ mod tests {
     #[test]
     fn codes_are_distinct_and_never_change() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 64, 70, 78]);
+        assert_eq!(codes, [0, 1, 2, 3, 64, 65, 70, 78]);
         assert_eq!(Exit::problems_unless(true), Exit::Ok);
         assert_eq!(Exit::problems_unless(false), Exit::Problems);
     }

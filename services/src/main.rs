@@ -39,6 +39,8 @@ enum Command {
     Dev(cli::dev::Args),
     /// Dead letters: `ls` what was given up on and why, `replay` it where it came from.
     Dead(cli::dead::Args),
+    /// The device registry: `add`, `rm`, `ls`, `import` devices; `accept` the `pending` ones.
+    Device(cli::device::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(args),
         Command::Dev(args) => cli::dev::run(args),
         Command::Dead(args) => cli::dead::run(args),
+        Command::Device(args) => cli::device::run(args),
     };
     match result {
         Ok(code) => code,

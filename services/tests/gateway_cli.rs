@@ -62,6 +62,10 @@ fn log_fields(proc: &Proc, message: &str) -> Vec<Value> {
 #[tokio::test]
 async fn the_gateway_process_serves_registers_and_drains_on_sigterm() {
     let cluster = common::provisioned_cluster().await;
+    // The default admission is `known`: the device of the session below
+    // is registered, and the gateway is ready only once it read the
+    // registry.
+    common::register(&cluster, "356307042441099", None, None).await;
     let mut toml = String::from(
         "[gateway]\nid = \"gw-proc\"\nbind = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\ndrain_delay_secs = 1\n",
     );

@@ -280,7 +280,16 @@ async fn provision_and_status_against_a_real_cluster() {
         .collect();
     assert_eq!(
         streams,
-        vec!["RAW", "PARSED", "DEAD", "EVENTS", "KV_devices", "KV_seen"]
+        vec![
+            "RAW",
+            "PARSED",
+            "DEAD",
+            "EVENTS",
+            "KV_devices",
+            "KV_seen",
+            "KV_registry",
+            "KV_pending"
+        ]
     );
     assert!(status["streams"]
         .as_array()

@@ -8,6 +8,8 @@
 //! | a device event | EVENTS | `events.<protocol>.<device>.<type>` | monkeys | users, verify | [`event`] |
 //! | a device's latest position | bucket `devices` | key: the device | monkeys | users, verify | [`device`] |
 //! | a device's recent record identities | bucket `seen` | key: `<protocol>.<device>` | hamsters | hamsters | `fleetbus_actors::seen` |
+//! | a registered device | bucket `registry` | key: the device | `fleetbus device` | gateways | [`registry`] |
+//! | an unknown device held for an operator | bucket `pending` | key: the device | gateways (`register`) | `fleetbus device` | [`registry`] |
 //!
 //! [`names`] spells every stream, durable and bucket; [`headers`] every
 //! header; [`ids`] every message id (pinned by tests: an id must never
@@ -27,6 +29,7 @@ pub mod ids;
 pub mod names;
 pub mod parsed;
 pub mod raw;
+pub mod registry;
 pub mod roles;
 
 pub use envelope::Envelope;

@@ -21,6 +21,11 @@ pub enum Stream {
     /// The bucket `seen`: the record identities each device sent recently
     /// (hamsters).
     Seen,
+    /// The bucket `registry`: the devices gateways admit (operators).
+    Registry,
+    /// The bucket `pending`: unknown devices held for an operator
+    /// (gateways under `admission = "register"`).
+    Pending,
 }
 
 pub const RAW: &str = Stream::Raw.name();
@@ -31,19 +36,25 @@ pub const EVENTS: &str = Stream::Events.name();
 pub const DEVICES: &str = Stream::Devices.name();
 /// The stream behind [`SEEN_BUCKET`].
 pub const SEEN: &str = Stream::Seen.name();
+/// The stream behind [`crate::registry::REGISTRY_BUCKET`].
+pub const REGISTRY: &str = Stream::Registry.name();
+/// The stream behind [`crate::registry::PENDING_BUCKET`].
+pub const PENDING: &str = Stream::Pending.name();
 /// The key-value bucket of the latest position per device.
 pub const DEVICES_BUCKET: &str = "devices";
 /// The key-value bucket of the record identities each device sent recently.
 pub const SEEN_BUCKET: &str = "seen";
 
 impl Stream {
-    pub const ALL: [Stream; 6] = [
+    pub const ALL: [Stream; 8] = [
         Stream::Raw,
         Stream::Parsed,
         Stream::Dead,
         Stream::Events,
         Stream::Devices,
         Stream::Seen,
+        Stream::Registry,
+        Stream::Pending,
     ];
 
     /// Its JetStream name (`KV_<bucket>` for a bucket, as every NATS
@@ -56,6 +67,8 @@ impl Stream {
             Stream::Events => "EVENTS",
             Stream::Devices => "KV_devices",
             Stream::Seen => "KV_seen",
+            Stream::Registry => "KV_registry",
+            Stream::Pending => "KV_pending",
         }
     }
 
@@ -64,6 +77,8 @@ impl Stream {
         match self {
             Stream::Devices => Some(DEVICES_BUCKET),
             Stream::Seen => Some(SEEN_BUCKET),
+            Stream::Registry => Some(crate::registry::REGISTRY_BUCKET),
+            Stream::Pending => Some(crate::registry::PENDING_BUCKET),
             _ => None,
         }
     }
@@ -93,7 +108,7 @@ impl Stream {
             Stream::Parsed => "parsed",
             Stream::Dead => "dead",
             Stream::Events => "events",
-            Stream::Devices | Stream::Seen => "$KV",
+            Stream::Devices | Stream::Seen | Stream::Registry | Stream::Pending => "$KV",
         }
     }
 
@@ -390,7 +405,16 @@ mod tests {
         let names: Vec<&str> = Stream::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(
             names,
-            ["RAW", "PARSED", "DEAD", "EVENTS", "KV_devices", "KV_seen"]
+            [
+                "RAW",
+                "PARSED",
+                "DEAD",
+                "EVENTS",
+                "KV_devices",
+                "KV_seen",
+                "KV_registry",
+                "KV_pending"
+            ]
         );
         let subjects: Vec<String> = Stream::ALL.iter().map(|s| s.subjects()).collect();
         assert_eq!(
@@ -401,7 +425,9 @@ mod tests {
                 "dead.>",
                 "events.>",
                 "$KV.devices.>",
-                "$KV.seen.>"
+                "$KV.seen.>",
+                "$KV.registry.>",
+                "$KV.pending.>"
             ]
         );
         assert_eq!((HAMSTERS, MONKEYS), ("hamsters", "monkeys"));

@@ -49,12 +49,15 @@ pub enum Use {
     Consume(Durable),
     /// Reads keys of a bucket (direct gets) and writes them.
     Bucket(Stream),
+    /// Reads a whole bucket and follows its changes (a key-value watch:
+    /// an ordered consumer of the bucket's stream), writes nothing.
+    Watch(Stream),
 }
 
 impl Use {
     fn stream(&self) -> Stream {
         match self {
-            Use::Publish(s, _) | Use::Bucket(s) => *s,
+            Use::Publish(s, _) | Use::Bucket(s) | Use::Watch(s) => *s,
             Use::Consume(d) => d.stream(),
         }
     }
@@ -79,7 +82,11 @@ impl Role {
         let dead = |stage: DeadStage| Use::Publish(Stream::Dead, stage.subjects());
         Some(match self {
             Role::Admin => return None,
-            Role::Gateway => vec![publish(Stream::Raw)],
+            Role::Gateway => vec![
+                publish(Stream::Raw),
+                Use::Watch(Stream::Registry),
+                Use::Bucket(Stream::Pending),
+            ],
             Role::Hamster => vec![
                 Use::Consume(Durable::Hamsters),
                 publish(Stream::Parsed),
@@ -120,7 +127,7 @@ impl Role {
                 uses.iter().any(|u| match u {
                     Use::Consume(c) => c == d,
                     Use::Publish(s, _) => *s == d.stream() && s.is_staged(),
-                    Use::Bucket(_) => false,
+                    Use::Bucket(_) | Use::Watch(_) => false,
                 })
             })
             .collect()
@@ -169,6 +176,13 @@ impl Role {
                     publish.push(s.subjects());
                     publish.push(format!("$JS.API.DIRECT.GET.{}", s.name()));
                     publish.push(format!("$JS.API.DIRECT.GET.{}.>", s.name()));
+                }
+                // An ordered consumer: created (by name and filter, or
+                // not), fed by flow control.
+                Use::Watch(s) => {
+                    publish.push(format!("$JS.API.CONSUMER.CREATE.{}", s.name()));
+                    publish.push(format!("$JS.API.CONSUMER.CREATE.{}.>", s.name()));
+                    publish.push(format!("$JS.FC.{}.>", s.name()));
                 }
             }
         }
@@ -241,6 +255,7 @@ pub fn permissions_conf() -> String {
                     d.partition_pattern()
                 ),
                 Use::Bucket(s) => format!(" keeps bucket {};", s.bucket().unwrap_or("?")),
+                Use::Watch(s) => format!(" watches bucket {};", s.bucket().unwrap_or("?")),
             });
         }
         out.pop();
@@ -269,7 +284,7 @@ mod tests {
     fn each_role_ensures_what_it_touches() {
         let streams = |r: Role| r.streams().iter().map(|s| s.name()).collect::<Vec<_>>();
         let durables = |r: Role| r.durables().iter().map(|d| d.name()).collect::<Vec<_>>();
-        assert_eq!(streams(Role::Gateway), ["RAW"]);
+        assert_eq!(streams(Role::Gateway), ["RAW", "KV_registry", "KV_pending"]);
         assert_eq!(durables(Role::Gateway), ["hamsters"]);
         assert_eq!(streams(Role::Hamster), ["RAW", "PARSED", "DEAD", "KV_seen"]);
         assert_eq!(durables(Role::Hamster), ["hamsters", "monkeys"]);

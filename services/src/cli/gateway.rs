@@ -145,16 +145,18 @@ async fn serve(
     .await
     .map_err(|e| anyhow::anyhow!("cannot register the gateway service: {e}"))?;
 
-    // Ready while connected to NATS and RAW keeps what is stored (it has a
-    // consumer); a gateway that cannot store anything should not get new
-    // devices from a load balancer.
+    // Ready while connected to NATS, RAW keeps what is stored (it has a
+    // consumer) and the device registry has been read; a gateway that can
+    // store nothing, or admit nobody, should not get new devices from a
+    // load balancer.
     let watch = {
         let (health, client, kept) = (health.clone(), client.clone(), gateway.raw_interest());
+        let admission = gateway.admission();
         tokio::spawn(async move {
             loop {
                 let connected =
                     client.connection_state() == async_nats::connection::State::Connected;
-                health.set_ready(connected && kept.is_kept());
+                health.set_ready(connected && kept.is_kept() && admission.is_loaded());
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })

@@ -3,6 +3,7 @@
 pub mod dead;
 pub mod decode;
 pub mod dev;
+pub mod device;
 pub mod gateway;
 pub mod hamster;
 pub mod monkey;
@@ -12,7 +13,7 @@ pub mod status;
 pub mod verify;
 
 /// The runtime of a one-shot admin tool (`status`, `verify`, `provision`,
-/// `dead`): it waits on the cluster, one thread is plenty.
+/// `dead`, `device`): it waits on the cluster, one thread is plenty.
 pub fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,6 +4,9 @@
 //! variables, flags (`crate::config`). Exit status (`crate::exit`): 0 when
 //! everything generated was acknowledged, 1 when records are still pending
 //! in the queue (stopped early), 78 on a bad configuration.
+//!
+//! `--print-devices` prints the fleet's devices (`id,protocol`, the CSV
+//! `fleetbus device import` reads) and exits without connecting.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +81,11 @@ pub struct Args {
     /// Seconds between progress lines on stderr (0: none; default 2).
     #[arg(long)]
     pub progress_secs: Option<u64>,
+    /// Print the fleet's devices as CSV lines `id,protocol` (the ids its
+    /// devices send, no header) and exit, connecting nowhere: `fleetbus
+    /// simulate --print-devices … | fleetbus device import -` registers the fleet.
+    #[arg(long)]
+    pub print_devices: bool,
     /// `--config` (its `[simulate]` table), `--print-config`, `--log-json`.
     #[command(flatten)]
     pub cfg: ConfigArgs,
@@ -124,10 +132,29 @@ impl Args {
     }
 }
 
+/// `--print-devices`: one `id,protocol` line per device. A reader that
+/// stops early (`| head`) is not an error.
+fn print_devices(devices: &[(String, Protocol)]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = devices
+        .iter()
+        .try_for_each(|(id, protocol)| writeln!(out, "{id},{protocol}"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     if args.cfg.print_config {
         Effective::new().table("simulate", &config)?.print()?;
+        return Ok(Exit::Ok.into());
+    }
+    if args.print_devices {
+        print_devices(&config.fleet_devices()?)?;
         return Ok(Exit::Ok.into());
     }
     // `simulate::run` checks the table (every problem at once; exit 78).

@@ -14,6 +14,7 @@ use fleetbus_wire::{headers, Envelope};
 use super::filter::Filter;
 use super::letter::{Letter, Listed};
 use super::read::{open_dead, DeadError, DeadReader};
+use crate::ops::table::table;
 
 /// What a listing found: the first `limit` letters and a count of all.
 #[derive(Debug, Default)]
@@ -55,16 +56,6 @@ pub fn terminal_width() -> usize {
         .unwrap_or(160)
 }
 
-/// At most `width` characters, `…` marking a cut.
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
 /// The table and the summary line.
 pub fn render_listing(listing: &Listing, width: usize) -> String {
     let mut out = String::new();
@@ -101,7 +92,7 @@ pub fn render_listing(listing: &Listing, width: usize) -> String {
         "DELIVERIES",
         "REASON",
     ];
-    table(&mut out, &header, &rows, width);
+    table(&mut out, &header, &rows, Some(width));
     let kinds: Vec<String> = listing
         .by_kind
         .iter()
@@ -123,34 +114,6 @@ pub fn render_listing(listing: &Listing, width: usize) -> String {
     }
     out.push('\n');
     out
-}
-
-/// Aligned columns, two spaces apart; the last one cut to fit `width`.
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>], width: usize) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let used: usize = widths[..widths.len() - 1].iter().map(|w| w + 2).sum();
-    let last = width.saturating_sub(used).max(20);
-    let mut line = |cells: &[String]| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(&truncate(cell, last));
-            } else {
-                let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    for row in rows {
-        line(row);
-    }
 }
 
 #[cfg(test)]

@@ -153,6 +153,12 @@ async fn run_system(
         _ = signals.recv() => return Ok(()),
     };
     let _ = write!(std::io::stdout(), "{report}");
+    let fleet = workers::simulated_fleet()?;
+    register_fleet(&js, &fleet).await?;
+    out(&format!(
+        "registered the simulated fleet ({} devices; `fleetbus device ls`)",
+        fleet.len()
+    ));
 
     if !args.cluster_only {
         let exe = std::env::current_exe()?;
@@ -163,6 +169,38 @@ async fn run_system(
 
     print_endpoints(data);
     status_lines(&client, args.status_every, procs, signals).await;
+    Ok(())
+}
+
+/// Registers `fleet` in the device registry (gateways run with `admission
+/// = "known"`, the default); an entry that exists is left as it is.
+async fn register_fleet(
+    js: &async_nats::jetstream::Context,
+    fleet: &[(String, fleetbus_codec::Protocol)],
+) -> anyhow::Result<()> {
+    use fleetbus_wire::registry::{registry_key, KnownDevice, REGISTRY_BUCKET};
+    let registry = js
+        .get_key_value(REGISTRY_BUCKET)
+        .await
+        .context("opening the device registry")?;
+    for (id, protocol) in fleet {
+        let entry = KnownDevice {
+            id: id.clone(),
+            protocol: Some(protocol.name().to_string()),
+            model: None,
+            name: Some("simulated".into()),
+            added_at: chrono::Utc::now(),
+        };
+        // `create` leaves an operator's own entry for the device alone.
+        match registry
+            .create(registry_key(id), serde_json::to_vec(&entry)?.into())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).context("registering the simulated fleet"),
+        }
+    }
     Ok(())
 }
 

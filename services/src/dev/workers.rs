@@ -12,6 +12,21 @@ use crate::nats::Role;
 use super::credentials::service_env;
 use super::nodes::NODES;
 
+/// Devices of the simulated fleet `dev up` runs (fleet 1, the simulator's
+/// default protocols).
+const SIMULATED_DEVICES: usize = 20;
+
+/// The simulated fleet's devices, as the gateways will see them: `dev up`
+/// registers them, so the demo runs with `admission = "known"` like
+/// production.
+pub fn simulated_fleet() -> anyhow::Result<Vec<(String, fleetbus_codec::Protocol)>> {
+    let config = crate::simulate::Config {
+        devices: SIMULATED_DEVICES,
+        ..crate::simulate::Config::default()
+    };
+    Ok(config.fleet_devices()?)
+}
+
 /// A worker process to start once the cluster is provisioned: this same
 /// binary with `args`, logged in as `role` (none: it gets no NATS login).
 pub struct WorkerSpec {
@@ -85,7 +100,7 @@ pub fn workers() -> Vec<WorkerSpec> {
         args: [
             "simulate",
             "--devices",
-            "20",
+            &SIMULATED_DEVICES.to_string(),
             "--interval-ms",
             "5000",
             "--queue",

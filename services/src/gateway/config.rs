@@ -51,6 +51,10 @@ pub struct GatewayConfig {
     /// This gateway's id, in the `Fleetbus-Gateway` header, in logs and in
     /// its service registration. Defaults to the host name.
     pub id: String,
+    /// Which devices are admitted: `known` (only those in the registry),
+    /// `register` (and unknown ones are held for an operator), `open`
+    /// (every device; for trials). See `admission.rs`.
+    pub admission: super::admission::Policy,
     /// Address the device listeners bind.
     pub bind: IpAddr,
     /// Added to every listener's port: lets several gateways share a host
@@ -128,6 +132,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             id: crate::ops::hostname(),
+            admission: super::admission::Policy::Known,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port_offset: 0,
             http: SocketAddr::from(([127, 0, 0, 1], 9100)),

@@ -92,6 +92,9 @@ pub async fn serve(
     let mut data_deadline = (!data_timeout.is_zero()).then(|| Instant::now() + data_timeout);
     // Once set, no more frames are read; what is in flight still completes.
     let mut closing: Option<End> = None;
+    // The model its frames are stored with, once the registry admitted
+    // the device.
+    let mut admitted: Option<Option<String>> = None;
 
     loop {
         if closing.is_some() && pending.is_empty() {
@@ -167,7 +170,22 @@ pub async fn serve(
                                 if handled.kind == FrameKind::Data && data_deadline.is_some() {
                                     data_deadline = Some(Instant::now() + data_timeout);
                                 }
-                                match answer_for(handled, frame, &session, &spec, &shared, peer) {
+                                // Judged once, when the device first names
+                                // itself: before its frame is stored or
+                                // answered, so a refused device keeps it.
+                                if let (None, Some(device)) = (&admitted, session.device_id()) {
+                                    match shared.admit_device(&spec, device, &peer) {
+                                        Ok(model) => admitted = Some(model),
+                                        Err(verdict) => {
+                                            shared.refuse(Via::Tcp, name, Stage::session, verdict.reason(), &peer,
+                                                &format!("device {device} is not admitted ({})", verdict.reason()));
+                                            closing = Some(End::Refused);
+                                            continue;
+                                        }
+                                    }
+                                }
+                                let model = admitted.clone().flatten();
+                                match answer_for(handled, frame, &session, &spec, &shared, peer, model) {
                                     Ok(answer) => pending.push_back(answer),
                                     Err(reason) => {
                                         shared.refuse(Via::Tcp, name, Stage::session, reason, &peer,
@@ -198,6 +216,7 @@ pub(super) fn answer_for(
     spec: &ListenerSpec,
     shared: &Arc<Shared>,
     peer: SocketAddr,
+    model: Option<String>,
 ) -> Result<Pending, &'static str> {
     if !handled.store {
         return Ok(futures::future::ready(Ok(handled.reply)).boxed());
@@ -205,7 +224,7 @@ pub(super) fn answer_for(
     let device = session.device_id().ok_or("not_identified")?.to_string();
     let protocol = spec.protocol.name();
     let raw = RawFrame {
-        model: spec.model.clone(),
+        model,
         received_at: Some(Utc::now()),
         gateway: Some(shared.config.id.clone()),
         peer: Some(peer.to_string()),

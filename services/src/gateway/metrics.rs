@@ -55,6 +55,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Consumers of RAW at the last check (0: nothing is acknowledged).
     pub raw_consumers: Gauge,
+    /// Devices in the gateway's copy of the registry (-1 until it is
+    /// read, and under `admission = "open"`).
+    pub registry_devices: Gauge,
     registry: Arc<Registry>,
 }
 
@@ -125,6 +128,15 @@ impl Metrics {
                 "raw_consumers",
                 "Consumers of RAW at the last check; while 0 no frame is stored or acknowledged",
             ),
+            registry_devices: {
+                let g: Gauge = registered(
+                    &mut r,
+                    "registry_devices",
+                    "Devices in this gateway's copy of the device registry (-1: not read yet, or admission open)",
+                );
+                g.set(-1);
+                g
+            },
             registry: Arc::new(r),
         }
     }

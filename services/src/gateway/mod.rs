@@ -3,6 +3,7 @@
 //! data frame is stored in RAW (a quorum of the replicated stream) before
 //! the device gets its acknowledgement. See docs/gateway.md.
 
+pub mod admission;
 pub mod config;
 mod conn;
 pub mod metrics;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub retry: RetryPolicy,
     /// Whether RAW has a consumer to keep frames (`raw_interest`).
     pub raw_kept: raw_interest::RawInterest,
+    /// Which devices are admitted, and the gateway's copy of the registry.
+    pub admission: Arc<admission::Admission>,
     /// Connections held per source address.
     sources: sources::SourceConnections,
     /// New connections per source address.
@@ -57,6 +60,28 @@ pub(crate) enum Via {
 }
 
 impl Shared {
+    /// The registry's verdict on `device` (the first id a connection or
+    /// datagram names): the model to store its frames with when admitted.
+    /// An unknown device is held for an operator under `register`.
+    fn admit_device(
+        &self,
+        spec: &conn::ListenerSpec,
+        device: &str,
+        peer: &SocketAddr,
+    ) -> Result<Option<String>, admission::Verdict> {
+        let protocol = spec.protocol.name();
+        match self.admission.check(device, protocol) {
+            admission::Verdict::Admit(model) => Ok(model.or_else(|| spec.model.clone())),
+            verdict => {
+                if verdict == admission::Verdict::Unknown {
+                    self.admission
+                        .hold(device, protocol, &self.config.id, &peer.to_string());
+                }
+                Err(verdict)
+            }
+        }
+    }
+
     /// Counts a refusal or failure and logs it, at most once a second per
     /// reason (a flood of garbage must not flood the logs). A TCP device
     /// loses its connection; a UDP device gets no reply to the datagram.
@@ -97,6 +122,9 @@ pub struct Gateway {
     udp_loops: Vec<JoinHandle<()>>,
     raw_watch: JoinHandle<()>,
     raw_kept: raw_interest::RawInterest,
+    admission: Arc<admission::Admission>,
+    /// Keeps the copy of the registry current (none under `open`).
+    registry_follow: Option<JoinHandle<()>>,
     drain_timeout: Duration,
 }
 
@@ -160,6 +188,8 @@ impl Gateway {
             ));
         }
         let udp_limit = Arc::new(Semaphore::new(config.udp_inflight));
+        let (admission, registry_follow) =
+            admission_for(&js, config.admission, metrics.registry_devices.clone()).await?;
         let raw_kept = raw_interest::RawInterest::default();
         let raw_watch = tokio::spawn(raw_interest::watch(
             js.clone(),
@@ -168,6 +198,7 @@ impl Gateway {
             Duration::from_millis(config.raw_check_ms),
         ));
         let shared = Arc::new(Shared {
+            admission: admission.clone(),
             sources: sources::SourceConnections::new(config.max_connections_per_source),
             accept_rate: sources::SourceRate::new(config.accept_rate_per_source, 10),
             udp_rate: sources::SourceRate::new(config.udp_rate_per_source, 2),
@@ -212,6 +243,8 @@ impl Gateway {
             )));
         }
         Ok(Gateway {
+            admission,
+            registry_follow,
             addrs,
             udp_addrs,
             metrics,
@@ -230,6 +263,12 @@ impl Gateway {
     /// acknowledged, and the gateway should not be ready.
     pub fn raw_is_kept(&self) -> bool {
         self.raw_kept.is_kept()
+    }
+
+    /// Which devices it admits and its copy of the registry (for
+    /// readiness: nobody is admitted before the registry is read).
+    pub fn admission(&self) -> Arc<admission::Admission> {
+        self.admission.clone()
     }
 
     /// The flag behind [`Gateway::raw_is_kept`], for a readiness watch.
@@ -258,6 +297,9 @@ impl Gateway {
     /// connections (and datagrams) were still busy then.
     pub async fn shutdown(self) -> usize {
         self.raw_watch.abort();
+        if let Some(follow) = &self.registry_follow {
+            follow.abort();
+        }
         self.stop_accepting.cancel();
         self.stop_connections.cancel();
         let tracker = self.tracker.clone();
@@ -357,6 +399,42 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// The admission of `policy`, with the registry it follows (and the task
+/// following it) and the pending bucket it holds unknown devices in.
+async fn admission_for(
+    js: &jetstream::Context,
+    policy: admission::Policy,
+    devices: prometheus_client::metrics::gauge::Gauge,
+) -> anyhow::Result<(Arc<admission::Admission>, Option<JoinHandle<()>>)> {
+    use fleetbus_wire::registry::{PENDING_BUCKET, REGISTRY_BUCKET};
+    if policy == admission::Policy::Open {
+        return Ok((
+            Arc::new(admission::Admission::new(policy, None, devices)),
+            None,
+        ));
+    }
+    let bucket = |name: &'static str| async move {
+        js.get_key_value(name).await.map_err(|e| {
+            anyhow::anyhow!(
+                "admission = \"{}\" needs the {name} bucket, which cannot be opened ({e}); \
+                 run `fleetbus provision`",
+                serde_json::to_value(policy)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            )
+        })
+    };
+    let registry = bucket(REGISTRY_BUCKET).await?;
+    let pending = match policy {
+        admission::Policy::Register => Some(bucket(PENDING_BUCKET).await?),
+        _ => None,
+    };
+    let admission = Arc::new(admission::Admission::new(policy, pending, devices));
+    let follow = tokio::spawn(admission::follow(registry, admission.clone()));
+    Ok((admission, Some(follow)))
 }
 
 /// Whether `peer`'s address may open one more connection: within its

@@ -234,6 +234,7 @@ async fn serve_datagram(
     // refused whole, never half stored.
     let mut session = protocol.datagram_session();
     let mut answers: Vec<Pending> = Vec::with_capacity(frames.len());
+    let mut admitted: Option<Option<String>> = None;
     for frame in frames {
         let handled = match session.on_frame(&frame) {
             Ok(handled) => handled,
@@ -249,7 +250,25 @@ async fn serve_datagram(
                 return;
             }
         };
-        match answer_for(handled, frame, &session, spec, shared, peer) {
+        if let (None, Some(device)) = (&admitted, session.device_id()) {
+            match shared.admit_device(spec, device, &peer) {
+                Ok(model) => admitted = Some(model),
+                Err(verdict) => {
+                    let detail = format!("device {device} is not admitted ({})", verdict.reason());
+                    shared.refuse(
+                        Via::Udp,
+                        name,
+                        Stage::session,
+                        verdict.reason(),
+                        &peer,
+                        &detail,
+                    );
+                    return;
+                }
+            }
+        }
+        let model = admitted.clone().flatten();
+        match answer_for(handled, frame, &session, spec, shared, peer, model) {
             Ok(answer) => answers.push(answer),
             Err(reason) => {
                 shared.refuse(

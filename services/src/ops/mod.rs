@@ -8,6 +8,7 @@ pub mod http;
 pub mod logging;
 pub mod ratelog;
 pub mod signals;
+pub mod table;
 
 /// This host's name, for ids and registration metadata.
 pub fn hostname() -> String {

@@ -126,24 +126,7 @@ impl Config {
         if self.per_frame == 0 || self.per_frame > 255 {
             problems.push("--per-frame must be 1..=255".to_string());
         }
-        let mut speak = Vec::new();
-        for name in &self.protocols {
-            match name.parse::<Protocol>() {
-                Ok(p) => speak.push(p),
-                Err(e) => problems.push(format!("protocols: {e}")),
-            }
-        }
-        if speak.is_empty() && problems.is_empty() {
-            problems.push("no protocol to simulate".to_string());
-        }
-        for p in &speak {
-            if let Some(why) = protocols::unsupported_reason(*p) {
-                problems.push(format!(
-                    "the simulator cannot speak {p}: {why} (it speaks {})",
-                    SUPPORTED.map(|p| p.name()).join(", ")
-                ));
-            }
-        }
+        let speak = self.speak(&mut problems);
         let mut gateways: Vec<(Protocol, Vec<SocketAddr>)> = Vec::new();
         for spec in &self.gateways {
             match parse_gateway(spec) {
@@ -178,6 +161,48 @@ impl Config {
             protocols: speak,
             gateways,
         })
+    }
+}
+
+impl Config {
+    /// The protocols it names, assigned to devices in turn; what is wrong
+    /// with them goes to `problems`.
+    fn speak(&self, problems: &mut Vec<String>) -> Vec<Protocol> {
+        let mut speak = Vec::new();
+        for name in &self.protocols {
+            match name.parse::<Protocol>() {
+                Ok(p) => speak.push(p),
+                Err(e) => problems.push(format!("protocols: {e}")),
+            }
+        }
+        if speak.is_empty() && problems.is_empty() {
+            problems.push("no protocol to simulate".to_string());
+        }
+        for p in &speak {
+            if let Some(why) = protocols::unsupported_reason(*p) {
+                problems.push(format!(
+                    "the simulator cannot speak {p}: {why} (it speaks {})",
+                    SUPPORTED.map(|p| p.name()).join(", ")
+                ));
+            }
+        }
+        speak
+    }
+
+    /// The fleet's devices, in index order: the id each one sends and its
+    /// protocol ([`super::devices`]). Checks only what decides them (the
+    /// device count and the protocols), and resolves no address, so it
+    /// needs no network (`fleetbus simulate --print-devices`).
+    pub fn fleet_devices(&self) -> Result<Vec<(String, Protocol)>, ConfigError> {
+        let mut problems = Vec::new();
+        if self.devices == 0 {
+            problems.push("--devices must be > 0".to_string());
+        }
+        let speak = self.speak(&mut problems);
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(super::devices(self.fleet, self.devices, &speak))
     }
 }
 
@@ -224,6 +249,33 @@ mod tests {
             "{problems:#?}"
         );
         assert!(problems[4].starts_with("--gateway gt06"), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_fleet_devices_take_the_protocols_in_turn_and_need_no_gateway() {
+        let config = Config {
+            devices: 3,
+            protocols: vec!["jt808".into(), "gt06".into()],
+            fleet: 7,
+            // Nothing resolves this: the devices do not depend on it.
+            hosts: vec!["no-such-host.invalid".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            config.fleet_devices().unwrap(),
+            [
+                ("070000000000".to_string(), Protocol::Jt808),
+                ("350070000000001".to_string(), Protocol::Gt06),
+                ("070000000002".to_string(), Protocol::Jt808),
+            ]
+        );
+        let wrong = Config {
+            devices: 0,
+            protocols: vec!["suntech".into()],
+            ..Config::default()
+        };
+        let problems = wrong.fleet_devices().unwrap_err().0;
+        assert_eq!(problems.len(), 2, "{problems:#?}");
     }
 
     #[test]

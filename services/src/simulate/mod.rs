@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use fleetbus_codec::Position;
+use fleetbus_codec::{Position, Protocol};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -140,6 +140,25 @@ pub fn imei(fleet: u32, index: usize) -> String {
     format!("35{:03}{:010}", fleet % 1000, index)
 }
 
+/// The devices of a fleet of `count` devices: device `index` speaks
+/// `protocols[index % protocols.len()]` and sends the id
+/// [`protocols::device_id`] makes of [`imei`]`(fleet, index)`. Nothing
+/// when `protocols` is empty.
+pub fn devices(fleet: u32, count: usize, protocols: &[Protocol]) -> Vec<(String, Protocol)> {
+    if protocols.is_empty() {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|index| {
+            let protocol = protocols[index % protocols.len()];
+            (
+                protocols::device_id(protocol, &imei(fleet, index)),
+                protocol,
+            )
+        })
+        .collect()
+}
+
 /// Runs the fleet until every device delivered its records (or, without a
 /// record limit, until `stop` is cancelled and what was generated is
 /// delivered; a second cancel of `stop_now` ends at once). A wrong
@@ -199,8 +218,10 @@ pub async fn run(
         })
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..config.devices {
-        let protocol = resolved.protocols[i % resolved.protocols.len()];
+    // The fleet `--print-devices` prints: device `i` is the i-th of
+    // `devices` (its id is derived from the index the same way).
+    let fleet_devices = devices(config.fleet, config.devices, &resolved.protocols);
+    for (i, (_, protocol)) in fleet_devices.into_iter().enumerate() {
         let fleet = fleet.clone();
         tasks.spawn(device::run(fleet, i, protocol));
     }

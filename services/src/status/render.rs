@@ -8,31 +8,7 @@ use std::fmt::Write as _;
 use super::format::{bytes, duration, percent};
 use super::health::fill;
 use super::model::{ClusterStatus, ConsumerStatus, Status, StreamStatus, WorkerStatus};
-
-/// Aligned columns, two spaces apart.
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(header.iter().map(|h| h.to_string()).collect()));
-    for row in rows {
-        out.push_str(&line(row.clone()));
-    }
-}
+use crate::ops::table::table;
 
 fn or_dash(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "-".into())
@@ -110,7 +86,7 @@ fn render_nodes(out: &mut String, cluster: &ClusterStatus) {
             ]
         })
         .collect();
-    table(out, &["NODE", "STATE", "VERSION", "ROLE"], &rows);
+    table(out, &["NODE", "STATE", "VERSION", "ROLE"], &rows, None);
     out.push('\n');
 }
 
@@ -150,6 +126,7 @@ fn render_streams(out: &mut String, streams: &[StreamStatus]) {
             "STREAM", "MESSAGES", "BYTES", "FILL", "REPLICAS", "LEADER", "LAGGING",
         ],
         &rows,
+        None,
     );
     out.push('\n');
 }
@@ -181,6 +158,7 @@ fn render_consumers(out: &mut String, consumers: &[ConsumerStatus]) {
             "LEADER",
         ],
         &rows,
+        None,
     );
     out.push('\n');
 }
@@ -211,6 +189,7 @@ fn render_workers(out: &mut String, workers: &[WorkerStatus]) {
         out,
         &["WORKER", "ID", "VERSION", "STATS", "METADATA"],
         &rows,
+        None,
     );
 }
 
@@ -269,7 +248,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(
-            text.contains("STREAM      MESSAGES  BYTES      FILL"),
+            text.contains("STREAM       MESSAGES  BYTES      FILL"),
             "{text}"
         );
         assert_eq!(row("RAW")[4], "12%", "{text}");

@@ -52,7 +52,16 @@ pub(super) async fn streams_and_consumers(
     for info in infos {
         let mut stream = stream_status(&info, Utc::now());
         let mut these = Vec::new();
-        for c in consumers_of(js, &stream.name).await? {
+        // A key-value bucket's consumers are watches (each gateway follows
+        // the registry with one), not stages: none holds anything back.
+        let bucket =
+            fleetbus_wire::Stream::named(&stream.name).is_some_and(|s| s.bucket().is_some());
+        let consumers = if bucket {
+            Vec::new()
+        } else {
+            consumers_of(js, &stream.name).await?
+        };
+        for c in consumers {
             let mut status = consumer_status(&c);
             if status.pending > 0 || status.ack_pending > 0 {
                 match oldest_unacked(js, &c).await {

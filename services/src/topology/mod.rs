@@ -22,7 +22,8 @@ pub use provision::{ensure, provision, Change, Item, Outcome, ProvisionError, Re
 // shares: they live in fleetbus-wire, and this module only says how each
 // stream and consumer is configured.
 use fleetbus_wire::names::{
-    self as names, Durable, Stream, DEAD, DEVICES, EVENTS, HAMSTERS, MONKEYS, PARSED, RAW, SEEN,
+    self as names, Durable, Stream, DEAD, DEVICES, EVENTS, HAMSTERS, MONKEYS, PARSED, PENDING, RAW,
+    REGISTRY, SEEN,
 };
 
 /// Size and age limits of one stream.
@@ -97,6 +98,9 @@ pub mod sizing {
     /// One device's entry in the `devices` bucket (position with
     /// attributes, remembered events).
     pub const DEVICE_ENTRY_BYTES: u64 = 4096;
+    /// One device's entry in the `registry` bucket (id, protocol, model,
+    /// a name).
+    pub const REGISTRY_ENTRY_BYTES: u64 = 256;
     /// Per-message overhead of a bucket entry beyond its value.
     pub const KV_OVERHEAD_BYTES: u64 = 128;
 }
@@ -178,6 +182,13 @@ pub struct Settings {
     pub devices: StreamLimits,
     /// The `seen` key-value bucket (record identities per device).
     pub seen: SeenSettings,
+    /// The `registry` key-value bucket (the devices gateways admit);
+    /// `max_age_secs` 0: an entry stays until it is removed.
+    pub registry: StreamLimits,
+    /// The `pending` key-value bucket (unknown devices held for an
+    /// operator): bounded, so that a flood of made-up ids fills it and
+    /// nothing else, and aged out.
+    pub pending: StreamLimits,
     /// The fleet the limits are checked against.
     pub fleet: FleetSize,
     pub hamsters: GroupSettings,
@@ -226,6 +237,16 @@ impl Default for Settings {
                 max_bytes: GIB / 4,
                 max_age_secs: 30 * DAY,
                 records_per_device: 256,
+            },
+            registry: StreamLimits {
+                max_bytes: GIB / 4,
+                max_age_secs: 0,
+                max_msgs_per_subject: 1,
+            },
+            pending: StreamLimits {
+                max_bytes: 64 << 20,
+                max_age_secs: 7 * DAY,
+                max_msgs_per_subject: 1,
             },
             fleet: FleetSize::default(),
             hamsters: GroupSettings {
@@ -304,8 +325,17 @@ impl Settings {
                 ));
             }
         }
-        if self.devices.max_bytes <= 0 || self.seen.max_bytes <= 0 {
-            bad.push(format!("{DEVICES} and {SEEN}: max_bytes must be set (> 0)"));
+        for (name, limits) in [
+            (DEVICES, &self.devices),
+            (REGISTRY, &self.registry),
+            (PENDING, &self.pending),
+        ] {
+            if limits.max_bytes <= 0 {
+                bad.push(format!("{name}: max_bytes must be set (> 0)"));
+            }
+        }
+        if self.seen.max_bytes <= 0 {
+            bad.push(format!("{SEEN}: max_bytes must be set (> 0)"));
         }
         if self.seen.records_per_device < 255 {
             bad.push(format!(
@@ -409,6 +439,12 @@ impl Settings {
                 self.seen.max_bytes,
                 format!(" ({} identities)", self.seen.records_per_device),
             ),
+            per_device(
+                REGISTRY,
+                REGISTRY_ENTRY_BYTES,
+                self.registry.max_bytes,
+                String::new(),
+            ),
         ]
     }
 
@@ -487,7 +523,29 @@ impl Settings {
             ),
             self.devices_bucket(),
             self.seen_bucket(),
+            self.bucket(
+                Stream::Registry,
+                &self.registry,
+                "The devices gateways admit (key-value bucket registry, operators)",
+            ),
+            self.bucket(
+                Stream::Pending,
+                &self.pending,
+                "Unknown devices held for an operator (key-value bucket pending, gateways)",
+            ),
         ]
+    }
+
+    /// A key-value bucket as its stream, as async-nats' `create_key_value`
+    /// makes one (history 1, rollups, no deletes, direct gets).
+    fn bucket(&self, stream: Stream, limits: &StreamLimits, about: &str) -> stream::Config {
+        stream::Config {
+            max_messages_per_subject: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            ..self.stream(stream, limits, about)
+        }
     }
 
     /// The `seen` key-value bucket as its stream (as [`Self::devices_bucket`]).
@@ -514,17 +572,11 @@ impl Settings {
     /// gets), so any NATS client opens it as a bucket, with fleetbus'
     /// replicas and limits.
     pub fn devices_bucket(&self) -> stream::Config {
-        stream::Config {
-            max_messages_per_subject: 1,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            ..self.stream(
-                Stream::Devices,
-                &self.devices,
-                "Latest position per device (key-value bucket devices)",
-            )
-        }
+        self.bucket(
+            Stream::Devices,
+            &self.devices,
+            "Latest position per device (key-value bucket devices)",
+        )
     }
 
     fn consumer(&self, durable: Durable, p: u32, group: &GroupSettings) -> consumer::Config {
@@ -633,8 +685,12 @@ mod tests {
             assert_eq!(stream.storage, StorageType::File);
             assert_eq!(stream.discard, DiscardPolicy::New);
             assert!(stream.max_bytes > 0);
-            // Only the latest-position bucket keeps entries forever.
-            assert!(stream.max_age > Duration::ZERO || stream.name == DEVICES);
+            // Only the latest positions and the registry keep entries
+            // until they are replaced or removed.
+            assert!(
+                stream.max_age > Duration::ZERO
+                    || [DEVICES, REGISTRY].contains(&stream.name.as_str())
+            );
             assert!(stream.duplicate_window > s.hamsters.redelivery_horizon());
             assert!(stream.duplicate_window > s.monkeys.redelivery_horizon());
         }

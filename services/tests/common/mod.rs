@@ -67,11 +67,15 @@ pub fn gateway_config(id: &str) -> GatewayConfig {
     only_protocols(id, &["teltonika", "gt06"])
 }
 
-/// The protocols named on free loopback ports, TCP only, everything else off.
+/// The protocols named on free loopback ports, TCP only, everything else
+/// off; every device admitted (`open`: these tests are about what the
+/// gateway does with a device's frames; `gateway_admission.rs` is about
+/// which devices it takes).
 pub fn only_protocols(id: &str, protocols: &[&str]) -> GatewayConfig {
     let mut c = GatewayConfig {
         id: id.into(),
         bind: [127, 0, 0, 1].into(),
+        admission: fleetbus_services::gateway::admission::Policy::Open,
         ..GatewayConfig::default()
     };
     for (name, l) in c.protocols.iter_mut() {
@@ -200,6 +204,35 @@ pub async fn wait_registered(cluster: &Cluster, name: &str, n: usize) {
     wait_for(&format!("{n} {name} registered"), WAIT, || async {
         Ok((registered(cluster, name).await.len() == n).then_some(()))
     })
+    .await
+    .unwrap();
+}
+
+/// Registers `device` in the registry bucket as an operator would
+/// (`fleetbus device add`), optionally pinned to a protocol, with a model.
+pub async fn register(
+    cluster: &Cluster,
+    device: &str,
+    protocol: Option<&str>,
+    model: Option<&str>,
+) {
+    use fleetbus_wire::registry::{registry_key, KnownDevice, REGISTRY_BUCKET};
+    let kv = js(cluster, Role::Admin)
+        .await
+        .get_key_value(REGISTRY_BUCKET)
+        .await
+        .unwrap();
+    let entry = KnownDevice {
+        id: device.into(),
+        protocol: protocol.map(Into::into),
+        model: model.map(Into::into),
+        name: None,
+        added_at: chrono::Utc::now(),
+    };
+    kv.put(
+        registry_key(device),
+        serde_json::to_vec(&entry).unwrap().into(),
+    )
     .await
     .unwrap();
 }

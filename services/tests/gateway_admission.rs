@@ -1,0 +1,218 @@
+//! Which devices the gateway takes, against a real three-node cluster over
+//! real sockets: under `known` only registered devices are stored and
+//! answered, an unknown one is refused before anything of it is stored
+//! (it keeps its data) and a flood of made-up ids writes nothing; under
+//! `register` the unknown device waits in `pending` until an operator
+//! accepts it, and then its resend is taken; a removal reaches the gateway
+//! through its watch; the registry's model goes into RAW.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fleetbus_codec::{gps103, teltonika, Protocol};
+use fleetbus_e2e::{wait_for, Cluster, Role};
+use fleetbus_services::gateway::admission::Policy;
+use fleetbus_services::gateway::{Gateway, GatewayConfig};
+use fleetbus_wire::headers;
+use fleetbus_wire::registry::{registry_key, PendingDevice, PENDING_BUCKET, REGISTRY_BUCKET};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+mod common;
+
+use common::fixes::teltonika_frame;
+use common::metrics::{error_metric, wait_metric};
+use common::streams::{header, raw, raw_subjects};
+use common::{gateway, provisioned_cluster, register};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Teltonika and GT06 over TCP, GPS103 over TCP and UDP, under `policy`.
+fn config(policy: Policy) -> GatewayConfig {
+    let mut c = common::only_protocols("gw-admission", &["teltonika", "gt06", "gps103"]);
+    c.admission = policy;
+    c.protocols.get_mut("gps103").unwrap().udp = true;
+    c
+}
+
+/// Waits until the gateway has read the registry (it admits nobody before).
+async fn loaded(gw: &Gateway) {
+    let admission = gw.admission();
+    wait_for("the registry is read", WAIT, || async {
+        Ok(admission.is_loaded().then_some(()))
+    })
+    .await
+    .unwrap();
+}
+
+/// Logs a Teltonika device in: `true` if the gateway answered the login,
+/// `false` if it closed the connection without a word.
+async fn login(addr: SocketAddr, imei: &str) -> (TcpStream, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&teltonika::encode::login(imei)).await.unwrap();
+    let mut b = [0u8; 1];
+    let answered = matches!(
+        tokio::time::timeout(WAIT, s.read(&mut b)).await,
+        Ok(Ok(1)) if b == [1]
+    );
+    (s, answered)
+}
+
+/// Sends one frame of `imei` and expects its ack.
+async fn send_frame(s: &mut TcpStream, imei: &str, minute: u32) {
+    s.write_all(&teltonika_frame(imei, minute)).await.unwrap();
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(WAIT, s.read_exact(&mut ack))
+        .await
+        .expect("an ack in time")
+        .unwrap();
+    assert_eq!(ack, teltonika::encode::ack(1));
+}
+
+async fn pending_entry(cluster: &Cluster, device: &str) -> Option<PendingDevice> {
+    let kv = common::js(cluster, Role::Admin)
+        .await
+        .get_key_value(PENDING_BUCKET)
+        .await
+        .unwrap();
+    kv.get(registry_key(device))
+        .await
+        .unwrap()
+        .map(|v| serde_json::from_slice(&v).unwrap())
+}
+
+async fn pending_count(cluster: &Cluster) -> u64 {
+    let kv = common::js(cluster, Role::Admin)
+        .await
+        .get_key_value(PENDING_BUCKET)
+        .await
+        .unwrap();
+    kv.status().await.unwrap().values()
+}
+
+#[tokio::test]
+async fn known_takes_only_registered_devices_and_a_flood_of_made_up_ids_writes_nothing() {
+    let cluster = provisioned_cluster().await;
+    let registered = "356307042441301";
+    register(&cluster, registered, None, Some("FMB920")).await;
+    // Registered, but for GT06 only.
+    let pinned = "356307042441302";
+    register(&cluster, pinned, Some("gt06"), None).await;
+    let gw = gateway(&cluster, config(Policy::Known)).await;
+    loaded(&gw).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+
+    // An unknown device: its login is not answered, nothing is stored.
+    let (_s, answered) = login(tel, "356307042441399").await;
+    assert!(!answered, "an unknown device's login is refused");
+    assert_eq!(
+        error_metric(&gw, "teltonika", "session", "unknown_device"),
+        1
+    );
+    // A device registered for another protocol is unknown on this one.
+    let (_s, answered) = login(tel, pinned).await;
+    assert!(!answered);
+
+    // Made-up ids, one connection each: all refused, nothing anywhere.
+    for i in 0..40 {
+        let (_s, answered) = login(tel, &format!("99{i:013}")).await;
+        assert!(!answered);
+    }
+    assert_eq!(
+        error_metric(&gw, "teltonika", "session", "unknown_device"),
+        42
+    );
+    assert_eq!(pending_count(&cluster).await, 0, "known holds nobody");
+
+    // The registered device is taken, with the registry's model.
+    let (mut s, answered) = login(tel, registered).await;
+    assert!(answered);
+    send_frame(&mut s, registered, 0).await;
+    let stored = raw(&cluster).await;
+    assert_eq!(
+        stored.iter().map(|(s, ..)| s.as_str()).collect::<Vec<_>>(),
+        [format!("raw.teltonika.{registered}").as_str()],
+        "only the registered device is in RAW"
+    );
+    let messages = common::streams::messages(&cluster, fleetbus_wire::names::RAW).await;
+    assert_eq!(header(&messages[0], headers::MODEL), Some("FMB920"));
+
+    // Over UDP the same: a datagram of an unknown device gets no reply.
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let gps = gw.udp_addr(Protocol::Gps103).unwrap();
+    udp.send_to(&gps103::encode::heartbeat("864895031234599"), gps)
+        .await
+        .unwrap();
+    wait_metric("unknown_device over UDP", 1, || {
+        error_metric(&gw, "gps103", "session", "unknown_device")
+    })
+    .await;
+    register(&cluster, "864895031234598", None, None).await;
+    let answered = wait_for("the registered device is answered", WAIT, || async {
+        udp.send_to(&gps103::encode::heartbeat("864895031234598"), gps)
+            .await?;
+        let mut buf = [0u8; 64];
+        Ok(
+            match tokio::time::timeout(Duration::from_secs(1), udp.recv_from(&mut buf)).await {
+                Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+                _ => None,
+            },
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(answered, b"ON");
+}
+
+#[tokio::test]
+async fn register_holds_an_unknown_device_until_accepted_and_a_removal_refuses_it_again() {
+    let cluster = provisioned_cluster().await;
+    let gw = gateway(&cluster, config(Policy::Register)).await;
+    loaded(&gw).await;
+    let tel = gw.addr(Protocol::Teltonika).unwrap();
+    let imei = "356307042441310";
+
+    // Unknown: no answer (it keeps its data), and it is held for an operator.
+    let (_s, answered) = login(tel, imei).await;
+    assert!(!answered);
+    let held = wait_for("the device is pending", WAIT, || async {
+        Ok(pending_entry(&cluster, imei).await)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (held.protocol.as_str(), held.gateway.as_str(), held.attempts),
+        ("teltonika", "gw-admission", 1)
+    );
+    assert!(held.peer.starts_with("127.0.0.1:"), "{}", held.peer);
+    assert!(raw(&cluster).await.is_empty());
+
+    // The operator accepts it (what `fleetbus device accept` writes); the
+    // device's next connection is taken and its data stored.
+    register(&cluster, imei, Some("teltonika"), None).await;
+    let mut s = wait_for("the accepted device is admitted", WAIT, || async {
+        let (s, answered) = login(tel, imei).await;
+        Ok(answered.then_some(s))
+    })
+    .await
+    .unwrap();
+    send_frame(&mut s, imei, 1).await;
+    assert_eq!(
+        raw_subjects(&cluster).await,
+        [format!("raw.teltonika.{imei}")]
+    );
+
+    // Removed from the registry: its next connection is refused again.
+    let kv = common::js(&cluster, Role::Admin)
+        .await
+        .get_key_value(REGISTRY_BUCKET)
+        .await
+        .unwrap();
+    kv.delete(registry_key(imei)).await.unwrap();
+    wait_for("the removed device is refused", WAIT, || async {
+        let (_s, answered) = login(tel, imei).await;
+        Ok((!answered).then_some(()))
+    })
+    .await
+    .unwrap();
+}
