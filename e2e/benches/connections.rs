@@ -174,10 +174,14 @@ impl Gateway {
         // Thousands of logged-in, silent connections per source address:
         // what the per-source limits and the data timeout exist to refuse
         // from a real host, and what this bench measures the memory of.
+        // Every device admitted (`open`): the memory measured is per
+        // connection; a registry costs per registered device
+        // (docs/gateway.md, "Admission"), connected or not.
         let mut toml = format!(
             "[gateway]\nid = \"gw-bench\"\nbind = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\n\
              max_connections = {max_connections}\nidle_timeout_secs = 86400\n\
-             max_connections_per_source = 0\naccept_rate_per_source = 0\ndata_timeout_secs = 0\n"
+             max_connections_per_source = 0\naccept_rate_per_source = 0\ndata_timeout_secs = 0\n\
+             admission = \"open\"\n"
         );
         for p in Protocol::ALL {
             let enabled = *p == Protocol::Teltonika;

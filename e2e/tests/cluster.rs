@@ -175,10 +175,11 @@ async fn provisioning_creates_r3_streams_with_leaders_and_twice_changes_nothing(
         "{second}"
     );
 
-    // Every service provisions its own part at start, with its own login.
+    // Every service checks its own part at start, with its own login,
+    // and finds it as provisioned.
     for role in [Role::Gateway, Role::Hamster, Role::Monkey] {
         let js = js(&cluster, role).await;
-        let report = topology::ensure(&js, &settings(), role).await.unwrap();
+        let report = topology::check(&js, &settings(), role).await.unwrap();
         assert!(!report.changed() && report.is_ok(), "{role}:\n{report}");
         let scope = Scope::for_role(role);
         assert_eq!(
@@ -452,6 +453,90 @@ async fn every_role_can_do_its_job_and_nothing_else() {
     assert!(
         monkeys_on_raw.is_err(),
         "monkey reached the hamsters' consumer"
+    );
+
+    // No service login may change the topology or wipe what it does not
+    // own (docs/security.md): each attempt fails and an admin finds
+    // everything as it was.
+    let admin = js(&cluster, Role::Admin).await;
+    let devices = admin.get_key_value(names::DEVICES_BUCKET).await.unwrap();
+    devices
+        .put("kept", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    let dead_messages = async || {
+        let dead = admin.get_stream(names::DEAD).await.unwrap();
+        dead.cached_info().state.messages
+    };
+    let dead_before = dead_messages().await;
+    assert_eq!(dead_before, 1);
+    let own_bucket = |role: Role| match role {
+        Role::Gateway => "$KV.pending.x",
+        Role::Hamster => "$KV.seen.x",
+        _ => "$KV.devices.x",
+    };
+    for (role, js) in [
+        (Role::Gateway, &gateway),
+        (Role::Hamster, &hamster),
+        (Role::Monkey, &monkey),
+    ] {
+        // RAW's max_age shortened: the backlog would be deleted.
+        let mut shorter = settings().streams()[0].clone();
+        shorter.max_age = Duration::from_secs(1);
+        assert!(
+            js.update_stream(&shorter).await.is_err(),
+            "{role} updated RAW"
+        );
+        // A durable's filter pointed at nothing: its partition unread.
+        let mut blind = settings().consumers()[0].1.clone();
+        blind.filter_subject = "raw.nothing.>".into();
+        assert!(
+            js.create_consumer_on_stream(blind, names::RAW)
+                .await
+                .is_err(),
+            "{role} changed a durable"
+        );
+        // A message deleted, a stream purged.
+        let dead = js.get_stream_no_info(names::DEAD).await.unwrap();
+        assert!(
+            dead.delete_message(1).await.is_err(),
+            "{role} deleted a message"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), dead.purge())
+                .await
+                .map_or(true, |r| r.is_err()),
+            "{role} purged DEAD"
+        );
+        // A roll-up of a bucket it writes: would wipe every key.
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Rollup", "all");
+        let rolled = match js
+            .publish_with_headers(own_bucket(role), h, Bytes::from_static(b"{}"))
+            .await
+        {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!rolled, "{role} rolled up a bucket");
+    }
+    let raw = admin.get_stream(names::RAW).await.unwrap();
+    assert_eq!(
+        raw.cached_info().config.max_age,
+        settings().streams()[0].max_age
+    );
+    let durable = admin
+        .get_stream(names::RAW)
+        .await
+        .unwrap()
+        .consumer_info(Durable::Hamsters.partition(0))
+        .await
+        .unwrap();
+    assert_eq!(durable.config.filter_subject, Durable::Hamsters.filter(0));
+    assert_eq!(dead_messages().await, dead_before);
+    assert!(
+        devices.get("kept").await.unwrap().is_some(),
+        "the bucket was rolled up"
     );
 }
 

@@ -86,6 +86,13 @@ pub fn of_error(err: &anyhow::Error) -> Exit {
         if e.is::<crate::config::ConfigError>() || e.is::<crate::topology::SettingsError>() {
             return Exit::Config;
         }
+        // A stream or durable a service needs is missing (the operator has
+        // not provisioned), or the cluster did not answer in time.
+        match e.downcast_ref::<crate::topology::ProvisionError>() {
+            Some(crate::topology::ProvisionError::Unavailable { .. }) => return Exit::Unreachable,
+            Some(_) => return Exit::Config,
+            None => {}
+        }
     }
     Exit::Internal
 }
@@ -109,5 +116,11 @@ mod tests {
         let wrapped = anyhow::Error::from(crate::nats::NatsError::NoUrl).context("connecting");
         assert_eq!(of_error(&wrapped), Exit::Config);
         assert_eq!(of_error(&anyhow::anyhow!("boom")), Exit::Internal);
+        let missing = anyhow::Error::from(crate::topology::ProvisionError::Missing {
+            kind: "stream",
+            name: "RAW".into(),
+        })
+        .context("checking");
+        assert_eq!(of_error(&missing), Exit::Config);
     }
 }

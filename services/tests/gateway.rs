@@ -672,3 +672,34 @@ async fn a_device_that_never_identifies_or_sends_only_keepalives_is_closed() {
         "{subjects:?}"
     );
 }
+
+#[tokio::test]
+async fn a_second_connection_of_a_device_takes_over_and_the_first_is_closed() {
+    let (cluster, gw, tel) = start(|_| {}).await;
+    let imei = "356307042441401";
+    let other = "356307042441402";
+    let mut old = teltonika_device(tel, imei).await;
+    old.exchange(&teltonika_frame(imei, 0), &teltonika::encode::ack(1))
+        .await;
+    let mut bystander = teltonika_device(tel, other).await;
+
+    // The tracker reconnects (its old socket is not known to be dead yet).
+    let mut new = teltonika_device(tel, imei).await;
+    assert!(
+        old.closed_silently(Duration::from_secs(10)).await,
+        "the older connection is closed"
+    );
+    assert_eq!(error_metric(&gw, "teltonika", "connection", "replaced"), 1);
+    // The newer one carries on, and another device is not touched.
+    new.exchange(&teltonika_frame(imei, 1), &teltonika::encode::ack(1))
+        .await;
+    bystander
+        .exchange(&teltonika_frame(other, 0), &teltonika::encode::ack(1))
+        .await;
+    // The closed connection letting go does not take the device from the
+    // newer one: a third frame still goes through it.
+    new.exchange(&teltonika_frame(imei, 2), &teltonika::encode::ack(1))
+        .await;
+    assert_eq!(error_metric(&gw, "teltonika", "connection", "replaced"), 1);
+    assert_eq!(raw(&cluster).await.len(), 4);
+}

@@ -159,3 +159,34 @@ async fn the_gateway_process_serves_registers_and_drains_on_sigterm() {
     let n = device.read_to_end(&mut rest).await.unwrap_or(0);
     assert_eq!(n, 0, "the device connection was closed, nothing more sent");
 }
+
+#[tokio::test]
+async fn services_refuse_to_run_on_a_cluster_nobody_provisioned_and_change_nothing() {
+    // No `fleetbus provision`: a service may not create what it needs.
+    let cluster = fleetbus_e2e::Cluster::start().await.unwrap();
+    let (dir, conf) = common::config_file(
+        "[gateway]\nbind = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\n[gateway.protocols.teltonika]\nport = 0\n",
+    );
+    for (role, name) in [(Role::Gateway, "gateway"), (Role::Hamster, "hamster")] {
+        let spec = common::spec(&cluster, role, name)
+            .args(["--config"])
+            .arg(conf.to_string_lossy().to_string());
+        let mut p = Proc::start(spec, dir.path()).unwrap();
+        let status = p.wait_exit(Duration::from_secs(120)).await;
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(78),
+            "{name}: {}",
+            p.log()
+        );
+        let log = p.log();
+        assert!(
+            log.contains("does not exist") && log.contains("fleetbus provision"),
+            "{name}: {log}"
+        );
+    }
+    let admin = common::js(&cluster, Role::Admin).await;
+    let mut streams = admin.stream_names();
+    use futures::StreamExt;
+    assert!(streams.next().await.is_none(), "a service created a stream");
+}

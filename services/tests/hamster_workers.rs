@@ -346,8 +346,9 @@ async fn hamster_processes_share_the_work_survive_kill_9_and_dead_letter_garbage
     let cluster = Cluster::start().await.unwrap();
     let admin_client = cluster.connect(Role::Admin).await.unwrap();
     let admin = jetstream::new(admin_client.clone());
-
-    // The first hamster provisions what it needs by itself.
+    // The operator provisions; a hamster only checks what it uses is there.
+    let settings = fleetbus_services::topology::Settings::load(Some(&config)).unwrap();
+    common::provision(&admin, &settings).await;
     let mut a = Proc::start(batching_hamster(&cluster, "hamster-a", &config), dir.path()).unwrap();
     wait_registered(&cluster, "hamster", 1).await;
 

@@ -186,19 +186,15 @@ impl Role {
                 }
             }
         }
-        // Ensuring at start: look up, create, update — never delete.
+        // Checking at start that what it uses exists: look up only. A
+        // service may not create or update a stream or a durable (its
+        // login could shorten RAW's max_age or empty a durable's filter);
+        // the operator provisions (admin, `fleetbus provision`).
         for s in self.streams() {
-            for verb in ["INFO", "CREATE", "UPDATE"] {
-                publish.push(format!("$JS.API.STREAM.{verb}.{}", s.name()));
-            }
+            publish.push(format!("$JS.API.STREAM.INFO.{}", s.name()));
         }
         for d in self.durables() {
-            let s = d.stream().name();
-            // Create and update are both CONSUMER.CREATE (with an action);
-            // async-nats appends the durable's filter subject to it.
-            publish.push(format!("$JS.API.CONSUMER.INFO.{s}.*"));
-            publish.push(format!("$JS.API.CONSUMER.CREATE.{s}.*"));
-            publish.push(format!("$JS.API.CONSUMER.CREATE.{s}.*.>"));
+            publish.push(format!("$JS.API.CONSUMER.INFO.{}.*", d.stream().name()));
         }
         let name = self.name();
         // Its inbox, and the micro-service requests every fleetbus program
@@ -304,6 +300,17 @@ mod tests {
             for s in &p.publish {
                 assert!(
                     !s.contains("DELETE") && !s.contains("ROLLUP"),
+                    "{role}: {s}"
+                );
+                // Never a stream or durable created or changed: only the
+                // gateway's watch of the registry creates a consumer (an
+                // ephemeral one, on a bucket it only reads).
+                assert!(
+                    !s.contains("STREAM.CREATE") && !s.contains("STREAM.UPDATE"),
+                    "{role}: {s}"
+                );
+                assert!(
+                    !s.contains("CONSUMER.CREATE") || s.contains("KV_registry"),
                     "{role}: {s}"
                 );
                 // Only the stream it consumes, swept by its partitions' owners.

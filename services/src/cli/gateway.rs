@@ -99,9 +99,9 @@ async fn serve(
     let nats = nats.config(Role::Gateway, format!("gateway-{id}"))?;
     let client = nats.connect().await?;
     let js = async_nats::jetstream::new(client.clone());
-    topology::provision::ensure(&js, &settings, Role::Gateway)
+    topology::check(&js, &settings, Role::Gateway)
         .await
-        .context("cannot ensure the RAW stream")?;
+        .context("the streams and consumers the gateway uses are not all there")?;
 
     let gateway = Gateway::start(config.clone(), client.clone()).await?;
     let metrics = gateway.metrics.clone();

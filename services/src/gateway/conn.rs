@@ -95,6 +95,10 @@ pub async fn serve(
     // The model its frames are stored with, once the registry admitted
     // the device.
     let mut admitted: Option<Option<String>> = None;
+    // Cancelled when a newer connection of the same device is admitted;
+    // the claim lets go of the device when this connection ends.
+    let replaced = CancellationToken::new();
+    let mut _claim: Option<super::claims::Claim> = None;
 
     loop {
         if closing.is_some() && pending.is_empty() {
@@ -130,6 +134,11 @@ pub async fn serve(
             _ = sleep_until(idle_deadline), if closing.is_none() && pending.is_empty() => {
                 shared.refuse(Via::Tcp, name, Stage::connection, "idle_timeout", &peer,
                     &format!("no complete frame for {} s", idle.as_secs()));
+                closing = Some(End::Refused);
+            }
+            _ = replaced.cancelled(), if closing.is_none() => {
+                shared.refuse(Via::Tcp, name, Stage::connection, "replaced", &peer,
+                    &format!("a newer connection of device {} took over", session.device_id().unwrap_or("-")));
                 closing = Some(End::Refused);
             }
             _ = sleep_until(identify_deadline), if closing.is_none() && session.device_id().is_none() => {
@@ -175,7 +184,10 @@ pub async fn serve(
                                 // answered, so a refused device keeps it.
                                 if let (None, Some(device)) = (&admitted, session.device_id()) {
                                     match shared.admit_device(&spec, device, &peer) {
-                                        Ok(model) => admitted = Some(model),
+                                        Ok(model) => {
+                                            admitted = Some(model);
+                                            _claim = Some(shared.claims.claim(device, replaced.clone()).0);
+                                        }
                                         Err(verdict) => {
                                             shared.refuse(Via::Tcp, name, Stage::session, verdict.reason(), &peer,
                                                 &format!("device {device} is not admitted ({})", verdict.reason()));

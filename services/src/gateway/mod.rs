@@ -4,6 +4,7 @@
 //! the device gets its acknowledgement. See docs/gateway.md.
 
 pub mod admission;
+mod claims;
 pub mod config;
 mod conn;
 pub mod metrics;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub raw_kept: raw_interest::RawInterest,
     /// Which devices are admitted, and the gateway's copy of the registry.
     pub admission: Arc<admission::Admission>,
+    /// Which connection holds each device (the newer wins).
+    claims: claims::Claims,
     /// Connections held per source address.
     sources: sources::SourceConnections,
     /// New connections per source address.
@@ -199,6 +202,7 @@ impl Gateway {
         ));
         let shared = Arc::new(Shared {
             admission: admission.clone(),
+            claims: claims::Claims::default(),
             sources: sources::SourceConnections::new(config.max_connections_per_source),
             accept_rate: sources::SourceRate::new(config.accept_rate_per_source, 10),
             udp_rate: sources::SourceRate::new(config.udp_rate_per_source, 2),

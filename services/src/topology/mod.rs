@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nats::Role;
 
-pub use provision::{ensure, provision, Change, Item, Outcome, ProvisionError, Report};
+pub use provision::{check, provision, Change, Item, Outcome, ProvisionError, Report};
 
 // Names, subjects, headers and ids are the wire contract every program
 // shares: they live in fleetbus-wire, and this module only says how each
@@ -537,11 +537,15 @@ impl Settings {
     }
 
     /// A key-value bucket as its stream, as async-nats' `create_key_value`
-    /// makes one (history 1, rollups, no deletes, direct gets).
+    /// makes one (history 1, no deletes, direct gets), but without
+    /// roll-ups.
     fn bucket(&self, stream: Stream, limits: &StreamLimits, about: &str) -> stream::Config {
         stream::Config {
             max_messages_per_subject: 1,
-            allow_rollup: true,
+            // No roll-ups: a `Nats-Rollup: all` header from any writer of
+            // the bucket would wipe every key (fleetbus never purges a
+            // key, which is what a roll-up is for).
+            allow_rollup: false,
             deny_delete: true,
             allow_direct: true,
             ..self.stream(stream, limits, about)
@@ -556,7 +560,10 @@ impl Settings {
             max_msgs_per_subject: 1,
         };
         stream::Config {
-            allow_rollup: true,
+            // No roll-ups: a `Nats-Rollup: all` header from any writer of
+            // the bucket would wipe every key (fleetbus never purges a
+            // key, which is what a roll-up is for).
+            allow_rollup: false,
             deny_delete: true,
             allow_direct: true,
             ..self.stream(
@@ -568,7 +575,7 @@ impl Settings {
     }
 
     /// The `devices` key-value bucket as its stream: what async-nats'
-    /// `create_key_value` makes (history 1, rollups, no deletes, direct
+    /// `create_key_value` makes (history 1, no deletes, direct
     /// gets), so any NATS client opens it as a bucket, with fleetbus'
     /// replicas and limits.
     pub fn devices_bucket(&self) -> stream::Config {
@@ -736,7 +743,7 @@ mod tests {
         let seen = limits(SEEN);
         assert_eq!(seen.subjects, vec!["$KV.seen.>".to_string()]);
         assert_eq!(seen.max_messages_per_subject, 1);
-        assert!(seen.allow_direct && seen.allow_rollup && seen.deny_delete);
+        assert!(seen.allow_direct && !seen.allow_rollup && seen.deny_delete);
         assert!(Scope::for_role(Role::Hamster).streams.contains(&SEEN));
     }
 
@@ -837,7 +844,7 @@ mod tests {
         let kv = streams.iter().find(|c| c.name == DEVICES).unwrap();
         assert_eq!(kv.subjects, vec!["$KV.devices.>".to_string()]);
         assert_eq!(kv.max_messages_per_subject, 1);
-        assert!(kv.allow_direct && kv.allow_rollup && kv.deny_delete);
+        assert!(kv.allow_direct && !kv.allow_rollup && kv.deny_delete);
         assert_eq!(kv.num_replicas, s.replicas);
         assert_eq!(kv.max_age, Duration::ZERO, "latest positions are kept");
         let monkey = Scope::for_role(Role::Monkey);

@@ -78,6 +78,11 @@ pub enum Outcome {
         changes: Vec<Change>,
         error: String,
     },
+    /// Checked by a service, which may not change it: differs from the
+    /// service's settings (the settings in force stay).
+    Differs {
+        changes: Vec<Change>,
+    },
 }
 
 /// One stream or consumer and its outcome.
@@ -100,10 +105,12 @@ pub struct Report {
 impl Report {
     /// Everything is as the code says (nothing rejected).
     pub fn is_ok(&self) -> bool {
-        !self
-            .items
-            .iter()
-            .any(|i| matches!(i.outcome, Outcome::Rejected { .. }))
+        !self.items.iter().any(|i| {
+            matches!(
+                i.outcome,
+                Outcome::Rejected { .. } | Outcome::Differs { .. }
+            )
+        })
     }
 
     /// Whether anything was created or updated.
@@ -142,6 +149,15 @@ impl fmt::Display for Report {
                         ""
                     )?;
                 }
+                Outcome::Differs { changes } => {
+                    writeln!(
+                        f,
+                        "{head} differs (left as it is: `fleetbus provision` applies it)"
+                    )?;
+                    for c in changes {
+                        writeln!(f, "{:26}{c}", "")?;
+                    }
+                }
             }
         }
         Ok(())
@@ -161,6 +177,11 @@ pub enum ProvisionError {
     },
     #[error("JetStream refused $JS.API.{subject}: {error}")]
     Refused { subject: String, error: String },
+    #[error(
+        "the {kind} {name} does not exist; this program may not create it: an operator runs \
+         `fleetbus provision` (docs/streams.md)"
+    )]
+    Missing { kind: &'static str, name: String },
     #[error(transparent)]
     Settings(#[from] SettingsError),
 }
@@ -279,6 +300,25 @@ pub async fn provision(
     scope: &Scope,
     wait: Duration,
 ) -> Result<Report, ProvisionError> {
+    walk(js, settings, scope, wait, Mode::Ensure).await
+}
+
+/// What a walk over the resources does with each.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Create what is missing, update what differs (the operator).
+    Ensure,
+    /// Look only: missing is an error, a difference is reported (services).
+    Check,
+}
+
+async fn walk(
+    js: &jetstream::Context,
+    settings: &Settings,
+    scope: &Scope,
+    wait: Duration,
+    mode: Mode,
+) -> Result<Report, ProvisionError> {
     settings.validate()?;
     let mut report = Report::default();
     for desired in settings
@@ -290,7 +330,7 @@ pub async fn provision(
             js,
             config: &desired,
         };
-        let outcome = ensure_one(&spec, wait).await?;
+        let outcome = ensure_one(&spec, wait, mode).await?;
         report.items.push(Item {
             kind: "stream",
             name: desired.name.clone(),
@@ -307,14 +347,14 @@ pub async fn provision(
             stream,
             config: &desired,
         };
-        let outcome = ensure_one(&spec, wait).await?;
+        let outcome = ensure_one(&spec, wait, mode).await?;
         report.items.push(Item {
             kind: "consumer",
             name: format!("{stream}/{}", spec.name()),
             outcome,
         });
     }
-    if scope.tidy {
+    if scope.tidy && mode == Mode::Ensure {
         for stage in &scope.stages {
             tidy(js, settings, *stage, wait, &mut report).await?;
         }
@@ -410,20 +450,24 @@ async fn consumer_names(js: &jetstream::Context, stream: &str) -> Result<Vec<Str
     })
 }
 
-/// What a service of `role` runs at start: provisions its scope (waiting up
-/// to a minute for the cluster) and logs the outcome. Settings JetStream
-/// refuses to change are logged as errors; the service goes on with the
-/// settings in force.
-pub async fn ensure(
+/// What a service of `role` runs at start: checks that the streams and
+/// consumers it uses exist (waiting up to a minute for the cluster), and
+/// logs the outcome. It changes nothing — a service login may not create
+/// or update them (docs/security.md); `fleetbus provision`, the operator's,
+/// does. A missing one is an error ([`ProvisionError::Missing`]: the
+/// service refuses to run); one that differs from the service's settings is
+/// logged as a warning and the settings in force stay.
+pub async fn check(
     js: &jetstream::Context,
     settings: &Settings,
     role: Role,
 ) -> Result<Report, ProvisionError> {
-    let report = provision(
+    let report = walk(
         js,
         settings,
         &Scope::for_role(role),
         Duration::from_secs(60),
+        Mode::Check,
     )
     .await?;
     for item in &report.items {
@@ -445,6 +489,11 @@ pub async fn ensure(
                 let changes: Vec<String> = changes.iter().map(Change::to_string).collect();
                 tracing::error!(kind = item.kind, name = %item.name, ?changes, %error,
                     "JetStream refused to update it; the old settings stay in force.")
+            }
+            Outcome::Differs { changes } => {
+                let changes: Vec<String> = changes.iter().map(Change::to_string).collect();
+                tracing::warn!(kind = item.kind, name = %item.name, ?changes,
+                    "It differs from this program's settings; the settings in force stay (an operator applies new ones with `fleetbus provision`).")
             }
         }
     }
@@ -469,6 +518,8 @@ trait Resource {
     const MISSING: ErrorCode;
     const TAKEN: &'static [ErrorCode];
     fn desired(&self) -> &Self::Config;
+    /// `stream` or `consumer`, and its name (`RAW`, `RAW/hamsters-0`).
+    fn label(&self) -> (&'static str, String);
     /// The subject `call` publishes to (without `$JS.API.`), for errors.
     fn subject(&self, call: Call) -> String;
     async fn look(&self) -> Result<Self::Config, Failure>;
@@ -476,13 +527,21 @@ trait Resource {
     async fn update(&self, merged: &Self::Config) -> Result<Self::Config, Failure>;
 }
 
-async fn ensure_one<R: Resource>(it: &R, wait: Duration) -> Result<Outcome, ProvisionError> {
+async fn ensure_one<R: Resource>(
+    it: &R,
+    wait: Duration,
+    mode: Mode,
+) -> Result<Outcome, ProvisionError> {
     let (desired, settings) = (it.desired(), R::SETTINGS);
     // A few rounds: another service may create it between our look and our create.
     for _ in 0..5 {
         let info = it.subject(Call::Info);
         let current = match retrying(wait, &info, || it.look()).await? {
             Ok(current) => current,
+            Err(e) if e.code == Some(R::MISSING) && mode == Mode::Check => {
+                let (kind, name) = it.label();
+                return Err(ProvisionError::Missing { kind, name });
+            }
             Err(e) if e.code == Some(R::MISSING) => {
                 let create = it.subject(Call::Create);
                 match retrying(wait, &create, || it.create()).await? {
@@ -496,6 +555,9 @@ async fn ensure_one<R: Resource>(it: &R, wait: Duration) -> Result<Outcome, Prov
         let changes = settings.diff(&current, desired);
         if changes.is_empty() {
             return Ok(Outcome::Unchanged);
+        }
+        if mode == Mode::Check {
+            return Ok(Outcome::Differs { changes });
         }
         let merged = settings.merge(&current, desired);
         let update = it.subject(Call::Update);
@@ -535,6 +597,10 @@ impl Resource for StreamSpec<'_> {
 
     fn desired(&self) -> &stream::Config {
         self.config
+    }
+
+    fn label(&self) -> (&'static str, String) {
+        ("stream", self.config.name.clone())
     }
 
     fn subject(&self, call: Call) -> String {
@@ -605,6 +671,10 @@ impl Resource for ConsumerSpec<'_> {
 
     fn desired(&self) -> &consumer::Config {
         self.config
+    }
+
+    fn label(&self) -> (&'static str, String) {
+        ("consumer", format!("{}/{}", self.stream, self.name()))
     }
 
     fn subject(&self, call: Call) -> String {
@@ -747,6 +817,7 @@ pub const STREAM_SETTINGS: Managed<stream::Config> = managed! {
         .map(|t| format!("{} as {}", t.source, t.destination))
         .unwrap_or_default();
     "description" => description: |c| text(&c.description);
+    "allow_rollup" => allow_rollup: |c| c.allow_rollup.to_string();
 };
 
 /// The managed consumer settings. `name` is not one: it is what the

@@ -188,8 +188,8 @@ async fn connect(
         exit::Exit::Unreachable
     })?;
     let js = jetstream::new(client.clone());
-    if let Err(e) = topology::ensure(&js, topology_settings, role).await {
-        tracing::error!(error = %e, "Provisioning this role's streams and consumers failed.");
+    if let Err(e) = topology::check(&js, topology_settings, role).await {
+        tracing::error!(error = %e, "The streams and consumers this role uses are not all there.");
         return Err(match e {
             topology::ProvisionError::Unavailable { .. } => exit::Exit::Unreachable,
             _ => exit::Exit::Config,
