@@ -2,8 +2,8 @@
 //! interest stream every acknowledgement also proposes a delete through
 //! the stream's raft and removes the message from the store, per message
 //! and stage (about a quarter of the servers' CPU per record,
-//! docs/performance.md). Instead a task of each process of the stage, next
-//! to its workers (so a sweep never holds a partition's round), purges the
+//! docs/performance.md). Instead `fleetbus janitor` (its own role, the
+//! only login that may purge: a worker host cannot), purges the
 //! stream every 10 s below
 //! the lowest floor of all its readers: one purge for everything processed
 //! since, and nothing that any reader still has to deliver or settle — the

@@ -157,6 +157,7 @@ mod tests {
             "$FLEETBUS_GATEWAY_PASSWORD",
             "$FLEETBUS_HAMSTER_PASSWORD",
             "$FLEETBUS_MONKEY_PASSWORD",
+            "$FLEETBUS_JANITOR_PASSWORD",
         ] {
             assert!(ACCOUNTS_TEMPLATE.contains(var), "{var} missing");
         }

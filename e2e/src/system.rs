@@ -77,6 +77,9 @@ pub struct System {
     pub gateways: Vec<GatewayProc>,
     pub hamsters: Vec<Proc>,
     pub monkeys: Vec<Proc>,
+    /// `fleetbus janitor`, sweeping RAW and PARSED (one: production runs
+    /// one per node; a sweep is cheap and several change nothing).
+    pub janitors: Vec<Proc>,
     taps: Vec<Tap>,
     // Dropped after the processes above: they die before their cluster.
     pub cluster: Cluster,
@@ -101,6 +104,7 @@ impl System {
             gateways: Vec::new(),
             hamsters: Vec::new(),
             monkeys: Vec::new(),
+            janitors: Vec::new(),
             taps: Vec::new(),
             cluster,
             bin,
@@ -170,6 +174,8 @@ impl System {
             let p = sys.worker("monkey", i)?;
             sys.monkeys.push(p);
         }
+        let janitor = sys.worker("janitor", 0)?;
+        sys.janitors.push(janitor);
         if let Err(e) = sys.wait_ready().await {
             let mut logs = String::new();
             for p in sys
@@ -187,10 +193,10 @@ impl System {
     }
 
     fn worker(&self, kind: &str, i: usize) -> anyhow::Result<Proc> {
-        let role = if kind == "hamster" {
-            Role::Hamster
-        } else {
-            Role::Monkey
+        let role = match kind {
+            "hamster" => Role::Hamster,
+            "janitor" => Role::Janitor,
+            _ => Role::Monkey,
         };
         let spec = Spec::new(format!("{kind}-{i}"), &self.bin)
             .args([kind])

@@ -400,9 +400,9 @@ async fn every_role_can_do_its_job_and_nothing_else() {
             .is_err(),
         "hamster looked at a consumer of another stage"
     );
-    // RAW keeps the frame by limits until the partition's owner sweeps it
-    // (actors/src/janitor.rs): the hamster may list RAW's consumers and
-    // purge RAW, and nothing else may.
+    // RAW keeps the frame by limits until the janitor sweeps it
+    // (actors/src/janitor.rs): the janitor may list RAW's consumers and
+    // purge RAW, and no worker may.
     let raw = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(raw.state.messages, 1, "kept until swept");
     let below = msg.info().unwrap().stream_sequence + 1;
@@ -423,7 +423,16 @@ async fn every_role_can_do_its_job_and_nothing_else() {
         !purge(&hamster, names::PARSED, ">").await,
         "hamster purged PARSED"
     );
-    let names_of_raw: Vec<String> = hamster
+    assert!(
+        !purge(&hamster, names::RAW, ">").await,
+        "hamster purged RAW"
+    );
+    let janitor = js(&cluster, Role::Janitor).await;
+    assert!(
+        refused(&janitor, "raw.teltonika.1").await,
+        "janitor published into RAW"
+    );
+    let names_of_raw: Vec<String> = janitor
         .get_stream_no_info(names::RAW)
         .await
         .unwrap()
@@ -432,7 +441,7 @@ async fn every_role_can_do_its_job_and_nothing_else() {
         .collect()
         .await;
     assert!(names_of_raw.contains(&Durable::Hamsters.partition(partition)));
-    assert!(purge(&hamster, names::RAW, &Durable::Hamsters.filter(partition)).await);
+    assert!(purge(&janitor, names::RAW, &Durable::Hamsters.filter(partition)).await);
     let raw = cluster.wait_stream_ready(names::RAW).await.unwrap();
     assert_eq!(raw.state.messages, 0);
 
@@ -479,6 +488,7 @@ async fn every_role_can_do_its_job_and_nothing_else() {
         (Role::Gateway, &gateway),
         (Role::Hamster, &hamster),
         (Role::Monkey, &monkey),
+        (Role::Janitor, &janitor),
     ] {
         // RAW's max_age shortened: the backlog would be deleted.
         let mut shorter = settings().streams()[0].clone();

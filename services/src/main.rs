@@ -27,6 +27,8 @@ enum Command {
     Hamster(cli::hamster::Args),
     /// Processing workers on PARSED: latest position, events, archive.
     Monkey(cli::monkey::Args),
+    /// Sweeps RAW and PARSED below every reader's floor (the only login that may purge them).
+    Janitor(cli::janitor::Args),
     /// A simulated fleet with a persistent outbound queue (see docs/simulator.md).
     Simulate(cli::simulate::Args),
     /// Check a simulator report against PARSED: missing, duplicated, altered.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Gateway(args) => cli::gateway::run(args),
         Command::Hamster(args) => cli::hamster::run(args),
         Command::Monkey(args) => cli::monkey::run(args),
+        Command::Janitor(args) => cli::janitor::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Verify(args) => cli::verify::run(args),
         Command::Provision(args) => cli::provision::run(args),

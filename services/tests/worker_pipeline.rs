@@ -46,6 +46,8 @@ async fn a_device_s_fixes_become_its_latest_position_and_events() {
     let worker = |role: Role| common::spec(&cluster, role, role.name());
     let mut hamster = Proc::start(worker(Role::Hamster), dir.path()).unwrap();
     let mut monkey = Proc::start(worker(Role::Monkey), dir.path()).unwrap();
+    // And the janitor, which sweeps what they processed.
+    let _janitor = Proc::start(worker(Role::Janitor), dir.path()).unwrap();
 
     let config = common::only_protocols("gw-pipeline", &["teltonika"]);
     let gateway = common::gateway(&cluster, config).await;

@@ -37,6 +37,10 @@ pub enum Role {
     /// Consumes PARSED (durables `monkeys-<partition>`), publishes into
     /// EVENTS and DEAD.
     Monkey,
+    /// Sweeps RAW and PARSED below every reader's floor (`fleetbus
+    /// janitor`): the one role that may purge them, kept off the worker
+    /// hosts.
+    Janitor,
 }
 
 /// One thing a role does with the cluster.
@@ -52,19 +56,29 @@ pub enum Use {
     /// Reads a whole bucket and follows its changes (a key-value watch:
     /// an ordered consumer of the bucket's stream), writes nothing.
     Watch(Stream),
+    /// Purges a stream below the floor of all its readers: lists them,
+    /// reads each one's ack floor and asks the stream where its next
+    /// message is (actors/src/janitor.rs).
+    Sweep(Stream),
 }
 
 impl Use {
     fn stream(&self) -> Stream {
         match self {
-            Use::Publish(s, _) | Use::Bucket(s) | Use::Watch(s) => *s,
+            Use::Publish(s, _) | Use::Bucket(s) | Use::Watch(s) | Use::Sweep(s) => *s,
             Use::Consume(d) => d.stream(),
         }
     }
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Gateway, Role::Hamster, Role::Monkey];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Gateway,
+        Role::Hamster,
+        Role::Monkey,
+        Role::Janitor,
+    ];
 
     /// The role's name: its user name, its micro-service name.
     pub const fn name(self) -> &'static str {
@@ -73,6 +87,7 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Hamster => "hamster",
             Role::Monkey => "monkey",
+            Role::Janitor => "janitor",
         }
     }
 
@@ -99,6 +114,7 @@ impl Role {
                 publish(Stream::Events),
                 Use::Bucket(Stream::Devices),
             ],
+            Role::Janitor => vec![Use::Sweep(Stream::Raw), Use::Sweep(Stream::Parsed)],
         })
     }
 
@@ -127,7 +143,7 @@ impl Role {
                 uses.iter().any(|u| match u {
                     Use::Consume(c) => c == d,
                     Use::Publish(s, _) => *s == d.stream() && s.is_staged(),
-                    Use::Bucket(_) | Use::Watch(_) => false,
+                    Use::Bucket(_) | Use::Watch(_) | Use::Sweep(_) => false,
                 })
             })
             .collect()
@@ -161,14 +177,6 @@ impl Role {
                     publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"));
                     publish.push(format!("$JS.API.CONSUMER.UNPIN.{s}.*"));
                     publish.push(format!("$JS.ACK.{s}.*.>"));
-                    // Sweeping the stream below every reader's ack
-                    // floor (actors/src/janitor.rs): the stream it
-                    // consumes, and no other, may be purged by it; it
-                    // lists the stream's readers and asks the leader where
-                    // each one's next message is.
-                    publish.push(format!("$JS.API.STREAM.PURGE.{s}"));
-                    publish.push(format!("$JS.API.CONSUMER.NAMES.{s}"));
-                    publish.push(format!("$JS.API.STREAM.MSG.GET.{s}"));
                     // Counting its peers, to own an even share.
                     publish.push(format!("$SRV.PING.{}", self.name()));
                 }
@@ -183,6 +191,15 @@ impl Role {
                     publish.push(format!("$JS.API.CONSUMER.CREATE.{}", s.name()));
                     publish.push(format!("$JS.API.CONSUMER.CREATE.{}.>", s.name()));
                     publish.push(format!("$JS.FC.{}.>", s.name()));
+                }
+                // The readers are any consumers of the stream (a sink's, a
+                // tap), so their names are one wildcard token.
+                Use::Sweep(s) => {
+                    let s = s.name();
+                    publish.push(format!("$JS.API.CONSUMER.NAMES.{s}"));
+                    publish.push(format!("$JS.API.CONSUMER.INFO.{s}.*"));
+                    publish.push(format!("$JS.API.STREAM.MSG.GET.{s}"));
+                    publish.push(format!("$JS.API.STREAM.PURGE.{s}"));
                 }
             }
         }
@@ -252,6 +269,7 @@ pub fn permissions_conf() -> String {
                 ),
                 Use::Bucket(s) => format!(" keeps bucket {};", s.bucket().unwrap_or("?")),
                 Use::Watch(s) => format!(" watches bucket {};", s.bucket().unwrap_or("?")),
+                Use::Sweep(s) => format!(" sweeps {};", s.name()),
             });
         }
         out.pop();
@@ -289,6 +307,8 @@ mod tests {
             ["PARSED", "DEAD", "EVENTS", "KV_devices"]
         );
         assert_eq!(durables(Role::Monkey), ["monkeys"]);
+        assert_eq!(streams(Role::Janitor), ["RAW", "PARSED"]);
+        assert!(durables(Role::Janitor).is_empty());
         assert_eq!(Role::Admin.streams(), Stream::ALL);
         assert_eq!(Role::Admin.permissions(), None);
     }
@@ -313,17 +333,23 @@ mod tests {
                     !s.contains("CONSUMER.CREATE") || s.contains("KV_registry"),
                     "{role}: {s}"
                 );
-                // Only the stream it consumes, swept by its partitions' owners.
-                let consumed = match role {
-                    Role::Hamster => "$JS.API.STREAM.PURGE.RAW",
-                    Role::Monkey => "$JS.API.STREAM.PURGE.PARSED",
-                    _ => "none",
-                };
-                assert!(!s.contains("PURGE") || s == consumed, "{role}: {s}");
+                // No worker host may purge: the janitor sweeps.
+                assert!(!s.contains("PURGE"), "{role}: {s}");
                 assert_ne!(s, ">", "{role}");
             }
             assert_eq!(p.subscribe[0], format!("_INBOX.{role}.>"));
         }
+        // The janitor purges RAW and PARSED, reads what it needs to place
+        // each reader's floor, and may publish nothing else.
+        let janitor = Role::Janitor.permissions().unwrap().publish;
+        assert!(janitor.contains(&"$JS.API.STREAM.PURGE.RAW".to_string()));
+        assert!(janitor.contains(&"$JS.API.STREAM.PURGE.PARSED".to_string()));
+        assert!(janitor
+            .iter()
+            .all(|s| s.starts_with("$JS.API.") || s.starts_with("$SRV.")));
+        assert!(!janitor
+            .iter()
+            .any(|s| s.contains("DELETE") || s.contains("CREATE")));
         let hamster = Role::Hamster.permissions().unwrap().publish;
         assert!(hamster.contains(&"dead.raw.>".to_string()));
         assert!(!hamster

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod device;
 pub mod gateway;
 pub mod hamster;
+pub mod janitor;
 pub mod monkey;
 pub mod provision;
 pub mod simulate;

@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::nats::{Role, LOCAL_ADMIN};
 
 /// Roles whose password is generated (admin is admin/admin locally).
-const GENERATED: [&str; 4] = ["sys", "gateway", "hamster", "monkey"];
+const GENERATED: [&str; 5] = ["sys", "gateway", "hamster", "monkey", "janitor"];
 
 /// The password variables for nats-server, generating what is missing.
 pub(super) fn credentials(data: &Path) -> anyhow::Result<Vec<(String, String)>> {
@@ -97,7 +97,7 @@ mod tests {
         let second = credentials(dir.path()).unwrap();
         assert_eq!(first, second);
         assert_eq!(first[0], ("FLEETBUS_ADMIN_PASSWORD".into(), "admin".into()));
-        assert_eq!(first.len(), 5);
+        assert_eq!(first.len(), 6);
         let gateway = fs::read_to_string(dir.path().join("credentials/gateway.env")).unwrap();
         assert!(gateway.contains("FLEETBUS_NATS_USER=gateway\n"));
         let mode = fs::metadata(dir.path().join("credentials/gateway.env"))

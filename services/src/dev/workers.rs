@@ -90,6 +90,15 @@ pub fn workers() -> Vec<WorkerSpec> {
             args: vec![role.name().into()],
         });
     }
+    // A janitor per node, as on real hosts: the one login that may purge
+    // RAW and PARSED (below every reader's floor), kept off worker hosts.
+    for n in 1..=NODES.len() {
+        w.push(WorkerSpec {
+            name: format!("janitor-{n}"),
+            role: Some(Role::Janitor),
+            args: vec!["janitor".into()],
+        });
+    }
     // A small simulated fleet on all three gateways, so data flows at once.
     // Its queue lives with the cluster's state: stopped and started again,
     // it resumes with what was not acknowledged. It talks to the gateways

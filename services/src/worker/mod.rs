@@ -237,13 +237,6 @@ async fn serve<T: Table, H: Handler>(
         }
         .run(),
     );
-    // RAW and PARSED keep messages by limits; each process of the stage
-    // sweeps what every reader acknowledged (docs/streams.md).
-    let janitor = tokio::spawn(fleetbus_actors::janitor::run(
-        js.clone(),
-        stream.to_string(),
-        stats.clone(),
-    ));
     let snapshot_stats = stats.clone();
     let snapshot_ownership = workers_ownership.clone();
     let snapshot_gate = gate.clone();
@@ -302,7 +295,6 @@ async fn serve<T: Table, H: Handler>(
         }
     };
     balancer.abort();
-    janitor.abort();
     registration.stop().await;
     let _ = client.flush().await;
     tracing::info!(stats = ?stats.snapshot(), "Stopped.");

@@ -65,6 +65,7 @@ pub async fn setup() -> Setup {
     let (dir, config) = super::config_file(CONFIG);
     let settings = Settings::load(Some(&config)).unwrap();
     let cluster = super::provisioned_cluster_with(&settings).await;
+    sweeping(&cluster).await;
     let admin = super::js(&cluster, Role::Admin).await;
     let hamster = super::js(&cluster, Role::Hamster).await;
     (dir, config, settings, cluster, admin, hamster)
@@ -127,18 +128,29 @@ pub fn pull_workers<H>(
     }
 }
 
-/// A supervisor of `workers`, one per partition, counting into their
-/// stats, and beside it the sweep of their stream, as a worker process runs
-/// them (RAW and PARSED keep messages by limits until swept:
-/// docs/streams.md). The sweep lasts until the test's runtime ends.
+/// The janitor as `fleetbus janitor` runs it, in this test's runtime
+/// until it ends: RAW and PARSED swept every 10 s below every reader's
+/// floor, with the janitor's login (workers may not purge;
+/// docs/streams.md). [`setup`] starts it.
+pub async fn sweeping(cluster: &Cluster) -> Arc<Stats> {
+    let js = super::js(cluster, Role::Janitor).await;
+    let stats = Arc::new(Stats::default());
+    for stream in [fleetbus_wire::names::RAW, fleetbus_wire::names::PARSED] {
+        tokio::spawn(fleetbus_actors::janitor::run(
+            js.clone(),
+            stream.to_string(),
+            stats.clone(),
+        ));
+    }
+    stats
+}
+
+/// A supervisor of `workers`, one per partition, counting into their stats.
 pub async fn supervise<H: Handler>(
     workers: PullWorkers<H>,
     config: SupervisorConfig,
 ) -> SupervisorHandle {
     let stats = workers.stats.clone();
-    let stream = workers.consumers[0].cached_info().stream_name.clone();
-    let js = workers.handler.dead_letters().0.clone();
-    tokio::spawn(fleetbus_actors::janitor::run(js, stream, stats.clone()));
     let n = workers.workers();
     Supervisor::start(workers, n, config, stats).await.unwrap()
 }
