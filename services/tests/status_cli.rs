@@ -193,6 +193,7 @@ async fn healthy_cluster() -> (Cluster, BTreeMap<&'static str, Registration>) {
         ("gateway", Role::Gateway),
         ("hamster", Role::Hamster),
         ("monkey", Role::Monkey),
+        ("janitor", Role::Janitor),
     ] {
         stages.insert(name, register(&cluster, role, serde_json::json!({})).await);
     }
@@ -242,6 +243,8 @@ async fn provision_and_status_against_a_real_cluster() {
             "no gateway is running: no device's frames get into RAW",
             "no hamster is running: RAW/hamsters-<partition> is not being consumed",
             "no monkey is running: PARSED/monkeys-<partition> is not being consumed",
+            "no janitor is running: RAW and PARSED are not swept: what was processed stays \
+             until max_age or max_bytes",
         ],
         "{status:#}"
     );
@@ -256,6 +259,7 @@ async fn provision_and_status_against_a_real_cluster() {
     .await;
     let _gateway = register(&cluster, Role::Gateway, serde_json::json!({})).await;
     let _monkey = register(&cluster, Role::Monkey, serde_json::json!({})).await;
+    let _janitor = register(&cluster, Role::Janitor, serde_json::json!({"purged": 0})).await;
 
     let status = wait_status(&cluster, &[], &[]).await;
     assert_eq!(status["healthy"], true, "{status:#}");

@@ -96,6 +96,7 @@ pub(super) fn healthy() -> Status {
             worker("gateway", "G1"),
             worker("hamster", "H1"),
             worker("monkey", "M1"),
+            worker("janitor", "J1"),
         ],
         dead_recent: Some(DeadRecent {
             window_secs: DEFAULT_DEAD_WINDOW_SECS,

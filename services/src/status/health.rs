@@ -348,7 +348,7 @@ fn max_deliver_problems(status: &Status) -> Vec<Problem> {
 }
 
 /// Each stage of the pipeline and what stops without it.
-pub(super) fn stages() -> [(Role, String); 3] {
+pub(super) fn stages() -> [(Role, String); 4] {
     [
         (
             Role::Gateway,
@@ -368,6 +368,14 @@ pub(super) fn stages() -> [(Role, String); 3] {
                 "{}/{} is not being consumed",
                 names::PARSED,
                 names::Durable::Monkeys.partition_pattern()
+            ),
+        ),
+        (
+            Role::Janitor,
+            format!(
+                "{} and {} are not swept: what was processed stays until max_age or max_bytes",
+                names::RAW,
+                names::PARSED
             ),
         ),
     ]
@@ -662,6 +670,8 @@ mod tests {
                 "no gateway is running: no device's frames get into RAW",
                 "no hamster is running: RAW/hamsters-<partition> is not being consumed",
                 "no monkey is running: PARSED/monkeys-<partition> is not being consumed",
+                "no janitor is running: RAW and PARSED are not swept: what was processed stays \
+                 until max_age or max_bytes",
             ]
         );
     }

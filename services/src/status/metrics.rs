@@ -290,7 +290,7 @@ mod tests {
         assert!(
             text.contains(
                 "fleetbus_workers{role=\"gateway\"} 1\nfleetbus_workers{role=\"hamster\"} 2\n\
-                 fleetbus_workers{role=\"monkey\"} 1\n"
+                 fleetbus_workers{role=\"janitor\"} 1\nfleetbus_workers{role=\"monkey\"} 1\n"
             ),
             "samples in label order: {text}"
         );
@@ -301,6 +301,6 @@ mod tests {
         none.workers.clear();
         let m = samples(&metrics(&check(none)).unwrap());
         assert_eq!(m["fleetbus_workers{role=\"monkey\"}"], 0.0);
-        assert_eq!(m["fleetbus_status_problems{kind=\"no_workers\"}"], 3.0);
+        assert_eq!(m["fleetbus_status_problems{kind=\"no_workers\"}"], 4.0);
     }
 }
