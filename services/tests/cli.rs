@@ -18,12 +18,15 @@ const PROGRAMS: &[&[&str]] = &[
     &["gateway"],
     &["hamster"],
     &["monkey"],
+    &["janitor"],
     &["provision", "--wait", "0"],
     &["status"],
     &["verify", "--report", "none.jsonl"],
     &["dead", "ls"],
     &["dead", "replay", "--all"],
     &["dead", "rescue"],
+    &["device", "ls"],
+    &["device", "pending"],
 ];
 
 /// `fleetbus <args> <extra>`, nothing from the environment.
