@@ -33,6 +33,7 @@ use fleetbus_wire::registry::{registry_key, KnownDevice, PendingDevice};
 use futures::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 /// The admission policy of a gateway.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,9 @@ const HOLD_EVERY: Duration = Duration::from_secs(60);
 /// the rates per source address and the bucket's size).
 const HELD_REMEMBERED: usize = 10_000;
 
+/// At most this many pending-bucket writes at once per gateway.
+const HOLD_IN_FLIGHT: usize = 64;
+
 /// The gateway's copy of the registry and what it does with unknown devices.
 pub struct Admission {
     policy: Policy,
@@ -81,6 +85,9 @@ pub struct Admission {
     loaded: AtomicBool,
     pending: Option<kv::Store>,
     held: Mutex<HashMap<String, Instant>>,
+    /// Pending writes in flight: a flood of random IMEIs under `register`
+    /// must not pile up tasks faster than the bucket takes them.
+    writes: Arc<Semaphore>,
     /// `fleetbus_gateway_registry_devices`.
     devices: Gauge,
 }
@@ -95,6 +102,7 @@ impl Admission {
             loaded: AtomicBool::new(policy == Policy::Open),
             pending,
             held: Mutex::default(),
+            writes: Arc::new(Semaphore::new(HOLD_IN_FLIGHT)),
             devices,
         }
     }
@@ -141,6 +149,11 @@ impl Admission {
             }
             held.insert(device.to_string(), Instant::now());
         }
+        // Past the bound the sighting is not written now; the device is
+        // still refused, and its next attempt after HOLD_EVERY tries again.
+        let Ok(permit) = self.writes.clone().try_acquire_owned() else {
+            return;
+        };
         let (pending, now) = (pending.clone(), Utc::now());
         let mut entry = PendingDevice {
             id: device.to_string(),
@@ -152,6 +165,7 @@ impl Admission {
             attempts: 1,
         };
         tokio::spawn(async move {
+            let _permit = permit;
             let key = registry_key(&entry.id);
             // Keep the first sighting and count the attempts; another
             // gateway writing at the same time may win, which loses a count.
