@@ -34,6 +34,10 @@ pub struct ClusterOptions {
     /// Run node `i` inside host `i` of this network lab (bound to its
     /// cluster address) instead of on loopback: for partitions.
     pub lab: Option<std::sync::Arc<crate::Lab>>,
+    /// TLS everywhere: a CA made for this cluster, certificates for every
+    /// node (clients and routes, both verified), a login on routes, and a
+    /// client certificate the fleetbus programs of the test use.
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -45,8 +49,21 @@ impl Default for ClusterOptions {
             lame_duck_duration: Duration::from_secs(30),
             sync_interval: conf::SYNC_INTERVAL.into(),
             lab: None,
+            tls: false,
         }
     }
+}
+
+/// The certificates of a TLS cluster ([`ClusterOptions::tls`]).
+pub struct ClusterTls {
+    /// The CA that signed every node's and client's certificate.
+    pub ca: crate::pki::Ca,
+    pub ca_file: PathBuf,
+    /// The certificate every fleetbus program of the test shows.
+    pub client: crate::pki::Files,
+    /// The routes' login.
+    pub route_user: String,
+    pub route_password: String,
 }
 
 struct Node {
@@ -66,6 +83,7 @@ pub struct Cluster {
     dir: TempDir,
     creds: Credentials,
     nodes: Vec<Node>,
+    tls: Option<ClusterTls>,
     opts: ClusterOptions,
     _slot: slots::Slot,
 }
@@ -89,9 +107,40 @@ impl Cluster {
             None => "127.0.0.1".to_string(),
         };
         let route_hosts: Vec<String> = (0..opts.nodes).map(host).collect();
+        let tls = if opts.tls {
+            let ca = crate::pki::Ca::new("fleetbus test cluster CA")?;
+            let ca_file = ca.write(&dir.path().join("ca.pem"))?;
+            let client = ca
+                .issue("fleetbus programs", &[])?
+                .write(dir.path(), "client")?;
+            Some(ClusterTls {
+                ca,
+                ca_file,
+                client,
+                route_user: "route".into(),
+                route_password: crate::creds::random_password(),
+            })
+        } else {
+            None
+        };
         let mut nodes = Vec::new();
         for i in 0..opts.nodes {
             let name = format!("n{}", i + 1);
+            let node_tls = match &tls {
+                Some(t) => {
+                    let files =
+                        t.ca.issue(&name, &[&host(i), "localhost"])?
+                            .write(dir.path(), &name)?;
+                    Some(conf::NodeTls {
+                        cert_file: files.cert.display().to_string(),
+                        key_file: files.key.display().to_string(),
+                        ca_file: t.ca_file.display().to_string(),
+                        route_user: t.route_user.clone(),
+                        route_password: t.route_password.clone(),
+                    })
+                }
+                None => None,
+            };
             let node = NodeConf {
                 name: name.clone(),
                 host: host(i),
@@ -105,6 +154,7 @@ impl Cluster {
                 lame_duck_duration: format!("{}s", opts.lame_duck_duration.as_secs().max(30)),
                 sync_interval: opts.sync_interval.clone(),
                 comment: "Node {name} of a fleetbus test cluster (fleetbus_e2e).".into(),
+                tls: node_tls,
             };
             let conf_path = dir.path().join(format!("{name}.conf"));
             std::fs::write(&conf_path, conf::render_node(&node))?;
@@ -122,6 +172,7 @@ impl Cluster {
             dir,
             creds: Credentials::generate(),
             nodes,
+            tls,
             opts,
             _slot: slot,
         };
@@ -176,7 +227,18 @@ impl Cluster {
 
     pub fn client_url(&self, i: usize) -> String {
         let conf = &self.nodes[i].conf;
-        format!("nats://{}:{}", conf.host, conf.client_port)
+        let scheme = if self.tls.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://{}:{}", conf.host, conf.client_port)
+    }
+
+    /// The certificates, when the cluster runs TLS.
+    pub fn tls(&self) -> Option<&ClusterTls> {
+        self.tls.as_ref()
+    }
+
+    /// Node `i`'s configuration file.
+    pub fn conf_path(&self, i: usize) -> &Path {
+        &self.nodes[i].conf_path
     }
 
     /// `http://127.0.0.1:<port>` of node `i`'s monitoring endpoint.
@@ -198,11 +260,18 @@ impl Cluster {
     /// (every node), `FLEETBUS_NATS_USER`, `FLEETBUS_NATS_PASSWORD`.
     pub fn service_env(&self, role: Role) -> Vec<(String, String)> {
         let login = self.login(role);
-        vec![
+        let mut env = vec![
             ("FLEETBUS_NATS_URL".into(), self.client_urls().join(",")),
             ("FLEETBUS_NATS_USER".into(), login.user.clone()),
             ("FLEETBUS_NATS_PASSWORD".into(), login.password.clone()),
-        ]
+        ];
+        if let Some(tls) = &self.tls {
+            let path = |p: &Path| p.display().to_string();
+            env.push(("FLEETBUS_NATS_TLS_CA".into(), path(&tls.ca_file)));
+            env.push(("FLEETBUS_NATS_TLS_CERT".into(), path(&tls.client.cert)));
+            env.push(("FLEETBUS_NATS_TLS_KEY".into(), path(&tls.client.key)));
+        }
+        env
     }
 
     /// Connection options for `role`: its login and inbox prefix.
@@ -216,6 +285,12 @@ impl Cluster {
         .connection_timeout(Duration::from_secs(3));
         if let Some(prefix) = role.inbox_prefix() {
             opts = opts.custom_inbox_prefix(prefix);
+        }
+        if let Some(tls) = &self.tls {
+            opts = opts
+                .require_tls(true)
+                .add_root_certificates(tls.ca_file.clone())
+                .add_client_certificate(tls.client.cert.clone(), tls.client.key.clone());
         }
         opts
     }

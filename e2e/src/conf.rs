@@ -41,6 +41,39 @@ pub struct NodeConf {
     pub sync_interval: String,
     /// Text placed in the header comment.
     pub comment: String,
+    /// TLS on the client port and the routes, with route authorization;
+    /// `None` renders the loopback-only local cluster's plain listeners.
+    pub tls: Option<NodeTls>,
+}
+
+/// TLS and route login of a node (files as paths nats-server can open).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeTls {
+    /// This node's certificate and key: shown to clients, and to the other
+    /// nodes on routes in both directions.
+    pub cert_file: String,
+    pub key_file: String,
+    /// The CA every client and every node must have a certificate from.
+    pub ca_file: String,
+    /// The login one node presents to another on a route.
+    pub route_user: String,
+    pub route_password: String,
+}
+
+impl NodeTls {
+    fn block(&self, indent: &str) -> String {
+        format!(
+            "{indent}tls {{\n\
+             {indent}  cert_file: \"{}\"\n\
+             {indent}  key_file: \"{}\"\n\
+             {indent}  ca_file: \"{}\"\n\
+             {indent}  # the peer must show a certificate signed by the CA\n\
+             {indent}  verify: true\n\
+             {indent}  timeout: 2\n\
+             {indent}}}\n",
+            self.cert_file, self.key_file, self.ca_file
+        )
+    }
 }
 
 /// The three nodes of the local cluster started by `just up`.
@@ -64,6 +97,7 @@ pub fn local_node(index: usize) -> NodeConf {
                   # come from the environment, see accounts.conf and docs/cluster.md.\n\
                   # Made by fleetbus_e2e::conf::render_node; a test keeps them identical."
             .into(),
+        tls: None,
     }
 }
 
@@ -77,6 +111,14 @@ pub fn render_node(node: &NodeConf) -> String {
     let _ = writeln!(out, "server_name: {}", node.name);
     let _ = writeln!(out, "listen: {}:{}", node.host, node.client_port);
     let _ = writeln!(out, "http: {}:{}", node.host, node.http_port);
+    if let Some(tls) = &node.tls {
+        let _ = writeln!(
+            out,
+            "# Clients must speak TLS and show a certificate from the CA (and then\n\
+             # log in as their role, as everywhere)."
+        );
+        out.push_str(&tls.block(""));
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "jetstream {{");
     let _ = writeln!(out, "  store_dir: \"{}\"", node.store_dir);
@@ -103,9 +145,24 @@ pub fn render_node(node: &NodeConf) -> String {
     let _ = writeln!(out, "cluster {{");
     let _ = writeln!(out, "  name: {CLUSTER_NAME}");
     let _ = writeln!(out, "  listen: {}:{}", node.host, node.cluster_port);
+    let mut route_login = String::new();
+    if let Some(tls) = &node.tls {
+        let _ = writeln!(
+            out,
+            "  # Routes: TLS both ways with certificates from the CA, and a login, so\n  \
+             # that neither an eavesdropper nor a stranger with a certificate joins."
+        );
+        out.push_str(&tls.block("  "));
+        let _ = writeln!(out, "  authorization {{");
+        let _ = writeln!(out, "    user: {}", tls.route_user);
+        let _ = writeln!(out, "    password: \"{}\"", tls.route_password);
+        let _ = writeln!(out, "    timeout: 2");
+        let _ = writeln!(out, "  }}");
+        route_login = format!("{}:{}@", tls.route_user, tls.route_password);
+    }
     let _ = writeln!(out, "  routes: [");
     for (host, port) in node.route_hosts.iter().zip(&node.route_ports) {
-        let _ = writeln!(out, "    nats-route://{host}:{port}");
+        let _ = writeln!(out, "    nats-route://{route_login}{host}:{port}");
     }
     let _ = writeln!(out, "  ]");
     let _ = writeln!(out, "}}");
@@ -161,6 +218,28 @@ mod tests {
         ] {
             assert!(ACCOUNTS_TEMPLATE.contains(var), "{var} missing");
         }
+    }
+
+    #[test]
+    fn a_tls_node_verifies_clients_and_routes_and_routes_log_in() {
+        let mut node = local_node(0);
+        node.tls = Some(NodeTls {
+            cert_file: "/etc/fleetbus/n1.pem".into(),
+            key_file: "/etc/fleetbus/n1-key.pem".into(),
+            ca_file: "/etc/fleetbus/ca.pem".into(),
+            route_user: "route".into(),
+            route_password: "s3cret".into(),
+        });
+        let text = render_node(&node);
+        assert_eq!(text.matches("verify: true").count(), 2, "{text}");
+        assert_eq!(text.matches("ca_file: \"/etc/fleetbus/ca.pem\"").count(), 2);
+        assert!(text.contains("authorization {\n    user: route\n    password: \"s3cret\"\n"));
+        for port in [6222, 6223, 6224] {
+            assert!(text.contains(&format!("nats-route://route:s3cret@127.0.0.1:{port}\n")));
+        }
+        // The plain local node has none of it.
+        let plain = render_node(&local_node(0));
+        assert!(!plain.contains("tls {") && !plain.contains("authorization"));
     }
 
     #[test]

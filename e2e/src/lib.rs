@@ -26,6 +26,7 @@ pub mod cpu;
 pub mod creds;
 pub mod http;
 pub mod netns;
+pub mod pki;
 pub mod process;
 pub mod proxy;
 pub mod scenario;

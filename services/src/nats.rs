@@ -3,8 +3,8 @@
 //! the cluster is not up yet.
 //!
 //! Every program takes the same options (`--nats-url`, `--nats-user`,
-//! `--nats-password`, `--nats-creds`, or `FLEETBUS_NATS_*` in the
-//! environment). A `user:password@` inside a URL is used as the login too,
+//! `--nats-password`, `--nats-creds`, `--nats-tls-ca`, `--nats-tls-cert`,
+//! `--nats-tls-key`, or `FLEETBUS_NATS_*` in the environment). A `user:password@` inside a URL is used as the login too,
 //! so `nats://admin:admin@127.0.0.1:4222` works as it does with the `nats` CLI.
 
 use std::fmt;
@@ -55,6 +55,26 @@ pub struct NatsArgs {
     /// default 60).
     #[arg(long = "nats-connect-wait", env = "FLEETBUS_NATS_CONNECT_WAIT")]
     pub connect_wait_secs: Option<u64>,
+    /// CA certificate(s) (PEM) the servers' certificates are checked
+    /// against. Any of the three TLS options, or a `tls://` URL, makes the
+    /// connection refuse to run without TLS.
+    #[arg(long = "nats-tls-ca", env = "FLEETBUS_NATS_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This program's client certificate (PEM), for servers that verify
+    /// clients (with --nats-tls-key).
+    #[arg(
+        long = "nats-tls-cert",
+        env = "FLEETBUS_NATS_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --nats-tls-cert.
+    #[arg(
+        long = "nats-tls-key",
+        env = "FLEETBUS_NATS_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How long a program keeps trying to connect at start by default.
@@ -91,6 +111,9 @@ impl NatsArgs {
                 table.creds
             },
             connect_wait_secs: self.connect_wait_secs.or(table.connect_wait_secs),
+            tls_ca: self.tls_ca.clone().or(table.tls_ca),
+            tls_cert: self.tls_cert.clone().or(table.tls_cert),
+            tls_key: self.tls_key.clone().or(table.tls_key),
         })
     }
 
@@ -148,6 +171,13 @@ pub enum NatsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--nats-tls-cert and --nats-tls-key go together (one is missing)")]
+    HalfClientCertificate,
+    #[error("cannot read TLS file {path}: {source}")]
+    TlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot connect to NATS at {urls}: {source}")]
     Connect {
         urls: String,
@@ -164,6 +194,18 @@ pub struct NatsConfig {
     /// Connection name shown by the server (`connz`).
     pub name: String,
     pub connect_wait: Duration,
+    pub tls: Tls,
+}
+
+/// TLS of a connection: required or not, and the files it uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Refuse to talk to a server without TLS: set by any TLS file or a
+    /// `tls://` URL.
+    pub required: bool,
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl NatsArgs {
@@ -217,12 +259,40 @@ impl NatsArgs {
                 None => Auth::None,
             },
         };
+        let client = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => return Err(NatsError::HalfClientCertificate),
+        };
+        for path in self
+            .tls_ca
+            .iter()
+            .chain(&self.tls_cert)
+            .chain(&self.tls_key)
+        {
+            // Checked here, where the message can name the file: the
+            // client library would only say that TLS failed.
+            std::fs::metadata(path).map_err(|source| NatsError::TlsFile {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let tls_url = self
+            .urls_or_local()
+            .iter()
+            .any(|u| u.trim().to_ascii_lowercase().starts_with("tls://"));
+        let tls = Tls {
+            required: tls_url || self.tls_ca.is_some() || client.is_some(),
+            ca: self.tls_ca.clone(),
+            client,
+        };
         Ok(NatsConfig {
             servers,
             auth,
             role,
             name: name.into(),
             connect_wait: Duration::from_secs(self.connect_wait()),
+            tls,
         })
     }
 }
@@ -292,6 +362,15 @@ impl NatsConfig {
             });
         if let Some(prefix) = self.role.inbox_prefix() {
             opts = opts.custom_inbox_prefix(prefix);
+        }
+        if self.tls.required {
+            opts = opts.require_tls(true);
+        }
+        if let Some(ca) = &self.tls.ca {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.tls.client {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
         }
         Ok(opts)
     }
@@ -458,6 +537,40 @@ mod tests {
             assert_eq!(from_file.effective().password.as_deref(), Some("***"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_is_required_by_a_tls_url_or_any_tls_file_and_files_must_exist() {
+        let plain = parse(&[]).config(Role::Gateway, "t").unwrap();
+        assert_eq!(plain.tls, Tls::default());
+        let url = parse(&["--nats-url", "tls://h:4222"])
+            .config(Role::Gateway, "t")
+            .unwrap();
+        assert!(url.tls.required);
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let ca = ca.to_str().unwrap();
+        let with_ca = parse(&["--nats-tls-ca", ca])
+            .config(Role::Gateway, "t")
+            .unwrap();
+        assert!(with_ca.tls.required);
+        assert_eq!(with_ca.tls.ca.as_deref(), Some(Path::new(ca)));
+        let missing = parse(&["--nats-tls-ca", "/nonexistent/ca.pem"])
+            .config(Role::Gateway, "t")
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/ca.pem"),
+            "{missing}"
+        );
+        assert!(
+            Cli::try_parse_from(["x", "--nats-tls-cert", ca]).is_err(),
+            "a client certificate without its key is refused"
+        );
+        let both = parse(&["--nats-tls-cert", ca, "--nats-tls-key", ca])
+            .config(Role::Gateway, "t")
+            .unwrap();
+        assert!(both.tls.required && both.tls.client.is_some());
     }
 
     #[test]
