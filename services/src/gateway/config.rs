@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -30,6 +30,18 @@ pub struct Listener {
     /// Device model for protocols whose frames do not say it (GT06 variants);
     /// passed to the parsers in the `Fleetbus-Model` header.
     pub model: Option<String>,
+    /// Plain TCP on `port` (default true). False, with `tls_port`, serves
+    /// the protocol over TLS only.
+    pub plain: bool,
+    /// Also serve the protocol over TLS on this TCP port (`port_offset` is
+    /// added; 0 picks a free port), with `tls_cert` and `tls_key`: for
+    /// trackers that speak TLS (Teltonika's FMB/FMC/FMM series do). The
+    /// files are read again when they change (`tls_reload_secs`).
+    pub tls_port: Option<u16>,
+    /// PEM certificate chain of the TLS port, the device-facing one first.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Listener {
@@ -40,8 +52,24 @@ impl Default for Listener {
             udp: false,
             max_frame: 0,
             model: None,
+            plain: true,
+            tls_port: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
+}
+
+/// A TLS listener, as [`GatewayConfig::tls_listeners`] gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsListener {
+    pub protocol: Protocol,
+    /// Effective port (0: any free one).
+    pub port: u16,
+    pub max_frame: usize,
+    pub model: Option<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Every tunable of the gateway.
@@ -122,6 +150,9 @@ pub struct GatewayConfig {
     /// nobody would ever parse a stored frame, so the gateway acknowledges
     /// no device (and `/readyz` fails) until RAW has one again.
     pub raw_check_ms: u64,
+    /// How often the TLS listeners' certificate and key files are checked
+    /// for a change (a renewal) and read again, seconds.
+    pub tls_reload_secs: u64,
     /// Log JSON lines instead of text.
     pub log_json: bool,
     /// One listener per protocol, by protocol name.
@@ -154,6 +185,7 @@ impl Default for GatewayConfig {
             udp_max_messages: 16,
             udp_rate_per_source: 1_000,
             raw_check_ms: 2_000,
+            tls_reload_secs: 60,
             log_json: false,
             protocols: Protocol::ALL
                 .iter()
@@ -204,6 +236,7 @@ impl GatewayConfig {
             ("udp_max_messages", self.udp_max_messages as u64),
             ("identify_timeout_secs", self.identify_timeout_secs),
             ("raw_check_ms", self.raw_check_ms),
+            ("tls_reload_secs", self.tls_reload_secs),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -248,15 +281,43 @@ impl GatewayConfig {
                         .join(", ")
                 ));
             }
+            let tls_files = (&listener.tls_cert, &listener.tls_key);
+            match (listener.tls_port, tls_files) {
+                (Some(_), (Some(cert), Some(key))) => {
+                    for (what, path) in [("tls_cert", cert), ("tls_key", key)] {
+                        if let Err(e) = std::fs::metadata(path) {
+                            problems
+                                .push(format!("protocols.{name}: {what} {}: {e}", path.display()));
+                        }
+                    }
+                }
+                (Some(_), _) => problems.push(format!(
+                    "protocols.{name}: tls_port needs both tls_cert and tls_key"
+                )),
+                (None, (None, None)) => {}
+                (None, _) => problems.push(format!(
+                    "protocols.{name}: tls_cert and tls_key are used only with tls_port"
+                )),
+            }
+            if !listener.plain && listener.tls_port.is_none() {
+                problems.push(format!(
+                    "protocols.{name}: plain = false serves nothing without tls_port \
+                     (use enabled = false to turn the protocol off)"
+                ));
+            }
             if !listener.enabled {
                 continue;
             }
             enabled += 1;
-            if listener.port != 0 {
-                match listener.port.checked_add(self.port_offset) {
+            let tcp_ports = [
+                (listener.plain, listener.port),
+                (true, listener.tls_port.unwrap_or(0)),
+            ];
+            for (_, wanted) in tcp_ports.into_iter().filter(|(on, p)| *on && *p != 0) {
+                match wanted.checked_add(self.port_offset) {
                     None => problems.push(format!(
                         "protocols.{name}: port {} + port_offset {} exceeds 65535",
-                        listener.port, self.port_offset
+                        wanted, self.port_offset
                     )),
                     Some(port) => {
                         if let Some(other) = ports.insert(port, protocol.name()) {
@@ -284,9 +345,33 @@ impl GatewayConfig {
         }
     }
 
-    /// The enabled listeners with their effective port and frame limit.
+    /// The enabled plain TCP listeners with their effective port and
+    /// frame limit.
     pub fn listeners(&self) -> Vec<(Protocol, u16, usize, Option<String>)> {
-        self.effective(|_| true)
+        self.effective(|l| l.plain)
+    }
+
+    /// The enabled TLS listeners.
+    pub fn tls_listeners(&self) -> Vec<TlsListener> {
+        self.protocols
+            .iter()
+            .filter(|(_, l)| l.enabled)
+            .filter_map(|(name, l)| {
+                let (Some(port), Some(cert), Some(key)) = (l.tls_port, &l.tls_cert, &l.tls_key)
+                else {
+                    return None;
+                };
+                let (protocol, _, max_frame, model) = self.resolve(name, l)?;
+                Some(TlsListener {
+                    protocol,
+                    port: self.offset(port),
+                    max_frame,
+                    model,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The enabled listeners that also serve UDP, with the same effective
@@ -302,21 +387,28 @@ impl GatewayConfig {
         self.protocols
             .iter()
             .filter(|(_, l)| l.enabled && keep(l))
-            .filter_map(|(name, l)| {
-                let p = name.parse::<Protocol>().ok()?;
-                let port = if l.port == 0 {
-                    0
-                } else {
-                    l.port + self.port_offset
-                };
-                let max = if l.max_frame == 0 {
-                    p.default_max_frame()
-                } else {
-                    l.max_frame
-                };
-                Some((p, port, max, l.model.clone()))
-            })
+            .filter_map(|(name, l)| self.resolve(name, l))
             .collect()
+    }
+
+    /// A listener's protocol, effective port, frame limit and model.
+    fn resolve(&self, name: &str, l: &Listener) -> Option<(Protocol, u16, usize, Option<String>)> {
+        let p = name.parse::<Protocol>().ok()?;
+        let max = if l.max_frame == 0 {
+            p.default_max_frame()
+        } else {
+            l.max_frame
+        };
+        Some((p, self.offset(l.port), max, l.model.clone()))
+    }
+
+    /// `port` with `port_offset` added (0 stays 0: any free port).
+    fn offset(&self, port: u16) -> u16 {
+        if port == 0 {
+            0
+        } else {
+            port + self.port_offset
+        }
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -375,6 +467,51 @@ mod tests {
                 (Protocol::H02, 5013)
             ]
         );
+    }
+
+    #[test]
+    fn tls_listeners_need_their_files_and_a_port_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert, "x").unwrap();
+        std::fs::write(&key, "x").unwrap();
+        let mut c = GatewayConfig {
+            port_offset: 100,
+            ..GatewayConfig::default()
+        };
+        let t = c.protocols.get_mut("teltonika").unwrap();
+        t.tls_port = Some(5028);
+        t.tls_cert = Some(cert.clone());
+        t.tls_key = Some(key.clone());
+        c.validate().unwrap();
+        let tls = c.tls_listeners();
+        assert_eq!(tls.len(), 1);
+        assert_eq!((tls[0].protocol, tls[0].port), (Protocol::Teltonika, 5128));
+        assert!(c.listeners().iter().any(|l| l.0 == Protocol::Teltonika && l.1 == 5127));
+        // TLS only: the plain port is not bound.
+        c.protocols.get_mut("teltonika").unwrap().plain = false;
+        c.validate().unwrap();
+        assert!(!c.listeners().iter().any(|l| l.0 == Protocol::Teltonika));
+
+        let mut bad = GatewayConfig::default();
+        let gt06 = bad.protocols.get_mut("gt06").unwrap();
+        gt06.tls_port = Some(5027); // teltonika's
+        gt06.tls_cert = Some(dir.path().join("missing.pem"));
+        gt06.tls_key = Some(key.clone());
+        bad.protocols.get_mut("h02").unwrap().tls_port = Some(5999);
+        bad.protocols.get_mut("gps103").unwrap().tls_cert = Some(cert.clone());
+        bad.protocols.get_mut("tk103").unwrap().plain = false;
+        let text = bad.validate().unwrap_err().to_string();
+        for needle in [
+            "protocols.gt06: tls_cert",
+            "missing.pem",
+            "port 5027 is also used by",
+            "protocols.h02: tls_port needs both tls_cert and tls_key",
+            "protocols.gps103: tls_cert and tls_key are used only with tls_port",
+            "protocols.tk103: plain = false serves nothing without tls_port",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in {text}");
+        }
     }
 
     #[test]

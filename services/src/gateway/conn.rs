@@ -22,8 +22,7 @@ use fleetbus_wire::raw::RawFrame;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +37,8 @@ pub struct ListenerSpec {
     pub protocol: Protocol,
     pub max_frame: usize,
     pub model: Option<String>,
+    /// The listener's certificate, when devices speak TLS to it.
+    pub tls: Option<Arc<super::tls::DeviceTls>>,
 }
 
 /// Initial capacity of a connection's read buffer. `FramedRead::new` starts
@@ -65,18 +66,21 @@ enum End {
 
 /// Serves one device until it disconnects, misbehaves, or the gateway stops.
 /// `stop` asks it to read no more frames, finish what is in flight, and close.
-pub async fn serve(
-    stream: TcpStream,
+/// The two halves of a connection come apart: a plain socket splits
+/// without a lock, a TLS stream through `tokio::io::split`.
+pub async fn serve<R, W>(
+    (reader, mut writer): (R, W),
     peer: SocketAddr,
     spec: Arc<ListenerSpec>,
     shared: Arc<Shared>,
     stop: CancellationToken,
-) {
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let protocol = spec.protocol;
     let name = protocol.name();
     let label = ProtocolLabel { protocol: name };
-    let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
     let mut frames =
         FramedRead::with_capacity(reader, protocol.framer(spec.max_frame), READ_BUFFER_INITIAL);
     let mut session = protocol.session();
@@ -110,7 +114,7 @@ pub async fn serve(
             Some(answer) = pending.next(), if !pending.is_empty() => match answer {
                 Ok(None) => {}
                 Ok(Some(reply)) => {
-                    match timeout(write_timeout, writer.write_all(&reply)).await {
+                    match timeout(write_timeout, write_flushed(&mut writer, &reply)).await {
                         Ok(Ok(())) => {
                             shared.metrics.acks_sent.get_or_create(&label).inc();
                         }
@@ -268,4 +272,11 @@ pub(super) fn answer_for(
         Ok(reply)
     }
     .boxed())
+}
+
+/// Writes `reply` and flushes it: a TLS stream holds what is written until
+/// flushed (a plain socket's flush does nothing).
+async fn write_flushed<W: AsyncWrite + Unpin>(writer: &mut W, reply: &[u8]) -> std::io::Result<()> {
+    writer.write_all(reply).await?;
+    writer.flush().await
 }

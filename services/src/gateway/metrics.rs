@@ -33,6 +33,14 @@ pub enum Stage {
     connection,
 }
 
+/// A TLS listener's certificate check: `loaded` (a new pair in use) or
+/// `failed` (the files changed but do not load; the old pair stays).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub protocol: &'static str,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub protocol: &'static str,
@@ -53,6 +61,8 @@ pub struct Metrics {
     pub publish_retries: Family<ProtocolLabel, Counter>,
     pub publish_duration: Family<ProtocolLabel, Histogram>,
     pub errors: Family<ErrorLabels, Counter>,
+    /// Certificate reloads of the TLS listeners.
+    pub tls_reloads: Family<ReloadLabels, Counter>,
     /// Consumers of RAW at the last check (0: nothing is acknowledged).
     pub raw_consumers: Gauge,
     /// Devices in the gateway's copy of the registry (-1 until it is
@@ -122,6 +132,11 @@ impl Metrics {
                 &mut r,
                 "errors",
                 "Refused input and failures, by stage and error type",
+            ),
+            tls_reloads: registered(
+                &mut r,
+                "tls_reloads",
+                "Certificate changes of the TLS listeners, loaded or failed (the old pair kept)",
             ),
             raw_consumers: registered(
                 &mut r,

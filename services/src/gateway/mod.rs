@@ -11,6 +11,7 @@ pub mod metrics;
 mod publish;
 pub mod raw_interest;
 mod sources;
+pub mod tls;
 mod udp;
 
 use std::collections::BTreeMap;
@@ -116,6 +117,8 @@ pub struct Gateway {
     pub addrs: BTreeMap<Protocol, SocketAddr>,
     /// The bound address of each protocol's UDP socket, where UDP is on.
     pub udp_addrs: BTreeMap<Protocol, SocketAddr>,
+    /// The bound address of each protocol's TLS listener, where TLS is on.
+    pub tls_addrs: BTreeMap<Protocol, SocketAddr>,
     pub metrics: Metrics,
     stop_accepting: CancellationToken,
     stop_connections: CancellationToken,
@@ -128,6 +131,8 @@ pub struct Gateway {
     admission: Arc<admission::Admission>,
     /// Keeps the copy of the registry current (none under `open`).
     registry_follow: Option<JoinHandle<()>>,
+    /// Reads the TLS listeners' files again when they change.
+    tls_watch: Option<JoinHandle<()>>,
     drain_timeout: Duration,
 }
 
@@ -172,6 +177,27 @@ impl Gateway {
                     protocol,
                     max_frame,
                     model,
+                    tls: None,
+                },
+            ));
+        }
+        let mut device_tls = Vec::new();
+        for l in config.tls_listeners() {
+            let loaded = tls::DeviceTls::load(&l.cert, &l.key).map_err(|e| {
+                anyhow::anyhow!("cannot load the TLS certificate for {}: {e}", l.protocol)
+            })?;
+            let addr = SocketAddr::new(config.bind, l.port);
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen for {} over TLS on {addr}: {e}", l.protocol)
+            })?;
+            device_tls.push((l.protocol, loaded.clone()));
+            bound.push((
+                listener,
+                ListenerSpec {
+                    protocol: l.protocol,
+                    max_frame: l.max_frame,
+                    model: l.model,
+                    tls: Some(loaded),
                 },
             ));
         }
@@ -187,10 +213,18 @@ impl Gateway {
                     protocol,
                     max_frame,
                     model,
+                    tls: None,
                 },
             ));
         }
         let udp_limit = Arc::new(Semaphore::new(config.udp_inflight));
+        let tls_watch = (!device_tls.is_empty()).then(|| {
+            tokio::spawn(watch_certificates(
+                device_tls,
+                Duration::from_secs(config.tls_reload_secs),
+                metrics.clone(),
+            ))
+        });
         let (admission, registry_follow) =
             admission_for(&js, config.admission, metrics.registry_devices.clone()).await?;
         let raw_kept = raw_interest::RawInterest::default();
@@ -217,10 +251,20 @@ impl Gateway {
         let stop_connections = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut addrs = BTreeMap::new();
+        let mut tls_addrs = BTreeMap::new();
         for (listener, spec) in bound {
             let local = listener.local_addr()?;
-            tracing::info!(protocol = spec.protocol.name(), addr = %local, "Listening for devices.");
-            addrs.insert(spec.protocol, local);
+            match &spec.tls {
+                None => {
+                    tracing::info!(protocol = spec.protocol.name(), addr = %local, "Listening for devices.");
+                    addrs.insert(spec.protocol, local);
+                }
+                Some(t) => {
+                    tracing::info!(protocol = spec.protocol.name(), addr = %local,
+                        cert = %t.cert_path().display(), "Listening for devices over TLS.");
+                    tls_addrs.insert(spec.protocol, local);
+                }
+            }
             tokio::spawn(accept_loop(
                 listener,
                 Arc::new(spec),
@@ -249,8 +293,10 @@ impl Gateway {
         Ok(Gateway {
             admission,
             registry_follow,
+            tls_watch,
             addrs,
             udp_addrs,
+            tls_addrs,
             metrics,
             stop_accepting,
             stop_connections,
@@ -285,6 +331,11 @@ impl Gateway {
         self.addrs.get(&protocol).copied()
     }
 
+    /// The TLS listener of `protocol`, if it serves TLS.
+    pub fn tls_addr(&self, protocol: Protocol) -> Option<SocketAddr> {
+        self.tls_addrs.get(&protocol).copied()
+    }
+
     /// The UDP socket of `protocol`, if it serves UDP.
     pub fn udp_addr(&self, protocol: Protocol) -> Option<SocketAddr> {
         self.udp_addrs.get(&protocol).copied()
@@ -303,6 +354,9 @@ impl Gateway {
         self.raw_watch.abort();
         if let Some(follow) = &self.registry_follow {
             follow.abort();
+        }
+        if let Some(watch) = &self.tls_watch {
+            watch.abort();
         }
         self.stop_accepting.cancel();
         self.stop_connections.cancel();
@@ -365,8 +419,23 @@ async fn accept_loop(
                         open.inc();
                         let (spec, shared, stop) =
                             (spec.clone(), shared.clone(), stop_connections.child_token());
+                        let acceptor = spec.tls.as_ref().map(|t| t.acceptor());
                         tracker.spawn(async move {
-                            conn::serve(stream, peer, spec, shared, stop).await;
+                            let _ = stream.set_nodelay(true);
+                            match acceptor {
+                                None => {
+                                    let halves = stream.into_split();
+                                    conn::serve(halves, peer, spec, shared, stop).await;
+                                }
+                                Some(acceptor) => {
+                                    if let Some(stream) =
+                                        handshake(&acceptor, stream, &peer, &spec, &shared).await
+                                    {
+                                        let halves = tokio::io::split(stream);
+                                        conn::serve(halves, peer, spec, shared, stop).await;
+                                    }
+                                }
+                            }
                             open.dec();
                             drop((permit, held));
                         });
@@ -401,6 +470,74 @@ async fn accept_loop(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
+        }
+    }
+}
+
+/// A device's TLS handshake, bounded by `identify_timeout_secs` (a client
+/// that opens a socket and never completes the handshake holds a slot as
+/// one that never says who it is would). A failure is refused and counted
+/// as `tls_handshake`.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: &SocketAddr,
+    spec: &ListenerSpec,
+    shared: &Shared,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let bound = Duration::from_secs(shared.config.identify_timeout_secs);
+    let detail = match tokio::time::timeout(bound, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(e)) => format!("the TLS handshake failed: {e}"),
+        Err(_) => format!("no TLS handshake within {} s", bound.as_secs()),
+    };
+    let name = spec.protocol.name();
+    shared.refuse(
+        Via::Tcp,
+        name,
+        Stage::accept,
+        "tls_handshake",
+        peer,
+        &detail,
+    );
+    None
+}
+
+/// Checks every TLS listener's files each `every` and loads a changed
+/// pair; a failure is logged and counted, and the previous pair stays.
+async fn watch_certificates(
+    listeners: Vec<(Protocol, Arc<tls::DeviceTls>)>,
+    every: Duration,
+    metrics: Metrics,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for (protocol, device_tls) in &listeners {
+            let protocol = protocol.name();
+            let cert = device_tls.cert_path().display().to_string();
+            let result = match device_tls.reload_if_changed() {
+                Ok(false) => continue,
+                Ok(true) => {
+                    tracing::info!(
+                        protocol,
+                        cert,
+                        "Loaded a changed TLS certificate; new connections use it."
+                    );
+                    "loaded"
+                }
+                Err(e) => {
+                    tracing::warn!(protocol, cert, error = %e,
+                        "A TLS certificate changed but cannot be loaded; still serving the previous one.");
+                    "failed"
+                }
+            };
+            metrics
+                .tls_reloads
+                .get_or_create(&metrics::ReloadLabels { protocol, result })
+                .inc();
         }
     }
 }
