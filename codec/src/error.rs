@@ -41,6 +41,14 @@ pub enum SessionError {
     BadChecksum { received: u32, computed: u32 },
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// The device presented a credential the registry does not hold for it
+    /// (JT808: another authentication code).
+    #[error("wrong credential: {0}")]
+    BadCredential(String),
+    /// The registry holds a credential for the device, and it sent data
+    /// without presenting it first (JT808: no authentication).
+    #[error("device sent data before authenticating")]
+    NotAuthenticated,
 }
 
 impl SessionError {
@@ -51,6 +59,8 @@ impl SessionError {
             SessionError::BadIdentity(_) => "bad_identity",
             SessionError::BadChecksum { .. } => "bad_checksum",
             SessionError::Malformed(_) => "malformed",
+            SessionError::BadCredential(_) => "bad_credential",
+            SessionError::NotAuthenticated => "not_authenticated",
         }
     }
 }

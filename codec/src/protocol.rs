@@ -106,8 +106,15 @@ impl Protocol {
         }
     }
 
-    /// A framer for one connection, refusing frames above `max_frame` bytes.
+    /// A framer for one connection, refusing frames above `max_frame` bytes
+    /// (0: the protocol's default, as in the gateway's configuration; a
+    /// limit of nothing would otherwise leave some framers no room at all).
     pub fn framer(self, max_frame: usize) -> AnyFramer {
+        let max_frame = if max_frame == 0 {
+            self.default_max_frame()
+        } else {
+            max_frame
+        };
         match self {
             Protocol::Teltonika => AnyFramer::Teltonika(teltonika::Framer::new(max_frame)),
             Protocol::Gt06 => AnyFramer::Gt06(gt06::Framer::new(max_frame)),
@@ -298,6 +305,21 @@ impl AnySession {
         }
     }
 
+    /// Tells the session the credential the registry holds for its device
+    /// (`None`: none to check), once the gateway admitted the device — that
+    /// is, right after the frame that identified it was judged. A protocol
+    /// with credentials checks them from then on, and judges that first
+    /// frame again: an error refuses it; `Ok(Some(reply))` replaces its
+    /// reply where the reply carries the credential (JT808's register
+    /// response hands the device its authentication code). Other protocols
+    /// have none, and nothing changes.
+    pub fn admitted(&mut self, credential: Option<&str>) -> Result<Option<Bytes>, SessionError> {
+        match self {
+            AnySession::Jt808(s) => s.admitted(credential),
+            _ => Ok(None),
+        }
+    }
+
     /// The identity the device gave, once it gave one.
     pub fn device_id(&self) -> Option<&str> {
         match self {
@@ -318,6 +340,17 @@ impl AnySession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_framer_of_no_limit_is_one_of_the_default_limit() {
+        // Every protocol's framer, given 0, cuts a frame as with its default
+        // (JT808's once sliced out of bounds).
+        for p in Protocol::ALL {
+            let mut framer = p.framer(0);
+            let mut buf = BytesMut::from(&b"\x7e\x7e(\x00\x01garbage"[..]);
+            let _ = framer.decode(&mut buf);
+        }
+    }
 
     #[test]
     fn names_round_trip() {

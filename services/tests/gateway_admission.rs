@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fleetbus_codec::{gps103, teltonika, Protocol};
+use fleetbus_codec::{gps103, jt808, teltonika, Protocol};
 use fleetbus_e2e::{wait_for, Cluster, Role};
 use fleetbus_services::gateway::admission::Policy;
 use fleetbus_services::gateway::{Gateway, GatewayConfig};
@@ -215,4 +215,118 @@ async fn register_holds_an_unknown_device_until_accepted_and_a_removal_refuses_i
     })
     .await
     .unwrap();
+}
+
+/// A JT808 terminal as firmware does it: register, keep the code the
+/// platform answers with, authenticate with it on every connection.
+struct Terminal {
+    stream: TcpStream,
+    framer: fleetbus_codec::AnyFramer,
+    buf: bytes::BytesMut,
+    id: jt808::encode::Terminal,
+}
+
+impl Terminal {
+    async fn connect(addr: SocketAddr, id: &str) -> Terminal {
+        Terminal {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            framer: Protocol::Jt808.framer(0),
+            buf: bytes::BytesMut::new(),
+            id: jt808::encode::Terminal::phone(id),
+        }
+    }
+
+    /// Sends `frame`; the gateway's answer, or `None` if it closed the
+    /// connection without one.
+    async fn send(&mut self, frame: &[u8]) -> Option<bytes::Bytes> {
+        use tokio_util::codec::Decoder;
+        self.stream.write_all(frame).await.ok()?;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(reply) = self.framer.decode(&mut self.buf).unwrap() {
+                    return Some(reply);
+                }
+                if self.stream.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                    return None;
+                }
+            }
+        })
+        .await
+        .expect("an answer or a close in time")
+    }
+}
+
+#[tokio::test]
+async fn jt808_terminals_authenticate_with_the_code_the_registry_issued() {
+    let cluster = provisioned_cluster().await;
+    let mut cfg = common::only_protocols("gw-jt808", &["jt808"]);
+    cfg.admission = Policy::Known;
+    let gw = gateway(&cluster, cfg).await;
+    let addr = gw.addr(Protocol::Jt808).unwrap();
+    let id = "013912345678";
+    // The operator's command issues the code; nobody types it anywhere.
+    common::fleetbus_ok(&cluster, &["device", "add", id, "--protocol", "jt808"]).await;
+    let listed = common::fleetbus_ok(&cluster, &["device", "ls", "--json"]).await;
+    let entries: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let code = entries[0]["auth_code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 12, "{listed}");
+    wait_for("the gateway knows the terminal", WAIT, || async {
+        Ok(matches!(
+            gw.admission().check(id, "jt808"),
+            fleetbus_services::gateway::admission::Verdict::Admit { .. }
+        )
+        .then_some(()))
+    })
+    .await
+    .unwrap();
+    let position = common::fixes::moving(id, "jt808", 1);
+    let location = |t: &Terminal, serial| jt808::encode::location(&t.id, serial, &position, 0, 20);
+
+    // The terminal registers and is handed the registry's code, not its id.
+    let mut real = Terminal::connect(addr, id).await;
+    let answer = real
+        .send(&jt808::encode::register(&real.id, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        jt808::register_code(&answer).as_deref(),
+        Some(code.as_str())
+    );
+    real.send(&jt808::encode::auth(&real.id, 1, &code))
+        .await
+        .unwrap();
+    let ack = real.send(&location(&real, 2)).await;
+    assert!(ack.is_some(), "the authenticated terminal is answered");
+    assert_eq!(raw(&cluster).await.len(), 1);
+
+    // Someone who knows the terminal number only: Traccar's habit of the id
+    // as code, or no authentication at all. Refused, nothing stored, and
+    // the real terminal keeps its connection.
+    let mut guess = Terminal::connect(addr, id).await;
+    assert_eq!(
+        guess.send(&jt808::encode::auth(&guess.id, 0, id)).await,
+        None
+    );
+    let mut skip = Terminal::connect(addr, id).await;
+    assert_eq!(skip.send(&location(&skip, 0)).await, None);
+    wait_metric("a wrong code refused", 1, || {
+        error_metric(&gw, "jt808", "session", "bad_credential")
+    })
+    .await;
+    wait_metric("data without authentication refused", 1, || {
+        error_metric(&gw, "jt808", "session", "not_authenticated")
+    })
+    .await;
+    assert!(real.send(&location(&real, 3)).await.is_some());
+    assert_eq!(raw(&cluster).await.len(), 2);
+
+    // It reconnects (as after a lost connection) and authenticates with the
+    // code it kept, without registering again.
+    drop(real);
+    let mut back = Terminal::connect(addr, id).await;
+    back.send(&jt808::encode::auth(&back.id, 0, &code))
+        .await
+        .unwrap();
+    assert!(back.send(&location(&back, 1)).await.is_some());
+    gw.shutdown().await;
 }

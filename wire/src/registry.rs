@@ -41,6 +41,11 @@ pub struct KnownDevice {
     /// A name for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The authentication code the registry issued, for protocols whose
+    /// devices authenticate (JT808: handed out in the register response,
+    /// checked at every authentication). `None`: nothing to check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_code: Option<String>,
     pub added_at: DateTime<Utc>,
 }
 

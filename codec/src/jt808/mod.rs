@@ -50,6 +50,17 @@ pub fn identify(frame: &[u8]) -> Option<String> {
     frame::Frame::parse(frame).ok()?.device_id()
 }
 
+/// The authentication code a successful register response (0x8100, as
+/// [`Framer`] cuts it) hands the terminal: what the terminal keeps and
+/// authenticates with (0x0102) on every connection after.
+pub fn register_code(frame: &[u8]) -> Option<String> {
+    let f = frame::Frame::parse(frame).ok()?;
+    if f.id != msg::REGISTER_RESPONSE || f.body.get(2) != Some(&0) {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&f.body[3..]).into_owned())
+}
+
 /// Turns one frame into records: positions (0x0200, batches 0x0704/0x0210,
 /// 0x0201, 0x5501/0x5502, transparent data with a location), login
 /// (register/authentication), heartbeats, command replies (0x0701, 0x6006,

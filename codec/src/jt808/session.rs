@@ -9,7 +9,7 @@
 //! Answers, as the standard asks and Traccar sends them:
 //!
 //! * register 0x0100 → 0x8100 register response (success, authentication
-//!   code = the device id), not stored;
+//!   code: the registry's, else the device id), not stored;
 //! * authentication 0x0102, logout 0x0003 → 0x8001 general response, not stored;
 //! * heartbeat 0x0002 → 0x8001 (stored when it carries battery and signal);
 //! * location 0x0200, batches 0x0704/0x0210, transparent data 0x0900,
@@ -24,6 +24,15 @@
 //!   without an answer.
 //!
 //! The platform's own serial numbers count up per connection from 0.
+//!
+//! **Authentication codes.** When the registry holds a code for the device
+//! ([`Session::admitted`]), the register response hands the device that
+//! code instead of its id, an authentication with another code is refused
+//! (`BadCredential`), and nothing is stored before the connection
+//! authenticated (`NotAuthenticated`): the standard has a terminal
+//! authenticate on every connection with the code it got when it
+//! registered. Without a code (an entry from before codes, or `open`
+//! admission) nothing is checked, as Traccar does.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -39,6 +48,34 @@ pub struct Session {
     device_id: Option<String>,
     serial: u16,
     clock: fn() -> DateTime<Utc>,
+    credential: Credential,
+    authenticated: bool,
+    /// The frame that identified the connection, as far as the credential
+    /// changes its judgement, until [`Session::admitted`] judges it again.
+    first: First,
+}
+
+/// What the registry says about the device's authentication code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Credential {
+    /// Not admitted yet: the gateway has not said.
+    Unknown,
+    /// No code to check.
+    None,
+    Code(String),
+}
+
+#[derive(Debug, Clone, Default)]
+enum First {
+    #[default]
+    Nothing,
+    Register {
+        terminal: Terminal,
+        own_serial: u16,
+        serial: u16,
+    },
+    Auth(String),
+    Stored,
 }
 
 impl Default for Session {
@@ -58,6 +95,63 @@ impl Session {
             device_id: None,
             serial: 0,
             clock,
+            credential: Credential::Unknown,
+            authenticated: false,
+            first: First::Nothing,
+        }
+    }
+
+    /// The authentication code the registry holds for the device (`None`:
+    /// nothing to check), once it is admitted; see [`AnySession::admitted`](crate::AnySession::admitted).
+    pub fn admitted(&mut self, code: Option<&str>) -> Result<Option<Bytes>, SessionError> {
+        self.credential = match code {
+            Some(c) => Credential::Code(c.to_string()),
+            None => Credential::None,
+        };
+        let Credential::Code(code) = &self.credential else {
+            return Ok(None);
+        };
+        match std::mem::take(&mut self.first) {
+            First::Nothing => Ok(None),
+            First::Register {
+                terminal,
+                own_serial,
+                serial,
+            } => Ok(Some(encode::register_response(
+                &terminal, own_serial, serial, code,
+            ))),
+            First::Auth(given) => {
+                self.check(&given)?;
+                Ok(None)
+            }
+            First::Stored => Err(SessionError::NotAuthenticated),
+        }
+    }
+
+    fn check(&mut self, given: &str) -> Result<(), SessionError> {
+        match &self.credential {
+            Credential::Code(code) if code != given => Err(SessionError::BadCredential(
+                "the authentication code is not the one the registry issued".into(),
+            )),
+            _ => {
+                self.authenticated = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a stored message may pass: always without a code, and with
+    /// one once the connection authenticated.
+    fn may_store(&mut self) -> Result<(), SessionError> {
+        match self.credential {
+            Credential::Unknown => {
+                if matches!(self.first, First::Nothing) {
+                    self.first = First::Stored;
+                }
+                Ok(())
+            }
+            Credential::Code(_) if !self.authenticated => Err(SessionError::NotAuthenticated),
+            _ => Ok(()),
         }
     }
 
@@ -114,10 +208,29 @@ impl Session {
         let (kind, store, reply) = match f.id {
             msg::REGISTER => {
                 let own = self.next_serial();
-                let reply = encode::register_response(&terminal, own, f.serial, &id);
+                let code = match &self.credential {
+                    Credential::Code(code) => code.clone(),
+                    _ => id.clone(),
+                };
+                let reply = encode::register_response(&terminal, own, f.serial, &code);
+                if self.credential == Credential::Unknown {
+                    self.first = First::Register {
+                        terminal: terminal.clone(),
+                        own_serial: own,
+                        serial: f.serial,
+                    };
+                }
                 (FrameKind::Login { device_id: id }, false, Some(reply))
             }
-            msg::AUTH => (FrameKind::Login { device_id: id }, false, general(self)),
+            msg::AUTH => {
+                let given = auth_code(&f);
+                if self.credential == Credential::Unknown {
+                    self.first = First::Auth(given);
+                } else {
+                    self.check(&given)?;
+                }
+                (FrameKind::Login { device_id: id }, false, general(self))
+            }
             msg::LOGOUT => (FrameKind::Heartbeat, false, general(self)),
             msg::HEARTBEAT => (FrameKind::Heartbeat, f.body.len() >= 3, general(self)),
             msg::HEARTBEAT_2 | msg::PHOTO | msg::TIME_ZONE_SYNC => {
@@ -142,6 +255,9 @@ impl Session {
             msg::TERMINAL_RESPONSE => (FrameKind::Data, false, None),
             _ => (FrameKind::Data, true, None),
         };
+        if store {
+            self.may_store()?;
+        }
         Ok(Handled { kind, store, reply })
     }
 
@@ -168,12 +284,31 @@ impl Session {
                 reply: Some(Bytes::from(sentence.replace("TIME", &now))),
             });
         }
+        self.may_store()?;
         Ok(Handled {
             kind: FrameKind::Data,
             store: true,
             reply: None,
         })
     }
+}
+
+/// The code of an authentication (0x0102): the whole body in the 2011/2013
+/// editions; a length byte, the code, then IMEI and software version in
+/// 2019's. Trailing NULs are padding.
+fn auth_code(f: &Frame<'_>) -> String {
+    let code = match f.version {
+        Some(_) => {
+            let len = usize::from(f.body.first().copied().unwrap_or(0));
+            f.body
+                .get(1..1 + len)
+                .unwrap_or(&f.body[f.body.len().min(1)..])
+        }
+        None => f.body,
+    };
+    String::from_utf8_lossy(code)
+        .trim_end_matches('\0')
+        .to_string()
 }
 
 #[cfg(test)]
@@ -222,6 +357,92 @@ mod tests {
         let h = s.on_frame(&loc).unwrap();
         assert!(h.store);
         assert_eq!(h.reply.unwrap(), encode::general_response(&t, 2, 9, 0x0200));
+    }
+
+    #[test]
+    fn the_registry_code_is_handed_out_at_register_and_required_before_data() {
+        let t = Terminal::phone("094027849470");
+        let register = encode::register(&t, 0x12);
+        let loc = |serial| {
+            encode::location(
+                &t,
+                serial,
+                &crate::Position::new("x", "jt808", clock()),
+                0,
+                20,
+            )
+        };
+
+        // Register first: the gateway admits the device after judging it,
+        // and the reply is replaced by one carrying the registry's code.
+        let mut s = Session::with_clock(clock);
+        let h = s.on_frame(&register).unwrap();
+        assert_eq!(
+            h.reply.unwrap(),
+            encode::register_response(&t, 0, 0x12, "094027849470")
+        );
+        assert_eq!(
+            s.admitted(Some("K3y")).unwrap(),
+            Some(encode::register_response(&t, 0, 0x12, "K3y"))
+        );
+        // A register later on the connection answers with the code at once.
+        let again = s.on_frame(&encode::register(&t, 0x13)).unwrap();
+        assert_eq!(
+            again.reply.unwrap(),
+            encode::register_response(&t, 1, 0x13, "K3y")
+        );
+        assert_eq!(
+            s.on_frame(&loc(1)).unwrap_err(),
+            SessionError::NotAuthenticated
+        );
+        assert!(matches!(
+            s.on_frame(&encode::auth(&t, 2, "094027849470")),
+            Err(SessionError::BadCredential(_))
+        ));
+        s.on_frame(&encode::auth(&t, 3, "K3y")).unwrap();
+        assert!(s.on_frame(&loc(4)).unwrap().store);
+
+        // Authentication first, judged when the code is known.
+        let mut s = Session::with_clock(clock);
+        s.on_frame(&encode::auth(&t, 0, "wrong")).unwrap();
+        assert!(matches!(
+            s.admitted(Some("K3y")),
+            Err(SessionError::BadCredential(_))
+        ));
+        let mut s = Session::with_clock(clock);
+        s.on_frame(&encode::auth(&t, 0, "K3y")).unwrap();
+        assert_eq!(s.admitted(Some("K3y")).unwrap(), None);
+        assert!(s.on_frame(&loc(1)).unwrap().store);
+
+        // Data first (a device that skips authentication): refused with a
+        // code, taken without one.
+        let mut s = Session::with_clock(clock);
+        s.on_frame(&loc(0)).unwrap();
+        assert_eq!(
+            s.admitted(Some("K3y")).unwrap_err(),
+            SessionError::NotAuthenticated
+        );
+        let mut s = Session::with_clock(clock);
+        s.on_frame(&loc(0)).unwrap();
+        assert_eq!(s.admitted(None).unwrap(), None);
+        assert!(s.on_frame(&loc(1)).unwrap().store);
+    }
+
+    #[test]
+    fn a_2019_authentication_carries_its_code_after_a_length_byte() {
+        let t = Terminal {
+            id: vec![0; 10],
+            version: Some(1),
+            delimiter: 0x7e,
+        };
+        let mut body = vec![3];
+        body.extend(b"K3y");
+        body.extend(b"861234567890123");
+        body.extend([0u8; 20]);
+        let mut s = Session::with_clock(clock);
+        s.on_frame(&encode::message(msg::AUTH, &t, 0, &body))
+            .unwrap();
+        assert_eq!(s.admitted(Some("K3y")).unwrap(), None);
     }
 
     #[test]

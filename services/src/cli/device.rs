@@ -1,10 +1,11 @@
 //! `fleetbus device`: the device registry, as operators keep it (the
 //! buckets `registry` and `pending`, `fleetbus_wire::registry`).
 //!
-//! * `fleetbus device add <ID>... [--protocol P] [--model M] [--name N]`
-//!   registers devices; an entry that exists is replaced (a field not given
-//!   is cleared) and keeps the time it was first added. A device that was
-//!   pending leaves `pending`.
+//! * `fleetbus device add <ID>... [--protocol P] [--model M] [--name N]
+//!   [--auth-code C | --no-auth-code]` registers devices; an entry that
+//!   exists is replaced (a field not given is cleared) and keeps the time it
+//!   was first added. A device that was pending leaves `pending`. A device
+//!   on jt808 keeps its authentication code or is issued one ([`AuthCode`]).
 //! * `fleetbus device rm <ID>...` removes devices from the registry (an id
 //!   that was not registered is only noted).
 //! * `fleetbus device ls [--json]` lists the registered devices by id.
@@ -105,6 +106,25 @@ pub struct AddArgs {
     /// A name for people.
     #[arg(long)]
     pub name: Option<String>,
+    /// The authentication code of a device provisioned with one (JT808).
+    /// Default: a device on jt808 keeps the code it has, or gets a new one.
+    #[arg(long, value_parser = parse_auth_code, conflicts_with = "no_auth_code")]
+    pub auth_code: Option<String>,
+    /// No authentication code: the device is not asked for one (JT808
+    /// devices that never authenticate, such as text-only locks).
+    #[arg(long)]
+    pub no_auth_code: bool,
+}
+
+/// A code a JT808 device can carry: printable ASCII without spaces, at
+/// most 64 bytes (2019's length byte; 2013 codes are shorter in practice).
+fn parse_auth_code(code: &str) -> Result<String, String> {
+    if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "authentication code {code:?}: 1 to 64 printable ASCII characters without spaces"
+        ));
+    }
+    Ok(code.to_string())
 }
 
 #[derive(clap::Args, Debug)]
@@ -194,17 +214,64 @@ pub struct Entry {
     pub protocol: Option<String>,
     pub model: Option<String>,
     pub name: Option<String>,
+    pub auth_code: AuthCode,
+}
+
+/// The authentication code an entry gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AuthCode {
+    /// For a device registered on a protocol whose devices authenticate
+    /// (JT808): the one it has (a device keeps the code it was handed), or a
+    /// new one; none for other protocols.
+    #[default]
+    Issue,
+    /// This one (a device provisioned with its code).
+    Given(String),
+    /// None: the device is not asked for one.
+    Off,
+}
+
+/// Protocols whose devices authenticate with a code the registry issues.
+pub const AUTHENTICATING: &[&str] = &["jt808"];
+
+/// A new authentication code: 12 hex digits (48 random bits) from the
+/// system's random source. It guards one device's identity against
+/// someone who knows its terminal number; it is not a key.
+pub fn issue_auth_code() -> std::io::Result<String> {
+    let mut bytes = [0u8; 6];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// The code an entry on `protocol` gets under `wanted`, given the `old`
+/// entry and a `fresh` code to use if it needs a new one.
+fn code_for(
+    wanted: &AuthCode,
+    protocol: Option<&str>,
+    old: Option<&KnownDevice>,
+    fresh: &str,
+) -> Option<String> {
+    match wanted {
+        AuthCode::Given(code) => Some(code.clone()),
+        AuthCode::Off => None,
+        AuthCode::Issue => protocol.filter(|p| AUTHENTICATING.contains(p)).map(|_| {
+            old.and_then(|o| o.auth_code.clone())
+                .unwrap_or_else(|| fresh.to_string())
+        }),
+    }
 }
 
 impl Entry {
     /// The registry entry for it: what it gives and nothing else, added
-    /// when `old` was (now, when there was none).
-    pub fn known(&self, old: Option<&KnownDevice>, now: DateTime<Utc>) -> KnownDevice {
+    /// when `old` was (now, when there was none); its code as
+    /// [`AuthCode`] says (`fresh` where a new one is issued).
+    pub fn known(&self, old: Option<&KnownDevice>, now: DateTime<Utc>, fresh: &str) -> KnownDevice {
         KnownDevice {
             id: self.id.clone(),
             protocol: self.protocol.clone(),
             model: self.model.clone(),
             name: self.name.clone(),
+            auth_code: code_for(&self.auth_code, self.protocol.as_deref(), old, fresh),
             added_at: old.map_or(now, |o| o.added_at),
         }
     }
@@ -217,12 +284,14 @@ pub fn accepted(
     pending: &PendingDevice,
     old: Option<&KnownDevice>,
     now: DateTime<Utc>,
+    fresh: &str,
 ) -> KnownDevice {
     KnownDevice {
         id: pending.id.clone(),
         protocol: Some(pending.protocol.clone()),
         model: old.and_then(|o| o.model.clone()),
         name: old.and_then(|o| o.name.clone()),
+        auth_code: code_for(&AuthCode::Issue, Some(&pending.protocol), old, fresh),
         added_at: old.map_or(now, |o| o.added_at),
     }
 }
@@ -293,6 +362,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Entry>, Vec<LineError>> {
             protocol,
             model,
             name,
+            auth_code: AuthCode::Issue,
         });
     }
     if errors.is_empty() {
@@ -632,8 +702,14 @@ async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             protocol: args.protocol.map(|p| p.name().to_string()),
             model: args.model.clone(),
             name: args.name.clone(),
+            auth_code: match (&args.auth_code, args.no_auth_code) {
+                (Some(code), _) => AuthCode::Given(code.clone()),
+                (None, true) => AuthCode::Off,
+                (None, false) => AuthCode::Issue,
+            },
         };
-        match register(&registry, pending, id, |old| entry.known(old, now)).await {
+        let fresh = issue_auth_code()?;
+        match register(&registry, pending, id, |old| entry.known(old, now, &fresh)).await {
             Ok(r) => println!(
                 "{} {id}{}",
                 if r.updated { "updated" } else { "added" },
@@ -763,7 +839,12 @@ async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             let registry = &registry;
             async move {
                 let id = entry.id.clone();
-                let r = register(registry, pending, &id, |old| entry.known(old, now)).await;
+                let r = match issue_auth_code() {
+                    Ok(fresh) => {
+                        register(registry, pending, &id, |old| entry.known(old, now, &fresh)).await
+                    }
+                    Err(e) => Err(anyhow::anyhow!("no random source for its code: {e}")),
+                };
                 (id, r)
             }
         })
@@ -852,7 +933,12 @@ async fn accept(args: AcceptArgs) -> anyhow::Result<ExitCode> {
     let pending_ref = Some((&pending, &accepted_keys));
     for device in &chosen {
         let id = device.id.as_str();
-        match register(&registry, pending_ref, id, |old| accepted(device, old, now)).await {
+        let fresh = issue_auth_code()?;
+        match register(&registry, pending_ref, id, |old| {
+            accepted(device, old, now, &fresh)
+        })
+        .await
+        {
             Ok(r) => println!(
                 "accepted {id} ({}){}",
                 device.protocol,
@@ -898,6 +984,7 @@ mod tests {
             protocol: protocol.map(Into::into),
             model: model.map(Into::into),
             name: name.map(Into::into),
+            auth_code: AuthCode::Issue,
         }
     }
 
@@ -978,9 +1065,10 @@ mod tests {
             protocol: Some("gt06".into()),
             model: Some("TR02".into()),
             name: Some("Truck".into()),
+            auth_code: None,
             added_at: first,
         };
-        let new = entry("1", None, None, Some("Van")).known(Some(&old), now);
+        let new = entry("1", None, None, Some("Van")).known(Some(&old), now, "c0de");
         assert_eq!(
             new,
             KnownDevice {
@@ -988,10 +1076,44 @@ mod tests {
                 protocol: None,
                 model: None,
                 name: Some("Van".into()),
+                auth_code: None,
                 added_at: first,
             }
         );
-        assert_eq!(entry("2", None, None, None).known(None, now).added_at, now);
+        assert_eq!(
+            entry("2", None, None, None)
+                .known(None, now, "c0de")
+                .added_at,
+            now
+        );
+
+        // Codes: issued on jt808 only, kept once issued, given, or off.
+        let code = |e: &Entry, old: Option<&KnownDevice>| e.known(old, now, "c0de").auth_code;
+        assert_eq!(code(&entry("3", Some("gt06"), None, None), None), None);
+        assert_eq!(code(&entry("3", None, None, None), None), None);
+        let jt = entry("3", Some("jt808"), None, None);
+        assert_eq!(code(&jt, None).as_deref(), Some("c0de"));
+        let issued = KnownDevice {
+            auth_code: Some("kept".into()),
+            ..jt.known(None, now, "kept")
+        };
+        assert_eq!(
+            code(&jt, Some(&issued)).as_deref(),
+            Some("kept"),
+            "a device keeps its code"
+        );
+        let given = Entry {
+            auth_code: AuthCode::Given("mine".into()),
+            ..jt.clone()
+        };
+        assert_eq!(code(&given, Some(&issued)).as_deref(), Some("mine"));
+        let off = Entry {
+            auth_code: AuthCode::Off,
+            ..jt.clone()
+        };
+        assert_eq!(code(&off, Some(&issued)), None);
+        assert_eq!(issue_auth_code().unwrap().len(), 12);
+        assert_ne!(issue_auth_code().unwrap(), issue_auth_code().unwrap());
 
         let pending = PendingDevice {
             id: "1".into(),
@@ -1002,11 +1124,11 @@ mod tests {
             peer: "10.0.0.7:40000".into(),
             attempts: 3,
         };
-        let accepted_over_old = accepted(&pending, Some(&old), now);
+        let accepted_over_old = accepted(&pending, Some(&old), now, "c0de");
         assert_eq!(accepted_over_old.protocol.as_deref(), Some("teltonika"));
         assert_eq!(accepted_over_old.name.as_deref(), Some("Truck"));
         assert_eq!(accepted_over_old.added_at, first);
-        let fresh = accepted(&pending, None, now);
+        let fresh = accepted(&pending, None, now, "c0de");
         assert_eq!((fresh.model, fresh.name, fresh.added_at), (None, None, now));
     }
 
@@ -1018,6 +1140,7 @@ mod tests {
                 protocol: Some("gt06".into()),
                 model: Some("TR02".into()),
                 name: Some("Truck 7".into()),
+                auth_code: None,
                 added_at: at("2026-12-03T12:00:00Z"),
             },
             KnownDevice {
@@ -1025,6 +1148,7 @@ mod tests {
                 protocol: None,
                 model: None,
                 name: None,
+                auth_code: None,
                 added_at: at("2026-12-03T12:30:00.250Z"),
             },
         ];

@@ -189,6 +189,12 @@ async fn register_fleet(
             protocol: Some(protocol.name().to_string()),
             model: None,
             name: Some("simulated".into()),
+            // As `fleetbus device add` issues one: the simulated JT808
+            // terminals register and authenticate with it.
+            auth_code: crate::cli::device::AUTHENTICATING
+                .contains(&protocol.name())
+                .then(crate::cli::device::issue_auth_code)
+                .transpose()?,
             added_at: chrono::Utc::now(),
         };
         // `create` leaves an operator's own entry for the device alone.

@@ -48,8 +48,12 @@ pub enum Policy {
 /// The verdict on a device that identified itself.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Admitted; the registry's model for it, if it names one.
-    Admit(Option<String>),
+    /// Admitted, with what the registry holds for it: its model and its
+    /// authentication code (JT808), where it names them.
+    Admit {
+        model: Option<String>,
+        auth_code: Option<String>,
+    },
     /// Not in the registry (or registered for another protocol).
     Unknown,
     /// The registry has not been read yet.
@@ -60,7 +64,7 @@ impl Verdict {
     /// The reason a refusal is counted under.
     pub fn reason(&self) -> &'static str {
         match self {
-            Verdict::Admit(_) => "admitted",
+            Verdict::Admit { .. } => "admitted",
             Verdict::Unknown => "unknown_device",
             Verdict::Loading => "registry_loading",
         }
@@ -119,7 +123,10 @@ impl Admission {
     /// Whether `device`, speaking `protocol`, is admitted.
     pub fn check(&self, device: &str, protocol: &str) -> Verdict {
         if self.policy == Policy::Open {
-            return Verdict::Admit(None);
+            return Verdict::Admit {
+                model: None,
+                auth_code: None,
+            };
         }
         if !self.is_loaded() {
             return Verdict::Loading;
@@ -128,7 +135,10 @@ impl Admission {
         // Two ids can share a key token ("a.b", "a_b"): the entry's own id
         // must be the device's.
         match known.get(&registry_key(device)) {
-            Some(d) if d.id == device && d.admits(protocol) => Verdict::Admit(d.model.clone()),
+            Some(d) if d.id == device && d.admits(protocol) => Verdict::Admit {
+                model: d.model.clone(),
+                auth_code: d.auth_code.clone(),
+            },
             _ => Verdict::Unknown,
         }
     }
@@ -276,7 +286,15 @@ mod tests {
             protocol: protocol.map(Into::into),
             model: model.map(Into::into),
             name: None,
+            auth_code: None,
             added_at: Utc::now(),
+        }
+    }
+
+    fn admit(model: Option<&str>) -> Verdict {
+        Verdict::Admit {
+            model: model.map(Into::into),
+            auth_code: None,
         }
     }
 
@@ -289,14 +307,14 @@ mod tests {
             ("2".to_string(), device("2", Some("teltonika"), None)),
             ("a_b".to_string(), device("a_b", None, None)),
         ]));
-        assert_eq!(a.check("a_b", "gt06"), Verdict::Admit(None));
+        assert_eq!(a.check("a_b", "gt06"), admit(None));
         assert_eq!(
             a.check("a.b", "gt06"),
             Verdict::Unknown,
             "same key, another id"
         );
-        assert_eq!(a.check("1", "gt06"), Verdict::Admit(Some("TR02".into())));
-        assert_eq!(a.check("2", "teltonika"), Verdict::Admit(None));
+        assert_eq!(a.check("1", "gt06"), admit(Some("TR02")));
+        assert_eq!(a.check("2", "teltonika"), admit(None));
         assert_eq!(
             a.check("2", "gt06"),
             Verdict::Unknown,
@@ -310,7 +328,7 @@ mod tests {
     fn open_admits_everyone_at_once() {
         let a = Admission::new(Policy::Open, None, Gauge::default());
         assert!(a.is_loaded());
-        assert_eq!(a.check("anything", "h02"), Verdict::Admit(None));
+        assert_eq!(a.check("anything", "h02"), admit(None));
     }
 
     #[test]

@@ -487,7 +487,10 @@ mod tests {
         let tls = c.tls_listeners();
         assert_eq!(tls.len(), 1);
         assert_eq!((tls[0].protocol, tls[0].port), (Protocol::Teltonika, 5128));
-        assert!(c.listeners().iter().any(|l| l.0 == Protocol::Teltonika && l.1 == 5127));
+        assert!(c
+            .listeners()
+            .iter()
+            .any(|l| l.0 == Protocol::Teltonika && l.1 == 5127));
         // TLS only: the plain port is not bound.
         c.protocols.get_mut("teltonika").unwrap().plain = false;
         c.validate().unwrap();

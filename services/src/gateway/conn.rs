@@ -179,7 +179,7 @@ pub async fn serve<R, W>(
                                 shared.refuse(Via::Tcp, name, Stage::session, err.reason(), &peer, &err.to_string());
                                 closing = Some(End::Refused);
                             }
-                            Ok(handled) => {
+                            Ok(mut handled) => {
                                 if handled.kind == FrameKind::Data && data_deadline.is_some() {
                                     data_deadline = Some(Instant::now() + data_timeout);
                                 }
@@ -187,14 +187,18 @@ pub async fn serve<R, W>(
                                 // itself: before its frame is stored or
                                 // answered, so a refused device keeps it.
                                 if let (None, Some(device)) = (&admitted, session.device_id()) {
-                                    match shared.admit_device(&spec, device, &peer) {
-                                        Ok(model) => {
-                                            admitted = Some(model);
-                                            _claim = Some(shared.claims.claim(device, replaced.clone()).0);
+                                    let device = device.to_string();
+                                    match shared.admit_device(&spec, &mut session, &peer) {
+                                        Ok(admit) => {
+                                            admitted = Some(admit.model);
+                                            if admit.reply.is_some() {
+                                                handled.reply = admit.reply;
+                                            }
+                                            _claim = Some(shared.claims.claim(&device, replaced.clone()).0);
                                         }
-                                        Err(verdict) => {
-                                            shared.refuse(Via::Tcp, name, Stage::session, verdict.reason(), &peer,
-                                                &format!("device {device} is not admitted ({})", verdict.reason()));
+                                        Err(refused) => {
+                                            shared.refuse(Via::Tcp, name, Stage::session, refused.reason, &peer,
+                                                &refused.detail);
                                             closing = Some(End::Refused);
                                             continue;
                                         }

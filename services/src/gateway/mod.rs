@@ -56,6 +56,19 @@ pub struct Shared {
     log: RateLimited,
 }
 
+/// A device the registry admitted: the model its frames are stored with,
+/// and the reply that replaces the identifying frame's, if any.
+pub(crate) struct Admitted {
+    pub model: Option<String>,
+    pub reply: Option<bytes::Bytes>,
+}
+
+/// Why a device was not admitted (counted under `reason`).
+pub(crate) struct Refused {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
 /// How a device reached the gateway, for [`Shared::refuse`]'s log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Via {
@@ -70,18 +83,35 @@ impl Shared {
     fn admit_device(
         &self,
         spec: &conn::ListenerSpec,
-        device: &str,
+        session: &mut fleetbus_codec::AnySession,
         peer: &SocketAddr,
-    ) -> Result<Option<String>, admission::Verdict> {
+    ) -> Result<Admitted, Refused> {
         let protocol = spec.protocol.name();
-        match self.admission.check(device, protocol) {
-            admission::Verdict::Admit(model) => Ok(model.or_else(|| spec.model.clone())),
+        let device = session.device_id().unwrap_or_default().to_string();
+        match self.admission.check(&device, protocol) {
+            admission::Verdict::Admit { model, auth_code } => {
+                // The session checks the device's credential from here on,
+                // and judges the frame that identified it again.
+                let reply = session
+                    .admitted(auth_code.as_deref())
+                    .map_err(|e| Refused {
+                        reason: e.reason(),
+                        detail: format!("device {device}: {e}"),
+                    })?;
+                Ok(Admitted {
+                    model: model.or_else(|| spec.model.clone()),
+                    reply,
+                })
+            }
             verdict => {
                 if verdict == admission::Verdict::Unknown {
                     self.admission
-                        .hold(device, protocol, &self.config.id, &peer.to_string());
+                        .hold(&device, protocol, &self.config.id, &peer.to_string());
                 }
-                Err(verdict)
+                Err(Refused {
+                    reason: verdict.reason(),
+                    detail: format!("device {device} is not admitted ({})", verdict.reason()),
+                })
             }
         }
     }

@@ -236,7 +236,7 @@ async fn serve_datagram(
     let mut answers: Vec<Pending> = Vec::with_capacity(frames.len());
     let mut admitted: Option<Option<String>> = None;
     for frame in frames {
-        let handled = match session.on_frame(&frame) {
+        let mut handled = match session.on_frame(&frame) {
             Ok(handled) => handled,
             Err(err) => {
                 shared.refuse(
@@ -250,18 +250,22 @@ async fn serve_datagram(
                 return;
             }
         };
-        if let (None, Some(device)) = (&admitted, session.device_id()) {
-            match shared.admit_device(spec, device, &peer) {
-                Ok(model) => admitted = Some(model),
-                Err(verdict) => {
-                    let detail = format!("device {device} is not admitted ({})", verdict.reason());
+        if let (None, Some(_)) = (&admitted, session.device_id()) {
+            match shared.admit_device(spec, &mut session, &peer) {
+                Ok(admit) => {
+                    admitted = Some(admit.model);
+                    if admit.reply.is_some() {
+                        handled.reply = admit.reply;
+                    }
+                }
+                Err(refused) => {
                     shared.refuse(
                         Via::Udp,
                         name,
                         Stage::session,
-                        verdict.reason(),
+                        refused.reason,
                         &peer,
-                        &detail,
+                        &refused.detail,
                     );
                     return;
                 }

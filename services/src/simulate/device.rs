@@ -58,6 +58,9 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
     let mut next_record = Instant::now() + phase;
     let mut conn: Option<Connection> = None;
     let mut backoff = BACKOFF_MIN;
+    // The authentication code a JT808 terminal was handed when it
+    // registered, kept for its later connections.
+    let mut auth_code: Option<String> = None;
 
     loop {
         if fleet.stop_all.is_cancelled() {
@@ -97,7 +100,7 @@ pub(crate) async fn run(fleet: Arc<Fleet>, index: usize, protocol: Protocol) -> 
         };
         if conn.is_none() {
             let addr = addrs[server];
-            match Connection::open(addr, protocol, &imei, cfg.ack_timeout()).await {
+            match Connection::open(addr, protocol, &imei, cfg.ack_timeout(), &mut auth_code).await {
                 Ok(c) => {
                     conn = Some(c);
                     backoff = BACKOFF_MIN;
@@ -224,6 +227,7 @@ impl Connection {
         protocol: Protocol,
         imei: &str,
         ack_timeout: Duration,
+        auth_code: &mut Option<String>,
     ) -> anyhow::Result<Connection> {
         let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -239,9 +243,69 @@ impl Connection {
         };
         // Login or identity frames, where the protocol has them.
         for hello in protocols::hello(protocol, imei)? {
-            c.exchange(&[hello]).await.context("login")?;
+            if protocol == Protocol::Jt808 {
+                c.authenticate(&hello, auth_code).await?;
+            } else {
+                c.exchange(&[hello]).await.context("login")?;
+            }
         }
         Ok(c)
+    }
+
+    /// JT808 as a terminal does it: the first time, register and keep the
+    /// authentication code the platform answers with (the registry's, not
+    /// known in advance); on every connection, authenticate with the kept
+    /// code. A refused code is forgotten, so the next connection registers
+    /// again.
+    async fn authenticate(
+        &mut self,
+        register: &Bytes,
+        kept: &mut Option<String>,
+    ) -> anyhow::Result<()> {
+        let terminal = |s: &AnySession| {
+            fleetbus_codec::jt808::encode::Terminal::phone(s.device_id().unwrap_or_default())
+        };
+        if let Some(code) = kept.clone() {
+            let id = fleetbus_codec::Protocol::Jt808
+                .identify(register)
+                .unwrap_or_default();
+            let t = fleetbus_codec::jt808::encode::Terminal::phone(&id);
+            let auth = fleetbus_codec::jt808::encode::auth(&t, 0, &code);
+            let done = self.exchange(&[auth]).await.context("authentication");
+            if done.is_err() {
+                *kept = None;
+            }
+            return done;
+        }
+        // Keep the own session's serial numbers where the gateway's are.
+        self.session
+            .on_frame(register)
+            .map_err(|e| anyhow::anyhow!("own frame refused by the codec: {e}"))?;
+        self.stream.write_all(register).await?;
+        let mut framer = self.protocol.framer(self.protocol.default_max_frame());
+        let mut buf = bytes::BytesMut::new();
+        let reply = timeout(self.ack_timeout, async {
+            loop {
+                if let Some(frame) = tokio_util::codec::Decoder::decode(&mut framer, &mut buf)? {
+                    return anyhow::Ok(frame);
+                }
+                if self.stream.read_buf(&mut buf).await? == 0 {
+                    bail!("the gateway closed the connection");
+                }
+            }
+        })
+        .await
+        .context("no register response in time")??;
+        let code = fleetbus_codec::jt808::register_code(&reply).with_context(|| {
+            format!(
+                "not a successful register response: {}",
+                hex::encode(&reply)
+            )
+        })?;
+        let auth = fleetbus_codec::jt808::encode::auth(&terminal(&self.session), 1, &code);
+        self.exchange(&[auth]).await.context("authentication")?;
+        *kept = Some(code);
+        Ok(())
     }
 
     /// Sends one stored frame (and, for protocols that do not answer data,

@@ -219,10 +219,11 @@ pub fn hello(protocol: Protocol, imei: &str) -> anyhow::Result<Vec<Bytes>> {
         Protocol::Gt06 => vec![gt06::encode::login(imei, 0)],
         Protocol::Gps103 => vec![gps103::encode::login(imei)],
         Protocol::Tk103 => vec![tk103::encode::handshake(&id, imei)],
-        Protocol::Jt808 => vec![jt808::encode::auth(
+        // Registers, as a terminal does, and then authenticates with the
+        // code the answer carries (`Connection::open`).
+        Protocol::Jt808 => vec![jt808::encode::register(
             &jt808::encode::Terminal::phone(&id),
             0,
-            &id,
         )],
         Protocol::Ruptela => vec![ruptela::encode::heartbeat(numeric_imei(imei)?)],
         Protocol::Meitrack => vec![meitrack::encode::message(b'A', imei, "AAC", b"1")],

@@ -216,22 +216,31 @@ pub async fn register(
     protocol: Option<&str>,
     model: Option<&str>,
 ) {
-    use fleetbus_wire::registry::{registry_key, KnownDevice, REGISTRY_BUCKET};
+    put_entry(
+        cluster,
+        &fleetbus_wire::registry::KnownDevice {
+            id: device.into(),
+            protocol: protocol.map(Into::into),
+            model: model.map(Into::into),
+            name: None,
+            auth_code: None,
+            added_at: chrono::Utc::now(),
+        },
+    )
+    .await;
+}
+
+/// Writes `entry` into the registry bucket, replacing what was there.
+pub async fn put_entry(cluster: &Cluster, entry: &fleetbus_wire::registry::KnownDevice) {
+    use fleetbus_wire::registry::{registry_key, REGISTRY_BUCKET};
     let kv = js(cluster, Role::Admin)
         .await
         .get_key_value(REGISTRY_BUCKET)
         .await
         .unwrap();
-    let entry = KnownDevice {
-        id: device.into(),
-        protocol: protocol.map(Into::into),
-        model: model.map(Into::into),
-        name: None,
-        added_at: chrono::Utc::now(),
-    };
     kv.put(
-        registry_key(device),
-        serde_json::to_vec(&entry).unwrap().into(),
+        registry_key(&entry.id),
+        serde_json::to_vec(entry).unwrap().into(),
     )
     .await
     .unwrap();
