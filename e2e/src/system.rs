@@ -29,6 +29,8 @@ pub struct SystemOptions {
     pub config_toml: String,
     /// Protocols the gateways listen for (the simulator's `--protocols`).
     pub protocols: Vec<&'static str>,
+    /// Of those, the ones also served over UDP, on the same port number.
+    pub udp: Vec<&'static str>,
     pub cluster: ClusterOptions,
 }
 
@@ -41,6 +43,7 @@ impl Default for SystemOptions {
             gateway_toml: String::new(),
             config_toml: String::new(),
             protocols: vec!["teltonika", "gt06"],
+            udp: Vec::new(),
             cluster: ClusterOptions::default(),
         }
     }
@@ -138,13 +141,14 @@ impl System {
                 opts.config_toml, opts.gateway_toml
             );
             // The protocols the simulator speaks on this gateway's ports
-            // (TCP only); the others off.
+            // (TCP, and UDP where asked); the others off.
             for protocol in fleetbus_codec::Protocol::ALL {
                 let name = protocol.name();
                 let port = listen.get(name).copied().unwrap_or(0);
                 toml.push_str(&format!(
-                    "[gateway.protocols.{name}]\nenabled = {}\nport = {port}\nudp = false\n",
-                    port != 0
+                    "[gateway.protocols.{name}]\nenabled = {}\nport = {port}\nudp = {}\n",
+                    port != 0,
+                    opts.udp.contains(&name),
                 ));
             }
             std::fs::write(&conf, toml)?;
