@@ -330,3 +330,58 @@ async fn jt808_terminals_authenticate_with_the_code_the_registry_issued() {
     assert!(back.send(&location(&back, 1)).await.is_some());
     gw.shutdown().await;
 }
+
+/// The gateway's copy of the registry follows a watch; a kill -9 of the
+/// registry stream's leader must not leave it deaf. A device added after
+/// the new leader is elected is admitted, one removed is refused.
+#[tokio::test]
+async fn the_registry_copy_follows_changes_made_after_its_leader_was_killed() {
+    let mut cluster = provisioned_cluster().await;
+    let before = "356307042441101";
+    register(&cluster, before, None, None).await;
+    let gw = gateway(&cluster, config(Policy::Known)).await;
+    loaded(&gw).await;
+    let admitted = |id: &'static str| {
+        let admission = gw.admission();
+        move || {
+            matches!(
+                admission.check(id, "teltonika"),
+                fleetbus_services::gateway::admission::Verdict::Admit { .. }
+            )
+        }
+    };
+    assert!(admitted(before)());
+
+    let leader = cluster.stream_leader("KV_registry").await.unwrap();
+    let i = cluster.node_index(&leader).unwrap();
+    cluster.kill(i);
+    wait_for("a new registry leader", Duration::from_secs(90), || async {
+        let now = cluster.stream_leader("KV_registry").await?;
+        Ok((now != leader).then_some(()))
+    })
+    .await
+    .unwrap();
+    let after = "356307042441102";
+    register(&cluster, after, None, None).await;
+    let kv = common::js(&cluster, Role::Admin)
+        .await
+        .get_key_value(REGISTRY_BUCKET)
+        .await
+        .unwrap();
+    kv.delete(registry_key(before)).await.unwrap();
+    wait_for(
+        "the change reaches the gateway's copy",
+        Duration::from_secs(60),
+        || {
+            let (added, removed) = (admitted(after)(), !admitted(before)());
+            async move { Ok((added && removed).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let (_device, answered) = login(gw.addr(Protocol::Teltonika).unwrap(), after).await;
+    assert!(answered, "the device added after the kill logs in");
+    cluster.start_node(i).unwrap();
+    cluster.wait_ready().await.unwrap();
+    gw.shutdown().await;
+}
