@@ -22,6 +22,7 @@ pub mod h02;
 pub mod identity;
 pub mod jt808;
 pub mod meitrack;
+pub mod pin;
 mod protocol;
 mod record;
 pub mod ruptela;
@@ -33,6 +34,7 @@ pub mod tk103;
 
 pub use error::{FrameError, ParseError, SessionError};
 pub use frame_decoder::FrameDecoder;
+pub use pin::Pinned;
 pub use protocol::{AnyFramer, AnySession, Protocol, UnknownProtocol};
 pub use record::{DeviceMessage, ParseContext, Position, Record};
 pub use session::{FrameKind, Handled};

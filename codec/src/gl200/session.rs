@@ -14,14 +14,14 @@
 //! is only expected when the device's `SACK enable` setting is on (off by
 //! default; Traccar does not send it unless configured to).
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode;
 use super::message::{device_id, fields, header, is_binary, valid_id};
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
 }
 
 impl Session {
@@ -30,23 +30,14 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
         if is_binary(frame) {
             // `+RSP`/`+EVT`/`+INF` carry the IMEI; others (`+ACK`, `+HBD`,
             // `+LGN`, …) are accepted on an identified connection only.
-            match (device_id(frame), &self.device_id) {
-                (Some(id), Some(current)) if id != *current => {
-                    return Err(SessionError::BadIdentity(format!(
-                        "connection already identified as {current}, message from {id}"
-                    )))
-                }
-                (Some(_), Some(_)) | (None, Some(_)) => {}
-                (Some(id), None) => self.device_id = Some(id),
-                (None, None) => return Err(SessionError::NotIdentified),
-            }
+            self.device.pin_or_known(device_id(frame).as_deref())?;
             return Ok(Handled {
                 kind: FrameKind::Data,
                 store: true,
@@ -61,15 +52,7 @@ impl Session {
             .get(2)
             .filter(|id| valid_id(id))
             .ok_or_else(|| SessionError::BadIdentity(format!("unique id {:?}", f.get(2))))?;
-        match &self.device_id {
-            Some(current) if current != id => {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, message from {id}"
-                )))
-            }
-            Some(_) => {}
-            None => self.device_id = Some(id.clone()),
-        }
+        self.device.pin(id)?;
         if kind == "ACK" && ty == "HBD" {
             let count = f.last().map(String::as_str).unwrap_or("");
             return Ok(Handled {

@@ -15,14 +15,14 @@
 
 use bytes::Bytes;
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode;
 use super::message::Message;
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
 }
 
 impl Session {
@@ -31,20 +31,7 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
-    }
-
-    fn identify(&mut self, imei: &str) -> Result<(), SessionError> {
-        match &self.device_id {
-            Some(current) if current != imei => Err(SessionError::BadIdentity(format!(
-                "connection already identified as {current}, message from {imei}"
-            ))),
-            Some(_) => Ok(()),
-            None => {
-                self.device_id = Some(imei.to_owned());
-                Ok(())
-            }
-        }
+        self.device.get()
     }
 
     /// Validates one message (as cut by the framer) and says whether to
@@ -55,7 +42,7 @@ impl Session {
                 let imei = imei.ok_or_else(|| {
                     SessionError::BadIdentity("login without a decimal IMEI".into())
                 })?;
-                self.identify(imei)?;
+                self.device.pin(imei)?;
                 Ok(Handled {
                     kind: FrameKind::Login {
                         device_id: imei.to_owned(),
@@ -65,7 +52,7 @@ impl Session {
                 })
             }
             Message::Heartbeat { imei } => {
-                self.identify(imei)?;
+                self.device.pin(imei)?;
                 Ok(Handled {
                     kind: FrameKind::Heartbeat,
                     store: false,
@@ -73,7 +60,7 @@ impl Session {
                 })
             }
             Message::Data(d) => {
-                self.identify(d.imei)?;
+                self.device.pin(d.imei)?;
                 let mut reply = Vec::new();
                 if d.after_heartbeat {
                     reply.extend_from_slice(&encode::heartbeat_ack());

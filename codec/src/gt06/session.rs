@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode;
 use super::frame::Frame;
@@ -28,7 +28,7 @@ use super::reply::{answer, Answer};
 
 #[derive(Debug)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
     clock: fn() -> DateTime<Utc>,
 }
 
@@ -46,7 +46,7 @@ impl Session {
     /// A session reading the time it answers time requests with from `clock`.
     pub fn with_clock(clock: fn() -> DateTime<Utc>) -> Self {
         Session {
-            device_id: None,
+            device: Pinned::default(),
             clock,
         }
     }
@@ -58,7 +58,7 @@ impl Session {
         if f.protocol == msg::LOGIN {
             return self.login(&f);
         }
-        if self.device_id.is_none() {
+        if self.device.is_none() {
             return Err(SessionError::NotIdentified);
         }
         let kind = match f.protocol {
@@ -73,7 +73,7 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     fn login(&mut self, f: &Frame) -> Result<Handled, SessionError> {
@@ -81,14 +81,7 @@ impl Session {
             let shown = f.content().get(..8).unwrap_or(f.content());
             SessionError::BadIdentity(format!("login without a BCD IMEI: {}", hex::encode(shown)))
         })?;
-        if let Some(current) = &self.device_id {
-            if *current != imei {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, login as {imei}"
-                )));
-            }
-        }
-        self.device_id = Some(imei.clone());
+        self.device.pin(&imei)?;
         Ok(Handled {
             kind: FrameKind::Login { device_id: imei },
             store: false,

@@ -19,14 +19,14 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode;
 use super::message::Message;
 
 #[derive(Debug)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
     clock: fn() -> DateTime<Utc>,
 }
 
@@ -44,13 +44,13 @@ impl Session {
     /// A session reading the time of its answers from `clock`.
     pub fn with_clock(clock: fn() -> DateTime<Utc>) -> Self {
         Session {
-            device_id: None,
+            device: Pinned::default(),
             clock,
         }
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     /// Validates one message (as cut by the framer) and says whether to
@@ -67,15 +67,7 @@ impl Session {
         let id = message.device_id().ok_or_else(|| {
             SessionError::BadIdentity("H02 message without a decimal device id".into())
         })?;
-        match &self.device_id {
-            Some(current) if *current != id => {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, message from {id}"
-                )))
-            }
-            Some(_) => {}
-            None => self.device_id = Some(id.clone()),
-        }
+        self.device.pin(&id)?;
         let Message::Text(text) = message else {
             return Ok(Handled {
                 kind: FrameKind::Data,

@@ -37,7 +37,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode::{self, Terminal};
 use super::frame::Frame;
@@ -45,7 +45,7 @@ use super::msg;
 
 #[derive(Debug)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
     serial: u16,
     clock: fn() -> DateTime<Utc>,
     credential: Credential,
@@ -92,7 +92,7 @@ impl Session {
     /// A session reading the time of its time answers from `clock`.
     pub fn with_clock(clock: fn() -> DateTime<Utc>) -> Self {
         Session {
-            device_id: None,
+            device: Pinned::default(),
             serial: 0,
             clock,
             credential: Credential::Unknown,
@@ -156,20 +156,7 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
-    }
-
-    fn identify(&mut self, id: String) -> Result<String, SessionError> {
-        match &self.device_id {
-            Some(current) if *current != id => Err(SessionError::BadIdentity(format!(
-                "connection already identified as {current}, message from {id}"
-            ))),
-            Some(_) => Ok(id),
-            None => {
-                self.device_id = Some(id.clone());
-                Ok(id)
-            }
-        }
+        self.device.get()
     }
 
     fn next_serial(&mut self) -> u16 {
@@ -195,7 +182,7 @@ impl Session {
         let id = f
             .device_id()
             .ok_or_else(|| SessionError::BadIdentity("terminal id".into()))?;
-        let id = self.identify(id)?;
+        self.device.pin(&id)?;
         let terminal = Terminal {
             id: f.terminal.to_vec(),
             version: f.version,
@@ -269,13 +256,7 @@ impl Session {
             .split([',', ')'])
             .next()
             .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
-        match (id, &self.device_id) {
-            (Some(id), _) => {
-                self.identify(id.to_owned())?;
-            }
-            (None, Some(_)) => {}
-            (None, None) => return Err(SessionError::NotIdentified),
-        }
+        self.device.pin_or_known(id)?;
         if sentence.contains("BASE,2") {
             let now = (self.clock)().format("%Y%m%d%H%M%S").to_string();
             return Ok(Handled {

@@ -14,7 +14,7 @@
 //!   batches and photo parts (`D00`) are stored without an answer: fleetbus
 //!   does not request further photo parts.
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::binary;
 use super::encode;
@@ -22,7 +22,7 @@ use super::message::Message;
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
 }
 
 impl Session {
@@ -31,7 +31,7 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
@@ -41,15 +41,7 @@ impl Session {
         let id = m
             .device_id()
             .ok_or_else(|| SessionError::BadIdentity(format!("IMEI {:?}", m.imei)))?;
-        match &self.device_id {
-            Some(current) if *current != id => {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, message from {id}"
-                )))
-            }
-            Some(_) => {}
-            None => self.device_id = Some(id.clone()),
-        }
+        self.device.pin(&id)?;
         let handled = match m.command {
             "CCC" => {
                 let count = binary::ccc_count(m.data)

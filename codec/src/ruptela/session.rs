@@ -17,14 +17,14 @@
 //!   transfer continues only when the server asks for the next part, which
 //!   fleetbus does not do).
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode;
 use super::frame::{self, Packet};
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
 }
 
 impl Session {
@@ -33,7 +33,7 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
@@ -47,15 +47,7 @@ impl Session {
         let id = p
             .device_id()
             .ok_or_else(|| SessionError::BadIdentity(format!("IMEI {}", p.imei)))?;
-        match &self.device_id {
-            Some(current) if *current != id => {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, packet from {id}"
-                )))
-            }
-            Some(_) => {}
-            None => self.device_id = Some(id.clone()),
-        }
+        self.device.pin(&id)?;
         let (kind, store, reply) = match p.command {
             frame::RECORDS | frame::EXTENDED_RECORDS | frame::DTCS => {
                 (FrameKind::Data, true, Some(encode::ack(p.command)))

@@ -7,13 +7,13 @@
 //! Suntech devices wait for no answer (Traccar sends none either), so the
 //! session never replies. Keep-alives (`ALV`) are not stored.
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::message::{device_id, fields, is_binary};
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
 }
 
 impl Session {
@@ -22,24 +22,14 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
         if frame.is_empty() {
             return Err(SessionError::Malformed("empty message".into()));
         }
-        match (device_id(frame), &self.device_id) {
-            (Some(id), Some(current)) if id != *current => {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, message from {id}"
-                )))
-            }
-            (Some(_), Some(_)) => {}
-            (Some(id), None) => self.device_id = Some(id),
-            (None, Some(_)) => {}
-            (None, None) => return Err(SessionError::NotIdentified),
-        }
+        self.device.pin_or_known(device_id(frame).as_deref())?;
         let keep_alive =
             !is_binary(frame) && fields(frame).first().is_some_and(|h| h.ends_with("ALV"));
         Ok(if keep_alive {

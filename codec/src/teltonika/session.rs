@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::{FrameKind, Handled, ParseError, SessionError};
+use crate::{FrameKind, Handled, ParseError, Pinned, SessionError};
 
 use super::codec;
 use super::encode;
@@ -14,7 +14,7 @@ const LOGIN_ACCEPTED: u8 = 0x01;
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
     /// Judging UDP packets (one per datagram) rather than a TCP stream.
     datagrams: bool,
 }
@@ -30,14 +30,14 @@ impl Session {
     /// AVL packet id, records accepted).
     pub fn datagrams() -> Self {
         Session {
-            device_id: None,
+            device: Pinned::default(),
             datagrams: true,
         }
     }
 
     /// The IMEI the device logged in with.
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
@@ -85,16 +85,9 @@ impl Session {
     }
 
     fn login(&mut self, imei: &str) -> Result<Handled, SessionError> {
-        match &self.device_id {
-            // A device that reconnects logically on the same socket is fine;
-            // one connection speaking for two devices is not.
-            Some(known) if known != imei => {
-                return Err(SessionError::BadIdentity(format!(
-                    "device {known} logged in again as {imei} on the same connection"
-                )));
-            }
-            _ => self.device_id = Some(imei.to_owned()),
-        }
+        // A device that reconnects logically on the same socket is fine;
+        // one connection speaking for two devices is not.
+        self.device.pin(imei)?;
         Ok(Handled {
             kind: FrameKind::Login {
                 device_id: imei.to_owned(),
@@ -105,7 +98,7 @@ impl Session {
     }
 
     fn avl(&mut self, data: &[u8], crc: u32) -> Result<Handled, SessionError> {
-        if self.device_id.is_none() {
+        if self.device.is_none() {
             return Err(SessionError::NotIdentified);
         }
         envelope::check_crc(data, crc).map_err(|e| match e {
@@ -126,14 +119,7 @@ impl Session {
         imei: &str,
         data: &[u8],
     ) -> Result<Handled, SessionError> {
-        match &self.device_id {
-            Some(known) if known != imei => {
-                return Err(SessionError::BadIdentity(format!(
-                    "one datagram speaks for {known} and {imei}"
-                )));
-            }
-            _ => self.device_id = Some(imei.to_owned()),
-        }
+        self.device.pin(imei)?;
         Self::data(data, |count| {
             Bytes::copy_from_slice(&encode::udp_ack(packet_id, avl_packet_id, count))
         })

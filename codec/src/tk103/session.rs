@@ -15,14 +15,14 @@
 
 use bytes::Bytes;
 
-use crate::{FrameKind, Handled, SessionError};
+use crate::{FrameKind, Handled, Pinned, SessionError};
 
 use super::encode;
 use super::message::Message;
 
 #[derive(Debug, Default)]
 pub struct Session {
-    device_id: Option<String>,
+    device: Pinned,
 }
 
 impl Session {
@@ -31,7 +31,7 @@ impl Session {
     }
 
     pub fn device_id(&self) -> Option<&str> {
-        self.device_id.as_deref()
+        self.device.get()
     }
 
     /// Validates one message (as cut by the framer) and says whether to
@@ -41,15 +41,7 @@ impl Session {
         let id = m
             .device_id()
             .ok_or_else(|| SessionError::BadIdentity(format!("device id {:?}", m.id)))?;
-        match &self.device_id {
-            Some(current) if *current != id => {
-                return Err(SessionError::BadIdentity(format!(
-                    "connection already identified as {current}, message from {id}"
-                )))
-            }
-            Some(_) => {}
-            None => self.device_id = Some(id.clone()),
-        }
+        self.device.pin(&id)?;
         let (kind, store, reply): (FrameKind, bool, Option<Bytes>) = match m.command {
             "BP00" => (
                 FrameKind::Login {
