@@ -14,7 +14,7 @@
 //! is only expected when the device's `SACK enable` setting is on (off by
 //! default; Traccar does not send it unless configured to).
 
-use crate::{FrameKind, Handled, Pinned, SessionError};
+use crate::{Handled, Pinned, SessionError};
 
 use super::encode;
 use super::message::{device_id, fields, header, is_binary, valid_id};
@@ -38,11 +38,7 @@ impl Session {
             // `+RSP`/`+EVT`/`+INF` carry the IMEI; others (`+ACK`, `+HBD`,
             // `+LGN`, …) are accepted on an identified connection only.
             self.device.pin_or_known(device_id(frame).as_deref())?;
-            return Ok(Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: None,
-            });
+            return Ok(Handled::data(None));
         }
         let f =
             fields(frame).ok_or_else(|| SessionError::Malformed("message is not text".into()))?;
@@ -55,23 +51,18 @@ impl Session {
         self.device.pin(id)?;
         if kind == "ACK" && ty == "HBD" {
             let count = f.last().map(String::as_str).unwrap_or("");
-            return Ok(Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: Some(encode::heartbeat_ack(&f[1], count)),
-            });
+            return Ok(Handled::heartbeat(Some(encode::heartbeat_ack(
+                &f[1], count,
+            ))));
         }
-        Ok(Handled {
-            kind: FrameKind::Data,
-            store: true,
-            reply: None,
-        })
+        Ok(Handled::data(None))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameKind;
 
     #[test]
     fn heartbeat_and_reports() {

@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 
-use crate::{FrameKind, Handled, Pinned, SessionError};
+use crate::{Handled, Pinned, SessionError};
 
 use super::encode;
 use super::message::Message;
@@ -43,21 +43,11 @@ impl Session {
                     SessionError::BadIdentity("login without a decimal IMEI".into())
                 })?;
                 self.device.pin(imei)?;
-                Ok(Handled {
-                    kind: FrameKind::Login {
-                        device_id: imei.to_owned(),
-                    },
-                    store: false,
-                    reply: Some(encode::login_ack()),
-                })
+                Ok(Handled::login(imei, Some(encode::login_ack())))
             }
             Message::Heartbeat { imei } => {
                 self.device.pin(imei)?;
-                Ok(Handled {
-                    kind: FrameKind::Heartbeat,
-                    store: false,
-                    reply: Some(encode::heartbeat_ack()),
-                })
+                Ok(Handled::heartbeat(Some(encode::heartbeat_ack())))
             }
             Message::Data(d) => {
                 self.device.pin(d.imei)?;
@@ -68,11 +58,9 @@ impl Session {
                 if d.fields.first() == Some(&"help me") {
                     reply.extend_from_slice(&encode::sos_ack(d.imei));
                 }
-                Ok(Handled {
-                    kind: FrameKind::Data,
-                    store: true,
-                    reply: (!reply.is_empty()).then(|| Bytes::from(reply)),
-                })
+                Ok(Handled::data(
+                    (!reply.is_empty()).then(|| Bytes::from(reply)),
+                ))
             }
         }
     }
@@ -81,6 +69,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameKind;
 
     #[test]
     fn login_heartbeat_data() {

@@ -82,11 +82,7 @@ impl Session {
             SessionError::BadIdentity(format!("login without a BCD IMEI: {}", hex::encode(shown)))
         })?;
         self.device.pin(&imei)?;
-        Ok(Handled {
-            kind: FrameKind::Login { device_id: imei },
-            store: false,
-            reply: Some(encode::login_ack(f.serial())),
-        })
+        Ok(Handled::login(imei, Some(encode::login_ack(f.serial()))))
     }
 
     fn reply(&self, f: &Frame) -> Option<Bytes> {

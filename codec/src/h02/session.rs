@@ -58,22 +58,14 @@ impl Session {
     pub fn on_frame(&mut self, frame: &[u8]) -> Result<Handled, SessionError> {
         let message = Message::parse(frame).map_err(SessionError::Malformed)?;
         if let Message::Other = message {
-            return Ok(Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: None,
-            });
+            return Ok(Handled::heartbeat(None));
         }
         let id = message.device_id().ok_or_else(|| {
             SessionError::BadIdentity("H02 message without a decimal device id".into())
         })?;
         self.device.pin(&id)?;
         let Message::Text(text) = message else {
-            return Ok(Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: None,
-            });
+            return Ok(Handled::data(None));
         };
         let (kind, reply) = match text.kind {
             "V0" | "HTBT" => (

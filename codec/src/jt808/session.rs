@@ -259,18 +259,12 @@ impl Session {
         self.device.pin_or_known(id)?;
         if sentence.contains("BASE,2") {
             let now = (self.clock)().format("%Y%m%d%H%M%S").to_string();
-            return Ok(Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: Some(Bytes::from(sentence.replace("TIME", &now))),
-            });
+            return Ok(Handled::heartbeat(Some(Bytes::from(
+                sentence.replace("TIME", &now),
+            ))));
         }
         self.may_store()?;
-        Ok(Handled {
-            kind: FrameKind::Data,
-            store: true,
-            reply: None,
-        })
+        Ok(Handled::data(None))
     }
 }
 

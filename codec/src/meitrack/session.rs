@@ -14,7 +14,7 @@
 //!   batches and photo parts (`D00`) are stored without an answer: fleetbus
 //!   does not request further photo parts.
 
-use crate::{FrameKind, Handled, Pinned, SessionError};
+use crate::{Handled, Pinned, SessionError};
 
 use super::binary;
 use super::encode;
@@ -46,22 +46,10 @@ impl Session {
             "CCC" => {
                 let count = binary::ccc_count(m.data)
                     .map_err(|e| SessionError::Malformed(e.to_string()))?;
-                Handled {
-                    kind: FrameKind::Data,
-                    store: true,
-                    reply: Some(encode::ccc_ack(m.flag, &id, count)),
-                }
+                Handled::data(Some(encode::ccc_ack(m.flag, &id, count)))
             }
-            "AAC" => Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: Some(encode::aac_ack(m.flag, &id)),
-            },
-            _ => Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: None,
-            },
+            "AAC" => Handled::heartbeat(Some(encode::aac_ack(m.flag, &id))),
+            _ => Handled::data(None),
         };
         Ok(handled)
     }
@@ -70,6 +58,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameKind;
 
     #[test]
     fn answers() {

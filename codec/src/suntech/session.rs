@@ -7,7 +7,7 @@
 //! Suntech devices wait for no answer (Traccar sends none either), so the
 //! session never replies. Keep-alives (`ALV`) are not stored.
 
-use crate::{FrameKind, Handled, Pinned, SessionError};
+use crate::{Handled, Pinned, SessionError};
 
 use super::message::{device_id, fields, is_binary};
 
@@ -33,17 +33,9 @@ impl Session {
         let keep_alive =
             !is_binary(frame) && fields(frame).first().is_some_and(|h| h.ends_with("ALV"));
         Ok(if keep_alive {
-            Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: None,
-            }
+            Handled::heartbeat(None)
         } else {
-            Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: None,
-            }
+            Handled::data(None)
         })
     }
 }
@@ -51,6 +43,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameKind;
 
     #[test]
     fn identity_and_kinds() {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::{FrameKind, Handled, ParseError, Pinned, SessionError};
+use crate::{Handled, ParseError, Pinned, SessionError};
 
 use super::codec;
 use super::encode;
@@ -59,11 +59,7 @@ impl Session {
         }
         match envelope {
             // The framer swallows pings; one that arrives here is still harmless.
-            Envelope::Ping => Ok(Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: None,
-            }),
+            Envelope::Ping => Ok(Handled::heartbeat(None)),
             Envelope::Login { imei } => self.login(imei),
             Envelope::Tcp {
                 data,
@@ -88,13 +84,10 @@ impl Session {
         // A device that reconnects logically on the same socket is fine;
         // one connection speaking for two devices is not.
         self.device.pin(imei)?;
-        Ok(Handled {
-            kind: FrameKind::Login {
-                device_id: imei.to_owned(),
-            },
-            store: false,
-            reply: Some(Bytes::from_static(&[LOGIN_ACCEPTED])),
-        })
+        Ok(Handled::login(
+            imei,
+            Some(Bytes::from_static(&[LOGIN_ACCEPTED])),
+        ))
     }
 
     fn avl(&mut self, data: &[u8], crc: u32) -> Result<Handled, SessionError> {
@@ -150,17 +143,14 @@ impl Session {
             // device drop data. The connection stays open.
             None
         };
-        Ok(Handled {
-            kind: FrameKind::Data,
-            store: true,
-            reply,
-        })
+        Ok(Handled::data(reply))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FrameKind;
 
     fn bytes(h: &str) -> Vec<u8> {
         hex::decode(h).unwrap()
@@ -210,41 +200,20 @@ mod tests {
     #[test]
     fn avl_data_is_stored_and_acked_with_the_record_count() {
         let h = logged_in().on_frame(&bytes(WIKI_CODEC8)).unwrap();
-        assert_eq!(
-            h,
-            Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: Some(Bytes::from_static(&[0, 0, 0, 1]))
-            }
-        );
+        assert_eq!(h, Handled::data(Some(Bytes::from_static(&[0, 0, 0, 1]))));
     }
 
     #[test]
     fn codec12_response_is_stored_without_reply() {
         let h = logged_in().on_frame(&bytes(CODEC12)).unwrap();
-        assert_eq!(
-            h,
-            Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: None
-            }
-        );
+        assert_eq!(h, Handled::data(None));
     }
 
     #[test]
     fn unknown_codec_is_stored_without_reply() {
         let frame = encode::raw_frame(&[0x42, 0x00, 0x00]);
         let h = logged_in().on_frame(&frame).unwrap();
-        assert_eq!(
-            h,
-            Handled {
-                kind: FrameKind::Data,
-                store: true,
-                reply: None
-            }
-        );
+        assert_eq!(h, Handled::data(None));
     }
 
     #[test]
@@ -273,14 +242,7 @@ mod tests {
             Err(SessionError::Malformed(_))
         ));
         let h = logged_in().on_frame(&[0xff]).unwrap();
-        assert_eq!(
-            h,
-            Handled {
-                kind: FrameKind::Heartbeat,
-                store: false,
-                reply: None
-            }
-        );
+        assert_eq!(h, Handled::heartbeat(None));
     }
 
     #[test]
