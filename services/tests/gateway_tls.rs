@@ -80,6 +80,15 @@ async fn a_tracker_over_tls_is_acked_once_raw_stored_its_frame_and_plain_tcp_is_
     let cluster = provisioned_cluster().await;
     let gw = gateway(&cluster, tls_only(&files)).await;
     assert_eq!(gw.addr(Protocol::Teltonika), None, "plain = false");
+    // When the certificate expires, for an alert well before it does.
+    let not_after = metric(
+        &gw,
+        "fleetbus_gateway_tls_certificate_not_after_seconds{protocol=\"teltonika\"}",
+    );
+    assert!(
+        not_after > chrono::Utc::now().timestamp() as u64,
+        "{not_after}"
+    );
 
     let imei = "356307042441013";
     let mut device = tls_connect(tls_addr(&gw), ca.client_config().unwrap())

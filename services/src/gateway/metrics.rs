@@ -63,6 +63,8 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Certificate reloads of the TLS listeners.
     pub tls_reloads: Family<ReloadLabels, Counter>,
+    /// When each TLS listener's certificate in use expires, Unix seconds.
+    pub tls_not_after: Family<ProtocolLabel, Gauge>,
     /// Consumers of RAW at the last check (0: nothing is acknowledged).
     pub raw_consumers: Gauge,
     /// Devices in the gateway's copy of the registry (-1 until it is
@@ -137,6 +139,11 @@ impl Metrics {
                 &mut r,
                 "tls_reloads",
                 "Certificate changes of the TLS listeners, loaded or failed (the old pair kept)",
+            ),
+            tls_not_after: registered(
+                &mut r,
+                "tls_certificate_not_after_seconds",
+                "When the TLS listener's certificate in use expires (notAfter, Unix time): alert well before",
             ),
             raw_consumers: registered(
                 &mut r,

@@ -248,6 +248,9 @@ impl Gateway {
             ));
         }
         let udp_limit = Arc::new(Semaphore::new(config.udp_inflight));
+        for (protocol, t) in &device_tls {
+            note_expiry(&metrics, *protocol, t);
+        }
         let tls_watch = (!device_tls.is_empty()).then(|| {
             tokio::spawn(watch_certificates(
                 device_tls,
@@ -533,6 +536,35 @@ async fn handshake(
     None
 }
 
+/// Sets `tls_certificate_not_after_seconds` of `protocol`'s listener, and
+/// says in the log when its certificate expires (a warning within 30 days:
+/// a lapsed certificate takes every TLS device of the listener offline).
+fn note_expiry(metrics: &Metrics, protocol: Protocol, device_tls: &tls::DeviceTls) {
+    let protocol = protocol.name();
+    let Some(at) = device_tls.expires_at() else {
+        tracing::warn!(protocol, "Cannot read when the TLS certificate expires.");
+        return;
+    };
+    metrics
+        .tls_not_after
+        .get_or_create(&ProtocolLabel { protocol })
+        .set(at);
+    let days = (at - chrono::Utc::now().timestamp()) / 86_400;
+    if days < 30 {
+        tracing::warn!(
+            protocol,
+            days,
+            "The TLS certificate expires within 30 days; renew it."
+        );
+    } else {
+        tracing::info!(
+            protocol,
+            days,
+            "The TLS certificate is valid for {days} more days."
+        );
+    }
+}
+
 /// Checks every TLS listener's files each `every` and loads a changed
 /// pair; a failure is logged and counted, and the previous pair stays.
 async fn watch_certificates(
@@ -545,8 +577,8 @@ async fn watch_certificates(
     tick.tick().await;
     loop {
         tick.tick().await;
-        for (protocol, device_tls) in &listeners {
-            let protocol = protocol.name();
+        for (listener, device_tls) in &listeners {
+            let protocol = listener.name();
             let cert = device_tls.cert_path().display().to_string();
             let result = match device_tls.reload_if_changed() {
                 Ok(false) => continue,
@@ -556,6 +588,7 @@ async fn watch_certificates(
                         cert,
                         "Loaded a changed TLS certificate; new connections use it."
                     );
+                    note_expiry(&metrics, *listener, device_tls);
                     "loaded"
                 }
                 Err(e) => {

@@ -67,6 +67,12 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// A certificate's `notAfter`, Unix seconds.
+fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// A certificate chain and its key from PEM bytes, checked to belong
 /// together.
 fn certified(
@@ -123,6 +129,17 @@ impl DeviceTls {
                 acceptor: TlsAcceptor::from(Arc::new(config)),
             }
         }))
+    }
+
+    /// When the certificate in use expires (its `notAfter`, Unix seconds),
+    /// if it can be read.
+    pub fn expires_at(&self) -> Option<i64> {
+        let pair = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        not_after(pair.cert.first()?)
     }
 
     /// What accepts a device's TLS connection, with the current pair.
@@ -192,6 +209,9 @@ mod tests {
             .write(dir.path(), "gw")
             .unwrap();
         let tls = DeviceTls::load(&first.cert, &first.key).unwrap();
+        // rcgen's default validity ends in 4096.
+        let expiry = tls.expires_at().unwrap();
+        assert_eq!(expiry, 67_090_118_400, "4096-01-01T00:00:00Z");
         let serial = |t: &DeviceTls| t.current.read().unwrap().cert[0].to_vec();
         let before = serial(&tls);
         assert!(!tls.reload_if_changed().unwrap(), "nothing changed");
