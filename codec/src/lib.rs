@@ -24,6 +24,7 @@ pub mod jt808;
 pub mod meitrack;
 pub mod pin;
 mod protocol;
+pub(crate) mod read;
 mod record;
 pub mod ruptela;
 mod session;

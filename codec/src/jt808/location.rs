@@ -8,10 +8,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::read::Reader;
 use crate::text;
 use crate::{ParseContext, ParseError, Position};
 
-use super::reader::Reader;
 use super::NAME;
 
 /// Hours east of UTC of the times JT/T 808 devices send (China Standard

@@ -14,9 +14,10 @@
 //! * [`parse`] — one frame to records, with Traccar's attribute names;
 //! * [`encode`] — server answers and device messages.
 //!
-//! Files: `frame` (header), `msg` (message ids), `reader` (bounds-checked
-//! cursor), `location` (the location block and its extensions),
-//! `transparent` (0x0900 vendor data), `parser`, `session`, `encode`.
+//! Files: `frame` (header), `msg` (message ids), `location` (the location
+//! block and its extensions), `transparent` (0x0900 vendor data), `parser`,
+//! `session`, `encode`; bytes are read with the crate's bounds-checked
+//! cursor (`crate::read`).
 
 pub mod encode;
 mod frame;
@@ -24,7 +25,6 @@ mod framer;
 mod location;
 mod msg;
 mod parser;
-mod reader;
 mod session;
 mod transparent;
 

@@ -3,13 +3,13 @@
 
 use chrono::Duration;
 
+use crate::read::Reader;
 use crate::text;
 use crate::{DeviceMessage, ParseContext, ParseError, Position, Record};
 
 use super::frame::Frame;
 use super::location::{location, read_date, TIME_ZONE_HOURS};
 use super::msg;
-use super::reader::Reader;
 use super::transparent::transparent;
 use super::NAME;
 

@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
+use crate::read::Reader;
 use crate::{DeviceMessage, ParseContext, ParseError, Position, Record};
 
 use super::location::{add_alarm, coordinates, obd_rt, read_date, TIME_ZONE_HOURS};
-use super::reader::Reader;
 use super::NAME;
 
 /// A status record with the position's attributes (no fix of its own).

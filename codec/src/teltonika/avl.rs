@@ -73,9 +73,9 @@ mod tests {
     /// The record reader as it was before it was built on the view, kept
     /// verbatim as the oracle the view-based one must match exactly.
     mod legacy {
+        use crate::read::Reader;
         use crate::teltonika::avl::time_from_millis;
         use crate::teltonika::codec::{CODEC_16, CODEC_8E};
-        use crate::teltonika::reader::Reader;
         use crate::teltonika::{io, nx, NAME};
         use crate::{ParseError, Position, Record};
 
@@ -179,14 +179,14 @@ mod tests {
             if layout.sixteen_byte_group {
                 for _ in 0..layout.count(r, "16-byte IO count")? {
                     let id = layout.id(r)?;
-                    nx::raw(&mut p, id, r.take(16, "16-byte IO value")?);
+                    nx::raw(&mut p, id, r.bytes(16, "16-byte IO value")?);
                 }
             }
             if layout.variable_group {
                 for _ in 0..r.u16("variable IO count")? {
                     let id = r.u16("IO id")?;
                     let len = r.u16("variable IO length")?;
-                    let value = r.take(usize::from(len), "variable IO value")?;
+                    let value = r.bytes(usize::from(len), "variable IO value")?;
                     nx::apply(&mut p, id, value);
                 }
             }

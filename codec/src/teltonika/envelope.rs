@@ -14,9 +14,8 @@
 //! (`01`), never a digit.
 
 use crate::checksum::crc16_ibm;
+use crate::read::Reader;
 use crate::ParseError;
-
-use super::reader::Reader;
 
 /// The single byte a device sends to keep an idle connection open.
 pub const PING: u8 = 0xFF;
@@ -134,14 +133,14 @@ fn udp(frame: &[u8]) -> Result<Envelope<'_>, ParseError> {
     r.u8("UDP packet type")?;
     let avl_packet_id = r.u8("AVL packet id")?;
     let imei_len = r.u16("IMEI length")?;
-    let raw = r.take(usize::from(imei_len), "IMEI")?;
+    let raw = r.bytes(usize::from(imei_len), "IMEI")?;
     let imei = imei(raw).ok_or_else(|| {
         ParseError::Invalid(format!(
             "IMEI {:?} is not 1 to {MAX_IMEI_LEN} digits",
             String::from_utf8_lossy(raw)
         ))
     })?;
-    let data = r.take(r.remaining(), "AVL data")?;
+    let data = r.bytes(r.remaining(), "AVL data")?;
     if data.len() < MIN_DATA_LEN {
         return Err(ParseError::Truncated(format!(
             "UDP packet carries {} byte(s) of AVL data",

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::read::Reader;
 use crate::{DeviceMessage, ParseError, Position, Record};
 
 use super::io::{add_alarm, unknown};
-use super::reader::Reader;
 use super::NAME;
 
 /// GH3000 timestamps count seconds from 2007-01-01T00:00:00Z.

@@ -28,7 +28,6 @@ mod gh3000;
 mod io;
 mod nx;
 mod parser;
-mod reader;
 mod serial;
 mod session;
 pub mod view;

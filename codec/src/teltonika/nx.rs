@@ -6,9 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::read::Reader;
 use crate::{ParseError, Position};
-
-use super::reader::Reader;
 
 /// Sets the attribute(s) of one variable-length IO element.
 pub(crate) fn apply(p: &mut Position, id: u16, value: &[u8]) {
@@ -65,17 +64,17 @@ fn beacons(value: &[u8]) -> Result<Map<String, Value>, ParseError> {
         let flags = r.u8("beacon flags")?;
         let key = |name: &str| format!("beacon{index}{name}");
         if flags >> 4 > 0 {
-            out.insert(key("Uuid"), hex::encode(r.take(16, "beacon UUID")?).into());
+            out.insert(key("Uuid"), hex::encode(r.bytes(16, "beacon UUID")?).into());
             out.insert(key("Major"), r.u16("beacon major")?.into());
             out.insert(key("Minor"), r.u16("beacon minor")?.into());
         } else {
             out.insert(
                 key("Namespace"),
-                hex::encode(r.take(10, "beacon namespace")?).into(),
+                hex::encode(r.bytes(10, "beacon namespace")?).into(),
             );
             out.insert(
                 key("Instance"),
-                hex::encode(r.take(6, "beacon instance")?).into(),
+                hex::encode(r.bytes(6, "beacon instance")?).into(),
             );
         }
         out.insert(key("Rssi"), r.i8("beacon RSSI")?.into());
@@ -104,18 +103,18 @@ fn tags(value: &[u8]) -> Result<Map<String, Value>, ParseError> {
     let mut index = 1;
     while !r.is_empty() {
         let len = usize::from(r.u8("tag length")?);
-        let mut tag = Reader::new(r.take(len, "tag")?);
+        let mut tag = Reader::new(r.bytes(len, "tag")?);
         let key = |name: &str| format!("tag{index}{name}");
         while !tag.is_empty() {
             let param = tag.u8("tag parameter id")?;
             let len = usize::from(tag.u8("tag parameter length")?);
-            let mut v = Reader::new(tag.take(len, "tag parameter")?);
+            let mut v = Reader::new(tag.bytes(len, "tag parameter")?);
             match param {
                 0 => {
                     out.insert(key("Rssi"), v.i8("tag RSSI")?.into());
                 }
                 1 => {
-                    out.insert(key("Id"), hex::encode(v.take(len, "tag id")?).into());
+                    out.insert(key("Id"), hex::encode(v.bytes(len, "tag id")?).into());
                 }
                 2 => {
                     let flags = v.u8("tag flags")?;
@@ -129,7 +128,7 @@ fn tags(value: &[u8]) -> Result<Map<String, Value>, ParseError> {
                 }
                 // Names are padded with NULs to a fixed width.
                 5 => {
-                    let name = String::from_utf8_lossy(v.take(len, "tag name")?);
+                    let name = String::from_utf8_lossy(v.bytes(len, "tag name")?);
                     out.insert(key("Name"), name.trim_end_matches('\0').into());
                 }
                 6 => {
@@ -160,7 +159,7 @@ fn tags(value: &[u8]) -> Result<Map<String, Value>, ParseError> {
                     out.insert(key("Battery"), v.u16("tag battery")?.into());
                 }
                 15 => {
-                    out.insert(key("Mac"), hex::encode(v.take(6, "tag MAC")?).into());
+                    out.insert(key("Mac"), hex::encode(v.bytes(6, "tag MAC")?).into());
                 }
                 _ => {}
             }

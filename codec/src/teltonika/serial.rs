@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::read::Reader;
 use crate::{DeviceMessage, ParseContext, ParseError, Record};
 
-use super::reader::Reader;
 use super::NAME;
 
 /// Codec 12 message type of a command, sent by the server.
@@ -27,7 +27,7 @@ pub(crate) fn codec12(
     for _ in 0..count {
         let kind = r.u8("message type")?;
         let size = r.u32("message size")?;
-        let payload = r.take(usize::try_from(size).unwrap_or(usize::MAX), "message")?;
+        let payload = r.bytes(usize::try_from(size).unwrap_or(usize::MAX), "message")?;
         if kind == TYPE_CAMERA {
             // Images arrive in chunks the server must request one by one;
             // reassembling them needs state across frames, which a parser of
@@ -71,7 +71,7 @@ pub(crate) fn codec13(
         if count == 1 && r.remaining() == payload_len + 4 {
             payload_len += 4;
         }
-        let payload = r.take(payload_len, "message")?;
+        let payload = r.bytes(payload_len, "message")?;
         let mut m = DeviceMessage::new(ctx, NAME);
         if let Some(time) = DateTime::<Utc>::from_timestamp(i64::from(seconds), 0) {
             m.time = time;

@@ -25,12 +25,12 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::read::Reader;
 use crate::ParseError;
 
 use super::avl::time_from_millis;
 use super::codec::{CODEC_12, CODEC_13, CODEC_16, CODEC_8, CODEC_8E, GH3000};
 use super::envelope::{check_crc, MIN_DATA_LEN, TCP_OVERHEAD};
-use super::reader::Reader;
 
 /// The latest timestamp, in ms since the epoch, a record may carry (the
 /// latest instant `chrono` represents). Every timestamp from 0 to this one
@@ -197,14 +197,14 @@ fn check_record(r: &mut Reader, layout: Layout) -> Result<(), ParseError> {
     if layout.sixteen_byte_group {
         for _ in 0..layout.count(r, "16-byte IO count")? {
             layout.id(r)?;
-            r.take(16, "16-byte IO value")?;
+            r.bytes(16, "16-byte IO value")?;
         }
     }
     if layout.variable_group {
         for _ in 0..r.u16("variable IO count")? {
             r.u16("IO id")?;
             let len = r.u16("variable IO length")?;
-            r.take(usize::from(len), "variable IO value")?;
+            r.bytes(usize::from(len), "variable IO value")?;
         }
     }
     Ok(())
