@@ -4,7 +4,8 @@
 //! (it keeps its data) and a flood of made-up ids writes nothing; under
 //! `register` the unknown device waits in `pending` until an operator
 //! accepts it, and then its resend is taken; a removal reaches the gateway
-//! through its watch; the registry's model goes into RAW.
+//! through its watch, also after a kill -9 of the node the gateway is
+//! connected to; the registry's model goes into RAW.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -328,5 +329,72 @@ async fn jt808_terminals_authenticate_with_the_code_the_registry_issued() {
         .await
         .unwrap();
     assert!(back.send(&location(&back, 1)).await.is_some());
+    gw.shutdown().await;
+}
+
+/// The gateway's copy of the registry follows a watch. A kill -9 of the
+/// node the gateway is connected to must not leave that copy deaf: on
+/// reconnecting, the client recreates the watch's consumer (R1) under a
+/// fixed name, and the cluster, not yet knowing the node is gone, may place
+/// it on that node again, where it never delivers. A device added after
+/// the kill is admitted and one removed is refused.
+#[tokio::test]
+async fn the_registry_copy_follows_changes_made_after_its_node_was_killed() {
+    let mut cluster = provisioned_cluster().await;
+    let before = "356307042441101";
+    register(&cluster, before, None, None).await;
+    // Connected to node 0 alone (it learns the others from the server).
+    let client = cluster.connect_to(0, Role::Gateway).await.unwrap();
+    let gw = Gateway::start(config(Policy::Known), client).await.unwrap();
+    loaded(&gw).await;
+    let admitted = |id: &'static str| {
+        let admission = gw.admission();
+        move || {
+            matches!(
+                admission.check(id, "teltonika"),
+                fleetbus_services::gateway::admission::Verdict::Admit { .. }
+            )
+        }
+    };
+    assert!(admitted(before)());
+
+    cluster.kill(0);
+    let admin = cluster.connect_to(1, Role::Admin).await.unwrap();
+    let js = async_nats::jetstream::new(admin);
+    wait_for(
+        "the registry answers again",
+        Duration::from_secs(90),
+        || {
+            let js = js.clone();
+            async move {
+                let registry = js.get_stream("KV_registry").await?;
+                Ok(registry.get_info().await.ok().map(|_| ()))
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let after = "356307042441102";
+    register(&cluster, after, None, None).await;
+    js.get_key_value(REGISTRY_BUCKET)
+        .await
+        .unwrap()
+        .delete(registry_key(before))
+        .await
+        .unwrap();
+    wait_for(
+        "the change reaches the gateway's copy",
+        Duration::from_secs(60),
+        || {
+            let (added, removed) = (admitted(after)(), !admitted(before)());
+            async move { Ok((added && removed).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let (_device, answered) = login(gw.addr(Protocol::Teltonika).unwrap(), after).await;
+    assert!(answered, "the device added after the kill logs in");
+    cluster.start_node(0).unwrap();
+    cluster.wait_ready().await.unwrap();
     gw.shutdown().await;
 }

@@ -14,7 +14,8 @@
 //! The gateway keeps the whole registry in memory, fed by a key-value
 //! watch: a lookup is a hash-map read, so admitting costs the cluster
 //! nothing per connection or datagram, and a change (`device add`, `rm`)
-//! reaches every gateway within the watch's latency. Until the first full
+//! reaches every gateway within the watch's latency (`registry_copy`
+//! keeps the copy current, also when the watch itself falls silent). Until the first full
 //! copy has arrived the gateway admits nobody (`registry_loading`) and is
 //! not ready. A device already connected when it is removed keeps its
 //! connection until it next connects.
@@ -30,7 +31,6 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::kv;
 use chrono::Utc;
 use fleetbus_wire::registry::{registry_key, KnownDevice, PendingDevice};
-use futures::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -195,13 +195,13 @@ impl Admission {
         });
     }
 
-    fn replace(&self, known: HashMap<String, KnownDevice>) {
+    pub(super) fn replace(&self, known: HashMap<String, KnownDevice>) {
         self.devices.set(known.len() as i64);
         *self.known.write().unwrap_or_else(|e| e.into_inner()) = known;
         self.loaded.store(true, Ordering::SeqCst);
     }
 
-    fn apply(&self, entry: &kv::Entry) {
+    pub(super) fn apply(&self, entry: &kv::Entry) {
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         apply(&mut known, entry);
         self.devices.set(known.len() as i64);
@@ -214,7 +214,7 @@ impl Admission {
 }
 
 /// One registry change into `known` (keyed as the bucket is).
-fn apply(known: &mut HashMap<String, KnownDevice>, entry: &kv::Entry) {
+pub(super) fn apply(known: &mut HashMap<String, KnownDevice>, entry: &kv::Entry) {
     match entry.operation {
         kv::Operation::Put => match serde_json::from_slice::<KnownDevice>(&entry.value) {
             Ok(device) => {
@@ -229,51 +229,6 @@ fn apply(known: &mut HashMap<String, KnownDevice>, entry: &kv::Entry) {
             known.remove(&entry.key);
         }
     }
-}
-
-/// Keeps `admission`'s copy of `registry` current for as long as it runs:
-/// reads it whole, then follows it. If the watch fails, it starts over
-/// (after a pause) and swaps the new copy in once it is complete; the old
-/// one serves meanwhile.
-pub async fn follow(registry: kv::Store, admission: Arc<Admission>) {
-    let mut pause = Duration::from_millis(250);
-    loop {
-        match follow_once(&registry, &admission).await {
-            Ok(()) => pause = Duration::from_millis(250),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64,
-                    "Following the device registry failed; reading it again.");
-            }
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-async fn follow_once(registry: &kv::Store, admission: &Admission) -> anyhow::Result<()> {
-    let empty = registry.status().await?.values() == 0;
-    let mut watch = registry.watch_with_history(">").await?;
-    let mut copy: Option<HashMap<String, KnownDevice>> = Some(HashMap::new());
-    if empty {
-        admission.replace(copy.take().unwrap_or_default());
-        tracing::info!(devices = 0, "The device registry is read (empty).");
-    }
-    while let Some(entry) = watch.next().await {
-        let entry = entry?;
-        match copy.as_mut() {
-            Some(building) => {
-                apply(building, &entry);
-                if entry.delta == 0 {
-                    let done = copy.take().unwrap_or_default();
-                    let devices = done.len();
-                    admission.replace(done);
-                    tracing::info!(devices, "The device registry is read.");
-                }
-            }
-            None => admission.apply(&entry),
-        }
-    }
-    anyhow::bail!("the registry watch ended")
 }
 
 #[cfg(test)]

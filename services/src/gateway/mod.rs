@@ -10,6 +10,7 @@ mod conn;
 pub mod metrics;
 mod publish;
 pub mod raw_interest;
+mod registry_copy;
 mod sources;
 pub mod tls;
 mod udp;
@@ -637,7 +638,7 @@ async fn admission_for(
         _ => None,
     };
     let admission = Arc::new(admission::Admission::new(policy, pending, devices));
-    let follow = tokio::spawn(admission::follow(registry, admission.clone()));
+    let follow = tokio::spawn(registry_copy::follow(registry, admission.clone()));
     Ok((admission, Some(follow)))
 }
 
