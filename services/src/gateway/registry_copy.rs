@@ -14,6 +14,7 @@
 //! consumer, placed anew) resumes after the last revision applied.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,20 +34,27 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// again and swaps the new copy in once it is complete.
 pub async fn follow(registry: kv::Store, admission: Arc<Admission>) {
     let mut copy = Followed::default();
-    let mut pause = Duration::from_millis(250);
+    let mut pause = FIRST_PAUSE;
     loop {
-        match follow_once(&registry, &admission, &mut copy).await {
-            Ok(()) => pause = Duration::from_millis(250),
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64,
-                    resume_after = copy.complete_at,
-                    "Following the device registry failed; watching it again.");
-            }
+        let before = copy.complete_at;
+        let Err(err) = follow_once(&registry, &admission, &mut copy).await;
+        // A watch that moved the copy on before it failed was working: its
+        // failure is a new one, retried soon, not the next of a series.
+        if copy.complete_at != before {
+            pause = FIRST_PAUSE;
         }
+        tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64,
+            resume_after = copy.complete_at,
+            "Following the device registry failed; watching it again.");
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = (pause * 2).min(LAST_PAUSE);
     }
 }
+
+/// The wait before watching again after a failure, doubled per failure in
+/// a row up to [`LAST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const LAST_PAUSE: Duration = Duration::from_secs(5);
 
 /// What the gateway's copy reflects, across watches.
 #[derive(Debug, Default)]
@@ -94,7 +102,7 @@ async fn follow_once(
     registry: &kv::Store,
     admission: &Admission,
     copy: &mut Followed,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Infallible> {
     let at_start = position(registry).await?;
     // Resume only where the registry still has what follows (a bucket
     // deleted and made again starts its sequence over).
