@@ -118,6 +118,10 @@ impl<'a> Reader<'a> {
         Ok(i16::from_be_bytes(self.array(what)?))
     }
 
+    pub(crate) fn u16_le(&mut self, what: &str) -> Result<u16, ParseError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
     pub(crate) fn u24(&mut self, what: &str) -> Result<u32, ParseError> {
         let [a, b, c] = self.array(what)?;
         Ok(u32::from_be_bytes([0, a, b, c]))
@@ -234,10 +238,12 @@ mod tests {
     #[test]
     fn reads_little_endian_and_wide_integers() {
         let data = [
+            0x01, 0x02, // u16_le
             0x01, 0x02, 0x03, 0x04, // u32_le
             0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, // i64
         ];
         let mut r = Reader::new(&data);
+        assert_eq!(r.u16_le("a").unwrap(), 0x0201);
         assert_eq!(r.u32_le("b").unwrap(), 0x0403_0201);
         assert_eq!(r.i64("c").unwrap(), -2);
         assert!(r.is_empty());
@@ -342,6 +348,7 @@ mod tests {
             r.u8("x").unwrap_err(),
             r.i8("x").unwrap_err(),
             r.u16("x").unwrap_err(),
+            r.u16_le("x").unwrap_err(),
             r.i16("x").unwrap_err(),
             r.u24("x").unwrap_err(),
             r.u32("x").unwrap_err(),
@@ -445,6 +452,7 @@ mod tests {
                 let _ = r.i32("x");
                 let _ = r.u64("x");
                 let _ = r.i64("x");
+                let _ = r.u16_le("x");
                 let _ = r.u32_le("x");
                 let _ = r.peek_u8("x");
                 let _ = r.f32("x");
