@@ -1,5 +1,5 @@
-//! A bounds-checked big-endian cursor over untrusted bytes, shared by the
-//! binary protocols.
+//! A bounds-checked cursor over untrusted bytes, shared by the binary
+//! protocols. Integers are big-endian unless the name ends in `_le`.
 //!
 //! Every fallible read names the field it reads, so that a truncated frame
 //! says where it ended (the text an operator reads on a dead-lettered
@@ -40,6 +40,23 @@ impl<'a> Reader<'a> {
         self.pos = pos.min(self.data.len());
     }
 
+    /// Bytes left before the last `tail` ones (none when fewer are left):
+    /// for frames whose trailer (a serial, a CRC) is not part of the content
+    /// but may still be read into by devices that send none.
+    pub(crate) fn remaining_before_last(&self, tail: usize) -> usize {
+        self.remaining().saturating_sub(tail)
+    }
+
+    /// The next byte, not consumed; `None` at the end.
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+
+    /// The next byte, not consumed, where the layout needs one to decide.
+    pub(crate) fn peek_u8(&self, what: &str) -> Result<u8, ParseError> {
+        self.peek().ok_or_else(|| self.truncated(1, what))
+    }
+
     fn truncated(&self, n: usize, what: &str) -> ParseError {
         ParseError::Truncated(format!(
             "{what}: needs {n} byte(s) at offset {}, {} left",
@@ -70,6 +87,15 @@ impl<'a> Reader<'a> {
         out
     }
 
+    /// Everything left but the last `tail` bytes, consumed (see
+    /// [`Reader::remaining_before_last`]).
+    pub(crate) fn rest_before_last(&mut self, tail: usize) -> &'a [u8] {
+        let n = self.remaining_before_last(tail);
+        let out = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        out
+    }
+
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ParseError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.bytes(N, what)?);
@@ -92,6 +118,10 @@ impl<'a> Reader<'a> {
         Ok(i16::from_be_bytes(self.array(what)?))
     }
 
+    pub(crate) fn u16_le(&mut self, what: &str) -> Result<u16, ParseError> {
+        Ok(u16::from_le_bytes(self.array(what)?))
+    }
+
     pub(crate) fn u24(&mut self, what: &str) -> Result<u32, ParseError> {
         let [a, b, c] = self.array(what)?;
         Ok(u32::from_be_bytes([0, a, b, c]))
@@ -101,12 +131,20 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(self.array(what)?))
     }
 
+    pub(crate) fn u32_le(&mut self, what: &str) -> Result<u32, ParseError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
     pub(crate) fn i32(&mut self, what: &str) -> Result<i32, ParseError> {
         Ok(i32::from_be_bytes(self.array(what)?))
     }
 
     pub(crate) fn u64(&mut self, what: &str) -> Result<u64, ParseError> {
         Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn i64(&mut self, what: &str) -> Result<i64, ParseError> {
+        Ok(i64::from_be_bytes(self.array(what)?))
     }
 
     pub(crate) fn f32(&mut self, what: &str) -> Result<f32, ParseError> {
@@ -137,6 +175,17 @@ impl<'a> Reader<'a> {
             .iter()
             .map(|&b| char::from(b))
             .collect())
+    }
+
+    /// `n` bytes as UTF-8, anything invalid replaced (for devices whose text
+    /// fields are meant as UTF-8 rather than one character per byte).
+    pub(crate) fn utf8_lossy(&mut self, n: usize, what: &str) -> Result<String, ParseError> {
+        Ok(String::from_utf8_lossy(self.bytes(n, what)?).into_owned())
+    }
+
+    /// `n` bytes as lower-case hex text, as ids are printed.
+    pub(crate) fn hex(&mut self, n: usize, what: &str) -> Result<String, ParseError> {
+        Ok(hex::encode(self.bytes(n, what)?))
     }
 
     /// Fails unless every byte was read: a record layout that does not end
@@ -187,6 +236,73 @@ mod tests {
     }
 
     #[test]
+    fn reads_little_endian_and_wide_integers() {
+        let data = [
+            0x01, 0x02, // u16_le
+            0x01, 0x02, 0x03, 0x04, // u32_le
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, // i64
+        ];
+        let mut r = Reader::new(&data);
+        assert_eq!(r.u16_le("a").unwrap(), 0x0201);
+        assert_eq!(r.u32_le("b").unwrap(), 0x0403_0201);
+        assert_eq!(r.i64("c").unwrap(), -2);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn peek_reads_without_consuming() {
+        let mut r = Reader::new(&[0xfe, 0x01]);
+        assert_eq!(r.peek(), Some(0xfe));
+        assert_eq!(r.peek_u8("id").unwrap(), 0xfe);
+        assert_eq!(r.pos(), 0);
+        r.skip(2, "id").unwrap();
+        assert_eq!(r.peek(), None);
+        assert_eq!(
+            r.peek_u8("id").unwrap_err(),
+            truncated("id: needs 1 byte(s) at offset 2, 0 left")
+        );
+    }
+
+    #[test]
+    fn rest_before_last_keeps_the_trailer() {
+        // content 01 02 03, then a 4-byte trailer (serial and CRC).
+        let data = [1, 2, 3, 0xaa, 0xbb, 0xcc, 0xdd];
+        let mut r = Reader::new(&data);
+        assert_eq!(r.remaining_before_last(4), 3);
+        r.u8("a").unwrap();
+        assert_eq!(r.remaining_before_last(4), 2);
+        assert_eq!(r.rest_before_last(4), &[2, 3]);
+        assert_eq!(r.remaining_before_last(4), 0);
+        assert_eq!(r.rest_before_last(4), &[] as &[u8]);
+        // The trailer is still there to be read.
+        assert_eq!(r.u32("serial and CRC").unwrap(), 0xaabb_ccdd);
+        // Inside the trailer, or with a trailer longer than the input, there
+        // is no content left, and nothing is consumed.
+        let mut r = Reader::new(&data);
+        r.seek(5);
+        assert_eq!(r.remaining_before_last(4), 0);
+        assert_eq!(r.rest_before_last(4), &[] as &[u8]);
+        assert_eq!(r.pos(), 5);
+        let mut r = Reader::new(&data[..2]);
+        assert_eq!(r.rest_before_last(4), &[] as &[u8]);
+        assert_eq!(r.rest_before_last(0), &[1, 2]);
+    }
+
+    #[test]
+    fn hex_and_utf8_text() {
+        let mut r = Reader::new(&[0x89, 0x01, 0xab, b'o', 0xc3, 0xa9, 0xff]);
+        assert_eq!(r.hex(3, "ICCID").unwrap(), "8901ab");
+        // Valid UTF-8 is kept, an invalid byte is replaced.
+        assert_eq!(r.utf8_lossy(4, "text").unwrap(), "o\u{e9}\u{fffd}");
+        assert!(r.is_empty());
+        assert!(matches!(r.hex(1, "x"), Err(ParseError::Truncated(_))));
+        assert!(matches!(
+            r.utf8_lossy(1, "x"),
+            Err(ParseError::Truncated(_))
+        ));
+    }
+
+    #[test]
     fn uint_reads_every_width_and_refuses_others() {
         let mut r = Reader::new(&[1, 0, 2, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 9]);
         assert_eq!(r.uint(1, "w").unwrap(), 1);
@@ -232,16 +348,22 @@ mod tests {
             r.u8("x").unwrap_err(),
             r.i8("x").unwrap_err(),
             r.u16("x").unwrap_err(),
+            r.u16_le("x").unwrap_err(),
             r.i16("x").unwrap_err(),
             r.u24("x").unwrap_err(),
             r.u32("x").unwrap_err(),
+            r.u32_le("x").unwrap_err(),
             r.i32("x").unwrap_err(),
             r.u64("x").unwrap_err(),
+            r.i64("x").unwrap_err(),
+            r.peek_u8("x").unwrap_err(),
             r.f32("x").unwrap_err(),
             r.uint(8, "x").unwrap_err(),
             r.bytes(1, "x").unwrap_err(),
             r.skip(1, "x").unwrap_err(),
             r.ascii(1, "x").unwrap_err(),
+            r.utf8_lossy(1, "x").unwrap_err(),
+            r.hex(1, "x").unwrap_err(),
         ];
         for e in errors {
             match e {
@@ -329,6 +451,10 @@ mod tests {
                 let _ = r.u32("x");
                 let _ = r.i32("x");
                 let _ = r.u64("x");
+                let _ = r.i64("x");
+                let _ = r.u16_le("x");
+                let _ = r.u32_le("x");
+                let _ = r.peek_u8("x");
                 let _ = r.f32("x");
                 for width in 0..10 {
                     let _ = r.uint(width, "x");
@@ -337,6 +463,10 @@ mod tests {
                     let _ = r.bytes(n, "x");
                     let _ = r.skip(n, "x");
                     let _ = r.ascii(n, "x");
+                    let _ = r.utf8_lossy(n, "x");
+                    let _ = r.hex(n, "x");
+                    let _ = r.remaining_before_last(n);
+                    let _ = r.clone().rest_before_last(n);
                 }
                 let _ = r.finish("x");
                 assert!(r.pos() <= data.len());

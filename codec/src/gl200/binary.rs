@@ -8,6 +8,7 @@
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::read::Reader;
 use crate::text::{cell, set_cells};
 use crate::{DeviceMessage, ParseContext, ParseError, Position, Record};
 
@@ -33,43 +34,6 @@ pub(crate) fn device_id(frame: &[u8]) -> Option<String> {
     // registered there under this id keeps it.
     let imei = u64::from_be_bytes(bytes);
     (imei != 0).then(|| format!("{imei:015}"))
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ParseError> {
-        if self.buf.len() - self.at < n {
-            return Err(ParseError::Truncated(format!("{what}: needs {n} byte(s)")));
-        }
-        let s = &self.buf[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-    fn uint(&mut self, n: usize, what: &str) -> Result<u64, ParseError> {
-        Ok(self
-            .take(n, what)?
-            .iter()
-            .fold(0, |a, &b| (a << 8) | u64::from(b)))
-    }
-    fn u8(&mut self, what: &str) -> Result<u8, ParseError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &str) -> Result<u16, ParseError> {
-        Ok(self.uint(2, what)? as u16)
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, ParseError> {
-        Ok(self.uint(4, what)? as u32)
-    }
-    fn i32(&mut self, what: &str) -> Result<i32, ParseError> {
-        Ok(self.u32(what)? as i32)
-    }
-    fn peek(&self) -> Option<u8> {
-        self.buf.get(self.at).copied()
-    }
 }
 
 /// Reads `n` bits (at most 32) MSB first from `bytes` at bit `*pos`.
@@ -117,18 +81,18 @@ fn time(r: &mut Reader) -> Result<DateTime<Utc>, ParseError> {
 /// The common header up to the satellites; returns (type, battery level,
 /// power mV, satellites, firmware).
 fn header(r: &mut Reader) -> Result<(u8, u8, u16, u8, u16), ParseError> {
-    r.take(4, "header")?;
+    let tag = r.bytes(4, "header")?;
     let ty = r.u8("type")?;
     r.u32("report mask")?;
     r.u16("length")?;
     r.u8("device type")?;
     r.u16("protocol version")?;
     let firmware = r.u16("firmware version")?;
-    r.take(8, "IMEI")?;
+    r.bytes(8, "IMEI")?;
     let battery = r.u8("battery level")?;
     let power = r.u16("power")?;
-    if ty == RSP_GEO && &r.buf[..4] == b"+RSP" {
-        r.take(2, "reserved")?;
+    if ty == RSP_GEO && tag == b"+RSP" {
+        r.bytes(2, "reserved")?;
     }
     r.u8("motion status")?;
     let satellites = r.u8("satellites")?;
@@ -143,9 +107,9 @@ fn location(
     attributes: Map<String, Value>,
 ) -> Result<Record, ParseError> {
     let hdop = r.u8("hdop")?;
-    let speed = f64::from(r.uint(3, "speed")? as u32) * 0.1;
+    let speed = f64::from(r.u24("speed")?) * 0.1;
     let course = f64::from(r.u16("course")?);
-    let altitude = f64::from(r.u16("altitude")? as i16);
+    let altitude = f64::from(r.i16("altitude")?);
     let lon = r.i32("longitude")?;
     let lat = r.i32("latitude")?;
     let t = time(r)?;
@@ -177,7 +141,7 @@ fn location(
 }
 
 pub(crate) fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
-    let mut r = Reader { buf: frame, at: 0 };
+    let mut r = Reader::new(frame);
     match frame.get(..4) {
         Some(b"+RSP") | Some(b"+BSP") => rsp(&mut r, ctx),
         Some(b"+EVT") | Some(b"+BVT") => Ok(vec![evt(&mut r, ctx)?]),
@@ -213,7 +177,7 @@ fn rsp(r: &mut Reader, ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
             }
             match r.peek().map(|b| b >> 6) {
                 Some(1) => {
-                    let b = r.take(3, "point")?;
+                    let b = r.bytes(3, "point")?;
                     let mut pos = 3;
                     speed = bits(b, &mut pos, 12) as i32;
                     heading = bits(b, &mut pos, 9) as i32;
@@ -224,7 +188,7 @@ fn rsp(r: &mut Reader, ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
                     }
                 }
                 Some(2) => {
-                    let b = r.take(5, "point")?;
+                    let b = r.bytes(5, "point")?;
                     let mut pos = 3;
                     speed = speed.wrapping_add(signed(bits(b, &mut pos, 7), 7));
                     heading = heading.wrapping_add(signed(bits(b, &mut pos, 7), 7));
@@ -279,7 +243,7 @@ fn evt(r: &mut Reader, ctx: &ParseContext) -> Result<Record, ParseError> {
         34 => 3, // UPC: command id, result
         _ => 0,
     };
-    r.take(skip, "event fields")?;
+    r.bytes(skip, "event fields")?;
     r.u8("count")?;
     let mut a = Map::new();
     a.insert("versionFw".into(), firmware.to_string().into());

@@ -17,7 +17,6 @@ mod frame;
 mod framer;
 mod msg;
 mod parser;
-mod reader;
 mod reply;
 mod session;
 

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::read::Reader;
 use crate::text::{cell, set_cells};
 use crate::{DeviceMessage, ParseContext, ParseError, Position, Record};
 
@@ -15,81 +16,44 @@ const EPOCH_2000: i64 = 946_684_800;
 /// Size of one `CCC` record in the layout this parser knows.
 pub(crate) const CCC_RECORD: usize = 52;
 
-/// A bounds-checked little-endian cursor.
-pub(crate) struct Le<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Le<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Le { buf, at: 0 }
-    }
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.at
-    }
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ParseError> {
-        if self.remaining() < n {
-            return Err(ParseError::Truncated(format!(
-                "{what}: needs {n} byte(s), {} left",
-                self.remaining()
-            )));
-        }
-        let s = &self.buf[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-    fn peek(&self) -> Option<u8> {
-        self.buf.get(self.at).copied()
-    }
-    fn uint(&mut self, n: usize, what: &str) -> Result<u64, ParseError> {
-        Ok(self
-            .take(n, what)?
-            .iter()
-            .rev()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-    }
-    fn u8(&mut self, what: &str) -> Result<u8, ParseError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &str) -> Result<u16, ParseError> {
-        Ok(self.uint(2, what)? as u16)
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, ParseError> {
-        Ok(self.uint(4, what)? as u32)
-    }
-}
-
 fn time_2000(secs: u32) -> DateTime<Utc> {
     DateTime::from_timestamp(EPOCH_2000 + i64::from(secs), 0).unwrap_or_default()
 }
 
 /// How many records a `CCC` message holds (what its answer confirms).
 pub(crate) fn ccc_count(data: &[u8]) -> Result<usize, ParseError> {
-    let mut r = Le::new(data);
-    r.u16("protocol version")?;
-    let size = usize::from(r.u16("record size")?);
+    let mut r = Reader::new(data);
+    let size = ccc_header(&mut r)?;
+    Ok(r.remaining() / size)
+}
+
+/// The `CCC` header; returns the record size, at least [`CCC_RECORD`] so
+/// that every field of the known layout is inside each record.
+fn ccc_header(r: &mut Reader) -> Result<usize, ParseError> {
+    r.u16_le("protocol version")?;
+    let size = usize::from(r.u16_le("record size")?);
     if size < CCC_RECORD {
         return Err(ParseError::Invalid(format!(
             "CCC record size {size}, at least {CCC_RECORD} expected"
         )));
     }
-    r.u32("remaining cache")?;
-    Ok(r.remaining() / size)
+    r.u32_le("remaining cache")?;
+    Ok(size)
 }
 
 /// `CCC,<version:2><record size:2><remaining:4><records>`.
 pub(crate) fn ccc(data: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
-    let count = ccc_count(data)?;
-    let size = usize::from(u16::from_le_bytes([data[2], data[3]]));
+    let mut message = Reader::new(data);
+    let size = ccc_header(&mut message)?;
+    // A partial record at the end is not counted (nor confirmed).
+    let count = message.remaining() / size;
     let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let start = 8 + i * size;
-        let mut r = Le::new(&data[start..start + size]);
+    for _ in 0..count {
+        let mut r = Reader::new(message.bytes(size, "CCC record")?);
         let event = r.u8("event")?;
-        let lat = r.u32("latitude")? as i32;
-        let lon = r.u32("longitude")? as i32;
-        let time = time_2000(r.u32("time")?);
+        let lat = r.u32_le("latitude")? as i32;
+        let lon = r.u32_le("longitude")? as i32;
+        let time = time_2000(r.u32_le("time")?);
         let mut p = Position::new(&ctx.device_id, NAME, time);
         p.set("event", event);
         if let Some(alarm) = super::parser::alarm(u32::from(event)) {
@@ -100,17 +64,17 @@ pub(crate) fn ccc(data: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseE
         p.valid = r.u8("validity")? == 1;
         p.satellites = Some(u32::from(r.u8("satellites")?));
         let rssi = r.u8("rssi")?;
-        p.speed = f64::from(r.u16("speed")?);
-        p.course = f64::from(r.u16("course")?);
-        p.set("hdop", f64::from(r.u16("hdop")?) * 0.1);
-        p.altitude = f64::from(r.u16("altitude")?);
-        p.set("odometer", r.u32("odometer")?);
-        p.set("runtime", r.u32("runtime")?);
+        p.speed = f64::from(r.u16_le("speed")?);
+        p.course = f64::from(r.u16_le("course")?);
+        p.set("hdop", f64::from(r.u16_le("hdop")?) * 0.1);
+        p.altitude = f64::from(r.u16_le("altitude")?);
+        p.set("odometer", r.u32_le("odometer")?);
+        p.set("runtime", r.u32_le("runtime")?);
         let (mcc, mnc, lac, cid) = (
-            r.u16("mcc")?,
-            r.u16("mnc")?,
-            r.u16("lac")?,
-            r.u16("cell id")?,
+            r.u16_le("mcc")?,
+            r.u16_le("mnc")?,
+            r.u16_le("lac")?,
+            r.u16_le("cell id")?,
         );
         if mcc != 0 {
             set_cells(
@@ -124,17 +88,17 @@ pub(crate) fn ccc(data: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseE
                 )],
             );
         }
-        p.set("status", r.u16("status")?);
-        p.set("adc1", r.u16("adc1")?);
-        p.set("battery", f64::from(r.u16("battery")?) * 0.01);
-        p.set("power", r.u16("power")?);
+        p.set("status", r.u16_le("status")?);
+        p.set("adc1", r.u16_le("adc1")?);
+        p.set("battery", f64::from(r.u16_le("battery")?) * 0.01);
+        p.set("power", r.u16_le("power")?);
         out.push(Record::Position(p));
     }
     Ok(out)
 }
 
 /// A parameter id: one byte, or two when the first is `FE`.
-fn param_id(r: &mut Le) -> Result<u16, ParseError> {
+fn param_id(r: &mut Reader) -> Result<u16, ParseError> {
     if r.peek() == Some(0xfe) {
         let hi = r.u8("parameter id")?;
         Ok(u16::from_be_bytes([hi, r.u8("parameter id")?]))
@@ -147,21 +111,21 @@ fn param_id(r: &mut Le) -> Result<u16, ParseError> {
 /// <index:2>` and four groups of parameters (1-, 2-, 4-byte and
 /// length-prefixed values), each group a count and `<id><value>` pairs.
 pub(crate) fn cce(data: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
-    let mut r = Le::new(data);
-    r.u32("remaining cache")?;
-    let count = r.u16("record count")?;
+    let mut r = Reader::new(data);
+    r.u32_le("remaining cache")?;
+    let count = r.u16_le("record count")?;
     let mut out = Vec::new();
     for _ in 0..count {
-        let len = usize::from(r.u16("record length")?);
-        let body = r.take(len, "record")?;
+        let len = usize::from(r.u16_le("record length")?);
+        let body = r.bytes(len, "record")?;
         out.push(cce_record(body, ctx)?);
     }
     Ok(out)
 }
 
 fn cce_record(body: &[u8], ctx: &ParseContext) -> Result<Record, ParseError> {
-    let mut r = Le::new(body);
-    r.u16("record index")?;
+    let mut r = Reader::new(body);
+    r.u16_le("record index")?;
     let mut a = Map::new();
     let set = |a: &mut Map<String, Value>, k: &str, v: Value| {
         a.insert(k.to_owned(), v);
@@ -187,7 +151,7 @@ fn cce_record(body: &[u8], ctx: &ParseContext) -> Result<Record, ParseError> {
     }
     for _ in 0..r.u8("2-byte parameter count")? {
         let id = param_id(&mut r)?;
-        let v = r.u16("2-byte value")?;
+        let v = r.u16_le("2-byte value")?;
         let f = f64::from(v);
         match id {
             0x08 => speed = f,
@@ -209,7 +173,7 @@ fn cce_record(body: &[u8], ctx: &ParseContext) -> Result<Record, ParseError> {
     }
     for _ in 0..r.u8("4-byte parameter count")? {
         let id = param_id(&mut r)?;
-        let v = r.u32("4-byte value")?;
+        let v = r.u32_le("4-byte value")?;
         match id {
             0x02 => lat = Some(f64::from(v as i32) * 1e-6),
             0x03 => lon = Some(f64::from(v as i32) * 1e-6),
@@ -231,7 +195,7 @@ fn cce_record(body: &[u8], ctx: &ParseContext) -> Result<Record, ParseError> {
     for _ in 0..n {
         let id = param_id(&mut r)?;
         let len = usize::from(r.u8("parameter length")?);
-        let v = r.take(len, "parameter value")?;
+        let v = r.bytes(len, "parameter value")?;
         match id {
             // Temperature probes: label, then hundredths of a degree.
             0x2a..=0x31 if len >= 3 => {

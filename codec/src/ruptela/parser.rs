@@ -13,53 +13,11 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::read::Reader;
 use crate::{DeviceMessage, ParseContext, ParseError, Position, Record};
 
 use super::frame::{self, Packet};
 use super::NAME;
-
-/// A bounds-checked big-endian cursor.
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ParseError> {
-        if self.buf.len() - self.at < n {
-            return Err(ParseError::Truncated(format!(
-                "{what}: needs {n} byte(s), {} left",
-                self.buf.len() - self.at
-            )));
-        }
-        let s = &self.buf[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-    fn uint(&mut self, n: usize, what: &str) -> Result<u64, ParseError> {
-        Ok(self
-            .take(n, what)?
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-    }
-    fn u8(&mut self, what: &str) -> Result<u8, ParseError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &str) -> Result<u16, ParseError> {
-        Ok(self.uint(2, what)? as u16)
-    }
-    fn u32(&mut self, what: &str) -> Result<u32, ParseError> {
-        Ok(self.uint(4, what)? as u32)
-    }
-    fn i32(&mut self, what: &str) -> Result<i32, ParseError> {
-        Ok(self.u32(what)? as i32)
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.at..];
-        self.at = self.buf.len();
-        s
-    }
-}
 
 pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
     let p = Packet::parse(bytes).map_err(ParseError::Truncated)?;
@@ -69,10 +27,7 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, Par
             computed: u32::from(p.computed_crc),
         });
     }
-    let mut r = Reader {
-        buf: p.payload,
-        at: 0,
-    };
+    let mut r = Reader::new(p.payload);
     match p.command {
         frame::RECORDS => records(&mut r, false, ctx),
         frame::EXTENDED_RECORDS => records(&mut r, true, ctx),
@@ -91,7 +46,7 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, Par
             m.set("subtype", subtype);
             m.set("source", r.u8("file source")?);
             if subtype == 2 {
-                let name = r.take(8, "file name")?;
+                let name = r.bytes(8, "file name")?;
                 m.set(
                     "fileName",
                     String::from_utf8_lossy(name)
@@ -358,7 +313,7 @@ fn dtcs(r: &mut Reader, ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
         let longitude = r.i32("longitude")?;
         let latitude = r.i32("latitude")?;
         let archive = r.u8("archive flag")? == 2;
-        let code = String::from_utf8_lossy(r.take(5, "DTC")?).into_owned();
+        let code = String::from_utf8_lossy(r.bytes(5, "DTC")?).into_owned();
         let mut attributes = Map::new();
         if archive {
             attributes.insert("archive".into(), true.into());

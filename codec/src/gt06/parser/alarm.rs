@@ -5,19 +5,20 @@ use crate::ParseError;
 
 use super::super::frame::Frame;
 use super::super::msg::Variant;
-use super::super::reader::Reader;
+
+use super::fields::SERIAL_AND_CRC;
 use super::fields::{self, GpsLayout};
 use super::out::{Decoded, Kind};
 
 pub(crate) fn decode(f: &Frame, variant: Variant) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
     let jc400 = variant == Variant::Jc400;
     // More than a time and an event code: a GPS block.
     let with_gps = f.length.saturating_sub(5) > 7;
     if with_gps {
         if jc400 {
-            r.skip(3)?; // marker, version
+            r.skip(3, "marker, version")?; // marker, version
         }
         let layout = GpsLayout {
             has_length: false,
@@ -31,12 +32,12 @@ pub(crate) fn decode(f: &Frame, variant: Variant) -> Result<Decoded, ParseError>
         out.time = Some(fields::date(&mut r)?);
     }
     if jc400 {
-        out.set("power", f64::from(r.u16()?) / 10.0);
+        out.set("power", f64::from(r.u16("power")?) / 10.0);
     }
-    let event = r.u8()?;
+    let event = r.u8("event")?;
     out.set("event", event);
-    if r.remaining() >= 2 {
-        out.set("eventData", r.u16()?);
+    if r.remaining_before_last(SERIAL_AND_CRC) >= 2 {
+        out.set("eventData", r.u16("eventData")?);
     }
     out.add_alarm(match event {
         0x01 if with_gps => Some("sos"),
@@ -52,7 +53,7 @@ pub(crate) fn decode(f: &Frame, variant: Variant) -> Result<Decoded, ParseError>
         0x93 => Some("accident"),
         _ => None,
     });
-    let files = r.rest();
+    let files = r.rest_before_last(SERIAL_AND_CRC);
     if !files.is_empty() {
         out.set("eventFiles", String::from_utf8_lossy(files).into_owned());
     }

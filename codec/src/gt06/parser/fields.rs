@@ -5,9 +5,29 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::ParseError;
 
+use crate::read::Reader;
+
+use super::super::frame::{Frame, STOP, TRAILER_LEN};
 use super::super::msg::{self, Model, Variant};
-use super::super::reader::Reader;
 use super::out::{Cell, Decoded, Fix};
+
+/// The serial number and CRC after a frame's content.
+pub(crate) const SERIAL_AND_CRC: usize = TRAILER_LEN - STOP.len();
+
+/// A reader over `frame` from `start`, without the stop bytes. Reads may run
+/// into the serial and CRC, as they do in Traccar for clones that send
+/// neither; the content left is `remaining_before_last(SERIAL_AND_CRC)`
+/// (Traccar's `readableBytes() - 6`).
+pub(crate) fn frame_reader(frame: &[u8], start: usize) -> Reader<'_> {
+    let mut r = Reader::new(&frame[..frame.len().saturating_sub(STOP.len())]);
+    r.seek(start);
+    r
+}
+
+/// A reader over a frame's content (see [`frame_reader`]).
+pub(crate) fn content<'a>(f: &Frame<'a>) -> Reader<'a> {
+    frame_reader(f.bytes, f.content_start())
+}
 
 /// A date and time as six binary bytes (year - 2000, month, day, hour,
 /// minute, second), UTC.
@@ -33,7 +53,7 @@ pub(crate) fn bcd_date(r: &mut Reader) -> Result<DateTime<Utc>, ParseError> {
 }
 
 fn six(r: &mut Reader) -> Result<[u8; 6], ParseError> {
-    let b = r.bytes(6)?;
+    let b = r.bytes(6, "date")?;
     Ok([b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
@@ -87,22 +107,26 @@ pub(crate) fn gps(
     out: &mut Decoded,
 ) -> Result<DateTime<Utc>, ParseError> {
     let time = date(r)?;
-    if layout.has_length && r.u8()? == 0 {
+    if layout.has_length && r.u8("GPS length")? == 0 {
         return Ok(time);
     }
     if layout.has_satellites {
-        out.satellites = Some(u32::from(r.u8()? & 0x0f));
+        out.satellites = Some(u32::from(r.u8("satellites")? & 0x0f));
     }
-    let latitude = f64::from(r.u32()?) / 1_800_000.0;
-    let longitude = f64::from(r.u32()?) / 1_800_000.0;
-    let mut flags = if layout.flags_first { r.u16()? } else { 0 };
+    let latitude = f64::from(r.u32("latitude")?) / 1_800_000.0;
+    let longitude = f64::from(r.u32("longitude")?) / 1_800_000.0;
+    let mut flags = if layout.flags_first {
+        r.u16("flags")?
+    } else {
+        0
+    };
     let speed = match (layout.has_speed, layout.long_speed) {
         (false, _) => 0.0,
-        (true, true) => f64::from(r.u16()?),
-        (true, false) => f64::from(r.u8()?),
+        (true, true) => f64::from(r.u16("speed")?),
+        (true, false) => f64::from(r.u8("speed")?),
     };
     if !layout.flags_first {
-        flags = r.u16()?;
+        flags = r.u16("course and flags")?;
     }
     out.fix = Some(fix_from_flags(time, latitude, longitude, speed, flags));
     if flags & 0x4000 != 0 {
@@ -152,43 +176,43 @@ pub(crate) fn lbs(
 ) -> Result<bool, ParseError> {
     let mut length = 0;
     if has_length {
-        length = usize::from(r.u8()?);
+        length = usize::from(r.u8("LBS length")?);
         if length == 0 {
             skip_zeroed_cells(r)?;
             return Ok(false);
         }
     }
     let cell_type = if kind == msg::GPS_LBS_8 || kind == msg::ALARM_MODULE {
-        r.u8()?
+        r.u8("cell type")?
     } else {
         0
     };
     let sl4x = variant == Variant::Sl4x;
-    let mcc = r.u16()?;
+    let mcc = r.u16("mcc")?;
     let mnc = if mcc & 0x8000 != 0 || kind == msg::GPS_LBS_6 || sl4x {
-        r.u16()?
+        r.u16("mnc")?
     } else {
-        u16::from(r.u8()?)
+        u16::from(r.u8("mnc")?)
     };
     let four_g = cell_type >= 3 || matches!(kind, msg::LBS_ALARM | msg::GPS_LBS_7 | msg::WIFI_3);
     let lac = if four_g {
-        i64::from(r.i32()?)
+        i64::from(r.i32("lac")?)
     } else {
-        i64::from(r.u16()?)
+        i64::from(r.u16("lac")?)
     };
     let cid = if four_g || sl4x {
-        r.i64()?
+        r.i64("cell id")?
     } else if matches!(kind, msg::GPS_LBS_6 | msg::IBUTTON | msg::GPS_LBS_DRIVER)
         || variant == Variant::Seeworld
     {
-        i64::from(r.u32()?)
+        i64::from(r.u32("cell id")?)
     } else {
-        i64::from(r.u24()?)
+        i64::from(r.u24("cell id")?)
     };
     if cell_type >= 3 {
-        r.skip(2)?; // signal strength
+        r.skip(2, "signal strength")?;
     } else if kind == msg::GPS_LBS_8 || kind == msg::ALARM_MODULE {
-        r.skip(1)?; // signal strength
+        r.skip(1, "signal strength")?;
     }
     out.cells.push(Cell {
         mcc: mcc & 0x7fff,
@@ -199,7 +223,7 @@ pub(crate) fn lbs(
     });
     // The length counts itself: anything past the 2G layout is skipped.
     if length > 9 {
-        r.skip(length - 9)?;
+        r.skip(length - 9, "LBS extension")?;
     }
     Ok(true)
 }
@@ -207,12 +231,16 @@ pub(crate) fn lbs(
 /// Some devices send an LBS length of 0 followed by the zeroed space where
 /// the cells would be; skip it when it is all zeros (as Traccar does).
 fn skip_zeroed_cells(r: &mut Reader) -> Result<(), ParseError> {
-    let ahead = r.available();
+    let ahead = r.remaining();
     let window = ahead.min(45);
     let mut probe = r.clone();
-    let zeroed = probe.bytes(window)?.iter().skip(9).all(|&b| b == 0);
+    let zeroed = probe
+        .bytes(window, "zeroed cells")?
+        .iter()
+        .skip(9)
+        .all(|&b| b == 0);
     if zeroed {
-        r.skip(window)?;
+        r.skip(window, "zeroed cells")?;
     }
     Ok(())
 }
@@ -224,7 +252,7 @@ pub(crate) fn terminal_status(
     variant: Variant,
     out: &mut Decoded,
 ) -> Result<(), ParseError> {
-    let status = r.u8()?;
+    let status = r.u8("status")?;
     out.set("status", status);
     out.set("ignition", status & 0x02 != 0);
     out.set("charge", status & 0x04 != 0);
@@ -318,7 +346,7 @@ mod tests {
     #[test]
     fn gps_block() {
         let f = frame("0f0a140e150bc505e51e780293a9e8005400");
-        let mut r = Reader::new(&f, 4);
+        let mut r = frame_reader(&f, 4);
         let mut out = Decoded::new(super::super::out::Kind::Status);
         gps(&mut r, GpsLayout::default(), &mut out).unwrap();
         let fix = out.fix.unwrap();
@@ -347,16 +375,16 @@ mod tests {
     fn dates() {
         let f = frame("180b0d031406");
         assert_eq!(
-            date(&mut Reader::new(&f, 4)).unwrap(),
+            date(&mut frame_reader(&f, 4)).unwrap(),
             Utc.with_ymd_and_hms(2024, 11, 13, 3, 20, 6).unwrap()
         );
         let f = frame("190119105436");
         assert_eq!(
-            bcd_date(&mut Reader::new(&f, 4)).unwrap(),
+            bcd_date(&mut frame_reader(&f, 4)).unwrap(),
             Utc.with_ymd_and_hms(2019, 1, 19, 10, 54, 36).unwrap()
         );
         let f = frame("180d0d031406");
-        assert!(date(&mut Reader::new(&f, 4)).is_err());
+        assert!(date(&mut frame_reader(&f, 4)).is_err());
         assert!(looks_like_date(&[24, 2, 29, 23, 59, 59]));
         assert!(!looks_like_date(&[23, 2, 29, 0, 0, 0]));
     }

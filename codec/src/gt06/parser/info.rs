@@ -6,68 +6,84 @@
 use crate::ParseError;
 
 use super::super::frame::Frame;
-use super::super::reader::Reader;
+
 use super::fields;
+use super::fields::SERIAL_AND_CRC;
 use super::out::{Decoded, Kind};
 
 /// 0x94 in a standard frame: external voltage.
 pub(crate) fn power(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
-    out.set("power", f64::from(r.i16()?) / 100.0);
+    out.set("power", f64::from(r.i16("power")?) / 100.0);
     Ok(out)
 }
 
 /// 0x94 in an extended frame. `None` for a fuel report that does not parse
 /// (Traccar drops those too).
 pub(crate) fn decode(f: &Frame) -> Result<Option<Decoded>, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
-    let sub = r.u8()?;
+    let sub = r.u8("sub")?;
     match sub {
-        0x00 => out.set("adc1", f64::from(r.u16()?) / 100.0),
-        0x04 => states(&String::from_utf8_lossy(r.rest()), &mut out),
+        0x00 => out.set("adc1", f64::from(r.u16("adc1")?) / 100.0),
+        0x04 => states(
+            &String::from_utf8_lossy(r.rest_before_last(SERIAL_AND_CRC)),
+            &mut out,
+        ),
         0x05 => {
             // A time before the flags byte when there is room for one.
-            if r.remaining() > 6 {
+            if r.remaining_before_last(SERIAL_AND_CRC) > 6 {
                 out.time = Some(fields::date(&mut r)?);
             }
-            let flags = r.u8()?;
+            let flags = r.u8("flags")?;
             out.set("door", flags & 0x01 != 0);
             out.set("io1", flags & 0x04 != 0);
         }
         0x0a => {
-            r.skip(8 + 8)?; // IMEI, IMSI
-            let iccid = r.hex(10)?;
+            r.skip(8 + 8, "IMEI, IMSI")?;
+            let iccid = r.hex(10, "iccid")?;
             out.set("iccid", iccid.trim_end_matches('f'));
         }
         0x0b => match f.length.saturating_sub(6) {
-            1 => out.set("networkTechnology", if r.i8()? > 0 { "4G" } else { "2G" }),
-            2 => out.set("power", f64::from(r.u16()?) / 100.0),
+            1 => out.set(
+                "networkTechnology",
+                if r.i8("networkTechnology")? > 0 {
+                    "4G"
+                } else {
+                    "2G"
+                },
+            ),
+            2 => out.set("power", f64::from(r.u16("power")?) / 100.0),
             _ => {}
         },
         0x0d => {
-            if r.peek_u8()? != b'!' {
-                r.skip(6)?; // time
+            if r.peek_u8("fuel sensor data")? != b'!' {
+                r.skip(6, "time")?;
             }
-            let Some((temperature, fuel)) = fuel_sensor(&String::from_utf8_lossy(r.rest())) else {
+            let Some((temperature, fuel)) =
+                fuel_sensor(&String::from_utf8_lossy(r.rest_before_last(SERIAL_AND_CRC)))
+            else {
                 return Ok(None);
             };
             out.set("temp1", temperature);
             out.set("fuel", fuel);
         }
         0x1b => {
-            if r.peek_u8()?.is_ascii_alphabetic() {
-                out.set("serial", String::from_utf8_lossy(r.rest()).trim());
+            if r.peek_u8("peripheral data")?.is_ascii_alphabetic() {
+                out.set(
+                    "serial",
+                    String::from_utf8_lossy(r.rest_before_last(SERIAL_AND_CRC)).trim(),
+                );
             } else {
-                r.skip(2)?; // header, type
-                out.set("driverUniqueId", r.hex(4)?);
-                r.skip(2)?; // checksum, footer
+                r.skip(2, "header, type")?;
+                out.set("driverUniqueId", r.hex(4, "driverUniqueId")?);
+                r.skip(2, "checksum, footer")?;
             }
         }
         0x1e => {
-            out.set("temp1", f64::from(r.i32()?) / 10.0);
-            out.set("humidity", f64::from(r.i32()?) / 10.0);
+            out.set("temp1", f64::from(r.i32("temp1")?) / 10.0);
+            out.set("humidity", f64::from(r.i32("humidity")?) / 10.0);
         }
         other => {
             return Err(ParseError::Unsupported(format!(

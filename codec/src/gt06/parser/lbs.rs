@@ -8,30 +8,29 @@ use crate::ParseError;
 
 use super::super::frame::Frame;
 use super::super::msg::{self, Model, Variant};
-use super::super::reader::Reader;
 use super::fields;
 use super::out::{Cell, Decoded, Kind};
 
 /// A time, the serving network, up to seven cells and maybe access points.
 pub(crate) fn cells(f: &Frame, variant: Variant, model: Model) -> Result<Decoded, ParseError> {
     let kind = f.protocol;
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
     out.time = Some(fields::date(&mut r)?);
 
     let ta_first = matches!(variant, Variant::WanwayS20 | Variant::Sl4x);
     if ta_first {
-        r.skip(1)?; // timing advance
+        r.skip(1, "timing advance")?;
     }
-    let mcc = r.u16()?;
+    let mcc = r.u16("mcc")?;
     let mnc = if mcc & 0x8000 != 0 || variant == Variant::Sl4x {
-        r.u16()?
+        r.u16("mnc")?
     } else {
-        u16::from(r.u8()?)
+        u16::from(r.u8("mnc")?)
     };
-    let four_g = kind == msg::WIFI_ALARM && r.u8()? > 0;
+    let four_g = kind == msg::WIFI_ALARM && r.u8("four g")? > 0;
     let count = if variant == Variant::WanwayS20 || kind == msg::WIFI_ALARM {
-        r.u8()?
+        r.u8("cell count")?
     } else if kind == msg::WIFI_5 {
         6
     } else {
@@ -39,13 +38,13 @@ pub(crate) fn cells(f: &Frame, variant: Variant, model: Model) -> Result<Decoded
     };
     for _ in 0..count {
         let (lac, cid) = if matches!(kind, msg::LBS_2 | msg::WIFI_3) || four_g {
-            (i64::from(r.i32()?), r.i64()?)
+            (i64::from(r.i32("lac")?), r.i64("cell id")?)
         } else if matches!(kind, msg::WIFI_5 | msg::X1_GPS) {
-            (i64::from(r.u16()?), i64::from(r.u32()?))
+            (i64::from(r.u16("lac")?), i64::from(r.u32("cell id")?))
         } else {
-            (i64::from(r.u16()?), i64::from(r.u24()?))
+            (i64::from(r.u16("lac")?), i64::from(r.u24("cell id")?))
         };
-        let rssi = -i32::from(r.u8()?);
+        let rssi = -i32::from(r.u8("rssi")?);
         if lac > 0 {
             out.cells.push(Cell {
                 mcc: mcc & 0x7fff,
@@ -57,22 +56,22 @@ pub(crate) fn cells(f: &Frame, variant: Variant, model: Model) -> Result<Decoded
         }
     }
     if !ta_first {
-        r.skip(1)?; // timing advance
+        r.skip(1, "timing advance")?;
     }
     let cells_only = matches!(
         kind,
         msg::LBS_MULTIPLE_1 | msg::LBS_MULTIPLE_2 | msg::LBS_MULTIPLE_3 | msg::LBS_2 | msg::X1_GPS
     );
     if !cells_only {
-        let count = r.u8()?;
+        let count = r.u8("count")?;
         for _ in 0..count {
-            let mac = mac(r.bytes(6)?);
-            out.wifi.push((mac, Some(i32::from(r.u8()?))));
+            let mac = mac(r.bytes(6, "mac")?);
+            out.wifi.push((mac, Some(i32::from(r.u8("wifi rssi")?))));
         }
     }
     if kind == msg::WIFI_ALARM {
-        let code = r.u8()?;
-        let language = r.u8()?;
+        let code = r.u8("code")?;
+        let language = r.u8("language")?;
         out.add_alarm(fields::alarm(
             u16::from(language >> 4) << 8 | u16::from(code),
             model,
@@ -86,7 +85,7 @@ pub(crate) fn cells(f: &Frame, variant: Variant, model: Model) -> Result<Decoded
 /// points itself and has no cells.
 pub(crate) fn wifi_scan(f: &Frame) -> Result<Decoded, ParseError> {
     let kind = f.protocol;
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
     out.time = Some(if kind == msg::WIFI_4 {
         fields::date(&mut r)?
@@ -94,30 +93,30 @@ pub(crate) fn wifi_scan(f: &Frame) -> Result<Decoded, ParseError> {
         fields::bcd_date(&mut r)?
     });
     let count = if kind == msg::WIFI_4 {
-        r.u8()?
+        r.u8("wifi count")?
     } else {
         f.bytes.get(2).copied().unwrap_or(0)
     };
     for _ in 0..count {
         if kind == msg::WIFI_4 {
-            r.skip(2)?;
+            r.skip(2, "wifi entry header")?;
         }
-        let mac = mac(r.bytes(6)?);
+        let mac = mac(r.bytes(6, "mac")?);
         let rssi = if kind == msg::WIFI_4 {
             None
         } else {
-            Some(i32::from(r.u8()?))
+            Some(i32::from(r.u8("wifi rssi")?))
         };
         out.wifi.push((mac, rssi));
     }
     if kind != msg::WIFI_4 {
-        let count = r.u8()?;
-        let mcc = r.u16()?;
-        let mnc = u16::from(r.u8()?);
+        let count = r.u8("count")?;
+        let mcc = r.u16("mcc")?;
+        let mnc = u16::from(r.u8("mnc")?);
         for _ in 0..count {
-            let lac = i64::from(r.u16()?);
-            let cid = i64::from(r.u16()?);
-            let rssi = i32::from(r.u8()?);
+            let lac = i64::from(r.u16("lac")?);
+            let cid = i64::from(r.u16("cid")?);
+            let rssi = i32::from(r.u8("rssi")?);
             out.cells.push(Cell {
                 mcc,
                 mnc,
@@ -132,16 +131,16 @@ pub(crate) fn wifi_scan(f: &Frame) -> Result<Decoded, ParseError> {
 
 /// A Bluetooth tag heard by the device (attendance clock).
 pub(crate) fn bluetooth_clock(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
     out.time = Some(fields::date(&mut r)?);
-    out.set("rssi", r.i8()?);
-    out.set("tagMac", r.hex(6)?);
-    out.set("tagUuid", r.hex(16)?);
-    out.set("tagMajor", r.u16()?);
-    out.set("tagMinor", r.u16()?);
-    out.set("tagBattery", f64::from(r.u16()?) / 100.0);
-    out.set("clock", (r.u8()? >> 2) & 0x0f);
+    out.set("rssi", r.i8("rssi")?);
+    out.set("tagMac", r.hex(6, "tagMac")?);
+    out.set("tagUuid", r.hex(16, "tagUuid")?);
+    out.set("tagMajor", r.u16("tagMajor")?);
+    out.set("tagMinor", r.u16("tagMinor")?);
+    out.set("tagBattery", f64::from(r.u16("tagBattery")?) / 100.0);
+    out.set("clock", (r.u8("clock")? >> 2) & 0x0f);
     Ok(out)
 }
 

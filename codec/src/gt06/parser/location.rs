@@ -7,7 +7,9 @@ use crate::ParseError;
 
 use super::super::frame::Frame;
 use super::super::msg::{self, Model, Variant};
-use super::super::reader::Reader;
+use crate::read::Reader;
+
+use super::fields::SERIAL_AND_CRC;
 use super::fields::{self, GpsLayout};
 use super::out::{Decoded, Kind};
 use super::positions;
@@ -38,7 +40,7 @@ pub(crate) fn decode(
         return Ok((kind == msg::STATUS).then(|| Decoded::new(Kind::Heartbeat)));
     }
 
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let nt = matches!(kind, msg::GPS_LBS_2 | msg::GPS_LBS_DRIVER)
         && (model.nt || looks_like_nt(content));
     let mut out = Decoded::new(if kind == msg::STATUS {
@@ -49,10 +51,10 @@ pub(crate) fn decode(
     out.set("type", kind);
 
     if kind == msg::GPS_LBS_1 && (model.qh302r || imei_before_gps(content)) {
-        r.skip(8)?; // the IMEI again
+        r.skip(8, "the IMEI again")?;
     }
     if nt {
-        r.skip(1 + 8)?; // location source, IMEI
+        r.skip(1 + 8, "location source, IMEI")?;
         out.time = Some(fields::date(&mut r)?); // device time; the fix time follows
     }
 
@@ -60,7 +62,7 @@ pub(crate) fn decode(
         fields::gps(&mut r, GpsLayout::default(), &mut out)?;
     }
     let has_status = msg::has_status(kind, variant, nt);
-    if msg::has_lbs(kind, variant) && r.remaining() > 0 {
+    if msg::has_lbs(kind, variant) && r.remaining_before_last(SERIAL_AND_CRC) > 0 {
         let has_length = has_status
             && !matches!(
                 kind,
@@ -79,91 +81,94 @@ pub(crate) fn decode(
     ) || nt
         || driver_after_language
     {
-        r.skip(1)?; // language
+        r.skip(1, "language")?;
     }
     if driver_after_language {
-        out.set("driverUniqueId", r.hex(8)?);
+        out.set("driverUniqueId", r.hex(8, "driverUniqueId")?);
     }
     if matches!(kind, msg::STATUS_2 | msg::ALARM_MODULE) {
         modules(&mut r, &mut out)?;
     }
     if kind == msg::WIFI_3 {
-        out.set("odometer", r.u32()?);
-        out.set("hours", u64::from(r.u32()?) * 1000);
-        r.skip(8)?; // terminal id
-        out.set("input", r.u16()?);
+        out.set("odometer", r.u32("odometer")?);
+        out.set("hours", u64::from(r.u32("hours")?) * 1000);
+        r.skip(8, "terminal id")?;
+        out.set("input", r.u16("input")?);
     }
     if kind == msg::GPS_LBS_1 {
         gps_lbs_1_extras(&mut r, variant, model, &mut out)?;
     }
     if kind == msg::GPS_LBS_2 && variant == Variant::Seeworld {
-        out.set("ignition", r.u8()? > 0);
-        r.skip(2)?; // reporting mode, supplementary transmission
-        out.set("odometer", r.u32()?);
-        r.skip(4)?; // travel time
-        out.set("temp1", f64::from(sign_magnitude_15(r.u16()?)) / 100.0);
-        out.set("humidity", f64::from(r.u16()?) / 100.0);
+        out.set("ignition", r.u8("ignition")? > 0);
+        r.skip(2, "reporting mode, supplementary transmission")?;
+        out.set("odometer", r.u32("odometer")?);
+        r.skip(4, "travel time")?;
+        out.set(
+            "temp1",
+            f64::from(sign_magnitude_15(r.u16("temp1")?)) / 100.0,
+        );
+        out.set("humidity", f64::from(r.u16("humidity")?) / 100.0);
     }
     if kind == msg::GPS_LBS_STATUS_4 && variant == Variant::Sl4x {
-        set_altitude(&mut out, r.i16()?);
+        set_altitude(&mut out, r.i16("altitude")?);
     }
     if matches!(
         kind,
         msg::GPS_LBS_2 | msg::GPS_LBS_3 | msg::GPS_LBS_4 | msg::GPS_LBS_5
-    ) && r.remaining() >= 3
+    ) && r.remaining_before_last(SERIAL_AND_CRC) >= 3
         && !nt
     {
-        out.set("ignition", r.u8()? > 0);
-        out.set("event", r.u8()?); // why the position was sent
-        if r.u8()? > 0 {
+        out.set("ignition", r.u8("ignition")? > 0);
+        out.set("event", r.u8("event")?); // why the position was sent
+        if r.u8("odometer flag")? > 0 {
             out.set("archive", true);
         }
         if variant == Variant::Sl4x {
-            if r.remaining() > 2 {
-                out.set("odometer", r.u32()?);
+            if r.remaining_before_last(SERIAL_AND_CRC) > 2 {
+                out.set("odometer", r.u32("odometer")?);
             }
-            set_altitude(&mut out, r.i16()?);
+            set_altitude(&mut out, r.i16("altitude")?);
         }
     }
     if kind == msg::GPS_LBS_3 {
-        let module = r.u16()?;
-        let len = usize::from(r.u8()?);
-        let mut m = Reader::over(r.bytes(len)?);
+        let module = r.u16("module")?;
+        let len = usize::from(r.u8("length")?);
+        let mut m = Reader::new(r.bytes(len, "module")?);
         match module {
-            0x0027 => out.set("power", f64::from(m.u16()?) / 100.0),
-            0x002e => out.set("odometer", m.u32()?),
-            0x003b => out.set("accuracy", f64::from(m.u16()?) / 100.0),
+            0x0027 => out.set("power", f64::from(m.u16("power")?) / 100.0),
+            0x002e => out.set("odometer", m.u32("odometer")?),
+            0x003b => out.set("accuracy", f64::from(m.u16("accuracy")?) / 100.0),
             _ => {}
         }
     }
     if kind == msg::WIFI {
         // 0x17 in this family is GPS + LBS + RFID card (the WiFi scan is elsewhere).
-        out.set("driverUniqueId", r.hex(8)?);
-        r.skip(1)?; // validity
+        out.set("driverUniqueId", r.hex(8, "driverUniqueId")?);
+        r.skip(1, "validity")?;
     }
     if nt {
-        out.set("odometer", r.u24()?);
-        out.set("hours", u64::from(r.u24()?) * 60_000);
+        out.set("odometer", r.u24("odometer")?);
+        out.set("hours", u64::from(r.u24("hours")?) * 60_000);
         if kind == msg::GPS_LBS_DRIVER {
-            let len = usize::from(r.u8()?);
+            let len = usize::from(r.u8("length")?);
             if len > 0 {
-                r.skip(1)?; // identifier type
-                out.set("driverUniqueId", r.hex(len - 1)?);
+                r.skip(1, "identifier type")?;
+                out.set("driverUniqueId", r.hex(len - 1, "driverUniqueId")?);
             }
         }
     }
-    if matches!(r.remaining(), 3 | 7) {
-        out.set("ignition", r.u8()? > 0);
-        r.skip(1)?; // upload mode
-        if r.u8()? > 0 {
+    if matches!(r.remaining_before_last(SERIAL_AND_CRC), 3 | 7) {
+        out.set("ignition", r.u8("ignition")? > 0);
+        r.skip(1, "upload mode")?;
+        if r.u8("door flag")? > 0 {
             out.set("archive", true);
         }
     }
-    if r.remaining() == 4 {
-        out.set("odometer", r.u32()?);
+    if r.remaining_before_last(SERIAL_AND_CRC) == 4 {
+        out.set("odometer", r.u32("odometer")?);
     }
     if matches!(kind, msg::GPS_LBS_STATUS_3 | msg::FENCE_MULTI) {
-        out.set("geofence", r.u8()?);
+        out.set("geofence", r.u8("geofence")?);
     }
     Ok(Some(out))
 }
@@ -179,52 +184,53 @@ fn status_block(
     out: &mut Decoded,
 ) -> Result<bool, ParseError> {
     if kind == msg::WIFI_3 {
-        r.skip(1)?; // network indicator
+        r.skip(1, "network indicator")?;
     }
     fields::terminal_status(r, variant, out)?;
     if variant == Variant::Obd6 {
-        let signal = r.u16()?;
+        let signal = r.u16("signal")?;
         out.satellites = Some(u32::from((signal >> 10) & 0x1f) + u32::from((signal >> 5) & 0x1f));
         out.set("rssi", signal & 0x1f);
-        out.add_alarm(fields::alarm(r.u8()?.into(), model));
-        r.skip(1)?; // language
-        out.set("batteryLevel", r.u8()?);
-        let mode = r.u8()?;
-        out.set("power", f64::from(r.u16()?) / 100.0);
-        r.skip(1 + 2)?; // reserved, working time
+        out.add_alarm(fields::alarm(r.u8("alarm")?.into(), model));
+        r.skip(1, "language")?;
+        out.set("batteryLevel", r.u8("batteryLevel")?);
+        let mode = r.u8("mode")?;
+        out.set("power", f64::from(r.u16("power")?) / 100.0);
+        r.skip(1 + 2, "reserved, working time")?;
         if mode == 4 {
-            out.set("temp1", f64::from(r.i16()?) / 10.0);
+            out.set("temp1", f64::from(r.i16("temp1")?) / 10.0);
         }
         return Ok(false);
     }
     if kind == msg::WIFI_3 || nt {
-        out.set("power", f64::from(r.u16()?) / 100.0);
+        out.set("power", f64::from(r.u16("power")?) / 100.0);
     }
     if kind == msg::STATUS && model.r11 {
-        out.set("power", f64::from(r.u16()?) / 100.0);
+        out.set("power", f64::from(r.u16("power")?) / 100.0);
     } else {
-        let battery = r.u8()?;
+        let battery = r.u8("battery")?;
         if nt {
             out.set("battery", f64::from(battery) / 10.0);
         } else {
             fields::battery_level(battery, out);
         }
     }
-    out.set("rssi", r.u8()?);
+    out.set("rssi", r.u8("rssi")?);
     if kind == msg::STATUS && model.lw {
-        out.set("power", f64::from(r.u16()? & 0x0fff) / 10.0);
+        out.set("power", f64::from(r.u16("power")? & 0x0fff) / 10.0);
         return Ok(false);
     }
-    let mut extension = u16::from(r.u8()?);
+    let mut extension = u16::from(r.u8("extension")?);
     if matches!(
         kind,
         msg::GPS_LBS_STATUS_3 | msg::FENCE_MULTI | msg::ALARM_MODULE
     ) {
         // The language byte's high nibble extends the alarm code.
-        extension += u16::from(r.peek_u8().unwrap_or(0) >> 4) << 8;
+        extension += u16::from(r.peek_u8("language").unwrap_or(0) >> 4) << 8;
     }
     // VL103 and relatives end 0x16 with language and an 8-byte driver id.
-    let driver_after_language = kind == msg::GPS_LBS_STATUS_1 && r.remaining() == 1 + 8;
+    let driver_after_language =
+        kind == msg::GPS_LBS_STATUS_1 && r.remaining_before_last(SERIAL_AND_CRC) == 1 + 8;
     let model = Model {
         vl: model.vl || driver_after_language,
         ..model
@@ -242,14 +248,14 @@ fn status_block(
 
 /// Type / length / value modules (Jimi 4G status, alarm module).
 fn modules(r: &mut Reader, out: &mut Decoded) -> Result<(), ParseError> {
-    while r.remaining() > 0 {
-        let module = r.u16()?;
-        let len = usize::from(r.u8()?);
-        let mut m = Reader::over(r.bytes(len)?);
+    while r.remaining_before_last(SERIAL_AND_CRC) > 0 {
+        let module = r.u16("module")?;
+        let len = usize::from(r.u8("length")?);
+        let mut m = Reader::new(r.bytes(len, "module")?);
         match module {
-            0x0018 => out.set("battery", f64::from(m.u16()?) / 100.0),
-            0x0032 => out.set("startupStatus", m.u8()?),
-            0x006a => out.set("batteryLevel", m.u8()?),
+            0x0018 => out.set("battery", f64::from(m.u16("battery")?) / 100.0),
+            0x0032 => out.set("startupStatus", m.u8("startupStatus")?),
+            0x006a => out.set("batteryLevel", m.u8("batteryLevel")?),
             _ => {}
         }
     }
@@ -265,14 +271,14 @@ fn gps_lbs_1_extras(
 ) -> Result<(), ParseError> {
     match variant {
         Variant::Gt06ECard => {
-            out.set("odometer", r.u32()?);
-            let len = usize::from(r.u8()?);
-            let card = r.text(len)?;
-            r.skip(2)?; // alarm, swiped
+            out.set("odometer", r.u32("odometer")?);
+            let len = usize::from(r.u8("length")?);
+            let card = r.utf8_lossy(len, "card")?;
+            r.skip(2, "alarm, swiped")?;
             out.set("card", card.trim());
         }
         Variant::Benway => {
-            let mask = r.u16()?;
+            let mask = r.u16("mask")?;
             out.set("ignition", mask & 0x8000 != 0);
             out.set("in2", mask & 0x4000 != 0);
             if mask & 0x1000 != 0 {
@@ -289,17 +295,17 @@ fn gps_lbs_1_extras(
         }
         Variant::Vxt01 => {
             fields::terminal_status(r, variant, out)?;
-            out.set("power", f64::from(r.u16()?) / 100.0);
-            out.set("rssi", r.u8()?);
-            r.skip(1)?; // alarm extension
+            out.set("power", f64::from(r.u16("power")?) / 100.0);
+            out.set("rssi", r.u8("rssi")?);
+            r.skip(1, "alarm extension")?;
         }
         Variant::S5 => {
             fields::terminal_status(r, variant, out)?;
-            out.set("power", f64::from(r.u16()?) / 100.0);
-            out.set("rssi", r.u8()?);
-            out.add_alarm(fields::alarm(r.u8()?.into(), model));
-            out.set("oil", r.u16()?);
-            let t = r.u8()?;
+            out.set("power", f64::from(r.u16("power")?) / 100.0);
+            out.set("rssi", r.u8("rssi")?);
+            out.add_alarm(fields::alarm(r.u8("alarm")?.into(), model));
+            out.set("oil", r.u16("oil")?);
+            let t = r.u8("temperature")?;
             out.set(
                 "temp1",
                 if t & 0x80 != 0 {
@@ -308,17 +314,17 @@ fn gps_lbs_1_extras(
                     i32::from(t)
                 },
             );
-            out.set("odometer", u64::from(r.u32()?) * 10);
+            out.set("odometer", u64::from(r.u32("odometer")?) * 10);
         }
         Variant::Wetrust => {
-            out.set("odometer", r.u32()?);
-            let len = usize::from(r.u8()?);
-            out.set("card", r.text(len)?);
-            if r.u8()? > 0 {
+            out.set("odometer", r.u32("odometer")?);
+            let len = usize::from(r.u8("length")?);
+            out.set("card", r.utf8_lossy(len, "card")?);
+            if r.u8("card swiped")? > 0 {
                 out.add_alarm(Some("general"));
             }
-            out.set("cardStatus", r.u8()?);
-            out.set("drivingTime", r.u16()?);
+            out.set("cardStatus", r.u8("cardStatus")?);
+            out.set("drivingTime", r.u16("drivingTime")?);
         }
         _ => {}
     }
@@ -328,11 +334,11 @@ fn gps_lbs_1_extras(
 /// GL21L status (0xA3 with 19 content bytes, no GPS). Only the step counter
 /// is decoded: the layout is inferred from a capture, not from a document.
 fn status_3(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
     out.set("type", f.protocol);
-    r.skip(11)?;
-    out.set("steps", r.u16()?);
+    r.skip(11, "reserved")?;
+    out.set("steps", r.u16("steps")?);
     Ok(out)
 }
 

@@ -6,28 +6,27 @@ use crate::ParseError;
 
 use super::super::frame::Frame;
 use super::super::msg::{self, Variant};
-use super::super::reader::Reader;
+use crate::read::Reader;
+
+use super::fields::SERIAL_AND_CRC;
 use super::fields::{self, GpsLayout};
 use super::out::{Cell, Decoded, Kind};
 
 fn start<'a>(f: &Frame<'a>) -> (Reader<'a>, Decoded) {
-    (
-        Reader::new(f.bytes, f.content_start()),
-        Decoded::new(Kind::Status),
-    )
+    (fields::content(f), Decoded::new(Kind::Status))
 }
 
 /// X1 location: GPS, odometer, cell, driver, voltages, inputs and outputs.
 pub(crate) fn x1(f: &Frame) -> Result<Decoded, ParseError> {
     let (mut r, mut out) = start(f);
-    r.skip(4)?; // data and alarm flags
+    r.skip(4, "data and alarm flags")?;
     fields::gps(&mut r, GpsLayout::default(), &mut out)?;
-    r.skip(2)?; // terminal information
-    out.set("odometer", r.u32()?);
-    let mcc = r.u16()?;
-    let mnc = u16::from(r.u8()?);
-    let lac = i64::from(r.u16()?);
-    let cid = i64::from(r.u32()?);
+    r.skip(2, "terminal information")?;
+    out.set("odometer", r.u32("odometer")?);
+    let mcc = r.u16("mcc")?;
+    let mnc = u16::from(r.u8("mnc")?);
+    let lac = i64::from(r.u16("lac")?);
+    let cid = i64::from(r.u32("cid")?);
     out.cells.push(Cell {
         mcc,
         mnc,
@@ -35,17 +34,17 @@ pub(crate) fn x1(f: &Frame) -> Result<Decoded, ParseError> {
         cid,
         rssi: None,
     });
-    let driver = r.u32()?;
+    let driver = r.u32("driver")?;
     if driver > 0 {
         out.set("driverUniqueId", driver.to_string());
     }
-    out.set("battery", f64::from(r.u16()?) / 100.0);
-    out.set("power", f64::from(r.u16()?) / 100.0);
-    let ports = r.u32()?;
-    out.set("input", r.u8()?);
-    out.set("output", r.u8()?);
+    out.set("battery", f64::from(r.u16("battery")?) / 100.0);
+    out.set("power", f64::from(r.u16("power")?) / 100.0);
+    let ports = r.u32("ports")?;
+    out.set("input", r.u8("input")?);
+    out.set("output", r.u8("output")?);
     for i in 1..=(ports >> 20) & 0x0f {
-        out.set(&format!("adc{i}"), f64::from(r.u16()?) / 100.0);
+        out.set(&format!("adc{i}"), f64::from(r.u16("adc")?) / 100.0);
     }
     Ok(out)
 }
@@ -53,10 +52,10 @@ pub(crate) fn x1(f: &Frame) -> Result<Decoded, ParseError> {
 /// iButton: IMEI, GPS, cell, then the key's id.
 pub(crate) fn ibutton(f: &Frame, variant: Variant) -> Result<Decoded, ParseError> {
     let (mut r, mut out) = start(f);
-    r.skip(8)?; // IMEI
+    r.skip(8, "IMEI")?;
     fields::gps(&mut r, GpsLayout::default(), &mut out)?;
     fields::lbs(&mut r, f.protocol, variant, false, &mut out)?;
-    let id = (u64::from(r.u32()?) << 16) | u64::from(r.u16()?);
+    let id = (u64::from(r.u32("id")?) << 16) | u64::from(r.u16("id")?);
     out.set("driverUniqueId", id.to_string());
     Ok(out)
 }
@@ -65,7 +64,7 @@ pub(crate) fn ibutton(f: &Frame, variant: Variant) -> Result<Decoded, ParseError
 pub(crate) fn gps_lbs_8(f: &Frame, variant: Variant) -> Result<Decoded, ParseError> {
     let (mut r, mut out) = start(f);
     fields::gps(&mut r, GpsLayout::default(), &mut out)?;
-    r.skip(2)?; // data upload mode, re-upload
+    r.skip(2, "data upload mode, re-upload")?;
     fields::lbs(&mut r, f.protocol, variant, false, &mut out)?;
     Ok(out)
 }
@@ -75,9 +74,9 @@ pub(crate) fn sr411(f: &Frame, variant: Variant) -> Result<Decoded, ParseError> 
     let (mut r, mut out) = start(f);
     fields::gps(&mut r, GpsLayout::default(), &mut out)?;
     fields::lbs(&mut r, f.protocol, variant, false, &mut out)?;
-    out.set("ignition", r.u8()? > 0);
-    out.set("power", f64::from(r.u16()?) / 100.0);
-    out.set("battery", f64::from(r.u16()?) / 100.0);
+    out.set("ignition", r.u8("ignition")? > 0);
+    out.set("power", f64::from(r.u16("power")?) / 100.0);
+    out.set("battery", f64::from(r.u16("battery")?) / 100.0);
     Ok(out)
 }
 
@@ -94,13 +93,13 @@ pub(crate) fn az735(f: &Frame, variant: Variant) -> Result<Decoded, ParseError> 
         out.time = Some(time);
     }
     if fields::lbs(&mut r, f.protocol, variant, true, &mut out)? {
-        out.set("rssi", r.u8()?);
+        out.set("rssi", r.u8("rssi")?);
     }
-    let cells = usize::from(r.u8()?);
-    r.skip(cells)?;
-    let wifi = usize::from(r.u8()?);
-    r.skip(wifi)?;
-    let status = r.u8()?;
+    let cells = usize::from(r.u8("cells")?);
+    r.skip(cells, "cells")?;
+    let wifi = usize::from(r.u8("wifi")?);
+    r.skip(wifi, "wifi")?;
+    let status = r.u8("status")?;
     out.set("status", status);
     if f.protocol == msg::WIFI_5 {
         match status {
@@ -112,8 +111,8 @@ pub(crate) fn az735(f: &Frame, variant: Variant) -> Result<Decoded, ParseError> 
             _ => {}
         }
     }
-    let reserved = usize::from(r.u8()?);
-    r.skip(reserved)?;
+    let reserved = usize::from(r.u8("reserved")?);
+    r.skip(reserved, "reserved")?;
     Ok(out)
 }
 
@@ -130,14 +129,14 @@ pub(crate) fn vl_status_2(f: &Frame) -> Result<Decoded, ParseError> {
     let (mut r, mut out) = start(f);
     out.set("type", f.protocol);
     fields::gps(&mut r, GpsLayout::default(), &mut out)?;
-    let mcc = r.u16()?;
+    let mcc = r.u16("mcc")?;
     let mnc = if mcc & 0x8000 != 0 {
-        r.u16()?
+        r.u16("mnc")?
     } else {
-        u16::from(r.u8()?)
+        u16::from(r.u8("mnc")?)
     };
-    let lac = i64::from(r.u16()?);
-    let cid = i64::from(r.u32()?);
+    let lac = i64::from(r.u16("lac")?);
+    let cid = i64::from(r.u32("cid")?);
     out.cells.push(Cell {
         mcc: mcc & 0x7fff,
         mnc,
@@ -145,7 +144,7 @@ pub(crate) fn vl_status_2(f: &Frame) -> Result<Decoded, ParseError> {
         cid,
         rssi: None,
     });
-    let rest = r.rest();
+    let rest = r.rest_before_last(SERIAL_AND_CRC);
     if rest.len() >= 8 {
         out.set("driverUniqueId", hex::encode(&rest[rest.len() - 8..]));
     }

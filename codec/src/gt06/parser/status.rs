@@ -5,34 +5,41 @@
 use crate::ParseError;
 
 use super::super::frame::Frame;
-use super::super::reader::Reader;
+
+use super::fields::{self, SERIAL_AND_CRC};
 use super::out::{Decoded, Kind};
 
 /// 0x23: status bits, then battery voltage and signal when present.
 pub(crate) fn heartbeat(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Heartbeat);
-    let status = r.u8()?;
+    let status = r.u8("status")?;
     out.set("armed", status & 0x01 != 0);
     out.set("ignition", status & 0x02 != 0);
     out.set("charge", status & 0x04 != 0);
-    if r.remaining() >= 2 {
-        out.set("battery", f64::from(r.u16()?) / 100.0);
+    if r.remaining_before_last(SERIAL_AND_CRC) >= 2 {
+        out.set("battery", f64::from(r.u16("battery")?) / 100.0);
     }
-    if r.remaining() >= 1 {
-        out.set("rssi", r.u8()?);
+    if r.remaining_before_last(SERIAL_AND_CRC) >= 1 {
+        out.set("rssi", r.u8("rssi")?);
     }
     Ok(out)
 }
 
 /// 0x13 with 16 content bytes: battery level and a temperature.
 pub(crate) fn with_temperature(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Heartbeat);
-    r.skip(1 + 2 + 1 + 1)?; // information content, satellites, alarm, language
-    out.set("batteryLevel", r.u8()?);
-    r.skip(1 + 2 + 1 + 2 + 2)?; // mode, voltage, reserved, working times, working time
-    let value = r.u16()?;
+    r.skip(
+        1 + 2 + 1 + 1,
+        "information content, satellites, alarm, language",
+    )?; // information content, satellites, alarm, language
+    out.set("batteryLevel", r.u8("batteryLevel")?);
+    r.skip(
+        1 + 2 + 1 + 2 + 2,
+        "mode, voltage, reserved, working times, working time",
+    )?; // mode, voltage, reserved, working times, working time
+    let value = r.u16("value")?;
     let magnitude = f64::from(value & 0x7fff) / 10.0;
     // Bit 15 set means above zero on these devices.
     out.set(

@@ -7,14 +7,15 @@ use chrono::NaiveDateTime;
 use crate::ParseError;
 
 use super::super::frame::Frame;
-use super::super::reader::Reader;
+
+use super::fields::{self, SERIAL_AND_CRC};
 use super::out::{Decoded, Fix, Kind};
 
 /// 0x15: length, server flag, text.
 pub(crate) fn string(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
-    let len = usize::from(r.u8()?);
+    let len = usize::from(r.u8("length")?);
     if len == 0 {
         return Ok(out);
     }
@@ -23,8 +24,8 @@ pub(crate) fn string(f: &Frame) -> Result<Decoded, ParseError> {
             "string length {len} is shorter than its server flag"
         ))
     })?;
-    r.skip(4)?; // server flag
-    let text = r.text(text_len)?;
+    r.skip(4, "server flag")?; // server flag
+    let text = r.utf8_lossy(text_len, "text")?;
     match text.strip_prefix("<ICCID:") {
         Some(rest) => out.set("iccid", rest.chars().take(20).collect::<String>()),
         None => {
@@ -37,11 +38,11 @@ pub(crate) fn string(f: &Frame) -> Result<Decoded, ParseError> {
 
 /// 0x21: server flag, encoding (1 = ASCII, else UTF-16BE), text.
 pub(crate) fn string_info(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::CommandReply);
-    r.skip(4)?; // server flag
-    let ascii = r.u8()? == 1;
-    let raw = r.rest();
+    r.skip(4, "server flag")?; // server flag
+    let ascii = r.u8("ascii")? == 1;
+    let raw = r.rest_before_last(SERIAL_AND_CRC);
     let text = if ascii {
         String::from_utf8_lossy(raw).into_owned()
     } else {
@@ -59,10 +60,10 @@ pub(crate) fn string_info(f: &Frame) -> Result<Decoded, ParseError> {
 
 /// 0x9B: device type, then the serial device's bytes (text if printable, hex otherwise).
 pub(crate) fn serial(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::CommandReply);
-    r.skip(1)?; // external device type
-    let data = r.rest();
+    r.skip(1, "external device type")?; // external device type
+    let data = r.rest_before_last(SERIAL_AND_CRC);
     if data.iter().all(|b| (0x20..0x7f).contains(b)) {
         out.set("result", String::from_utf8_lossy(data).trim());
     } else {

@@ -4,22 +4,26 @@
 use crate::ParseError;
 
 use super::super::frame::Frame;
-use super::super::reader::Reader;
+
 use super::fields;
+use super::fields::SERIAL_AND_CRC;
 use super::modular::epoch;
 use super::out::{Decoded, Kind};
 
 /// 0x8C: time, ignition, then `PID=hex` pairs separated by commas; 12 bytes
 /// of trailing data the format does not describe.
 pub(crate) fn obd(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
     out.time = Some(fields::date(&mut r)?);
-    out.set("ignition", r.u8()? > 0);
-    let len = r.remaining().checked_sub(12).ok_or_else(|| {
-        ParseError::Truncated("OBD message too short for its trailing data".into())
-    })?;
-    let text = r.text(len)?;
+    out.set("ignition", r.u8("ignition")? > 0);
+    let len = r
+        .remaining_before_last(SERIAL_AND_CRC)
+        .checked_sub(12)
+        .ok_or_else(|| {
+            ParseError::Truncated("OBD message too short for its trailing data".into())
+        })?;
+    let text = r.utf8_lossy(len, "text")?;
     for pair in text.split(',') {
         let Some((pid, value)) = pair.split_once('=') else {
             continue;
@@ -53,30 +57,36 @@ pub(crate) fn obd(f: &Frame) -> Result<Decoded, ParseError> {
 
 /// 0x40: battery pack state.
 pub(crate) fn bms(f: &Frame) -> Result<Decoded, ParseError> {
-    let mut r = Reader::new(f.bytes, f.content_start());
+    let mut r = fields::content(f);
     let mut out = Decoded::new(Kind::Status);
-    r.skip(8)?; // serial number
-    out.time = Some(epoch(r.u32()?)?);
-    out.set("relativeCapacity", r.u8()?);
-    out.set("remainingCapacity", r.u16()?);
-    out.set("absoluteCapacity", r.u8()?);
-    out.set("fullCapacity", r.u16()?);
-    out.set("batteryHealth", r.u8()?);
-    out.set("batteryTemp", f64::from(r.u16()?) / 10.0 - 273.1);
-    out.set("current", r.u16()?);
-    out.set("battery", f64::from(r.u16()?) / 1000.0);
-    out.set("cycleIndex", r.u16()?);
+    r.skip(8, "serial number")?;
+    out.time = Some(epoch(r.u32("time")?)?);
+    out.set("relativeCapacity", r.u8("relativeCapacity")?);
+    out.set("remainingCapacity", r.u16("remainingCapacity")?);
+    out.set("absoluteCapacity", r.u8("absoluteCapacity")?);
+    out.set("fullCapacity", r.u16("fullCapacity")?);
+    out.set("batteryHealth", r.u8("batteryHealth")?);
+    out.set(
+        "batteryTemp",
+        f64::from(r.u16("batteryTemp")?) / 10.0 - 273.1,
+    );
+    out.set("current", r.u16("current")?);
+    out.set("battery", f64::from(r.u16("battery")?) / 1000.0);
+    out.set("cycleIndex", r.u16("cycleIndex")?);
     for i in 1..=14 {
-        out.set(&format!("batteryCell{i}"), f64::from(r.u16()?) / 1000.0);
+        out.set(
+            &format!("batteryCell{i}"),
+            f64::from(r.u16("batteryCell")?) / 1000.0,
+        );
     }
-    out.set("currentChargeInterval", r.u16()?);
-    out.set("maxChargeInterval", r.u16()?);
-    out.set("barcode", trimmed(&r.text(16)?));
-    out.set("batteryVersion", r.u16()?);
-    out.set("manufacturer", trimmed(&r.text(16)?));
-    out.set("batteryStatus", r.u32()?);
-    out.set("controllerStatus", r.u32()?);
-    out.set("controllerFault", r.u32()?);
+    out.set("currentChargeInterval", r.u16("currentChargeInterval")?);
+    out.set("maxChargeInterval", r.u16("maxChargeInterval")?);
+    out.set("barcode", trimmed(&r.utf8_lossy(16, "barcode")?));
+    out.set("batteryVersion", r.u16("batteryVersion")?);
+    out.set("manufacturer", trimmed(&r.utf8_lossy(16, "manufacturer")?));
+    out.set("batteryStatus", r.u32("batteryStatus")?);
+    out.set("controllerStatus", r.u32("controllerStatus")?);
+    out.set("controllerFault", r.u32("controllerFault")?);
     Ok(out)
 }
 
