@@ -13,6 +13,7 @@
 //! Encoders for every protocol exist so the simulator can speak like a device.
 
 pub mod checksum;
+mod delimited;
 mod error;
 mod frame_decoder;
 pub mod gl200;

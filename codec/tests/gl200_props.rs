@@ -1,5 +1,6 @@
 //! Properties of the Queclink framer, session, parser and encoder on
-//! arbitrary input: no panics, the framer drops only bytes before a `+`,
+//! arbitrary input: no panics, the framer drops only bytes before a `+` and
+//! frames keep everything else (their terminator too),
 //! never holds `max_frame` bytes, cuts streams the same wherever they are
 //! split, and encoded reports come back.
 
@@ -116,8 +117,10 @@ fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>
                 );
                 let consumed = before.len() - buf.len();
                 let start = before.iter().position(|&b| b == b'+').unwrap();
+                // The frame is what came after the `+`, its terminator
+                // included; nothing after it is consumed.
                 assert_eq!(&before[start..start + frame.len()], &frame[..]);
-                assert!(consumed >= frame.len());
+                assert_eq!(consumed, start + frame.len());
                 frames.push(frame.to_vec());
             }
             None => {
@@ -166,8 +169,8 @@ proptest! {
         messages.extend(fixes.iter().zip(2u16..).map(|(p, n)| encode::fixed_report(VERSION, IMEI, p, sent, n).to_vec()));
         let stream: Vec<u8> = messages.join(&b"\r\n"[..]);
         let cut = run_framer(&stream, &chunks, gl200::MAX_FRAME).unwrap();
-        let expected: Vec<Vec<u8>> = messages.iter().map(|m| m[..m.len() - 1].to_vec()).collect();
-        prop_assert_eq!(cut, expected);
+        // Each frame is the message as sent, its `$` included.
+        prop_assert_eq!(cut, messages);
     }
 
     #[test]

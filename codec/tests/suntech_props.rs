@@ -1,5 +1,6 @@
 //! Properties of the Suntech framer, session, parser and encoder on
-//! arbitrary input: no panics, the framer never holds `max_frame` bytes,
+//! arbitrary input: no panics, frames are the bytes as sent (empty lines
+//! between them dropped), the framer never holds `max_frame` bytes,
 //! cuts streams the same wherever they are split, and encoded reports come
 //! back.
 
@@ -86,6 +87,7 @@ fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>
     let mut fed = 0;
     let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
     loop {
+        let before = buf.clone();
         match framer.decode(&mut buf)? {
             Some(frame) => {
                 assert!(
@@ -93,6 +95,15 @@ fn run_framer(input: &[u8], chunks: &[usize], max: usize) -> Result<Vec<Vec<u8>>
                     "frame of {} bytes above max {max}",
                     frame.len()
                 );
+                // The frame is what came after the empty lines, its `\r`
+                // included; nothing after it is consumed.
+                let consumed = before.len() - buf.len();
+                let start = before
+                    .iter()
+                    .position(|b| !matches!(b, b'\r' | b'\n' | 0))
+                    .unwrap();
+                assert_eq!(&before[start..start + frame.len()], &frame[..]);
+                assert_eq!(consumed, start + frame.len());
                 frames.push(frame.to_vec());
             }
             None => {
@@ -142,8 +153,8 @@ proptest! {
         messages.extend(fixes.iter().zip(1..).map(|(p, i)| encode::status(ID, p, i).to_vec()));
         let stream: Vec<u8> = messages.concat();
         let cut = run_framer(&stream, &chunks, suntech::MAX_FRAME).unwrap();
-        let expected: Vec<Vec<u8>> = messages.iter().map(|m| m[..m.len() - 1].to_vec()).collect();
-        prop_assert_eq!(cut, expected);
+        // Each frame is the message as sent, its `\r` included.
+        prop_assert_eq!(cut, messages);
     }
 
     #[test]

@@ -207,8 +207,9 @@ async fn datagrams_are_stored_like_tcp_frames_and_answered_after_the_puback() {
     );
     let stored = raw(&cluster).await;
     assert_eq!(stored[2].2, sos);
-    // The Queclink framer drops the closing `$`, over TCP as over UDP.
-    assert_eq!(stored[3].2, report[..report.len() - 1].to_vec());
+    // The report as the device sent it, its closing `$` included, over UDP
+    // as over TCP.
+    assert_eq!(stored[3].2, report.to_vec());
 }
 
 // ---- bad input -----------------------------------------------------------------------

@@ -1,17 +1,20 @@
 //! Cuts a Queclink byte stream into messages.
 //!
-//! Text messages (`+RESP:`, `+BUFF:`, `+ACK:`, …) end with `$` (dropped; a
-//! NUL ends one too, as in Traccar). Binary messages (`+RSP`, `+BSP`,
+//! Text messages (`+RESP:`, `+BUFF:`, `+ACK:`, …) end with `$` (kept with
+//! the message, as the device sent it; a NUL ends one too, as in Traccar,
+//! but only when no `$` is in sight). Binary messages (`+RSP`, `+BSP`,
 //! `+EVT`, `+BVT`, `+INF`, `+BNF`, `+HBD`, `+CRD`, `+BRD`, `+LGN`, `+ACK`
 //! without `:`, and the newer `+` 00 form) carry their total length at a fixed place
 //! in the header and are cut by it. Bytes before a `+` are dropped and never
 //! buffered (line ends between messages). A `+` followed by anything else is
-//! `malformed`; a message without its end within `max_frame` bytes, or
-//! announcing more, is `too large` (before the body is buffered).
+//! `malformed`; a message without its end within `max_frame` bytes (its `$`
+//! included), or announcing more, is `too large` (before the body is
+//! buffered).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::delimited::{anything, take_counted, Before, Delimited, Rules};
 use crate::FrameError;
 
 use super::message::{kind, Kind};
@@ -19,21 +22,30 @@ use super::message::{kind, Kind};
 /// The shortest binary message (header, length, a few bytes of body).
 const MIN_BINARY: usize = 11;
 
+/// The text messages; binary ones never reach these rules.
+const RULES: Rules = Rules {
+    expected: "an @Track message ('+')",
+    before: Before::Resync,
+    starts: |b| b == b'+',
+    end: |buf| {
+        buf.iter()
+            .position(|&b| b == b'$')
+            .or_else(|| buf.iter().position(|&b| b == 0))
+            .map(|at| at + 1)
+    },
+    holds: anything,
+};
+
 #[derive(Debug)]
 pub struct Framer {
-    max_frame: usize,
+    text: Delimited,
 }
 
 impl Framer {
     /// A framer refusing messages above `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Framer { max_frame }
-    }
-
-    fn too_large(&self, size: usize) -> FrameError {
-        FrameError::TooLarge {
-            size,
-            max: self.max_frame,
+        Framer {
+            text: Delimited::new(RULES, max_frame),
         }
     }
 }
@@ -43,9 +55,14 @@ impl Decoder for Framer {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let skip = src.iter().position(|&b| b == b'+').unwrap_or(src.len());
-        src.advance(skip);
+        self.text.skip(src);
         match kind(src) {
+            // `+` and capital letters only could still become a header, but
+            // never a message within the limit.
+            Kind::Unknown if src.len() >= self.text.max_frame() => Err(FrameError::TooLarge {
+                size: src.len(),
+                max: self.text.max_frame(),
+            }),
             Kind::Unknown => Ok(None),
             Kind::Invalid => Err(FrameError::Malformed(format!(
                 "unknown @Track message header {:?}",
@@ -63,31 +80,9 @@ impl Decoder for Framer {
                         "binary message announces {total} bytes"
                     )));
                 }
-                if total > self.max_frame {
-                    return Err(self.too_large(total));
-                }
-                if src.len() < total {
-                    src.reserve(total - src.len());
-                    return Ok(None);
-                }
-                Ok(Some(src.split_to(total).freeze()))
+                take_counted(src, total, self.text.max_frame())
             }
-            Kind::Text => {
-                let limit = src.len().min(self.max_frame + 1);
-                let end = src[..limit]
-                    .iter()
-                    .position(|&b| b == b'$')
-                    .or_else(|| src[..limit].iter().position(|&b| b == 0));
-                match end {
-                    Some(at) => {
-                        let frame = src.split_to(at).freeze();
-                        src.advance(1);
-                        Ok(Some(frame))
-                    }
-                    None if src.len() >= self.max_frame => Err(self.too_large(src.len())),
-                    None => Ok(None),
-                }
-            }
+            Kind::Text => self.text.cut(src),
         }
     }
 }
@@ -121,9 +116,42 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(
             frames[0],
-            b"+ACK:GTHBD,0F0106,862193020451183,,20160727001255,3B7D"
+            b"+ACK:GTHBD,0F0106,862193020451183,,20160727001255,3B7D$"
         );
         assert_eq!(frames[1], evt_full);
+        assert_eq!(
+            frames[2],
+            b"+RESP:GTPFA,F50201,866425030235982,GL300M,20190208124849,0BD4$"
+        );
+    }
+
+    #[test]
+    fn a_nul_ends_a_message_when_no_dollar_is_in_sight() {
+        assert_eq!(
+            cut_all(b"+RESP:GTPFA,F50201,866425030235982\0\r\n").unwrap(),
+            vec![b"+RESP:GTPFA,F50201,866425030235982\0".to_vec()]
+        );
+        // Traccar looks for a `$` first, so one in the buffer wins over an
+        // earlier NUL.
+        assert_eq!(
+            cut_all(b"+RESP:GTPFA,1\0+ACK:GTHBD,1,2$").unwrap(),
+            vec![b"+RESP:GTPFA,1\0+ACK:GTHBD,1,2$".to_vec()]
+        );
+    }
+
+    #[test]
+    fn the_limit_counts_the_terminator() {
+        let msg = b"+ACK:GTHBD,1,2$";
+        let mut b = BytesMut::from(&msg[..]);
+        assert_eq!(
+            &Framer::new(msg.len()).decode(&mut b).unwrap().unwrap()[..],
+            msg
+        );
+        let mut b = BytesMut::from(&msg[..]);
+        assert!(matches!(
+            Framer::new(msg.len() - 1).decode(&mut b),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -143,6 +171,12 @@ mod tests {
         assert!(matches!(
             Framer::new(64).decode(&mut BytesMut::from(&long[..])),
             Err(FrameError::TooLarge { .. })
+        ));
+        let mut letters = b"+".to_vec();
+        letters.resize(100, b'A');
+        assert!(matches!(
+            Framer::new(64).decode(&mut BytesMut::from(&letters[..])),
+            Err(FrameError::TooLarge { size: 100, .. })
         ));
         let mut b = BytesMut::from(&b"noise"[..]);
         assert_eq!(Framer::new(MAX_FRAME).decode(&mut b).unwrap(), None);

@@ -75,7 +75,8 @@ pub(crate) fn is_binary(frame: &[u8]) -> bool {
     matches!(kind(frame), Kind::Binary { .. })
 }
 
-/// The comma-separated fields of a text message (without its `$`).
+/// The comma-separated fields of a text message, without its terminator
+/// (the `$` or NUL the framer keeps) and line ends on either side of it.
 pub(crate) fn fields(frame: &[u8]) -> Option<Vec<String>> {
     if is_binary(frame) {
         return None;
@@ -83,6 +84,7 @@ pub(crate) fn fields(frame: &[u8]) -> Option<Vec<String>> {
     let text = std::str::from_utf8(frame).ok()?;
     let text = text.trim_end_matches(['\r', '\n', '\0']);
     let text = text.strip_suffix('$').unwrap_or(text);
+    let text = text.trim_end_matches(['\r', '\n', '\0']);
     Some(text.split(',').map(str::to_owned).collect())
 }
 
@@ -149,6 +151,20 @@ mod tests {
         assert_eq!(kind(b"+RE"), Kind::Unknown);
         assert_eq!(kind(b"+RESP"), Kind::Unknown);
         assert_eq!(kind(b"hello"), Kind::Invalid);
+    }
+
+    #[test]
+    fn fields_leave_the_terminator_out() {
+        let bare = fields(b"+ACK:GTHBD,1,2").unwrap();
+        assert_eq!(bare, ["+ACK:GTHBD", "1", "2"]);
+        for framed in [
+            &b"+ACK:GTHBD,1,2$"[..],
+            b"+ACK:GTHBD,1,2\0",
+            b"+ACK:GTHBD,1,2\r\n$",
+            b"+ACK:GTHBD,1,2$\r\n",
+        ] {
+            assert_eq!(fields(framed).unwrap(), bare, "{framed:?}");
+        }
     }
 
     #[test]

@@ -11,53 +11,35 @@
 //! delimiter is taken whole by [`Decoder::decode_eof`] at the end of the
 //! datagram (or of the stream).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::delimited::{Before, Delimited, Rules};
 use crate::FrameError;
 
+const RULES: Rules = Rules {
+    expected: "a GPS103 message ('##,imei:', 'imei:' or an IMEI)",
+    before: Before::Filler(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\0')),
+    starts: |b| matches!(b, b'#' | b'i') || b.is_ascii_digit(),
+    end: |buf| {
+        buf.iter()
+            .position(|&b| matches!(b, b';' | b'*' | b'\n'))
+            .map(|at| at + 1)
+    },
+    holds: |m| {
+        m.iter()
+            .all(|&b| (0x20..0x7f).contains(&b) || matches!(b, b'\r' | b'\n' | b'\t'))
+    },
+};
+
 #[derive(Debug)]
-pub struct Framer {
-    max_frame: usize,
-}
+pub struct Framer(Delimited);
 
 impl Framer {
     /// A framer refusing messages above `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Framer { max_frame }
+        Framer(Delimited::new(RULES, max_frame))
     }
-
-    /// Drops filler, checks the start; `Ok(false)` when the buffer is empty.
-    fn start(&self, src: &mut BytesMut) -> Result<bool, FrameError> {
-        let filler = src
-            .iter()
-            .take_while(|&&b| matches!(b, b'\r' | b'\n' | b' ' | b'\0'))
-            .count();
-        src.advance(filler);
-        match src.first() {
-            None => Ok(false),
-            Some(b'#' | b'i') => Ok(true),
-            Some(b) if b.is_ascii_digit() => Ok(true),
-            Some(_) => Err(malformed(src)),
-        }
-    }
-
-    fn take(&self, src: &mut BytesMut, len: usize) -> Result<Bytes, FrameError> {
-        let printable = src[..len]
-            .iter()
-            .all(|&b| (0x20..0x7f).contains(&b) || matches!(b, b'\r' | b'\n' | b'\t'));
-        if !printable {
-            return Err(malformed(src));
-        }
-        Ok(src.split_to(len).freeze())
-    }
-}
-
-fn malformed(src: &[u8]) -> FrameError {
-    FrameError::Malformed(format!(
-        "expected a GPS103 message ('##,imei:', 'imei:' or an IMEI), got {}",
-        hex::encode(&src[..src.len().min(8)])
-    ))
 }
 
 impl Decoder for Framer {
@@ -65,33 +47,12 @@ impl Decoder for Framer {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        if !self.start(src)? {
-            return Ok(None);
-        }
-        let limit = src.len().min(self.max_frame);
-        match src[..limit]
-            .iter()
-            .position(|&b| matches!(b, b';' | b'*' | b'\n'))
-        {
-            Some(at) => self.take(src, at + 1).map(Some),
-            None if src.len() >= self.max_frame => Err(FrameError::TooLarge {
-                size: src.len(),
-                max: self.max_frame,
-            }),
-            None => Ok(None),
-        }
+        self.0.decode(src)
     }
 
     /// At the end of a datagram or stream, what is left is the last message.
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        match self.decode(src)? {
-            Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() => Ok(None),
-            None => {
-                let len = src.len();
-                self.take(src, len).map(Some)
-            }
-        }
+        self.0.decode_eof(src)
     }
 }
 

@@ -17,16 +17,26 @@
 //! Anything else is `Malformed` (the gateway closes the connection), and a
 //! text message whose `#` has not come within `max_frame` bytes is `TooLarge`.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::delimited::{anything, take_counted, Before, Delimited, Rules};
 use crate::FrameError;
 
 use super::message::{BINARY_LONG, BINARY_SHORT};
 
+/// The text messages; `$` and `X` never reach these rules.
+const RULES: Rules = Rules {
+    expected: "an H02 message ('*', '$' or 'X')",
+    before: Before::Filler(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\0')),
+    starts: |b| b == b'*',
+    end: |buf| buf.iter().position(|&b| b == b'#').map(|at| at + 1),
+    holds: anything,
+};
+
 #[derive(Debug)]
 pub struct Framer {
-    max_frame: usize,
+    text: Delimited,
     /// Size of this connection's binary messages, once known.
     binary_len: Option<usize>,
 }
@@ -35,14 +45,10 @@ impl Framer {
     /// A framer refusing messages above `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
         Framer {
-            max_frame,
+            text: Delimited::new(RULES, max_frame),
             binary_len: None,
         }
     }
-}
-
-fn is_filler(b: u8) -> bool {
-    matches!(b, b'\r' | b'\n' | b' ' | b'\0')
 }
 
 impl Decoder for Framer {
@@ -50,60 +56,26 @@ impl Decoder for Framer {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let filler = src.iter().take_while(|&&b| is_filler(b)).count();
-        src.advance(filler);
-        let Some(&marker) = src.first() else {
-            return Ok(None);
-        };
-        let len = match marker {
-            b'*' => {
-                let limit = src.len().min(self.max_frame);
-                match src[..limit].iter().position(|&b| b == b'#') {
-                    Some(at) => at + 1,
-                    None if src.len() >= self.max_frame => {
-                        return Err(FrameError::TooLarge {
-                            size: src.len(),
-                            max: self.max_frame,
-                        })
-                    }
-                    None => return Ok(None),
-                }
-            }
-            b'$' => match self.binary_len.or_else(|| binary_len(src)) {
+        self.text.skip(src);
+        let max_frame = self.text.max_frame();
+        match src.first() {
+            Some(b'$') => match self.binary_len.or_else(|| binary_len(src)) {
                 Some(len) => {
                     self.binary_len = Some(len);
-                    len
+                    take_counted(src, len, max_frame)
                 }
-                None if src.len() >= self.max_frame => {
-                    return Err(FrameError::TooLarge {
-                        size: src.len(),
-                        max: self.max_frame,
-                    })
-                }
+                None if src.len() >= max_frame => Err(FrameError::TooLarge {
+                    size: src.len(),
+                    max: max_frame,
+                }),
                 None => {
                     src.reserve(BINARY_LONG + 1 - src.len().min(BINARY_LONG));
-                    return Ok(None);
+                    Ok(None)
                 }
             },
-            b'X' => BINARY_SHORT,
-            _ => {
-                let shown = &src[..src.len().min(8)];
-                return Err(FrameError::Malformed(format!(
-                    "expected an H02 message ('*', '$' or 'X'), got {}",
-                    hex::encode(shown)
-                )));
-            }
-        };
-        if len > self.max_frame {
-            return Err(FrameError::TooLarge {
-                size: len,
-                max: self.max_frame,
-            });
+            Some(b'X') => take_counted(src, BINARY_SHORT, max_frame),
+            _ => self.text.cut(src),
         }
-        if src.len() < len {
-            return Ok(None);
-        }
-        Ok(Some(src.split_to(len).freeze()))
     }
 }
 

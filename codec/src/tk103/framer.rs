@@ -9,30 +9,37 @@
 //! Over UDP a datagram holds one or more messages; a last message without its
 //! `)` is taken whole by [`Decoder::decode_eof`] at the end of the datagram.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use crate::delimited::{anything, Before, Delimited, Rules};
 use crate::FrameError;
 
+const RULES: Rules = Rules {
+    expected: "a TK103 message ('(')",
+    before: Before::Resync,
+    starts: |b| b == b'(',
+    end: end_of,
+    holds: anything,
+};
+
 #[derive(Debug)]
-pub struct Framer {
-    max_frame: usize,
-}
+pub struct Framer(Delimited);
 
 impl Framer {
     /// A framer refusing messages above `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Framer { max_frame }
+        Framer(Delimited::new(RULES, max_frame))
     }
 }
 
-/// Index of the `)` that ends the message starting at `buf[0]`.
+/// The length of the message starting at `buf[0]`, up to its `)`.
 fn end_of(buf: &[u8]) -> Option<usize> {
     let mut quoted = false;
     for (i, &b) in buf.iter().enumerate().skip(1) {
         match b {
             b'$' => quoted = !quoted,
-            b')' if !quoted => return Some(i),
+            b')' if !quoted => return Some(i + 1),
             _ => {}
         }
     }
@@ -44,33 +51,13 @@ impl Decoder for Framer {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let skip = src.iter().position(|&b| b == b'(').unwrap_or(src.len());
-        src.advance(skip);
-        if src.is_empty() {
-            return Ok(None);
-        }
-        let limit = src.len().min(self.max_frame);
-        match end_of(&src[..limit]) {
-            Some(at) => Ok(Some(src.split_to(at + 1).freeze())),
-            None if src.len() >= self.max_frame => Err(FrameError::TooLarge {
-                size: src.len(),
-                max: self.max_frame,
-            }),
-            None => Ok(None),
-        }
+        self.0.decode(src)
     }
 
     /// At the end of a datagram or stream, a started message without its `)`
     /// is the last message.
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        match self.decode(src)? {
-            Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() => Ok(None),
-            None => {
-                let len = src.len();
-                Ok(Some(src.split_to(len).freeze()))
-            }
-        }
+        self.0.decode_eof(src)
     }
 }
 
