@@ -50,3 +50,49 @@ pub fn identify(frame: &[u8]) -> Option<String> {
 pub fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
     parser::parse(frame, ctx)
 }
+
+/// Queclink @Track in the protocol registry (see [`crate::Spec`]).
+pub struct Gl200;
+
+impl crate::Spec for Gl200 {
+    const NAME: &'static str = NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const MAX_FRAME: usize = MAX_FRAME;
+    // Commonly over UDP; every text message carries the IMEI.
+    const UDP: crate::Udp = crate::Udp::ByDefault;
+    // Reports (`+RESP:GTFRI`) get no answer; the heartbeat `+ACK:GTHBD`
+    // sent right after one does.
+    const ACK: crate::Ack = crate::Ack::Barrier;
+    // Buffered reports come again as `+BUFF:` with a new send time and
+    // count.
+    const RESEND: crate::Resend = crate::Resend::Reencode;
+
+    type Framer = Framer;
+    type Session = Session;
+
+    fn framer(max_frame: usize) -> Framer {
+        Framer::new(max_frame)
+    }
+
+    fn session() -> Session {
+        Session::new()
+    }
+
+    fn identify(frame: &[u8]) -> Option<String> {
+        identify(frame)
+    }
+
+    fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
+        parse(frame, ctx)
+    }
+}
+
+impl crate::DeviceSession for Session {
+    fn on_frame(&mut self, frame: &[u8]) -> Result<crate::Handled, crate::SessionError> {
+        Session::on_frame(self, frame)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Session::device_id(self)
+    }
+}

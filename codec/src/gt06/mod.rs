@@ -97,6 +97,51 @@ pub fn parse_with_model(
     parser::parse(frame, ctx, model)
 }
 
+/// GT06 in the protocol registry (see [`crate::Spec`]).
+pub struct Gt06;
+
+impl crate::Spec for Gt06 {
+    const NAME: &'static str = NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const MAX_FRAME: usize = MAX_FRAME;
+    // TCP only: only the login carries the IMEI, so a datagram could not be
+    // judged on its own.
+    const UDP: crate::Udp = crate::Udp::No;
+    // Each stored message is answered with its serial number.
+    const ACK: crate::Ack = crate::Ack::Reply;
+    // Every message is numbered: a resend has a new serial number.
+    const RESEND: crate::Resend = crate::Resend::Reencode;
+
+    type Framer = Framer;
+    type Session = Session;
+
+    fn framer(max_frame: usize) -> Framer {
+        Framer::new(max_frame)
+    }
+
+    fn session() -> Session {
+        Session::new()
+    }
+
+    fn identify(frame: &[u8]) -> Option<String> {
+        identify(frame)
+    }
+
+    fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
+        parse(frame, ctx)
+    }
+}
+
+impl crate::DeviceSession for Session {
+    fn on_frame(&mut self, frame: &[u8]) -> Result<crate::Handled, crate::SessionError> {
+        Session::on_frame(self, frame)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Session::device_id(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,3 +72,55 @@ pub fn register_code(frame: &[u8]) -> Option<String> {
 pub fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
     parser::parse(frame, ctx)
 }
+
+/// JT808 in the protocol registry (see [`crate::Spec`]).
+pub struct Jt808;
+
+impl crate::Spec for Jt808 {
+    const NAME: &'static str = NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const MAX_FRAME: usize = MAX_FRAME;
+    // TCP only: registration and authentication hold for a connection.
+    const UDP: crate::Udp = crate::Udp::No;
+    // The general response 0x8001 answers each stored message.
+    const ACK: crate::Ack = crate::Ack::Reply;
+    // Every message is numbered: a resend has a new serial number.
+    const RESEND: crate::Resend = crate::Resend::Reencode;
+
+    type Framer = Framer;
+    type Session = Session;
+
+    fn framer(max_frame: usize) -> Framer {
+        Framer::new(max_frame)
+    }
+
+    fn session() -> Session {
+        Session::new()
+    }
+
+    fn identify(frame: &[u8]) -> Option<String> {
+        identify(frame)
+    }
+
+    fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
+        parse(frame, ctx)
+    }
+}
+
+impl crate::DeviceSession for Session {
+    fn on_frame(&mut self, frame: &[u8]) -> Result<crate::Handled, crate::SessionError> {
+        Session::on_frame(self, frame)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Session::device_id(self)
+    }
+
+    /// The authentication code: see [`Session::admitted`].
+    fn admitted(
+        &mut self,
+        credential: Option<&str>,
+    ) -> Result<Option<bytes::Bytes>, crate::SessionError> {
+        Session::admitted(self, credential)
+    }
+}

@@ -47,3 +47,48 @@ pub fn identify(frame: &[u8]) -> Option<String> {
 pub fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
     parser::parse(frame, ctx)
 }
+
+/// Ruptela in the protocol registry (see [`crate::Spec`]).
+pub struct Ruptela;
+
+impl crate::Spec for Ruptela {
+    const NAME: &'static str = NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const MAX_FRAME: usize = MAX_FRAME;
+    // TCP only.
+    const UDP: crate::Udp = crate::Udp::No;
+    // Each records packet is answered.
+    const ACK: crate::Ack = crate::Ack::Reply;
+    // Devices send their pending records again in a new packet, with the
+    // newer ones.
+    const RESEND: crate::Resend = crate::Resend::Repack;
+
+    type Framer = Framer;
+    type Session = Session;
+
+    fn framer(max_frame: usize) -> Framer {
+        Framer::new(max_frame)
+    }
+
+    fn session() -> Session {
+        Session::new()
+    }
+
+    fn identify(frame: &[u8]) -> Option<String> {
+        identify(frame)
+    }
+
+    fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
+        parse(frame, ctx)
+    }
+}
+
+impl crate::DeviceSession for Session {
+    fn on_frame(&mut self, frame: &[u8]) -> Result<crate::Handled, crate::SessionError> {
+        Session::on_frame(self, frame)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Session::device_id(self)
+    }
+}

@@ -48,3 +48,48 @@ pub fn identify(frame: &[u8]) -> Option<String> {
 pub fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
     parser::parse(frame, ctx)
 }
+
+/// Suntech in the protocol registry (see [`crate::Spec`]).
+pub struct Suntech;
+
+impl crate::Spec for Suntech {
+    const NAME: &'static str = NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const MAX_FRAME: usize = MAX_FRAME;
+    // Every message carries the device id.
+    const UDP: crate::Udp = crate::Udp::Optional;
+    // Suntech devices expect no answer and get none (Traccar sends none).
+    const ACK: crate::Ack = crate::Ack::None;
+    // Never read: a device that cannot learn of a lost ack does not
+    // resend.
+    const RESEND: crate::Resend = crate::Resend::Same;
+
+    type Framer = Framer;
+    type Session = Session;
+
+    fn framer(max_frame: usize) -> Framer {
+        Framer::new(max_frame)
+    }
+
+    fn session() -> Session {
+        Session::new()
+    }
+
+    fn identify(frame: &[u8]) -> Option<String> {
+        identify(frame)
+    }
+
+    fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
+        parse(frame, ctx)
+    }
+}
+
+impl crate::DeviceSession for Session {
+    fn on_frame(&mut self, frame: &[u8]) -> Result<crate::Handled, crate::SessionError> {
+        Session::on_frame(self, frame)
+    }
+
+    fn device_id(&self) -> Option<&str> {
+        Session::device_id(self)
+    }
+}

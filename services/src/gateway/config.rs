@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use fleetbus_codec::Protocol;
+use fleetbus_codec::{Protocol, Udp};
 use serde::{Deserialize, Serialize};
 
 /// One protocol's listener: TCP, and UDP where the protocol is used over UDP.
@@ -21,8 +21,9 @@ pub struct Listener {
     pub port: u16,
     /// Also serve the protocol over UDP, on the same port number as TCP
     /// (with `port = 0`, a free UDP port of its own). Only for protocols
-    /// whose framer and session work per datagram ([`UDP_PROTOCOLS`]); on
-    /// by default for gl200, h02 and gps103.
+    /// whose framer and session work per datagram ([`Protocol::udp`]: not
+    /// [`Udp::No`]); on by default where it is [`Udp::ByDefault`] (gl200,
+    /// h02 and gps103).
     pub udp: bool,
     /// Largest frame accepted, in bytes; checked before a body is buffered.
     /// 0 means the protocol's own default.
@@ -194,7 +195,7 @@ impl Default for GatewayConfig {
                         p.name().to_string(),
                         Listener {
                             port: p.default_port(),
-                            udp: UDP_BY_DEFAULT.contains(p),
+                            udp: p.udp() == Udp::ByDefault,
                             ..Listener::default()
                         },
                     )
@@ -271,11 +272,12 @@ impl GatewayConfig {
                 ));
                 continue;
             };
-            if listener.udp && !UDP_PROTOCOLS.contains(&protocol) {
+            if listener.udp && !protocol.udp().served() {
                 problems.push(format!(
                     "protocols.{name}: udp is not supported for {name} (UDP: {})",
-                    UDP_PROTOCOLS
+                    Protocol::ALL
                         .iter()
+                        .filter(|p| p.udp().served())
                         .map(|p| p.name())
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -415,23 +417,6 @@ impl GatewayConfig {
         Duration::from_secs(self.idle_timeout_secs)
     }
 }
-
-/// Protocols that can be served over UDP: their datagram framer cuts a
-/// datagram (`decode_eof` at its end) and their messages carry the device
-/// id, so a datagram is judged on its own (see `gateway/udp.rs`; the few
-/// messages without an id are refused over UDP). Teltonika's UDP packets
-/// have their own layout (IMEI in every packet, no CRC).
-pub const UDP_PROTOCOLS: &[Protocol] = &[
-    Protocol::Teltonika,
-    Protocol::H02,
-    Protocol::Gps103,
-    Protocol::Tk103,
-    Protocol::Suntech,
-    Protocol::Gl200,
-];
-
-/// Those commonly used over UDP, whose listeners serve UDP unless told not to.
-pub const UDP_BY_DEFAULT: &[Protocol] = &[Protocol::H02, Protocol::Gps103, Protocol::Gl200];
 
 /// A frame is one NATS message; the server's default max_payload is 1 MiB.
 pub const MAX_FRAME_CEILING: usize = 1 << 20;

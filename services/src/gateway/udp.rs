@@ -1,7 +1,7 @@
 //! UDP listeners, for the protocols whose framer and session work per
-//! datagram (`config::UDP_PROTOCOLS`: Teltonika, H02, GPS103, TK103,
-//! Suntech, Queclink @Track; on by default for H02, GPS103 and Queclink,
-//! `config::UDP_BY_DEFAULT`). The promise is the
+//! datagram (`Protocol::udp`, the protocols' `Spec::UDP`: Teltonika, H02,
+//! GPS103, TK103, Suntech, Queclink @Track; on by default for H02, GPS103
+//! and Queclink, `Udp::ByDefault`). The promise is the
 //! TCP one, per datagram: a reply goes back only after the PubAck of every
 //! stored message it answers.
 //!

@@ -6,8 +6,12 @@
 //! counter, so a simulator restarted from its queue sends the bytes it
 //! would have sent anyway.
 //!
+//! Both facts below are the codec's, each in its protocol module's `Spec`
+//! ([`Protocol::firmware_resend`], [`Protocol::ack`]); this module turns
+//! them into bytes.
+//!
 //! How a device resends records whose ack it did not get ([`Resend`],
-//! [`firmware`]): real firmware rarely sends the same bytes again. It
+//! [`Protocol::firmware_resend`]): real firmware rarely sends the same bytes again. It
 //! re-packs the pending records with newer ones into a new frame
 //! ([`Behaviour::Repack`], the queue regroups them), or sends the same
 //! records with the packaging a resend changes — a new serial number, flag
@@ -27,8 +31,8 @@
 //!   and gives no answer to anything after a frame it could not store
 //!   (services/src/gateway/conn.rs), so that answer proves the data frame
 //!   before it is stored.
-//! - Suntech answers nothing at all, so a device can never know; the
-//!   simulator does not speak it (it could only delete on write, at most
+//! - **None**: Suntech answers nothing at all, so a device can never know;
+//!   the simulator does not speak it (it could only delete on write, at most
 //!   once, and then "acknowledged" would mean nothing).
 
 use anyhow::{bail, Context};
@@ -40,44 +44,51 @@ use tokio_util::codec::Decoder;
 
 use super::queue::QueuedFrame;
 
-/// Protocols the simulator can speak: every protocol with a way to learn
+/// How a device learns that a data frame was stored: the protocol's own
+/// fact (`Spec::ACK` in its codec module).
+pub use fleetbus_codec::Ack;
+
+/// Whether the simulator can speak `p`: every protocol with a way to learn
 /// that a frame was stored (see the module documentation).
-pub const SUPPORTED: [Protocol; 9] = [
-    Protocol::Teltonika,
-    Protocol::Gt06,
-    Protocol::H02,
-    Protocol::Gps103,
-    Protocol::Tk103,
-    Protocol::Jt808,
-    Protocol::Ruptela,
-    Protocol::Meitrack,
-    Protocol::Gl200,
-];
+const fn speaks(p: Protocol) -> bool {
+    !matches!(p.ack(), Ack::None)
+}
+
+const SPOKEN: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < Protocol::ALL.len() {
+        if speaks(Protocol::ALL[i]) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Protocols the simulator can speak: those whose [`Protocol::ack`] is not
+/// [`Ack::None`], in [`Protocol::ALL`] order. An array, computed at compile
+/// time from the codec's facts, so no list here can miss a protocol.
+pub const SUPPORTED: [Protocol; SPOKEN] = {
+    let mut out = [Protocol::ALL[0]; SPOKEN];
+    let (mut i, mut n) = (0, 0);
+    while i < Protocol::ALL.len() {
+        if speaks(Protocol::ALL[i]) {
+            out[n] = Protocol::ALL[i];
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+};
 
 /// Why a protocol is not in [`SUPPORTED`], for error messages.
 pub fn unsupported_reason(p: Protocol) -> Option<&'static str> {
-    match p {
-        Protocol::Suntech => Some(
-            "suntech devices get no answer to anything, so a simulated device could never know that a record was stored",
+    match p.ack() {
+        Ack::None => Some(
+            "its devices get no answer to anything, so a simulated device could never know that a record was stored",
         ),
-        p if SUPPORTED.contains(&p) => None,
-        _ => Some("not implemented in the simulator"),
-    }
-}
-
-/// How a device learns that a data frame was stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ack {
-    /// The data frame's own answer.
-    Reply,
-    /// The answer to an unstored frame sent right after it.
-    Barrier,
-}
-
-pub fn ack(p: Protocol) -> Ack {
-    match p {
-        Protocol::Tk103 | Protocol::Gl200 => Ack::Barrier,
-        _ => Ack::Reply,
+        Ack::Reply | Ack::Barrier => None,
     }
 }
 
@@ -120,41 +131,22 @@ impl std::fmt::Display for Resend {
     }
 }
 
-/// What one device does after a lost ack (no answer, a cut connection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Behaviour {
-    /// Sends the frame again byte for byte.
-    Same,
-    /// Forgets how its pending records were grouped: the next frame is a
-    /// new one, the pending records first, then whatever it recorded
-    /// meanwhile, up to the records per frame.
-    Repack,
-    /// Sends the same records in the same grouping, with what the protocol
-    /// changes on a resend (serial number, flag byte, send time): the
-    /// frame's attempt number goes up.
-    Reencode,
-}
-
-/// How the real firmware of each protocol resends: Teltonika, Ruptela and Meitrack devices send their pending
-/// records again in a new packet with the newer ones; GT06 and JT808
-/// devices number every message, so a resend has a new serial number;
-/// Queclink devices send buffered reports as `+BUFF:` with a new send time
-/// and count; H02, GPS103 and TK103 messages carry nothing that could
-/// change.
-pub fn firmware(protocol: Protocol) -> Behaviour {
-    match protocol {
-        Protocol::Teltonika | Protocol::Ruptela | Protocol::Meitrack => Behaviour::Repack,
-        Protocol::Gt06 | Protocol::Jt808 | Protocol::Gl200 => Behaviour::Reencode,
-        _ => Behaviour::Same,
-    }
-}
+/// What one device does after a lost ack (no answer, a cut connection):
+/// the codec's [`Resend`](fleetbus_codec::Resend), named apart from the
+/// `--resend` mode above. In the queue: [`Behaviour::Same`] sends the frame
+/// again; [`Behaviour::Repack`] forgets how the pending records were
+/// grouped, so the next frame is a new one, the pending records first, then
+/// whatever was recorded meanwhile, up to the records per frame;
+/// [`Behaviour::Reencode`] keeps the grouping and raises the frame's attempt
+/// number, which the encoders turn into what the protocol changes.
+pub use fleetbus_codec::Resend as Behaviour;
 
 /// What a device of `protocol` does under `--resend mode`. Re-packing a
 /// protocol that carries one record per frame would only re-encode it
 /// (a new frame of the same record), so it is re-encoding.
 pub fn behaviour(protocol: Protocol, mode: Resend) -> Behaviour {
     match mode {
-        Resend::Firmware => firmware(protocol),
+        Resend::Firmware => protocol.firmware_resend(),
         Resend::Same => Behaviour::Same,
         Resend::Reencode => Behaviour::Reencode,
         Resend::Repack if per_frame(protocol, usize::MAX) == 1 => Behaviour::Reencode,
@@ -438,7 +430,7 @@ mod tests {
                     assert!(h.store, "{protocol}: the data frame is stored");
                     assert_eq!(
                         h.reply.is_some(),
-                        ack(protocol) == Ack::Reply,
+                        protocol.ack() == Ack::Reply,
                         "{protocol}: data frame answer"
                     );
                 } else {
@@ -681,8 +673,8 @@ mod tests {
         for p in SUPPORTED {
             let firmware_differs = differed
                 .iter()
-                .filter(|(q, b, _)| *q == p && *b == firmware(p))
-                .all(|(.., d)| *d == (firmware(p) != Behaviour::Same));
+                .filter(|(q, b, _)| *q == p && *b == p.firmware_resend())
+                .all(|(.., d)| *d == (p.firmware_resend() != Behaviour::Same));
             assert!(firmware_differs, "{p}: {differed:?}");
         }
     }
@@ -703,7 +695,7 @@ mod tests {
         ];
         assert_eq!(real.len(), SUPPORTED.len());
         for (p, b) in real {
-            assert_eq!(firmware(p), b, "{p}");
+            assert_eq!(p.firmware_resend(), b, "{p}");
             assert_eq!(behaviour(p, Resend::Firmware), b, "{p}");
             assert_eq!(behaviour(p, Resend::Same), Same, "{p}");
             assert_eq!(behaviour(p, Resend::Reencode), Reencode, "{p}");
