@@ -117,8 +117,7 @@ impl ParsedMeta {
         let raw_id = self.raw_id.as_deref().unwrap_or_default();
         let subject = self.subject();
         let message = |id: String, records: Vec<&Record>| {
-            // Records that were parsed serialize.
-            let payload = serde_json::to_vec(&records).unwrap_or_default();
+            let payload = records_payload(&records);
             Outgoing {
                 subject: subject.clone(),
                 headers: self.headers(&id, records.len()),
@@ -158,6 +157,17 @@ impl ParsedMeta {
             partition: partition_of(m.subject()).unwrap_or(0),
         }
     }
+}
+
+/// The payload of a PARSED message that carries `records`: the JSON array
+/// of them in the order given. The hamsters' messages ([`ParsedMeta::messages`])
+/// and `fleetbus decode --records` both write it with this, so what decode
+/// shows is what travels on PARSED by construction, not by a second
+/// serialisation kept in step.
+pub fn records_payload(records: &[&Record]) -> Vec<u8> {
+    // Records that were parsed serialize: their maps have string keys and
+    // serde_json writes a non-finite number as null rather than failing.
+    serde_json::to_vec(records).unwrap_or_default()
 }
 
 /// Why a PARSED payload holds no records.
@@ -312,6 +322,19 @@ mod tests {
         let read = ParsedMessage::read(&delivered(&split[1]), "PARSED:1").unwrap();
         assert_eq!(read.records, vec![(b.clone(), record_msg_id(&b).unwrap())]);
         assert!(meta().messages(2, &[], 10).is_empty());
+    }
+
+    #[test]
+    fn every_message_carries_what_records_payload_writes() {
+        let (a, hb) = (fix(1), heartbeat());
+        let together = meta().messages(2, &[(0, &a), (1, &hb)], FRAME_MESSAGE_MAX_BYTES);
+        assert_eq!(&together[0].payload[..], &records_payload(&[&a, &hb])[..]);
+        let split = meta().messages(2, &[(0, &a), (1, &hb)], 10);
+        assert_eq!(&split[1].payload[..], &records_payload(&[&hb])[..]);
+        let (back, array) = read_records(&records_payload(&[&a, &hb])).unwrap();
+        assert!(array);
+        assert_eq!(back, vec![a, hb]);
+        assert_eq!(records_payload(&[]), b"[]");
     }
 
     #[test]
