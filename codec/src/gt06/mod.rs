@@ -9,8 +9,8 @@
 //! * [`encode`] — device messages and server answers.
 //!
 //! Files: `frame` (shared frame shape), `msg` (message catalogue, variants),
-//! `reader` (bounds-checked cursor), `reply` (what is answered), `parser/`
-//! (one file per message family).
+//! `reply` (what is answered), `parser/` (one file per message family, reading
+//! through the crate's one bounds-checked `read::Reader`).
 
 pub mod encode;
 mod frame;
