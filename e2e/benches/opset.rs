@@ -262,13 +262,22 @@ async fn pulls(c: &consumer::PullConsumer) -> anyhow::Result<consumer::pull::Str
     Ok(c.stream().max_messages_per_batch(500).messages().await?)
 }
 
-/// The next message of a pull stream of `what`; an error when it ended
-/// or a pull failed (a bench run has no faults to ride out).
+/// The next message of a pull stream of `what`; an error when it ended or
+/// its pulls kept failing for a minute. A young cluster on a small machine
+/// may answer pulls with "no responders" for a few seconds while a leader
+/// settles (a CI smoke run met it); the stream pulls again by itself.
 async fn next(msgs: &mut consumer::pull::Stream, what: &str) -> anyhow::Result<jetstream::Message> {
-    msgs.next()
-        .await
-        .with_context(|| format!("{what} ended"))?
-        .map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match msgs.next().await.with_context(|| format!("{what} ended"))? {
+            Ok(m) => return Ok(m),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("pulling {what} failed, pulling again: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => anyhow::bail!("{what}: {e}"),
+        }
+    }
 }
 
 /// Publishes every message with at most [`WINDOW`] in flight; a message
@@ -588,7 +597,8 @@ async fn hamster_partition(
         let mut taken = vec![next(&mut msgs, "RAW").await?];
         while taken.len() < batch && done + taken.len() < want {
             match futures::FutureExt::now_or_never(msgs.next()) {
-                Some(Some(m)) => taken.push(m.map_err(|e| anyhow::anyhow!("{e}"))?),
+                Some(Some(Ok(m))) => taken.push(m),
+                // An error, the end or nothing yet: `next` judges the first two.
                 _ => break,
             }
         }
