@@ -200,13 +200,7 @@ mod tests {
     };
 
     fn cut_all(rules: Rules, max: usize, input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut f = Delimited::new(rules, max);
-        let mut b = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(frame) = f.decode(&mut b)? {
-            out.push(frame.to_vec());
-        }
-        Ok(out)
+        crate::test_support::cut_all(Delimited::new(rules, max), input)
     }
 
     #[test]

@@ -32,6 +32,8 @@ mod session;
 mod spec;
 pub mod suntech;
 pub mod teltonika;
+#[cfg(test)]
+mod test_support;
 pub(crate) mod text;
 pub mod tk103;
 

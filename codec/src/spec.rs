@@ -123,3 +123,51 @@ pub trait DeviceSession {
         Ok(None)
     }
 }
+
+/// The parts of a [`Spec`] every protocol module writes the same way, by
+/// the module's conventions: `Framer::new(max_frame)`, `Session::new()`, and
+/// its `identify` and `parse` functions. Invoked inside the `impl Spec`
+/// block, after the facts, which stay written out (each with its reason).
+macro_rules! conventional_parts {
+    () => {
+        type Framer = Framer;
+        type Session = Session;
+
+        fn framer(max_frame: usize) -> Framer {
+            Framer::new(max_frame)
+        }
+
+        fn session() -> Session {
+            Session::new()
+        }
+
+        fn identify(frame: &[u8]) -> Option<String> {
+            identify(frame)
+        }
+
+        fn parse(
+            frame: &[u8],
+            ctx: &$crate::ParseContext,
+        ) -> Result<Vec<$crate::Record>, $crate::ParseError> {
+            parse(frame, ctx)
+        }
+    };
+}
+pub(crate) use conventional_parts;
+
+/// [`DeviceSession`] for a session whose inherent `on_frame` and
+/// `device_id` are the whole of it (every protocol without credentials).
+macro_rules! device_session {
+    ($session:ty) => {
+        impl $crate::DeviceSession for $session {
+            fn on_frame(&mut self, frame: &[u8]) -> Result<$crate::Handled, $crate::SessionError> {
+                <$session>::on_frame(self, frame)
+            }
+
+            fn device_id(&self) -> Option<&str> {
+                <$session>::device_id(self)
+            }
+        }
+    };
+}
+pub(crate) use device_session;

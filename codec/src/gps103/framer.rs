@@ -62,13 +62,7 @@ mod tests {
     use crate::gps103::MAX_FRAME;
 
     fn cut_all(input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut f = Framer::new(MAX_FRAME);
-        let mut b = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(frame) = f.decode(&mut b)? {
-            out.push(frame.to_vec());
-        }
-        Ok(out)
+        crate::test_support::cut_all(Framer::new(MAX_FRAME), input)
     }
 
     #[test]

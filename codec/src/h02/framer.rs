@@ -114,13 +114,7 @@ mod tests {
     const LONG: &str = "2442061191301024031101175540227006012321670c000095fffffbffff001f00000001f800ee010000000032";
 
     fn cut_all(input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut f = Framer::new(MAX_FRAME);
-        let mut b = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(frame) = f.decode(&mut b)? {
-            out.push(frame.to_vec());
-        }
-        Ok(out)
+        crate::test_support::cut_all(Framer::new(MAX_FRAME), input)
     }
 
     #[test]

@@ -139,13 +139,7 @@ mod tests {
     const AAA: &[u8] = b"$$N127,863071013803066,AAA,35,-1.302680,36.852135,150409211026,A,9,0,0.1,0,5,1653,4096,32648,639|02|1004|90C,0000,0|0|0|3FF|300,*7C\r\n";
 
     fn cut_all(input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut f = Framer::new(MAX_FRAME);
-        let mut b = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(frame) = f.decode(&mut b)? {
-            out.push(frame.to_vec());
-        }
-        Ok(out)
+        crate::test_support::cut_all(Framer::new(MAX_FRAME), input)
     }
 
     #[test]

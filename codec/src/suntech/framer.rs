@@ -95,13 +95,7 @@ mod tests {
     use crate::suntech::MAX_FRAME;
 
     fn cut_all(input: &[u8]) -> Vec<Vec<u8>> {
-        let mut f = Framer::new(MAX_FRAME);
-        let mut b = BytesMut::from(input);
-        let mut out = Vec::new();
-        while let Some(frame) = f.decode(&mut b).unwrap() {
-            out.push(frame.to_vec());
-        }
-        out
+        crate::test_support::cut_all(Framer::new(MAX_FRAME), input).unwrap()
     }
 
     #[test]

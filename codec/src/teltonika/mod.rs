@@ -107,32 +107,7 @@ impl crate::Spec for Teltonika {
     // newer ones.
     const RESEND: crate::Resend = crate::Resend::Repack;
 
-    type Framer = Framer;
-    type Session = Session;
-
-    fn framer(max_frame: usize) -> Framer {
-        Framer::new(max_frame)
-    }
-
-    fn session() -> Session {
-        Session::new()
-    }
-
-    fn identify(frame: &[u8]) -> Option<String> {
-        identify(frame)
-    }
-
-    fn parse(frame: &[u8], ctx: &ParseContext) -> Result<Vec<Record>, ParseError> {
-        parse(frame, ctx)
-    }
+    crate::spec::conventional_parts!();
 }
 
-impl crate::DeviceSession for Session {
-    fn on_frame(&mut self, frame: &[u8]) -> Result<crate::Handled, crate::SessionError> {
-        Session::on_frame(self, frame)
-    }
-
-    fn device_id(&self) -> Option<&str> {
-        Session::device_id(self)
-    }
-}
+crate::spec::device_session!(Session);
