@@ -36,6 +36,7 @@ pub mod teltonika;
 mod test_support;
 pub(crate) mod text;
 pub mod tk103;
+pub mod watch;
 
 pub use error::{FrameError, ParseError, SessionError};
 pub use frame_decoder::FrameDecoder;

@@ -196,6 +196,7 @@ protocols! {
     Meitrack => meitrack::Meitrack,
     Suntech => suntech::Suntech,
     Gl200 => gl200::Gl200,
+    Watch => watch::Watch,
 }
 
 /// `"foo".parse::<Protocol>()` for a name that is not in [`Protocol::ALL`].
@@ -310,6 +311,7 @@ mod tests {
             (Meitrack, Udp::No, Ack::Reply, Resend::Repack),
             (Suntech, Udp::Optional, Ack::None, Resend::Same),
             (Gl200, Udp::ByDefault, Ack::Barrier, Resend::Reencode),
+            (Watch, Udp::No, Ack::Barrier, Resend::Same),
         ];
         assert_eq!(facts.len(), Protocol::ALL.len());
         for (p, udp, ack, resend) in facts {

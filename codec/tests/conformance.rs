@@ -350,3 +350,8 @@ fn suntech_captures() {
 fn gl200_captures() {
     run(Protocol::Gl200);
 }
+
+#[test]
+fn watch_captures() {
+    run(Protocol::Watch);
+}
