@@ -25,10 +25,11 @@
 //!   stored it (Teltonika, GT06, H02 `V1`, GPS103 with the heartbeat glued in
 //!   front, JT808, Ruptela, Meitrack `CCC`).
 //! - **Barrier**: the protocol does not answer data (TK103 `BR00`, Queclink
-//!   `+RESP:GTFRI`), so the device sends a frame that is answered but not
-//!   stored (TK103 handshake `BP00`, Queclink heartbeat `+ACK:GTHBD`) right
-//!   after it. The gateway answers a connection's frames strictly in order
-//!   and gives no answer to anything after a frame it could not store
+//!   `+RESP:GTFRI`, watch `UD`), so the device sends a frame that is answered
+//!   but not stored (TK103 handshake `BP00`, Queclink heartbeat
+//!   `+ACK:GTHBD`, watch link keep `LK`) right after it. The gateway
+//!   answers a connection's frames strictly in order and gives no answer to
+//!   anything after a frame it could not store
 //!   (services/src/gateway/conn.rs), so that answer proves the data frame
 //!   before it is stored.
 //! - **None**: Suntech answers nothing at all, so a device can never know;
@@ -38,7 +39,7 @@
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use fleetbus_codec::{gl200, gps103, gt06, h02, jt808, meitrack, ruptela, teltonika, tk103};
+use fleetbus_codec::{gl200, gps103, gt06, h02, jt808, meitrack, ruptela, teltonika, tk103, watch};
 use fleetbus_codec::{AnyFramer, Position, Protocol};
 use tokio_util::codec::Decoder;
 
@@ -109,8 +110,8 @@ pub fn unsupported_reason(p: Protocol) -> Option<&'static str> {
 #[serde(rename_all = "lowercase")]
 pub enum Resend {
     /// Each protocol as its real devices: teltonika, ruptela, meitrack
-    /// re-pack; gt06, jt808, gl200 re-encode; h02, gps103, tk103 send the
-    /// same bytes.
+    /// re-pack; gt06, jt808, gl200 re-encode; h02, gps103, tk103, watch
+    /// send the same bytes.
     #[default]
     Firmware,
     /// The same bytes again.
@@ -161,10 +162,23 @@ const KNOTS_TO_KMH: f64 = 1.852;
 /// the codec's round-trip tests use).
 const GL200_VERSION: &str = "DE0114";
 
+/// The vendor code simulated watches send (`3G`, the most common).
+const WATCH_VENDOR: &str = "3G";
+
+/// What a simulated watch reports besides the fix: full signal and battery,
+/// no steps, no alarm.
+const WATCH_STATUS: watch::encode::Status = watch::encode::Status {
+    rssi: 100,
+    battery: 100,
+    steps: 0,
+    flags: 0,
+};
+
 /// The device id the gateway and the parser will see for a device with
 /// `imei`: the IMEI, except where the protocol's id is shorter — TK103 ids
 /// and JT808 terminal phone numbers are 12 digits, the IMEI's last 12
-/// (`<fleet:2 last digits><index:10>`).
+/// (`<fleet:2 last digits><index:10>`). Watches send their IMEI (most
+/// send 10 digits of it, which would not tell fleets apart).
 pub fn device_id(protocol: Protocol, imei: &str) -> String {
     match protocol {
         Protocol::Tk103 | Protocol::Jt808 => imei[imei.len().saturating_sub(12)..].to_string(),
@@ -226,6 +240,8 @@ pub fn hello(protocol: Protocol, imei: &str) -> anyhow::Result<Vec<Bytes>> {
             0,
         )],
         Protocol::H02 => Vec::new(),
+        // A bare link keep: answered, not stored.
+        Protocol::Watch => vec![watch::encode::link(WATCH_VENDOR, imei, None)],
         other => bail!("the simulator does not speak {other}"),
     })
 }
@@ -294,6 +310,12 @@ pub fn data(protocol: Protocol, imei: &str, frame: &QueuedFrame) -> anyhow::Resu
                 gl200::encode::heartbeat(GL200_VERSION, imei, sent, serial),
             ]
         }
+        // `UD` has no answer; the bare `LK` after it is answered once the
+        // position before it is stored.
+        Protocol::Watch => vec![
+            watch::encode::position(WATCH_VENDOR, imei, None, "UD", first, WATCH_STATUS),
+            watch::encode::link(WATCH_VENDOR, imei, None),
+        ],
         other => bail!("the simulator does not speak {other}"),
     })
 }
@@ -692,6 +714,7 @@ mod tests {
             (Protocol::Ruptela, Repack),
             (Protocol::Meitrack, Repack),
             (Protocol::Gl200, Reencode),
+            (Protocol::Watch, Same),
         ];
         assert_eq!(real.len(), SUPPORTED.len());
         for (p, b) in real {
