@@ -37,6 +37,7 @@ mod test_support;
 pub(crate) mod text;
 pub mod tk103;
 pub mod watch;
+pub mod wialon;
 
 pub use error::{FrameError, ParseError, SessionError};
 pub use frame_decoder::FrameDecoder;

@@ -136,7 +136,7 @@ macro_rules! protocols {
 
             /// At the end of a UDP datagram or of a stream: each framer's
             /// own. Text protocols whose last message may come without its
-            /// delimiter (GPS103, TK103, Suntech) take it whole, and a
+            /// delimiter (GPS103, TK103, Suntech, Wialon) take it whole, and a
             /// Teltonika datagram is its one packet; the others keep
             /// tokio's default, which reports leftover bytes.
             fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
@@ -197,6 +197,7 @@ protocols! {
     Suntech => suntech::Suntech,
     Gl200 => gl200::Gl200,
     Watch => watch::Watch,
+    Wialon => wialon::Wialon,
 }
 
 /// `"foo".parse::<Protocol>()` for a name that is not in [`Protocol::ALL`].
@@ -312,6 +313,7 @@ mod tests {
             (Suntech, Udp::Optional, Ack::None, Resend::Same),
             (Gl200, Udp::ByDefault, Ack::Barrier, Resend::Reencode),
             (Watch, Udp::No, Ack::Barrier, Resend::Same),
+            (Wialon, Udp::No, Ack::Reply, Resend::Same),
         ];
         assert_eq!(facts.len(), Protocol::ALL.len());
         for (p, udp, ack, resend) in facts {

@@ -96,7 +96,8 @@ pub struct AddArgs {
     #[arg(required = true, value_name = "ID", value_parser = parse_id)]
     pub ids: Vec<String>,
     /// Admit the devices on this protocol only (default: on any): teltonika,
-    /// gt06, h02, gps103, tk103, jt808, ruptela, meitrack, suntech, gl200.
+    /// gt06, h02, gps103, tk103, jt808, ruptela, meitrack, suntech, gl200,
+    /// wialon.
     #[arg(long)]
     pub protocol: Option<Protocol>,
     /// The model, for protocols whose clones differ (GT06); overrides the
