@@ -313,7 +313,7 @@ mod tests {
             (Suntech, Udp::Optional, Ack::None, Resend::Same),
             (Gl200, Udp::ByDefault, Ack::Barrier, Resend::Reencode),
             (Watch, Udp::No, Ack::Barrier, Resend::Same),
-            (Wialon, Udp::No, Ack::Reply, Resend::Same),
+            (Wialon, Udp::Optional, Ack::Reply, Resend::Same),
         ];
         assert_eq!(facts.len(), Protocol::ALL.len());
         for (p, udp, ack, resend) in facts {

@@ -58,7 +58,9 @@ impl crate::Spec for Wialon {
     const NAME: &'static str = NAME;
     const DEFAULT_PORT: u16 = DEFAULT_PORT;
     const MAX_FRAME: usize = MAX_FRAME;
-    const UDP: crate::Udp = crate::Udp::No;
+    // Every packet names its device in a `[2.0;]<imei>#` prefix over UDP;
+    // off by default: TCP is the common transport for Wialon IPS devices.
+    const UDP: crate::Udp = crate::Udp::Optional;
     // Data packets are answered once stored (`#ASD#1`, `#AD#1`, `#AB#<n>`,
     // `#AM#1`).
     const ACK: crate::Ack = crate::Ack::Reply;

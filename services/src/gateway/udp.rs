@@ -1,9 +1,9 @@
 //! UDP listeners, for the protocols whose framer and session work per
 //! datagram (`Protocol::udp`, the protocols' `Spec::UDP`: Teltonika, H02,
-//! GPS103, TK103, Suntech, Queclink @Track; on by default for H02, GPS103
-//! and Queclink, `Udp::ByDefault`). The promise is the
-//! TCP one, per datagram: a reply goes back only after the PubAck of every
-//! stored message it answers.
+//! GPS103, TK103, Suntech, Queclink @Track, Wialon IPS; on by default for
+//! H02, GPS103 and Queclink, `Udp::ByDefault`). The promise is the TCP one,
+//! per datagram: a reply goes back only after the PubAck of every stored
+//! message it answers.
 //!
 //! A datagram stands alone:
 //!
@@ -14,9 +14,10 @@
 //! 2. a fresh session judges its messages, so identity comes from the
 //!    messages themselves (every H02, GPS103, TK103, Suntech and Queclink
 //!    text message carries the device id, every Teltonika UDP packet its
-//!    IMEI). Nothing is remembered per peer:
-//!    an address is no identity (NAT gateways reuse ports across devices),
-//!    and per-peer state would be unbounded memory for spoofed sources. A
+//!    IMEI, every Wialon IPS packet over UDP its `[2.0;]<imei>#` prefix).
+//!    Nothing is remembered per peer: an address is no identity (NAT
+//!    gateways reuse ports across devices), and per-peer state would be
+//!    unbounded memory for spoofed sources. A
 //!    datagram whose messages name two devices is refused, and so is one
 //!    whose only messages carry no id (Queclink binary `+ACK`/`+HBD`/`+LGN`
 //!    alone) — `not_identified`;
