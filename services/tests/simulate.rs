@@ -471,7 +471,7 @@ async fn every_protocol_resends_identical_frames_after_a_lost_ack() {
 /// (Teltonika, Ruptela, Meitrack) or re-encodes (GT06, JT808, Queclink)
 /// some records are in more than one RAW message — the resends really are
 /// other bytes — each copy the same record (identity); where it resends
-/// the same bytes (H02, GPS103, TK103) each record is in RAW once and the
+/// the same bytes (H02, GPS103, TK103, Wialon IPS) each record is in RAW once and the
 /// resends are duplicates the gateways recognised. (That PARSED holds each
 /// record once is the hamsters' part, tested end to end.)
 #[tokio::test]

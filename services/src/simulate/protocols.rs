@@ -23,7 +23,7 @@
 //!
 //! - **Reply**: the protocol answers the data frame itself after the gateway
 //!   stored it (Teltonika, GT06, H02 `V1`, GPS103 with the heartbeat glued in
-//!   front, JT808, Ruptela, Meitrack `CCC`).
+//!   front, JT808, Ruptela, Meitrack `CCC`, Wialon IPS `#AD#1`).
 //! - **Barrier**: the protocol does not answer data (TK103 `BR00`, Queclink
 //!   `+RESP:GTFRI`, watch `UD`), so the device sends a frame that is answered
 //!   but not stored (TK103 handshake `BP00`, Queclink heartbeat
@@ -39,7 +39,9 @@
 use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
-use fleetbus_codec::{gl200, gps103, gt06, h02, jt808, meitrack, ruptela, teltonika, tk103, watch};
+use fleetbus_codec::{
+    gl200, gps103, gt06, h02, jt808, meitrack, ruptela, teltonika, tk103, watch, wialon,
+};
 use fleetbus_codec::{AnyFramer, Position, Protocol};
 use tokio_util::codec::Decoder;
 
@@ -110,8 +112,8 @@ pub fn unsupported_reason(p: Protocol) -> Option<&'static str> {
 #[serde(rename_all = "lowercase")]
 pub enum Resend {
     /// Each protocol as its real devices: teltonika, ruptela, meitrack
-    /// re-pack; gt06, jt808, gl200 re-encode; h02, gps103, tk103, watch
-    /// send the same bytes.
+    /// re-pack; gt06, jt808, gl200 re-encode; h02, gps103, tk103, watch,
+    /// wialon send the same bytes.
     #[default]
     Firmware,
     /// The same bytes again.
@@ -242,6 +244,12 @@ pub fn hello(protocol: Protocol, imei: &str) -> anyhow::Result<Vec<Bytes>> {
         Protocol::H02 => Vec::new(),
         // A bare link keep: answered, not stored.
         Protocol::Watch => vec![watch::encode::link(WATCH_VENDOR, imei, None)],
+        // A 2.0 login, so every packet after it carries its checksum.
+        Protocol::Wialon => vec![wialon::encode::login(
+            imei,
+            None,
+            wialon::encode::Version::V2,
+        )],
         other => bail!("the simulator does not speak {other}"),
     })
 }
@@ -316,6 +324,8 @@ pub fn data(protocol: Protocol, imei: &str, frame: &QueuedFrame) -> anyhow::Resu
             watch::encode::position(WATCH_VENDOR, imei, None, "UD", first, WATCH_STATUS),
             watch::encode::link(WATCH_VENDOR, imei, None),
         ],
+        // One extended data packet, answered `#AD#1` once stored.
+        Protocol::Wialon => vec![wialon::encode::data(first, wialon::encode::Version::V2)],
         other => bail!("the simulator does not speak {other}"),
     })
 }
@@ -715,6 +725,7 @@ mod tests {
             (Protocol::Meitrack, Repack),
             (Protocol::Gl200, Reencode),
             (Protocol::Watch, Same),
+            (Protocol::Wialon, Same),
         ];
         assert_eq!(real.len(), SUPPORTED.len());
         for (p, b) in real {
