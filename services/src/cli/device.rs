@@ -97,7 +97,7 @@ pub struct AddArgs {
     pub ids: Vec<String>,
     /// Admit the devices on this protocol only (default: on any): teltonika,
     /// gt06, h02, gps103, tk103, jt808, ruptela, meitrack, suntech, gl200,
-    /// wialon.
+    /// wialon, watch.
     #[arg(long)]
     pub protocol: Option<Protocol>,
     /// The model, for protocols whose clones differ (GT06); overrides the

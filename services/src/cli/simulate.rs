@@ -28,8 +28,8 @@ pub struct Args {
     #[arg(long)]
     pub devices: Option<usize>,
     /// Protocols, assigned to devices in turn: teltonika, gt06, h02, gps103,
-    /// tk103, jt808, ruptela, meitrack, gl200, wialon (not suntech: it has
-    /// no acknowledgement). Default: teltonika,gt06.
+    /// tk103, jt808, ruptela, meitrack, gl200, wialon, watch (not suntech:
+    /// it has no acknowledgement). Default: teltonika,gt06.
     #[arg(long, value_delimiter = ',')]
     pub protocols: Option<Vec<Protocol>>,
     /// Fleet number (0-999), part of every IMEI: 35, the fleet, the
