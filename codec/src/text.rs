@@ -54,6 +54,23 @@ pub(crate) fn int(s: &str) -> Option<i64> {
 /// implied decimals); negative for `S` and `W`. `None` for anything else,
 /// including minutes of 60 or more and a hemisphere that is not N/S/E/W.
 pub(crate) fn coordinate(value: &str, hemisphere: &str) -> Option<f64> {
+    coordinate_with(value, hemisphere, Minutes::BelowSixty)
+}
+
+/// [`coordinate`], with minutes of 60 and more added as written: some
+/// firmware sends them (Wialon IPS: `5364.0167;N` in a real black box) and
+/// Traccar takes them so.
+pub(crate) fn coordinate_as_written(value: &str, hemisphere: &str) -> Option<f64> {
+    coordinate_with(value, hemisphere, Minutes::AsWritten)
+}
+
+#[derive(PartialEq)]
+enum Minutes {
+    BelowSixty,
+    AsWritten,
+}
+
+fn coordinate_with(value: &str, hemisphere: &str, rule: Minutes) -> Option<f64> {
     let sign = match hemisphere {
         "N" | "E" => 1.0,
         "S" | "W" => -1.0,
@@ -86,7 +103,7 @@ pub(crate) fn coordinate(value: &str, hemisphere: &str) -> Option<f64> {
         let minutes = value[split..].parse::<f64>().ok()? / 10_000.0;
         (degrees, minutes)
     };
-    if minutes >= 60.0 || degrees > 180.0 {
+    if (rule == Minutes::BelowSixty && minutes >= 60.0) || degrees > 180.0 {
         return None;
     }
     Some(sign * (degrees + minutes / 60.0))

@@ -80,8 +80,11 @@ fn record(f: &[&str], ctx: &ParseContext, archive: bool) -> Result<Record, Parse
         }
         _ => return Err(bad("date and time", &format!("{};{}", f[0], f[1]))),
     };
+    // Wialon IPS writes `DDMM.MM`: always with a point.
     let degrees = |v: &str, h: &str, max: f64| {
-        coordinate(v, h)
+        Some(v)
+            .filter(|v| v.contains('.') && !v.starts_with('-'))
+            .and_then(|v| text::coordinate_as_written(v, h))
             .filter(|c| c.abs() <= max)
             .ok_or_else(|| bad("coordinate", &format!("{v};{h}")))
     };
@@ -121,29 +124,6 @@ fn record(f: &[&str], ctx: &ParseContext, archive: bool) -> Result<Record, Parse
     p.valid = satellites.is_some_and(|s| s >= 3);
     p.attributes = attributes;
     Ok(Record::Position(p))
-}
-
-/// `D…DMM.M…` and its hemisphere, in degrees (negative south and west).
-/// Minutes of 60 and more are taken as written, as Traccar does: real
-/// devices send them (`5364.0167;N` in a black box capture).
-fn coordinate(v: &str, hemisphere: &str) -> Option<f64> {
-    let sign = match hemisphere {
-        "N" | "E" => 1.0,
-        "S" | "W" => -1.0,
-        _ => return None,
-    };
-    let (whole, fraction) = v.split_once('.')?;
-    if whole.len() < 2 || !text::digits(whole) || !text::digits(fraction) {
-        return None;
-    }
-    let split = whole.len() - 2;
-    let degrees: f64 = if split == 0 {
-        0.0
-    } else {
-        whole[..split].parse().ok()?
-    };
-    let minutes = number(&v[split..])?;
-    Some(sign * (degrees + minutes / 60.0))
 }
 
 /// `hdop;inputs;outputs;adc;ibutton;params`.
